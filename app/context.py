@@ -1,0 +1,56 @@
+"""The shared state every transport hands to the services: settings, database, Redis, keys, clock.
+
+One :class:`AppContext` per process, opened once and shared by REST, Socket.IO and gRPC.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from app.auth import TokenVerifier
+from app.cache import RowCache
+from app.clock import Clock
+from app.config import Settings
+from app.db import Database
+from app.events import EventLog
+from app.security.encryption import FieldCipher
+from app.security.ratelimit import RateLimiter
+
+
+@dataclasses.dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    cipher: FieldCipher
+    verifier: TokenVerifier
+    limiter: RateLimiter
+    events: EventLog
+    clock: Clock
+    ticket_cache: RowCache
+
+
+@contextlib.asynccontextmanager
+async def open_context(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[AppContext]:
+    db = await Database.connect(settings.dsn, max_size=settings.database_pool_size)
+    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        yield AppContext(
+            settings=settings,
+            db=db,
+            redis=redis,
+            cipher=FieldCipher(settings.data_encryption_keys or ()),
+            verifier=TokenVerifier(settings.jwt_secret, settings.jwt_public_key),
+            limiter=RateLimiter(settings.redis_url),
+            events=EventLog(support_topic=settings.kafka_topic_support_events,
+                            ticket_topic=settings.kafka_topic_ticket_events,
+                            chat_topic=settings.kafka_topic_chat_events),
+            clock=clock or Clock(),
+            ticket_cache=RowCache(redis, "ticket"),
+        )
+    finally:
+        await redis.aclose()
+        await db.close()

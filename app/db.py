@@ -1,0 +1,65 @@
+"""asyncpg pool and the named SQL queries of ``sql/queries/*.sql`` (aiosql), loaded once."""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiosql
+import asyncpg
+
+from sql import QUERIES_DIR
+
+class _Queries:
+    """aiosql's queries, with multi-row selects returning lists instead of async generators."""
+
+    def __init__(self, loaded: aiosql.queries.Queries):
+        self._loaded = loaded
+
+    def __getattr__(self, name: str) -> Any:
+        loaded = getattr(self._loaded, name)
+        fn = loaded
+        if inspect.isasyncgenfunction(loaded):
+            async def fn(conn: asyncpg.Connection, **params: Any) -> list[asyncpg.Record]:
+                return [row async for row in loaded(conn, **params)]
+        setattr(self, name, fn)   # resolved once per query name
+        return fn
+
+
+queries: Any = _Queries(aiosql.from_path(QUERIES_DIR, "asyncpg"))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+        self.q = queries
+
+    @classmethod
+    async def connect(cls, dsn: str, *, max_size: int = 10) -> Database:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection,
+                                         command_timeout=30)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            yield conn
+
+    @property
+    def in_use(self) -> int:
+        return self.pool.get_size() - self.pool.get_idle_size()

@@ -1,0 +1,157 @@
+"""Ticket request and response schemas (REST JSON uses SEED.md's column names)."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+from webargs.fields import DelimitedList
+
+from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, page_of, sort_field, tags_field
+
+PRIORITIES = ("low", "medium", "high", "urgent")
+STATUSES = ("open", "in_progress", "pending", "resolved", "closed")
+CHANNELS = ("web", "chat", "email", "api")
+SUBJECT = validate.Length(min=1, max=255)
+DESCRIPTION = validate.Length(min=1, max=20_000)
+MESSAGE = validate.Length(min=1, max=20_000)
+
+
+class TicketCreateSchema(StrictSchema):
+    subject = fields.String(required=True, validate=SUBJECT)
+    description = fields.String(required=True, validate=DESCRIPTION)
+    category = fields.String(validate=NAME_LENGTH)
+    subcategory = fields.String(allow_none=True, validate=NAME_LENGTH)
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    channel = fields.String(validate=validate.OneOf(CHANNELS))
+    tags = tags_field()
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
+    customer_id = fields.UUID(metadata={"description": "Staff and services: the customer the ticket is for"})
+    customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255))
+    customer_name = fields.String(allow_none=True, validate=validate.Length(max=255))
+    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors and admins: assign at once"})
+
+
+class TicketUpdateSchema(StrictSchema):
+    """``PUT`` takes a partial body: fields left out keep their values."""
+    subject = fields.String(validate=SUBJECT)
+    description = fields.String(validate=DESCRIPTION)
+    category = fields.String(validate=NAME_LENGTH)
+    subcategory = fields.String(allow_none=True, validate=NAME_LENGTH)
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    tags = tags_field()
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
+    customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255))
+    customer_name = fields.String(allow_none=True, validate=validate.Length(max=255))
+    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors and admins; null unassigns"})
+
+
+class TicketStatusSchema(StrictSchema):
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    reason = fields.String(validate=validate.Length(max=1000))
+
+
+class TicketEscalateSchema(StrictSchema):
+    reason = fields.String(validate=validate.Length(max=1000))
+
+
+class TicketListQuery(PageQuery):
+    sort = sort_field("created_at", "updated_at", "priority", "status", "ticket_number", "subject",
+                      default="-created_at")
+    status = DelimitedList(fields.String(validate=validate.OneOf(STATUSES)))
+    priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)))
+    category = fields.String(validate=NAME_LENGTH)
+    agent_id = fields.UUID()
+    customer_id = fields.UUID()
+    q = fields.String(validate=validate.Length(min=1, max=255), metadata={"description": "Text in the subject"})
+    created_after = fields.AwareDateTime()
+    created_before = fields.AwareDateTime()
+
+
+class AttachmentSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    url = fields.Url(required=True, schemes={"http", "https"})
+    content_type = fields.String(validate=validate.Length(max=100))
+    size = fields.Integer(validate=validate.Range(min=0))
+
+
+class TicketMessageCreateSchema(StrictSchema):
+    message = fields.String(required=True, validate=MESSAGE)
+    message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
+    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=10))
+    is_internal = fields.Boolean(load_default=False, metadata={"description": "Agents and up: internal note"})
+
+
+class TicketSchema(Schema):
+    id = fields.UUID()
+    ticket_number = fields.String()
+    customer_id = fields.UUID(allow_none=True)
+    agent_id = fields.UUID(allow_none=True)
+    category = fields.String()
+    subcategory = fields.String(allow_none=True)
+    department = fields.String(allow_none=True)
+    priority = fields.String()
+    status = fields.String()
+    channel = fields.String()
+    subject = fields.String()
+    description = fields.String()
+    customer_email = fields.String(allow_none=True)
+    customer_name = fields.String(allow_none=True)
+    assigned_at = fields.DateTime(allow_none=True)
+    first_response_at = fields.DateTime(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    closed_at = fields.DateTime(allow_none=True)
+    reopened_count = fields.Integer()
+    escalation_level = fields.Integer()
+    escalated_at = fields.DateTime(allow_none=True)
+    first_response_due_at = fields.DateTime(allow_none=True)
+    resolution_due_at = fields.DateTime(allow_none=True)
+    sla_breached = fields.Boolean()
+    tags = fields.List(fields.String())
+    metadata = fields.Dict()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+class TicketMessageSchema(Schema):
+    id = fields.UUID()
+    ticket_id = fields.UUID()
+    sender_id = fields.UUID(allow_none=True)
+    sender_type = fields.String()
+    message = fields.String()
+    message_type = fields.String()
+    attachments = fields.List(fields.Nested(AttachmentSchema), allow_none=True)
+    is_internal = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class EscalationSchema(Schema):
+    id = fields.UUID()
+    trigger = fields.String()
+    from_level = fields.Integer()
+    to_level = fields.Integer()
+    from_priority = fields.String()
+    to_priority = fields.String()
+    from_agent_id = fields.UUID(allow_none=True)
+    to_agent_id = fields.UUID(allow_none=True)
+    reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class EscalateResponseSchema(Schema):
+    ticket = fields.Nested(TicketSchema)
+    escalation = fields.Nested(EscalationSchema)
+
+
+class TicketHistoryEntrySchema(Schema):
+    event_id = fields.UUID()
+    type = fields.String()
+    actor_id = fields.UUID(allow_none=True)
+    payload = fields.Dict()
+    created_at = fields.DateTime()
+
+
+class TicketHistorySchema(Schema):
+    items = fields.List(fields.Nested(TicketHistoryEntrySchema))
+
+
+TicketPageSchema = page_of(TicketSchema, "TicketPageSchema")
+TicketMessagePageSchema = page_of(TicketMessageSchema, "TicketMessagePageSchema")

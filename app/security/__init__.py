@@ -1,0 +1,1 @@
+"""Encryption at rest, sanitising, rate limits and audit."""

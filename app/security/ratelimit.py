@@ -1,0 +1,48 @@
+"""Rate limits kept in Redis, so every replica counts against the same budget (``limits``)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+
+from app.errors import RateLimited
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+
+    @property
+    def retry_after_ms(self) -> int:
+        return max(1, self.reset_seconds) * 1000
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str):
+        uri = "async+" + redis_url
+        self._storage = RedisStorage(uri, implementation="redispy", key_prefix="support-rl")
+        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+
+    async def hit(self, scope: str, key: str, per_minute: int) -> Verdict:
+        item = RateLimitItemPerMinute(per_minute)
+        allowed = await self._limiter.hit(item, scope, key)
+        stats = await self._limiter.get_window_stats(item, scope, key)
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
+        return Verdict(allowed, per_minute, stats.remaining, reset)
+
+    async def check(self, scope: str, key: str, per_minute: int) -> Verdict:
+        """Count one hit; raise :class:`RateLimited` when over budget."""
+        verdict = await self.hit(scope, key, per_minute)
+        if not verdict.allowed:
+            raise RateLimited(verdict.retry_after_ms)
+        return verdict
+
+    async def reset(self) -> None:
+        await self._storage.reset()

@@ -1,0 +1,423 @@
+"""Tickets: creation, visibility, updates, the status machine, escalation and messages.
+
+Every transport calls these functions; they enforce who may see and change what, write the
+audit row and the outbox event in the same transaction, and keep the ticket cache honest.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from app import metrics
+from app.auth import Principal, RequestMeta
+from app.context import AppContext
+from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
+from app.schemas.tickets import PRIORITIES
+from app.security import audit
+
+# API.md "Tickets": the legal status transitions; anything else is a 409.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "open": frozenset({"in_progress", "pending", "resolved", "closed"}),
+    "in_progress": frozenset({"pending", "resolved", "closed"}),
+    "pending": frozenset({"in_progress", "resolved", "closed"}),
+    "resolved": frozenset({"closed", "open"}),
+    "closed": frozenset({"open"}),
+}
+ENCRYPTED = ("description", "customer_email", "customer_name")
+# Fields whose values never go into events or audit rows (only that they changed).
+SENSITIVE = frozenset(ENCRYPTED)
+CUSTOMER_CREATE_FIELDS = frozenset({"subject", "description", "category", "subcategory", "metadata"})
+CUSTOMER_UPDATE_FIELDS = frozenset({"subject", "description"})
+CUSTOMER_STATUSES = frozenset({"closed", "open"})   # customers may close or reopen their own
+PUBLIC_FIELDS = ("id", "ticket_number", "customer_id", "agent_id", "category", "subcategory",
+                 "department", "priority", "status", "channel", "subject", "description",
+                 "customer_email", "customer_name", "assigned_at", "first_response_at",
+                 "resolved_at", "closed_at", "reopened_count", "escalation_level", "escalated_at",
+                 "first_response_due_at", "resolution_due_at", "sla_breached", "tags", "metadata",
+                 "created_at", "updated_at")
+
+
+# ---------------------------------------------------------------- presentation and access
+
+def present(ctx: AppContext, row: dict) -> dict:
+    """The ticket as clients see it, with its encrypted fields decrypted."""
+    ticket = {f: row[f] for f in PUBLIC_FIELDS}
+    for field in ENCRYPTED:
+        ticket[field] = ctx.cipher.decrypt(row[field], f"support_tickets.{field}")
+    return ticket
+
+
+async def _load_row(ctx: AppContext, ticket_id: uuid.UUID) -> dict | None:
+    async def load() -> dict | None:
+        async with ctx.db.connection() as conn:
+            row = await ctx.db.q.get_ticket(conn, id=ticket_id)
+        return dict(row) if row else None
+    return await ctx.ticket_cache.get_or_load(ticket_id, load)
+
+
+async def _can_read(ctx: AppContext, conn: asyncpg.Connection | None, principal: Principal,
+                    row: dict) -> bool:
+    if principal.sees_all or principal.role == "service":
+        return True
+    if principal.role == "customer":
+        return row["customer_id"] == principal.user_id
+    if row["agent_id"] == principal.user_id:
+        return True
+    if row["customer_id"] is None:
+        return False
+    # API.md: an agent may read the tickets of a customer they are chatting with.
+    if conn is None:
+        async with ctx.db.connection() as own:
+            return await ctx.db.q.agent_chats_with_customer(
+                own, agent_id=principal.user_id, customer_id=row["customer_id"])
+    return await ctx.db.q.agent_chats_with_customer(
+        conn, agent_id=principal.user_id, customer_id=row["customer_id"])
+
+
+def _can_write(principal: Principal, row: dict) -> bool:
+    if principal.sees_all or principal.role == "service":
+        return True
+    if principal.role == "customer":
+        return row["customer_id"] == principal.user_id
+    return row["agent_id"] == principal.user_id
+
+
+async def _locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
+                            ticket_id: uuid.UUID) -> dict:
+    """Lock the ticket; 404 if the caller may not see it, 403 if they may see but not change it."""
+    row = await ctx.db.q.lock_ticket(conn, id=ticket_id)
+    if row is None or not await _can_read(ctx, conn, principal, dict(row)):
+        raise NotFound("Ticket not found")
+    row = dict(row)
+    if not _can_write(principal, row):
+        raise Forbidden("Only the assigned agent, a supervisor or an admin may change this ticket")
+    return row
+
+
+def _sender_type(principal: Principal) -> str:
+    if principal.role == "customer":
+        return "customer"
+    return "bot" if principal.role == "service" else "agent"
+
+
+def _event_changes(before: dict, after: dict) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for field in after:
+        if field in ("updated_at",) or before.get(field) == after[field]:
+            continue
+        changes[field] = {"changed": True} if field in SENSITIVE else {"from": before.get(field), "to": after[field]}
+    return changes
+
+
+def _summary(row: dict) -> dict[str, Any]:
+    """The non-sensitive fields a ticket event carries."""
+    return {"ticket_id": row["id"], "ticket_number": row["ticket_number"], "customer_id": row["customer_id"],
+            "agent_id": row["agent_id"], "category": row["category"], "department": row["department"],
+            "priority": row["priority"], "status": row["status"], "channel": row["channel"],
+            "escalation_level": row["escalation_level"]}
+
+
+# ---------------------------------------------------------------- create, read, list
+
+async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
+    if principal.role == "customer":
+        extra = set(data) - CUSTOMER_CREATE_FIELDS
+        if extra:
+            raise Forbidden(f"Customers may not set {', '.join(sorted(extra))}")
+        customer_id = principal.user_id
+        email, name = principal.email, principal.name
+    else:
+        if "customer_id" not in data:
+            raise ValidationFailed(details={"customer_id": ["Required when creating a ticket for a customer."]})
+        customer_id = data["customer_id"]
+        email, name = data.get("customer_email"), data.get("customer_name")
+    if data.get("agent_id") and not (principal.sees_all or principal.role == "service"):
+        raise Forbidden("Only supervisors and admins assign tickets")
+    category = data.get("category") or "general"
+    now = ctx.clock.now()
+    default_channel = "api" if principal.role == "service" else "web"
+    async with ctx.db.transaction() as conn:
+        department = await ctx.db.q.department_for_category(conn, category=category)
+        row = dict(await ctx.db.q.insert_ticket(
+            conn, customer_id=customer_id, agent_id=data.get("agent_id"), category=category,
+            subcategory=data.get("subcategory"), department=department,
+            priority=data.get("priority", "medium"), channel=data.get("channel", default_channel),
+            subject=data["subject"],
+            description=ctx.cipher.encrypt(data["description"], "support_tickets.description"),
+            customer_email=ctx.cipher.encrypt(email, "support_tickets.customer_email"),
+            customer_name=ctx.cipher.encrypt(name, "support_tickets.customer_name"),
+            tags=data.get("tags", []), metadata=data.get("metadata", {}), now=now))
+        await audit.record(conn, principal, meta, "ticket.create", "ticket", row["id"],
+                           {"ticket_number": row["ticket_number"], "category": category,
+                            "priority": row["priority"], "customer_id": str(customer_id)})
+        await ctx.events.append(conn, "ticket.created", "ticket", row["id"], _summary(row),
+                                actor_id=principal.user_id)
+        if row["agent_id"]:
+            await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
+                                    {**_summary(row), "from_agent_id": None}, actor_id=principal.user_id)
+    metrics.TICKETS_CREATED.labels(channel=row["channel"]).inc()
+    return present(ctx, row)
+
+
+async def get_ticket(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID) -> dict:
+    row = await _load_row(ctx, ticket_id)
+    if row is None or not await _can_read(ctx, None, principal, row):
+        raise NotFound("Ticket not found")
+    return present(ctx, row)
+
+
+async def list_tickets(ctx: AppContext, principal: Principal, query: dict) -> dict:
+    customer_scope = principal.user_id if principal.role == "customer" else None
+    agent_scope = principal.user_id if principal.role == "agent" else None
+    q = query.get("q")
+    async with ctx.db.connection() as conn:
+        rows = await ctx.db.q.list_tickets(
+            conn, customer_scope=customer_scope, agent_scope=agent_scope,
+            status=query.get("status"), priority=query.get("priority"), category=query.get("category"),
+            agent_id=query.get("agent_id"), customer_id=query.get("customer_id"),
+            q_pattern=f"%{_escape_like(q)}%" if q else None,
+            created_after=query.get("created_after"), created_before=query.get("created_before"),
+            sort=query["sort"], limit=query["limit"], offset=query["offset"])
+    total = rows[0]["total"] if rows else await _count_beyond_page(ctx, principal, query)
+    return {"items": [present(ctx, dict(r)) for r in rows], "total": total,
+            "limit": query["limit"], "offset": query["offset"]}
+
+
+async def _count_beyond_page(ctx: AppContext, principal: Principal, query: dict) -> int:
+    """The total when the page is empty: zero unless the offset ran past the end."""
+    if query["offset"] == 0:
+        return 0
+    page = await list_tickets(ctx, principal, {**query, "offset": 0, "limit": 1})
+    return page["total"]
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# ---------------------------------------------------------------- changes
+
+def _apply_status(row: dict, status: str, now: Any) -> None:
+    current = row["status"]
+    if status == current:
+        return
+    if status not in TRANSITIONS[current]:
+        raise InvalidState(f"A ticket cannot go from {current} to {status}",
+                           details={"from": current, "to": status,
+                                    "allowed": sorted(TRANSITIONS[current])})
+    row["status"] = status
+    if status == "resolved":
+        row["resolved_at"] = now
+    elif status == "closed":
+        row["closed_at"] = now
+    elif status == "open":   # reopen
+        row["resolved_at"] = None
+        row["closed_at"] = None
+        row["reopened_count"] += 1
+
+
+def _check_fields(principal: Principal, data: dict) -> None:
+    if principal.role == "customer":
+        extra = set(data) - CUSTOMER_UPDATE_FIELDS - {"status"}
+        if extra:
+            raise Forbidden(f"Customers may not change {', '.join(sorted(extra))}")
+        if "status" in data and data["status"] not in CUSTOMER_STATUSES:
+            raise Forbidden("Customers may only close or reopen their tickets")
+    if "agent_id" in data and not (principal.sees_all or principal.role == "service"):
+        raise Forbidden("Only supervisors and admins assign tickets")
+
+
+async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta,
+                        ticket_id: uuid.UUID, data: dict, *, reason: str | None = None,
+                        action: str = "ticket.update") -> dict:
+    _check_fields(principal, data)
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        before = await _locked_for_write(ctx, conn, principal, ticket_id)
+        after = dict(before)
+        for field in ("subject", "subcategory", "priority", "tags", "metadata", "agent_id"):
+            if field in data:
+                after[field] = data[field]
+        for field in ENCRYPTED:
+            if field in data:
+                after[field] = ctx.cipher.encrypt(data[field], f"support_tickets.{field}")
+        if "category" in data and data["category"] != before["category"]:
+            after["category"] = data["category"]
+            after["department"] = await ctx.db.q.department_for_category(conn, category=data["category"])
+        if "agent_id" in data and data["agent_id"] != before["agent_id"]:
+            after["assigned_at"] = now if data["agent_id"] else None
+        if "status" in data:
+            _apply_status(after, data["status"], now)
+        changes = _event_changes(before, after)
+        if not changes:
+            return present(ctx, before)
+        row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+        await _record_changes(ctx, conn, principal, meta, action, before, row, changes, reason)
+    await ctx.ticket_cache.invalidate(ticket_id)
+    return present(ctx, row)
+
+
+def _mutable(row: dict) -> dict:
+    keys = ("id", "agent_id", "category", "subcategory", "department", "priority", "status", "subject",
+            "description", "customer_email", "customer_name", "tags", "metadata", "assigned_at",
+            "first_response_at", "resolved_at", "closed_at", "reopened_count", "escalation_level",
+            "escalated_at")
+    return {k: row[k] for k in keys}
+
+
+async def _record_changes(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
+                          meta: RequestMeta, action: str, before: dict, row: dict,
+                          changes: dict, reason: str | None) -> None:
+    audit_changes = {k: v for k, v in changes.items() if k not in ("assigned_at", "resolved_at", "closed_at")}
+    if reason:
+        audit_changes["reason"] = reason
+    await audit.record(conn, principal, meta, action, "ticket", row["id"], audit_changes)
+    actor = principal.user_id
+    summary = _summary(row)
+    await ctx.events.append(conn, "ticket.updated", "ticket", row["id"],
+                            {**summary, "changes": changes}, actor_id=actor)
+    if "status" in changes:
+        await ctx.events.append(conn, "ticket.status_changed", "ticket", row["id"],
+                                {**summary, "from": before["status"], "to": row["status"],
+                                 "reason": reason}, actor_id=actor)
+    if "agent_id" in changes:
+        await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
+                                {**summary, "from_agent_id": before["agent_id"]}, actor_id=actor)
+
+
+async def change_status(ctx: AppContext, principal: Principal, meta: RequestMeta,
+                        ticket_id: uuid.UUID, status: str, reason: str | None = None) -> dict:
+    return await update_ticket(ctx, principal, meta, ticket_id, {"status": status}, reason=reason,
+                               action="ticket.status_change")
+
+
+async def escalate_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta,
+                          ticket_id: uuid.UUID, reason: str | None = None) -> dict:
+    """Manual escalation: level + 1 and priority one step up (rules extend this later)."""
+    if principal.role == "customer":
+        raise Forbidden("Customers may not escalate tickets")
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        before = await _locked_for_write(ctx, conn, principal, ticket_id)
+        if before["status"] in ("resolved", "closed"):
+            raise InvalidState(f"A {before['status']} ticket cannot be escalated")
+        after = dict(before)
+        after["escalation_level"] += 1
+        after["priority"] = PRIORITIES[min(PRIORITIES.index(before["priority"]) + 1, len(PRIORITIES) - 1)]
+        after["escalated_at"] = now
+        row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+        escalation = dict(await ctx.db.q.insert_escalation(
+            conn, ticket_id=ticket_id, rule_id=None, trigger="manual", from_level=before["escalation_level"],
+            to_level=row["escalation_level"], from_priority=before["priority"], to_priority=row["priority"],
+            from_agent_id=before["agent_id"], to_agent_id=row["agent_id"], reason=reason,
+            actor_id=principal.user_id, now=now))
+        await audit.record(conn, principal, meta, "ticket.escalate", "ticket", ticket_id,
+                           {"level": {"from": before["escalation_level"], "to": row["escalation_level"]},
+                            "priority": {"from": before["priority"], "to": row["priority"]},
+                            "reason": reason})
+        await ctx.events.append(conn, "ticket.escalated", "ticket", ticket_id,
+                                {**_summary(row), "escalation_id": escalation["id"], "trigger": "manual",
+                                 "from_level": before["escalation_level"], "from_priority": before["priority"],
+                                 "reason": reason}, actor_id=principal.user_id)
+    await ctx.ticket_cache.invalidate(ticket_id)
+    return {"ticket": present(ctx, row), "escalation": _escalation_view(escalation)}
+
+
+def _escalation_view(row: dict) -> dict:
+    return {k: row[k] for k in ("id", "trigger", "from_level", "to_level", "from_priority", "to_priority",
+                                "from_agent_id", "to_agent_id", "reason", "created_at")}
+
+
+async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID) -> None:
+    if not principal.sees_all:
+        raise Forbidden("Only supervisors and admins delete tickets")
+    async with ctx.db.transaction() as conn:
+        row = await ctx.db.q.lock_ticket(conn, id=ticket_id)
+        if row is None:
+            raise NotFound("Ticket not found")
+        await ctx.db.q.delete_ticket(conn, id=ticket_id)
+        await audit.record(conn, principal, meta, "ticket.delete", "ticket", ticket_id,
+                           {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])})
+        await ctx.events.append(conn, "ticket.deleted", "ticket", ticket_id, _summary(dict(row)),
+                                actor_id=principal.user_id)
+    await ctx.ticket_cache.invalidate(ticket_id)
+
+
+# ---------------------------------------------------------------- messages and history
+
+def present_message(ctx: AppContext, row: dict) -> dict:
+    return {"id": row["id"], "ticket_id": row["ticket_id"], "sender_id": row["sender_id"],
+            "sender_type": row["sender_type"],
+            "message": ctx.cipher.decrypt(row["message"], "ticket_messages.message"),
+            "message_type": row["message_type"], "attachments": row["attachments"],
+            "is_internal": row["is_internal"], "created_at": row["created_at"]}
+
+
+async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
+                      ticket_id: uuid.UUID, data: dict) -> dict:
+    internal = data.get("is_internal", False)
+    if internal and not principal.is_staff:
+        raise Forbidden("Only agents may write internal notes")
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        ticket = await _locked_for_write(ctx, conn, principal, ticket_id)
+        if ticket["status"] == "closed":
+            raise InvalidState("The ticket is closed; reopen it or open a new ticket")
+        sender_type = _sender_type(principal)
+        row = dict(await ctx.db.q.insert_ticket_message(
+            conn, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
+            message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),
+            message_type=data.get("message_type", "text"), attachments=data.get("attachments"),
+            is_internal=internal, now=now))
+        await _follow_up(ctx, conn, principal, meta, ticket, sender_type, internal, now)
+        await audit.record(conn, principal, meta, "ticket.message_add", "ticket", ticket_id,
+                           {"message_id": str(row["id"]), "is_internal": internal})
+        await ctx.events.append(conn, "ticket.message_added", "ticket", ticket_id,
+                                {**_summary(ticket), "message_id": row["id"], "sender_type": sender_type,
+                                 "is_internal": internal}, actor_id=principal.user_id)
+    await ctx.ticket_cache.invalidate(ticket_id)
+    return present_message(ctx, row)
+
+
+async def _follow_up(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, meta: RequestMeta,
+                     ticket: dict, sender_type: str, internal: bool, now: Any) -> None:
+    """A message moves the ticket on: the first public agent reply is the first response;
+    a customer replying to a resolved ticket reopens it."""
+    after = dict(ticket)
+    if sender_type == "agent" and not internal and ticket["first_response_at"] is None:
+        after["first_response_at"] = now
+    if sender_type == "customer" and ticket["status"] == "resolved":
+        _apply_status(after, "open", now)
+    if after == ticket:
+        return
+    row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+    if row["status"] != ticket["status"]:
+        await _record_changes(ctx, conn, principal, meta, "ticket.reopen", ticket, row,
+                              _event_changes(ticket, row), "customer replied")
+
+
+async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID,
+                        limit: int, offset: int) -> dict:
+    await get_ticket(ctx, principal, ticket_id)
+    async with ctx.db.connection() as conn:
+        rows = await ctx.db.q.list_ticket_messages(conn, ticket_id=ticket_id,
+                                                   include_internal=principal.is_staff,
+                                                   limit=limit, offset=offset)
+    return {"items": [present_message(ctx, dict(r)) for r in rows],
+            "total": rows[0]["total"] if rows else 0, "limit": limit, "offset": offset}
+
+
+async def history(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID) -> list[dict]:
+    """The ticket's timeline from the event log; customers do not see internal-note events."""
+    await get_ticket(ctx, principal, ticket_id)
+    async with ctx.db.connection() as conn:
+        rows = await ctx.db.q.entity_events(conn, entity_type="ticket", entity_id=str(ticket_id))
+    entries = []
+    for r in rows:
+        if not principal.is_staff and principal.role != "service" and r["payload"].get("is_internal"):
+            continue
+        entries.append({"event_id": r["event_id"], "type": r["type"], "actor_id": r["actor_id"],
+                        "payload": r["payload"], "created_at": r["created_at"]})
+    return entries

@@ -1,0 +1,61 @@
+"""The aiohttp application: middlewares, routes and docs, with its resources in ``cleanup_ctx``.
+
+The AppContext is opened when the app starts and closed when it stops (or handed in by tests,
+who share one across many apps and close it themselves).
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from app.clock import Clock
+from app.config import Settings
+from app.context import AppContext, open_context
+from app.health import Health
+from rest import agents, audit, health, middleware, tickets
+from rest.common import CONTEXT
+from rest.docs import setup_docs
+
+
+def _register_core_checks(checks: Health, ctx: AppContext) -> None:
+    async def database() -> dict:
+        async with ctx.db.connection() as conn:
+            await conn.fetchval("SELECT 1")
+        return {"pool_size": ctx.db.pool.get_size(), "in_use": ctx.db.in_use}
+
+    async def redis() -> dict:
+        await ctx.redis.ping()
+        return {}
+
+    checks.register("database", database)
+    checks.register("redis", redis)
+
+
+def _context_lifetime(settings: Settings, clock: Clock | None,
+                      provided: AppContext | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        if provided is not None:
+            app[CONTEXT] = provided
+            _register_core_checks(app[health.HEALTH], provided)
+            yield
+            return
+        async with open_context(settings, clock=clock) as ctx:
+            app[CONTEXT] = ctx
+            _register_core_checks(app[health.HEALTH], ctx)
+            yield
+    return lifetime
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None,
+               context: AppContext | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[middleware.request_context, middleware.cors(settings.cors_allowed_origins or ()),
+                     middleware.problems, middleware.rate_limit],
+        client_max_size=2 * 1024 * 1024)
+    app[health.HEALTH] = Health()
+    app.cleanup_ctx.append(_context_lifetime(settings, clock, context))
+    for module in (tickets, agents, audit, health):
+        app.router.add_routes(module.routes)
+    setup_docs(app)
+    return app

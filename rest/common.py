@@ -1,0 +1,98 @@
+"""What every REST handler needs: the context, the caller, parsed input and JSON replies."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import marshmallow as ma
+from aiohttp import web
+from webargs.aiohttpparser import AIOHTTPParser
+
+from app.auth import Principal, RequestMeta, bearer_token
+from app.context import AppContext
+from app.errors import BadRequest, DomainError, NotFound, ValidationFailed
+from app.jsonutil import dumps
+
+CONTEXT = web.AppKey("context", AppContext)
+_PRINCIPAL = "principal"   # request-scoped cache of the verified caller
+
+
+class _Parser(AIOHTTPParser):
+    DEFAULT_VALIDATION_STATUS = 422
+
+    def handle_error(self, error: ma.ValidationError, req: Any, schema: Any, *,
+                     error_status_code: Any, error_headers: Any) -> None:
+        messages = error.normalized_messages()
+        # webargs nests messages under the location ("json", "query"): report fields directly.
+        if len(messages) == 1 and next(iter(messages)) in ("json", "query", "match_info"):
+            messages = next(iter(messages.values()))
+        raise ValidationFailed("The request has invalid fields", details=messages)
+
+    def _handle_invalid_json_error(self, error: Any, req: Any, *args: Any, **kwargs: Any) -> None:
+        raise BadRequest("The request body is not valid JSON")
+
+
+parser = _Parser()
+
+
+def context(request: web.Request) -> AppContext:
+    return request.app[CONTEXT]
+
+
+def client_ip(request: web.Request) -> str | None:
+    return request.remote
+
+
+def meta(request: web.Request) -> RequestMeta:
+    return RequestMeta(request_id=request.get("request_id"), ip=client_ip(request), transport="rest")
+
+
+def try_principal(request: web.Request) -> Principal | None:
+    """The verified caller, or None when there is no valid token (never raises)."""
+    if _PRINCIPAL not in request:
+        try:
+            request[_PRINCIPAL] = authenticate(request)
+        except DomainError:
+            request[_PRINCIPAL] = None
+    return request[_PRINCIPAL]
+
+
+def authenticate(request: web.Request) -> Principal:
+    cached = request.get(_PRINCIPAL)
+    if cached is not None:
+        return cached
+    token = bearer_token(request.headers.get("Authorization"))
+    principal = context(request).verifier.verify(token)
+    request[_PRINCIPAL] = principal
+    return principal
+
+
+async def body(request: web.Request, schema: ma.Schema) -> dict:
+    if request.can_read_body and request.content_type not in ("application/json", ""):
+        if not request.content_type.endswith("+json"):
+            raise BadRequest("Send the body as application/json")
+    return await parser.parse(schema, request, location="json")
+
+
+async def query(request: web.Request, schema: ma.Schema) -> dict:
+    return await parser.parse(schema, request, location="query")
+
+
+def path_uuid(request: web.Request, name: str = "id", what: str = "Resource") -> uuid.UUID:
+    """A UUID from the path; anything else names no resource, so it is a 404."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"{what} not found") from None
+
+
+def json_response(data: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
+
+
+def created(data: dict, location: str) -> web.Response:
+    return json_response(data, status=201, headers={"Location": location})
+
+
+def no_content() -> web.Response:
+    return web.Response(status=204)

@@ -1,0 +1,138 @@
+"""aiohttp middlewares: request id and logs, metrics, problem+json errors, CORS, rate limits."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from app import metrics
+from app.errors import TRANSPORT_CODES, DomainError, RateLimited
+from app.jsonutil import dumps
+from app.logs import request_id_var
+from rest.common import client_ip, context, try_principal
+
+log = logging.getLogger("support.http")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_UNLIMITED = ("/health", "/actuator/health", "/metrics", "/api/docs", "/api/openapi.json", "/static")
+
+
+def problem(status: int, title: str, detail: str, *, errors: dict | None = None,
+            extra: dict | None = None, code: str | None = None, headers: dict | None = None) -> web.Response:
+    """RFC 9457 problem details; ``errors`` maps fields to messages, ``extra`` adds members."""
+    body = {**(extra or {}), "type": f"https://support-service.dev/problems/{code or status}",
+            "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return web.Response(text=dumps(body), status=status, headers=headers,
+                        content_type="application/problem+json")
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (X-Request-ID accepted and echoed), access log, HTTP metrics."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-ID"] = request_id
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        route = _route_name(request)
+        metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        metrics.HTTP_LATENCY.labels(request.method, route).observe(elapsed)
+        log.info("request", extra={"method": request.method, "path": request.path, "status": status,
+                                   "duration_ms": round(elapsed * 1000, 2), "ip": client_ip(request)})
+        request_id_var.reset(token)
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors and aiohttp's own HTTP errors become application/problem+json."""
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        status, _ = TRANSPORT_CODES[exc.code]
+        headers = None
+        validation = exc.code == "validation_failed"
+        errors, extra = (exc.details, None) if validation else (None, exc.details)
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, exc.retry_after_ms // 1000))}
+        if status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="support-service"'}
+        return problem(status, exc.title, exc.detail, errors=errors, extra=extra, code=exc.code,
+                       headers=headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, exc.reason, exc.text or exc.reason,
+                       headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow",)})
+    except Exception:
+        log.exception("unhandled error")
+        return problem(500, "Internal error", "Something went wrong; the request id identifies it in the logs")
+
+
+def cors(allowed: tuple[str, ...]) -> Callable:
+    any_origin = "*" in allowed
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        permitted = origin is not None and (any_origin or origin in allowed)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not permitted:
+                return problem(403, "Forbidden", "Origin not allowed", code="forbidden")
+            response: web.StreamResponse = web.Response(status=204, headers={
+                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get(
+                    "Access-Control-Request-Headers", "Authorization, Content-Type"),
+                "Access-Control-Max-Age": "600"})
+        else:
+            response = await handler(request)
+        if permitted:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Expose-Headers"] = (
+                "Location, Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset")
+        return response
+    return middleware
+
+
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """RATE_LIMIT_REQUESTS_PER_MINUTE per caller (user id, else IP), shared by replicas via Redis."""
+    if request.method == "OPTIONS" or request.path.startswith(_UNLIMITED):
+        return await handler(request)
+    ctx = context(request)
+    principal = try_principal(request)
+    key = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
+    verdict = await ctx.limiter.hit("rest", key, ctx.settings.rate_limit_requests_per_minute)
+    headers = {"RateLimit-Limit": str(verdict.limit), "RateLimit-Remaining": str(verdict.remaining),
+               "RateLimit-Reset": str(verdict.reset_seconds)}
+    if not verdict.allowed:
+        return problem(429, RateLimited.title,
+                       f"More than {verdict.limit} requests a minute; retry in {max(1, verdict.reset_seconds)} s",
+                       code=RateLimited.code,
+                       headers={**headers, "Retry-After": str(max(1, verdict.reset_seconds))})
+    response = await handler(request)
+    response.headers.update(headers)
+    return response
