@@ -14,7 +14,8 @@ from app.errors import BadRequest, DomainError, NotFound, ValidationFailed
 from app.jsonutil import dumps
 
 CONTEXT = web.AppKey("context", AppContext)
-_PRINCIPAL = "principal"   # request-scoped cache of the verified caller
+REQUEST_ID = web.RequestKey("request_id", str)
+_PRINCIPAL = web.RequestKey("principal", Principal)   # request-scoped cache of the verified caller
 
 
 class _Parser(AIOHTTPParser):
@@ -44,7 +45,7 @@ def client_ip(request: web.Request) -> str | None:
 
 
 def meta(request: web.Request) -> RequestMeta:
-    return RequestMeta(request_id=request.get("request_id"), ip=client_ip(request), transport="rest")
+    return RequestMeta(request_id=request.get(REQUEST_ID), ip=client_ip(request), transport="rest")
 
 
 def try_principal(request: web.Request) -> Principal | None:

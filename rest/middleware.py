@@ -13,7 +13,7 @@ from app import metrics
 from app.errors import TRANSPORT_CODES, DomainError, RateLimited
 from app.jsonutil import dumps
 from app.logs import request_id_var
-from rest.common import client_ip, context, try_principal
+from rest.common import REQUEST_ID, client_ip, context, try_principal
 
 log = logging.getLogger("support.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -42,7 +42,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     """Request id (X-Request-ID accepted and echoed), access log, HTTP metrics."""
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     token = request_id_var.set(request_id)
     started = time.perf_counter()
     status = 500

@@ -1,0 +1,136 @@
+"""`support-service` (or `python -m app`): serve, dev, migrate."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from app import logs
+from app.config import ConfigError, Settings
+from app.migrate import MigrationError, check_up_to_date, migrate
+
+log = logging.getLogger("support")
+
+
+def _fail(message: str) -> int:
+    print(f"support-service: {message}", file=sys.stderr)
+    return 2
+
+
+def _prepare_schema(settings: Settings, *, always: bool = False) -> None:
+    if always or settings.ddl_auto == "update":
+        applied = asyncio.run(migrate(settings.dsn))
+        if applied:
+            log.info("migrations applied", extra={"migrations": applied})
+    elif settings.ddl_auto == "validate":
+        asyncio.run(check_up_to_date(settings.dsn))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ, require=())
+    logs.configure(settings.log_level)
+    applied = asyncio.run(migrate(settings.dsn))
+    print(json.dumps({"applied": applied}))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    logs.configure(settings.log_level)
+    _prepare_schema(settings)
+    from app.server import run
+    run(settings)
+    return 0
+
+
+def _dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Secrets generated on the first dev run and reused after (old data stays readable)."""
+    from app.security.encryption import generate_key_spec
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {"JWT_SECRET": secrets.token_urlsafe(48), "DATA_ENCRYPTION_KEYS": generate_key_spec("dev1")}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
+    path.chmod(0o600)
+    return values
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir).resolve()
+    env = dict(os.environ)
+    env.setdefault("SPRING_PROFILES_ACTIVE", "dev")
+    env.setdefault("CORS_ALLOWED_ORIGINS", "*")
+    for key, value in _dev_secrets(data_dir).items():
+        env.setdefault(key, value)
+    servers = []
+    try:
+        if not (env.get("DATABASE_URL") or env.get("SPRING_DATASOURCE_URL")):
+            from app.embedded import EmbeddedPostgres
+            servers.append(EmbeddedPostgres(data_dir / "postgres"))
+            env["DATABASE_URL"] = servers[-1].start()
+        if not env.get("REDIS_HOST"):
+            from app.embedded import EmbeddedRedis
+            servers.append(EmbeddedRedis(data_dir / "redis"))
+            url = servers[-1].start()
+            host_port = url.removeprefix("redis://").split("/")[0]
+            env["REDIS_HOST"], env["REDIS_PORT"] = host_port.split(":")
+            env["REDIS_DATABASE"] = "0"
+        settings = Settings.from_env(env)
+        logs.configure(settings.log_level)
+        _prepare_schema(settings, always=True)
+        from app.server import run
+        run(settings, on_started=lambda ctx: _dev_banner(ctx, settings))
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    return 0
+
+
+async def _dev_banner(ctx, settings: Settings) -> None:
+    from app import demo
+    from app.auth import issue_token
+    loaded = await demo.load(ctx)
+    base = f"http://127.0.0.1:{settings.server_port}"
+    lines = ["", "Support Service is running in dev mode" + (" (demo data loaded)" if loaded else ""), "",
+             f"  API docs      {base}/api/docs",
+             f"  OpenAPI       {base}/api/openapi.json",
+             f"  Health        {base}/health/ready",
+             f"  Metrics       {base}/metrics",
+             f"  gRPC          127.0.0.1:{settings.grpc_server_port}",
+             "", "Tokens (paste as 'Authorization: Bearer <token>'; valid "
+             f"{settings.jwt_expiration} s):"]
+    for role, (user_id, name, email) in demo.USERS.items():
+        token = issue_token(settings.jwt_secret, user_id, role, ttl=settings.jwt_expiration, name=name, email=email)
+        lines.append(f"  {role:<11} {token}")
+    lines += ["", f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets", "",
+              "Press Ctrl-C to stop.", ""]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="support-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service from environment variables (production)")
+    dev = sub.add_parser("dev", help="run with embedded PostgreSQL and Redis and demo data")
+    dev.add_argument("--data-dir", default=".data", help="where the embedded servers keep their data")
+    sub.add_parser("migrate", help="apply pending database migrations")
+    args = parser.parse_args(argv)
+    handlers = {"serve": cmd_serve, "dev": cmd_dev, "migrate": cmd_migrate}
+    try:
+        return handlers[args.command](args)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except MigrationError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
