@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -16,6 +17,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.events import EventLog
+from app.live import Live
 from app.security.encryption import FieldCipher
 from app.security.ratelimit import RateLimiter
 
@@ -31,6 +33,8 @@ class AppContext:
     events: EventLog
     clock: Clock
     ticket_cache: RowCache
+    live: Live
+    queue_notifier: Any = None   # app.services.routing.QueueNotifier, set once the context exists
 
 
 @contextlib.asynccontextmanager
@@ -38,7 +42,7 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     db = await Database.connect(settings.dsn, max_size=settings.database_pool_size)
     redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
     try:
-        yield AppContext(
+        ctx = AppContext(
             settings=settings,
             db=db,
             redis=redis,
@@ -50,7 +54,11 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
                             chat_topic=settings.kafka_topic_chat_events),
             clock=clock or Clock(),
             ticket_cache=RowCache(redis, "ticket"),
+            live=Live(redis, presence_ttl_seconds=max(10.0, 3 * settings.websocket_heartbeat_interval / 1000)),
         )
+        from app.services.routing import QueueNotifier   # services import this module
+        ctx.queue_notifier = QueueNotifier(ctx)
+        yield ctx
     finally:
         await redis.aclose()
         await db.close()

@@ -1,4 +1,5 @@
-"""Running one replica: the aiohttp app (REST now; Socket.IO and gRPC join it) on uvloop."""
+"""The composition root: one replica's aiohttp app with REST and Socket.IO (gRPC joins it),
+run on uvloop. The only module of ``app`` that imports transports: it puts them together."""
 from __future__ import annotations
 
 import asyncio
@@ -10,12 +11,20 @@ from aiohttp import web
 
 from app.config import Settings
 from app.context import AppContext
+from app.clock import Clock
 from rest.app import create_app
 from rest.common import CONTEXT
+from sockets.server import attach_sockets
+
+
+def build(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> web.Application:
+    app = create_app(settings, clock=clock, context=context)
+    attach_sockets(app, settings)
+    return app
 
 
 def run(settings: Settings, *, on_started: Callable[[AppContext], Awaitable[None]] | None = None) -> None:
-    app = create_app(settings)
+    app = build(settings)
 
     async def started(app: web.Application) -> None:
         # Objects alive after start-up live for the whole process: keep the collector off them.

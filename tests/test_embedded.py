@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,21 +27,9 @@ def pg_data(tmp_path: Path) -> Iterator[Path]:
     EmbeddedPostgres(data).remove_data()
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"   # a zombie nobody reaped yet
-    except FileNotFoundError:
-        return True
-
-
-def _wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not _gone(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+def _exits_within(pidfd: int, timeout: float) -> bool:
+    """A pidfd turns readable when its process exits (children of others included)."""
+    return bool(select.select([pidfd], [], [], timeout)[0])
 
 
 async def test_postgres_keeps_its_data_across_restarts(pg_data: Path) -> None:
@@ -120,6 +108,7 @@ def test_a_taken_port_is_reported_with_the_log(tmp_path: Path) -> None:
     assert not server.running
 
 
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux pidfds")
 def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     script = (
         "import sys; from pathlib import Path; from app.embedded import EmbeddedRedis\n"
@@ -131,10 +120,14 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
-        assert not _gone(child)
-        parent.send_signal(signal.SIGKILL)        # no chance to stop its children itself
-        parent.wait(10)
-        assert _wait_until_gone(child), f"valkey pid {child} outlived its parent"
+        pidfd = os.pidfd_open(child)
+        try:
+            assert not _exits_within(pidfd, 0)
+            parent.send_signal(signal.SIGKILL)    # no chance to stop its children itself
+            parent.wait(10)
+            assert _exits_within(pidfd, 10), f"valkey pid {child} outlived its parent"
+        finally:
+            os.close(pidfd)
     finally:
         parent.kill()
         parent.wait()

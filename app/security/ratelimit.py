@@ -37,12 +37,13 @@ class RateLimiter:
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return Verdict(allowed, per_minute, stats.remaining, reset)
 
-    async def check(self, scope: str, key: str, per_minute: int) -> Verdict:
-        """Count one hit; raise :class:`RateLimited` when over budget."""
-        verdict = await self.hit(scope, key, per_minute)
-        if not verdict.allowed:
-            raise RateLimited(verdict.retry_after_ms)
-        return verdict
+    async def check(self, scope: str, key: str, per_minute: int) -> None:
+        """Count one hit (one round trip when allowed); raise :class:`RateLimited` when over budget."""
+        item = RateLimitItemPerMinute(per_minute)
+        if await self._limiter.hit(item, scope, key):
+            return
+        stats = await self._limiter.get_window_stats(item, scope, key)
+        raise RateLimited(max(1000, math.ceil((stats.reset_time - time.time()) * 1000)))
 
     async def reset(self) -> None:
         await self._storage.reset()

@@ -121,7 +121,9 @@ def _summary(row: dict) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- create, read, list
 
-async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
+async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict,
+                        *, channel: str | None = None) -> dict:
+    """Create a ticket; ``channel`` is set by internal callers (a chat's offline message)."""
     if principal.role == "customer":
         extra = set(data) - CUSTOMER_CREATE_FIELDS
         if extra:
@@ -137,7 +139,7 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         raise Forbidden("Only supervisors and admins assign tickets")
     category = data.get("category") or "general"
     now = ctx.clock.now()
-    default_channel = "api" if principal.role == "service" else "web"
+    default_channel = channel or ("api" if principal.role == "service" else "web")
     async with ctx.db.transaction() as conn:
         department = await ctx.db.q.department_for_category(conn, category=category)
         row = dict(await ctx.db.q.insert_ticket(
@@ -405,8 +407,17 @@ async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.U
         rows = await ctx.db.q.list_ticket_messages(conn, ticket_id=ticket_id,
                                                    include_internal=principal.is_staff,
                                                    limit=limit, offset=offset)
+        if rows:
+            total = rows[0]["total"]
+        elif offset == 0:
+            total = 0
+        else:   # the offset ran past the end: the total still counts every message
+            first = await ctx.db.q.list_ticket_messages(conn, ticket_id=ticket_id,
+                                                        include_internal=principal.is_staff,
+                                                        limit=1, offset=0)
+            total = first[0]["total"] if first else 0
     return {"items": [present_message(ctx, dict(r)) for r in rows],
-            "total": rows[0]["total"] if rows else 0, "limit": limit, "offset": offset}
+            "total": total, "limit": limit, "offset": offset}
 
 
 async def history(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID) -> list[dict]:

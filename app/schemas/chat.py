@@ -1,0 +1,149 @@
+"""Chat payloads: Socket.IO events (PROTOCOL.md) and the chat REST endpoints share these."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, page_of, sort_field
+
+SESSION_STATUSES = ("queued", "active", "ended", "timed_out", "abandoned")
+MESSAGE_TEXT = validate.Length(min=1, max=5000)
+CLIENT_MSG_ID = validate.Length(min=1, max=64)
+AGENT_STATUSES = ("online", "away", "offline")
+
+
+class SessionRef(StrictSchema):
+    session_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
+class ChatStartSchema(StrictSchema):
+    department = fields.String(validate=NAME_LENGTH)
+    subject = fields.String(validate=validate.Length(min=1, max=255))
+    message = fields.String(validate=MESSAGE_TEXT)
+    client_msg_id = fields.String(validate=CLIENT_MSG_ID)
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
+    customer_id = fields.UUID(metadata={"description": "Services and staff: the customer the chat is for"})
+
+
+class ChatMessageSchema(SessionRef):
+    client_msg_id = fields.String(required=True, validate=CLIENT_MSG_ID)
+    message = fields.String(required=True, validate=MESSAGE_TEXT)
+    message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
+
+
+class ChatSyncSchema(SessionRef):
+    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ChatTypingSchema(SessionRef):
+    typing = fields.Boolean(required=True)
+
+
+class ChatReadSchema(SessionRef):
+    up_to_seq = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class ChatRateSchema(SessionRef):
+    rating = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=5))
+    comment = fields.String(validate=validate.Length(max=5000))
+
+
+class LeaveMessageSchema(StrictSchema):
+    session_id = fields.String(validate=validate.Length(min=1, max=64))
+    subject = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    message = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
+    email = fields.Email(validate=validate.Length(max=255))
+
+
+class AgentStatusEventSchema(StrictSchema):
+    status = fields.String(required=True, validate=validate.OneOf(AGENT_STATUSES))
+
+
+class QueueSnapshotSchema(StrictSchema):
+    department = fields.String(validate=NAME_LENGTH)
+
+
+class TransferSchema(SessionRef):
+    to_agent_id = fields.UUID()
+    department = fields.String(validate=NAME_LENGTH)
+
+
+class NoteSchema(SessionRef):
+    message = fields.String(required=True, validate=MESSAGE_TEXT)
+
+
+# REST ------------------------------------------------------------------------------------
+
+class SessionListQuery(PageQuery):
+    status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
+    department = fields.String(validate=NAME_LENGTH)
+    agent_id = fields.UUID()
+    customer_id = fields.UUID()
+    sort = sort_field("started_at", default="-started_at")
+
+
+class SessionUpdateSchema(StrictSchema):
+    """Partial: ``status: ended`` ends the chat; ``agent_id``/``department`` transfer it."""
+    status = fields.String(validate=validate.OneOf(("ended",)))
+    agent_id = fields.UUID()
+    department = fields.String(validate=NAME_LENGTH)
+    subject = fields.String(validate=validate.Length(min=1, max=255))
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
+
+
+class MessageCreateSchema(StrictSchema):
+    client_msg_id = fields.String(validate=CLIENT_MSG_ID,
+                                  metadata={"description": "Idempotency key; a resend returns the first message"})
+    message = fields.String(required=True, validate=MESSAGE_TEXT)
+    message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
+
+
+class MessageListQuery(StrictSchema):
+    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
+
+
+class AgentRefSchema(Schema):
+    id = fields.UUID()
+    display_name = fields.String()
+
+
+class SessionSchema(Schema):
+    id = fields.UUID()
+    session_key = fields.String()
+    status = fields.String()
+    customer_id = fields.UUID()
+    agent_id = fields.UUID(allow_none=True)
+    agent = fields.Nested(AgentRefSchema, allow_none=True)
+    department = fields.String()
+    ticket_id = fields.UUID(allow_none=True)
+    subject = fields.String(allow_none=True)
+    queue_position = fields.Integer(allow_none=True)
+    started_at = fields.DateTime()
+    assigned_at = fields.DateTime(allow_none=True)
+    ended_at = fields.DateTime(allow_none=True)
+    end_reason = fields.String(allow_none=True)
+    duration_seconds = fields.Integer(allow_none=True)
+    satisfaction_rating = fields.Integer(allow_none=True)
+    last_seq = fields.Integer()
+    customer_last_read_seq = fields.Integer()
+    agent_last_read_seq = fields.Integer()
+
+
+class MessageSchema(Schema):
+    id = fields.UUID()
+    session_id = fields.UUID()
+    seq = fields.Integer()
+    client_msg_id = fields.String(allow_none=True)
+    sender_type = fields.String()
+    sender_id = fields.UUID(allow_none=True)
+    message_type = fields.String()
+    message = fields.String()
+    created_at = fields.DateTime()
+
+
+class MessageListSchema(Schema):
+    items = fields.List(fields.Nested(MessageSchema))
+    session = fields.Nested(SessionSchema)
+
+
+SessionPageSchema = page_of(SessionSchema, "SessionPageSchema")

@@ -1,0 +1,331 @@
+"""Live chat: sessions, messages, notes, read receipts, ending, rating and offline messages.
+
+Rules that hold whichever transport calls (Socket.IO, REST, gRPC):
+- a message is committed before anyone hears of it, then acknowledged, then broadcast;
+- a resend with the same ``client_msg_id`` returns the first message and broadcasts nothing;
+- ``seq`` is taken under the session row's lock, so it has no gaps and no duplicates;
+- a customer has at most one open session, enforced by a unique index, not check-then-insert.
+"""
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+import asyncpg
+
+from app import metrics
+from app.auth import Principal, RequestMeta
+from app.context import AppContext
+from app.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from app.live import AGENT_NS, CUSTOMER_NS, session_room
+from app.security import audit
+from app.services import routing, tickets
+from app.services.chat_views import (present_message, present_note, session_view, summary as _summary,
+                                     visible_session)
+
+OPEN = ("queued", "active")
+SYNC_LIMIT = 1000
+
+
+class _Duplicate(Exception):
+    """Rolls back a resend's transaction and carries the first message out."""
+
+    def __init__(self, row: asyncpg.Record):
+        self.row = row
+
+
+# ---------------------------------------------------------------- access
+
+def _sender_type(principal: Principal) -> str:
+    if principal.role == "customer":
+        return "customer"
+    return "bot" if principal.role == "service" else "agent"
+
+
+# ---------------------------------------------------------------- starting
+
+async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict,
+                     origin_sid: str | None = None) -> dict:
+    """Open a session (or return the customer's open one), route it, and post the first message."""
+    customer_id = _customer_for(principal, data)
+    department = data.get("department") or "general"
+    now = ctx.clock.now()
+    created = False
+    async with ctx.db.transaction() as conn:
+        try:
+            async with conn.transaction():   # savepoint: a lost race must not abort the outer one
+                row = await ctx.db.q.insert_session(
+                    conn, session_key=_new_session_key(), customer_id=customer_id, department=department,
+                    subject=data.get("subject"), metadata=data.get("metadata", {}), now=now)
+            created = True
+        except asyncpg.UniqueViolationError:
+            row = await ctx.db.q.open_session_of_customer(conn, customer_id=customer_id)
+            if row is None:   # the other one ended in between: a rare race, the caller may retry
+                raise Conflict("Another chat was starting for this customer; try again") from None
+        if created:
+            await audit.record(conn, principal, meta, "chat.start", "chat_session", row["id"],
+                               {"department": department, "customer_id": str(customer_id)})
+            summary = _summary(row)
+            await ctx.events.append(conn, "chat.started", "chat_session", row["id"], summary,
+                                    actor_id=principal.user_id)
+            await ctx.events.append(conn, "chat.queued", "chat_session", row["id"], summary,
+                                    actor_id=principal.user_id)
+    if created:
+        metrics.CHAT_SESSIONS_STARTED.labels(department=department).inc()
+        await ctx.live.join(CUSTOMER_NS, customer_id, session_room(row["id"]))
+        await routing.drain_queue(ctx, department)
+        routing.queue_changed(ctx, department)
+    result: dict[str, Any] = {}
+    if data.get("message"):
+        sent = await send_message(ctx, principal, meta, row["id"],
+                                  data.get("client_msg_id") or f"start-{row['id']}", data["message"],
+                                  origin_sid=origin_sid)
+        result["message"] = sent["message"]
+    async with ctx.db.connection() as conn:
+        result["session"] = await session_view(ctx, conn, await ctx.db.q.get_session(conn, id=row["id"]))
+    if created:
+        await ctx.live.to_customer(customer_id, "chat:session", result["session"])
+    return result
+
+
+def _customer_for(principal: Principal, data: dict) -> uuid.UUID:
+    if principal.role == "customer":
+        if data.get("customer_id") not in (None, principal.user_id):
+            raise Forbidden("Customers start chats for themselves")
+        return principal.user_id
+    if principal.role in ("service", "admin", "supervisor") and data.get("customer_id"):
+        return data["customer_id"]
+    if principal.role in ("service", "admin", "supervisor"):
+        raise ValidationFailed(details={"customer_id": ["Required when starting a chat for a customer."]})
+    raise Forbidden("Only customers start chats")
+
+
+def _new_session_key() -> str:
+    return "chat_" + secrets.token_urlsafe(18)
+
+
+# ---------------------------------------------------------------- messages
+
+async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any,
+                       client_msg_id: str | None, text: str, message_type: str = "text",
+                       origin_sid: str | None = None) -> dict:
+    """Persist, then return ``{"message", "duplicate"}``; broadcast only a new message."""
+    await ctx.limiter.check("chat", str(principal.user_id), ctx.settings.chat_rate_limit_messages_per_minute)
+    sender_type = _sender_type(principal)
+    now = ctx.clock.now()
+    try:
+        async with ctx.db.transaction() as conn:
+            session = await visible_session(ctx, conn, principal, ref)
+            _check_participant(principal, session)
+            seq = await ctx.db.q.next_seq(conn, id=session["id"], now=now)
+            if seq is None:
+                raise InvalidState(f"The chat is {session['status']}; start a new one")
+            if client_msg_id:
+                first = await ctx.db.q.find_message(conn, session_id=session["id"], sender_id=principal.user_id,
+                                                    client_msg_id=client_msg_id)
+                if first is not None:
+                    raise _Duplicate(first)
+            row = await ctx.db.q.insert_message(
+                conn, session_id=session["id"], seq=seq, client_msg_id=client_msg_id,
+                sender_id=principal.user_id, sender_type=sender_type,
+                message=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type, now=now)
+            if sender_type == "agent" and session["first_response_at"] is None:
+                await ctx.db.q.mark_first_response(conn, id=session["id"], now=now)
+            await ctx.events.append(conn, "chat.message", "chat_session", session["id"],
+                                    {"session_id": session["id"], "message_id": row["id"], "seq": seq,
+                                     "sender_type": sender_type, "sender_id": principal.user_id},
+                                    actor_id=principal.user_id)
+    except _Duplicate as dup:
+        return {"message": present_message(ctx, dup.row), "duplicate": True}
+    message = present_message(ctx, row)
+    metrics.CHAT_MESSAGES.labels(sender_type=sender_type).inc()
+    await ctx.live.to_session(session["id"], "chat:message", message, skip_sid=origin_sid)
+    return {"message": message, "duplicate": False}
+
+
+def _check_participant(principal: Principal, session: Any) -> None:
+    """Customers own their session; agents must be assigned; supervisors and services may join."""
+    if principal.role == "agent" and session["agent_id"] != principal.user_id:
+        raise Forbidden("Only the assigned agent may write in this chat")
+
+
+async def sync(ctx: AppContext, principal: Principal, ref: Any, after_seq: int) -> dict:
+    async with ctx.db.connection() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+        rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq, limit=SYNC_LIMIT)
+        result = {"session": await session_view(ctx, conn, session),
+                  "messages": [present_message(ctx, r) for r in rows]}
+        if principal.is_staff:
+            result["notes"] = [present_note(ctx, n) for n in await ctx.db.q.notes_of(conn, session_id=session["id"])]
+    return result
+
+
+async def typing(ctx: AppContext, principal: Principal, ref: Any, is_typing: bool,
+                 origin_sid: str | None = None) -> None:
+    async with ctx.db.connection() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+    if session["status"] not in OPEN:
+        raise InvalidState("The chat has ended")
+    await ctx.live.to_session(session["id"], "chat:typing",
+                              {"session_id": session["id"], "sender_type": _sender_type(principal),
+                               "typing": is_typing}, skip_sid=origin_sid)
+
+
+async def mark_read(ctx: AppContext, principal: Principal, ref: Any, up_to_seq: int,
+                    origin_sid: str | None = None) -> None:
+    async with ctx.db.transaction() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+        reader = "customer" if principal.role == "customer" else "agent"
+        query = ctx.db.q.read_customer if reader == "customer" else ctx.db.q.read_agent
+        cursor = await query(conn, id=session["id"], up_to_seq=up_to_seq)
+    await ctx.live.to_session(session["id"], "chat:read",
+                              {"session_id": session["id"], "reader_type": reader,
+                               "up_to_seq": cursor["up_to_seq"]}, skip_sid=origin_sid)
+
+
+async def add_note(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, text: str) -> dict:
+    if not principal.is_staff:
+        raise Forbidden("Only agents write internal notes")
+    async with ctx.db.transaction() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+        row = await ctx.db.q.insert_note(conn, session_id=session["id"], sender_id=principal.user_id,
+                                         message=ctx.cipher.encrypt(text, "chat_notes.message"),
+                                         now=ctx.clock.now())
+    note = present_note(ctx, row)
+    # Notes go to the agent namespace only: customers never receive them.
+    await ctx.live.emit("chat:note", note, to=session_room(session["id"]), namespace=AGENT_NS)
+    return note
+
+
+# ---------------------------------------------------------------- ending, rating, offline messages
+
+async def end_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any) -> dict:
+    async with ctx.db.transaction() as conn:
+        session = await visible_session(ctx, conn, principal, ref, lock=True)
+        _check_participant(principal, session)
+        if session["status"] not in OPEN:
+            raise InvalidState(f"The chat is already {session['status']}")
+        reason = "customer" if principal.role == "customer" else "agent"
+        status = "abandoned" if session["status"] == "queued" else "ended"
+        row = await finish(ctx, conn, session, status, reason, principal=principal, meta=meta)
+        view = await session_view(ctx, conn, row)
+    await after_finish(ctx, row, view, reason)
+    return view
+
+
+async def finish(ctx: AppContext, conn: asyncpg.Connection, session: Any, status: str, reason: str,
+                 *, principal: Principal | None = None, meta: RequestMeta | None = None) -> Any:
+    """End a locked session in the caller's transaction: free the agent's place, record it."""
+    row = await ctx.db.q.end_session(conn, id=session["id"], status=status, reason=reason, now=ctx.clock.now())
+    if session["status"] == "active" and session["agent_id"]:
+        await ctx.db.q.add_agent_chats(conn, user_id=session["agent_id"], delta=-1, now=ctx.clock.now())
+    await audit.record(conn, principal, meta or RequestMeta(transport="timer"), "chat.end", "chat_session",
+                       session["id"], {"status": status, "reason": reason})
+    await ctx.events.append(conn, "chat.ended", "chat_session", session["id"],
+                            {**_summary(row), "reason": reason, "duration_seconds": row["duration_seconds"]},
+                            actor_id=principal.user_id if principal else None)
+    return row
+
+
+async def after_finish(ctx: AppContext, row: Any, view: dict, reason: str) -> None:
+    """What follows a committed end: tell both sides, serve the next in the queue."""
+    metrics.CHAT_SESSIONS_ENDED.labels(reason=reason).inc()
+    await ctx.live.to_session(row["id"], "chat:ended", {"session": view, "reason": reason})
+    await ctx.live.to_customer(row["customer_id"], "chat:session", view)
+    await routing.drain_queue(ctx, row["department"])
+    routing.queue_changed(ctx, row["department"])
+
+
+async def rate_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, rating: int,
+                    comment: str | None) -> dict:
+    if principal.role != "customer":
+        raise Forbidden("Only the customer rates a chat")
+    async with ctx.db.transaction() as conn:
+        session = await visible_session(ctx, conn, principal, ref, lock=True)
+        if session["status"] == "queued":
+            raise InvalidState("A chat can be rated once an agent has joined")
+        try:
+            async with conn.transaction():
+                feedback = await ctx.db.q.insert_session_feedback(
+                    conn, chat_session_id=session["id"], customer_id=principal.user_id,
+                    agent_id=session["agent_id"], rating=rating,
+                    comment=ctx.cipher.encrypt(comment, "feedback.comment"), category=session["department"])
+        except asyncpg.UniqueViolationError:
+            raise Conflict("This chat has already been rated") from None
+        await ctx.db.q.set_rating(conn, id=session["id"], rating=rating)
+        await audit.record(conn, principal, meta, "chat.rate", "chat_session", session["id"],
+                           {"rating": rating, "feedback_id": str(feedback["id"])})
+        await ctx.events.append(conn, "feedback.created", "feedback", feedback["id"],
+                                {"feedback_id": feedback["id"], "chat_session_id": session["id"],
+                                 "agent_id": session["agent_id"], "rating": rating}, actor_id=principal.user_id)
+    return {"feedback_id": feedback["id"]}
+
+
+async def leave_message(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
+    """An offline message (no agent, or the queue timed out) becomes a ticket in the department."""
+    if principal.role != "customer":
+        raise Forbidden("Only customers leave messages")
+    department = "general"
+    session = None
+    if data.get("session_id"):
+        async with ctx.db.connection() as conn:
+            session = await visible_session(ctx, conn, principal, data["session_id"])
+        department = session["department"]
+    if data.get("email"):
+        principal = Principal(principal.user_id, principal.role, principal.name, data["email"])
+    ticket = await tickets.create_ticket(ctx, principal, meta, {
+        "subject": data["subject"], "description": data["message"], "category": department,
+        "metadata": {"source": "chat_offline_message", **({"chat_session_id": str(session["id"])} if session else {})},
+    }, channel="chat")
+    if session is not None:
+        async with ctx.db.transaction() as conn:
+            await ctx.db.q.link_ticket(conn, id=session["id"], ticket_id=ticket["id"])
+    return {"ticket": ticket}
+
+
+# ---------------------------------------------------------------- REST views
+
+async def get_session(ctx: AppContext, principal: Principal, ref: Any) -> dict:
+    async with ctx.db.connection() as conn:
+        return await session_view(ctx, conn, await visible_session(ctx, conn, principal, ref))
+
+
+async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> dict:
+    async with ctx.db.connection() as conn:
+        rows = await ctx.db.q.list_sessions(
+            conn, customer_scope=principal.user_id if principal.role == "customer" else None,
+            agent_scope=principal.user_id if principal.role == "agent" else None,
+            status=query.get("status"), department=query.get("department"), agent_id=query.get("agent_id"),
+            customer_id=query.get("customer_id"), sort=query["sort"], limit=query["limit"], offset=query["offset"])
+        items = [await session_view(ctx, conn, r) for r in rows]
+    return {"items": items, "total": rows[0]["total"] if rows else 0,
+            "limit": query["limit"], "offset": query["offset"]}
+
+
+async def list_messages(ctx: AppContext, principal: Principal, ref: Any, after_seq: int, limit: int) -> dict:
+    async with ctx.db.connection() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+        rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq, limit=limit)
+        return {"items": [present_message(ctx, r) for r in rows], "session": await session_view(ctx, conn, session)}
+
+
+async def update_session(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, data: dict) -> dict:
+    """REST PUT: details, then a transfer (agent_id/department), then ending (status: ended)."""
+    if principal.role == "customer" and set(data) - {"status", "subject"}:
+        raise Forbidden("Customers may only end a chat or change its subject")
+    view = None
+    if "subject" in data or "metadata" in data:
+        async with ctx.db.transaction() as conn:
+            session = await visible_session(ctx, conn, principal, ref, lock=True)
+            row = await ctx.db.q.update_session_details(
+                conn, id=session["id"], subject=data.get("subject", session["subject"]),
+                metadata=data.get("metadata", session["metadata"]))
+            await audit.record(conn, principal, meta, "chat.update", "chat_session", session["id"],
+                               {k: data[k] for k in ("subject", "metadata") if k in data})
+            view = await session_view(ctx, conn, row)
+    if "agent_id" in data or "department" in data:
+        view = await routing.transfer(ctx, principal, meta, ref, data.get("agent_id"), data.get("department"))
+    if data.get("status") == "ended":
+        view = await end_chat(ctx, principal, meta, ref)
+    return view if view is not None else await get_session(ctx, principal, ref)

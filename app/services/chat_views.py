@@ -1,0 +1,85 @@
+"""Chat sessions as clients see them (PROTOCOL.md "Objects"), and who may see which."""
+from __future__ import annotations
+
+from typing import Any
+
+import uuid
+
+import asyncpg
+
+from app.auth import Principal
+from app.context import AppContext
+from app.errors import NotFound
+
+SESSION_FIELDS = ("id", "status", "customer_id", "agent_id", "department", "ticket_id", "subject",
+                  "started_at", "assigned_at", "ended_at", "end_reason", "duration_seconds",
+                  "satisfaction_rating", "last_seq", "customer_last_read_seq", "agent_last_read_seq")
+
+
+def summary(row: Any) -> dict:
+    """The non-sensitive fields a chat event carries."""
+    return {"session_id": row["id"], "session_key": row["session_id"], "customer_id": row["customer_id"],
+            "agent_id": row["agent_id"], "department": row["department"], "status": row["status"]}
+
+
+def present_session(row: Any, agent_name: str | None = None, position: int | None = None) -> dict:
+    session = {f: row[f] for f in SESSION_FIELDS}
+    session["session_key"] = row["session_id"]
+    session["agent"] = ({"id": row["agent_id"], "display_name": agent_name or "Agent"}
+                        if row["agent_id"] else None)
+    session["queue_position"] = position if row["status"] == "queued" else None
+    return session
+
+
+async def session_view(ctx: AppContext, conn: asyncpg.Connection, row: Any) -> dict:
+    """The Session object of PROTOCOL.md, with its agent's name and queue position."""
+    name = position = None
+    if row["agent_id"]:
+        names = await ctx.db.q.agent_names(conn, user_ids=[row["agent_id"]])
+        name = names[0]["display_name"] if names else None
+    if row["status"] == "queued":
+        position = await ctx.db.q.position_of(conn, id=row["id"])
+    return present_session(row, name, position)
+
+
+def present_message(ctx: AppContext, row: Any) -> dict:
+    return {"id": row["id"], "session_id": row["session_id"], "seq": row["seq"],
+            "client_msg_id": row["client_msg_id"], "sender_type": row["sender_type"],
+            "sender_id": row["sender_id"], "message_type": row["message_type"],
+            "message": ctx.cipher.decrypt(row["message"], "chat_messages.message"),
+            "created_at": row["created_at"]}
+
+
+def present_note(ctx: AppContext, row: Any) -> dict:
+    return {"id": row["id"], "session_id": row["session_id"], "sender_id": row["sender_id"],
+            "message": ctx.cipher.decrypt(row["message"], "chat_notes.message"), "created_at": row["created_at"]}
+
+
+def sees(principal: Principal, row: Any) -> bool:
+    if principal.sees_all or principal.role == "service":
+        return True
+    if principal.role == "customer":
+        return row["customer_id"] == principal.user_id
+    return row["agent_id"] == principal.user_id
+
+
+async def find_session(ctx: AppContext, conn: asyncpg.Connection, ref: Any, *, lock: bool = False) -> Any:
+    try:
+        session_id = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+    except ValueError:
+        row = await ctx.db.q.get_session_by_key(conn, session_key=str(ref))
+        if row is None or not lock:
+            return row
+        session_id = row["id"]
+    if lock:
+        return await ctx.db.q.lock_session(conn, id=session_id)
+    return await ctx.db.q.get_session(conn, id=session_id)
+
+
+async def visible_session(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ref: Any,
+                   *, lock: bool = False) -> Any:
+    """The session if the caller may see it; otherwise it does not exist for them (404)."""
+    row = await find_session(ctx, conn, ref, lock=lock)
+    if row is None or not sees(principal, row):
+        raise NotFound("Chat session not found")
+    return row

@@ -1,0 +1,288 @@
+"""Chat routing: matching queued chats to agents, accepting, transferring, agent presence.
+
+Every assignment is one Postgres transaction that locks the session and the agent
+(``FOR UPDATE SKIP LOCKED``) and moves the agent's ``active_chats`` with it, so no chat goes to
+two agents and no agent exceeds ``max_chats``, whichever replicas the parties are on.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+
+from app import metrics
+from app.auth import Principal, RequestMeta, require_role
+from app.context import AppContext
+from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable, ValidationFailed
+from app.live import AGENT_NS, session_room
+from app.security import audit
+from app.services import agents as agent_service
+from app.services.chat_views import find_session, present_session, session_view, summary, visible_session
+
+log = logging.getLogger(__name__)
+
+
+def agent_view(row: Any) -> dict:
+    """An agent as sockets see it (PROTOCOL.md): ``id`` is the agent's user id."""
+    return {"id": row["user_id"], "display_name": row["display_name"], "status": row["status"],
+            "active_chats": row["active_chats"], "capacity": row["max_chats"]}
+
+
+# ---------------------------------------------------------------- matching
+
+async def drain_queue(ctx: AppContext, department: str) -> int:
+    """Give waiting chats of a department to agents with free places, oldest first."""
+    assigned = 0
+    while True:
+        async with ctx.db.transaction() as conn:
+            session = await ctx.db.q.next_queued(conn, department=department)
+            agent = session and await ctx.db.q.pick_agent(conn, department=department, exclude_agent=None)
+            if not agent:
+                break
+            row, agent_row, view = await _assign(ctx, conn, session, agent)
+        await _announce_assignment(ctx, row, agent_row, view)
+        assigned += 1
+    if assigned:
+        queue_changed(ctx, department)
+    return assigned
+
+
+async def _assign(ctx: AppContext, conn: asyncpg.Connection, session: Any, agent: Any,
+                  actor: Principal | None = None) -> tuple[Any, Any, dict]:
+    now = ctx.clock.now()
+    row = await ctx.db.q.assign_session(conn, id=session["id"], agent_id=agent["user_id"], now=now)
+    agent_row = await ctx.db.q.add_agent_chats(conn, user_id=agent["user_id"], delta=1, now=now)
+    await ctx.events.append(conn, "chat.assigned", "chat_session", row["id"],
+                            {**summary(row), "accepted": actor is not None},
+                            actor_id=actor.user_id if actor else None)
+    metrics.CHAT_WAIT_SECONDS.observe(max(0.0, (now - (session["queued_at"] or session["started_at"])).total_seconds()))
+    return row, agent_row, present_session(row, agent["display_name"])
+
+
+async def _announce_assignment(ctx: AppContext, row: Any, agent_row: Any, view: dict) -> None:
+    await ctx.live.join(AGENT_NS, agent_row["user_id"], session_room(row["id"]))
+    await ctx.live.to_customer(row["customer_id"], "chat:assigned", {"session": view})
+    await ctx.live.to_customer(row["customer_id"], "chat:session", view)
+    await ctx.live.to_agent(agent_row["user_id"], "chat:assigned", {"session": view})
+    await announce_presence(ctx, agent_row)
+
+
+async def accept(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any) -> dict:
+    """An agent takes a queued chat by hand; a chat someone else got first is a conflict."""
+    require_role(principal, "agent", "supervisor", "admin")
+    async with ctx.db.transaction() as conn:
+        session = await find_session(ctx, conn, ref, lock=True)
+        if session is None:
+            raise NotFound("Chat session not found")
+        if session["status"] != "queued":
+            raise Conflict("Another agent has this chat already" if session["status"] == "active"
+                           else f"The chat is {session['status']}")
+        agent = await ctx.db.q.lock_agent_by_user(conn, user_id=principal.user_id)
+        if agent is None:
+            raise Forbidden("You have no agent profile")
+        if agent["active_chats"] >= agent["max_chats"]:
+            raise InvalidState("You are at your chat capacity")
+        row, agent_row, view = await _assign(ctx, conn, session, agent, actor=principal)
+        await audit.record(conn, principal, meta, "chat.accept", "chat_session", row["id"], {})
+    await _announce_assignment(ctx, row, agent_row, view)
+    queue_changed(ctx, row["department"])
+    return view
+
+
+async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any,
+                   to_agent_id: uuid.UUID | None, department: str | None) -> dict:
+    """Hand an active chat to a named agent or to a free agent of a department."""
+    require_role(principal, "agent", "supervisor", "admin")
+    if to_agent_id is None and department is None:
+        raise ValidationFailed(details={"to_agent_id": ["Give to_agent_id or department."]})
+    async with ctx.db.transaction() as conn:
+        session = await visible_session(ctx, conn, principal, ref, lock=True)
+        if session["status"] != "active":
+            raise InvalidState("Only an active chat can be transferred")
+        if principal.role == "agent" and session["agent_id"] != principal.user_id:
+            raise Forbidden("Only the assigned agent or a supervisor may transfer this chat")
+        target = await _transfer_target(ctx, conn, session, to_agent_id, department)
+        now = ctx.clock.now()
+        row = await ctx.db.q.transfer_session(conn, id=session["id"], agent_id=target["user_id"],
+                                              department=department or session["department"], now=now)
+        old = await ctx.db.q.add_agent_chats(conn, user_id=session["agent_id"], delta=-1, now=now)
+        new = await ctx.db.q.add_agent_chats(conn, user_id=target["user_id"], delta=1, now=now)
+        payload = {**summary(row), "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
+        await audit.record(conn, principal, meta, "chat.transfer", "chat_session", row["id"],
+                           {"from_agent_id": session["agent_id"], "to_agent_id": target["user_id"],
+                            "department": row["department"]})
+        await ctx.events.append(conn, "chat.transferred", "chat_session", row["id"], payload,
+                                actor_id=principal.user_id)
+        view = await session_view(ctx, conn, row)
+    event = {"session": view, "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
+    await ctx.live.join(AGENT_NS, target["user_id"], session_room(row["id"]))
+    await ctx.live.to_session(row["id"], "chat:transferred", event)
+    await ctx.live.to_agent(target["user_id"], "chat:transferred", event)
+    await ctx.live.leave(AGENT_NS, session["agent_id"], session_room(row["id"]))
+    await ctx.live.to_customer(row["customer_id"], "chat:session", view)
+    for agent_row in (old, new):
+        if agent_row is not None:
+            await announce_presence(ctx, agent_row)
+    if old is not None:
+        await drain_queue(ctx, old["department"])
+    return view
+
+
+async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: Any,
+                           to_agent_id: uuid.UUID | None, department: str | None) -> Any:
+    if to_agent_id is not None:
+        if to_agent_id == session["agent_id"]:
+            raise InvalidState("The chat is with that agent already")
+        target = await ctx.db.q.lock_agent_by_user(conn, user_id=to_agent_id)
+        if target is None:
+            raise NotFound("Agent not found")
+        if target["status"] == "offline" or not target["is_online"]:
+            raise Unavailable(f"{target['display_name']} is not online")
+        if target["active_chats"] >= target["max_chats"]:
+            raise Unavailable(f"{target['display_name']} has no free chat place")
+        return target
+    target = await ctx.db.q.pick_agent(conn, department=department, exclude_agent=session["agent_id"])
+    if target is None:
+        raise Unavailable(f"No agent of {department} is free right now")
+    return target
+
+
+# ---------------------------------------------------------------- presence and status
+
+async def announce_presence(ctx: AppContext, agent_row: Any) -> None:
+    await ctx.live.to_agents("presence:updated", {
+        "agent_id": agent_row["user_id"], "status": agent_row["status"],
+        "active_chats": agent_row["active_chats"], "capacity": agent_row["max_chats"]})
+
+
+async def set_status(ctx: AppContext, principal: Principal, meta: RequestMeta, status: str) -> dict:
+    """``agent:status``: online takes chats (and drains the queue), away keeps its chats,
+    offline hands its chats back to the head of the queue."""
+    agent = await agent_service.set_my_status(ctx, principal, meta, status)
+    if status == "offline":
+        await requeue_chats_of(ctx, principal.user_id)
+    async with ctx.db.connection() as conn:
+        row = await ctx.db.q.get_agent_by_user(conn, user_id=principal.user_id)
+    await announce_presence(ctx, row)
+    if status == "online":
+        await drain_queue(ctx, agent["department"])
+    return agent_view(row)
+
+
+async def agent_connected(ctx: AppContext, user_id: uuid.UUID) -> Any:
+    async with ctx.db.transaction() as conn:
+        row = await ctx.db.q.set_agent_presence(conn, user_id=user_id, is_online=True, now=ctx.clock.now())
+    if row is not None:
+        await announce_presence(ctx, row)
+        if row["status"] == "online":
+            await drain_queue(ctx, row["department"])
+    return row
+
+
+async def agent_disconnected(ctx: AppContext, user_id: uuid.UUID) -> None:
+    """The last socket of the agent (on any replica) is gone: no new chats from now; the
+    grace period before going offline starts (see chat_timers.sweep_lapsed_agents)."""
+    if await ctx.live.is_connected(AGENT_NS, user_id):
+        return
+    async with ctx.db.transaction() as conn:
+        row = await ctx.db.q.set_agent_presence(conn, user_id=user_id, is_online=False, now=ctx.clock.now())
+    if row is not None:
+        await announce_presence(ctx, row)
+
+
+async def requeue_chats_of(ctx: AppContext, agent_user_id: uuid.UUID) -> list[Any]:
+    """Put the agent's active chats back at the head of their queues; both sides are told."""
+    moved = []
+    async with ctx.db.transaction() as conn:
+        for session in await ctx.db.q.open_sessions_of_agent(conn, agent_id=agent_user_id):
+            row = await ctx.db.q.requeue_session(conn, id=session["id"], now=ctx.clock.now())
+            await ctx.db.q.add_agent_chats(conn, user_id=agent_user_id, delta=-1, now=ctx.clock.now())
+            await ctx.events.append(conn, "chat.queued", "chat_session", row["id"],
+                                    {**summary(row), "requeued_from_agent_id": agent_user_id})
+            moved.append((row, await session_view(ctx, conn, row)))
+    for row, view in moved:
+        event = {"session": view, "from_agent_id": agent_user_id, "to_agent_id": None}
+        await ctx.live.to_session(row["id"], "chat:transferred", event)
+        await ctx.live.leave(AGENT_NS, agent_user_id, session_room(row["id"]))
+        await ctx.live.to_customer(row["customer_id"], "chat:session", view)
+    for department in {row["department"] for row, _ in moved}:
+        await drain_queue(ctx, department)
+        queue_changed(ctx, department)
+    return [row for row, _ in moved]
+
+
+async def snapshot(ctx: AppContext, principal: Principal, department: str | None) -> dict:
+    """``queue:snapshot``: the waiting chats, the caller's own chats, and the agents' load."""
+    require_role(principal, "agent", "supervisor", "admin")
+    async with ctx.db.connection() as conn:
+        me = await ctx.db.q.get_agent_by_user(conn, user_id=principal.user_id)
+        scope = department or (None if principal.sees_all or me is None else me["department"])
+        queued = await ctx.db.q.queue_of(conn, department=scope)
+        mine = await ctx.db.q.open_sessions_of_agent(conn, agent_id=principal.user_id)
+        roster = await ctx.db.q.agents_snapshot(conn, department=scope)
+        mine_views = [await session_view(ctx, conn, s) for s in mine]
+    return {"queued": [present_session(r, None, r["position"]) for r in queued],
+            "mine": mine_views, "agents": [agent_view(a) for a in roster]}
+
+
+# ---------------------------------------------------------------- queue notifications
+
+def queue_changed(ctx: AppContext, department: str) -> None:
+    ctx.queue_notifier.mark(department)
+
+
+class QueueNotifier:
+    """Coalesces queue changes: at most one ``queue:updated`` per department per interval, and a
+    ``chat:queue_position`` only to customers whose position changed (remembered in Redis)."""
+
+    def __init__(self, ctx: AppContext, interval: float = 0.2):
+        self._ctx = ctx
+        self._interval = interval
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+
+    def mark(self, department: str) -> None:
+        self._dirty.add(department)
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self._interval)   # coalescing window, not a wait for an event
+            await self.flush()
+
+    async def flush(self) -> None:
+        departments, self._dirty = self._dirty, set()
+        for department in departments:
+            try:
+                await self._flush_department(department)
+            except Exception:
+                log.exception("queue notification failed", extra={"department": department})
+
+    async def _flush_department(self, department: str) -> None:
+        ctx = self._ctx
+        now = ctx.clock.now()
+        async with ctx.db.connection() as conn:
+            rows = await ctx.db.q.queue_of(conn, department=department)
+            rate = await ctx.db.q.queue_rate(conn, department=department, since=now - dt.timedelta(minutes=30), now=now)
+        metrics.CHAT_QUEUE_LENGTH.labels(department=department).set(len(rows))
+        views = [present_session(r, None, r["position"]) for r in rows]
+        await ctx.live.to_agents("queue:updated", {"department": department, "queued": views}, department=department)
+        key = f"queue:positions:{department}"
+        previous = await ctx.redis.hgetall(key)
+        for r in rows:
+            if previous.get(str(r["id"])) != str(r["position"]):
+                await ctx.live.to_customer(r["customer_id"], "chat:queue_position", {
+                    "session_id": r["id"], "queue_position": r["position"],
+                    "estimated_wait_seconds": round(r["position"] / rate) if rate else None})
+        async with ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            if rows:
+                pipe.hset(key, mapping={str(r["id"]): str(r["position"]) for r in rows})
+                pipe.expire(key, 86400)
+            await pipe.execute()

@@ -1,0 +1,164 @@
+"""The Socket.IO server: python-socketio on the aiohttp app, fanned out through Redis.
+
+Connect authenticates once (JWT in ``auth.token`` or an ``Authorization`` header) and joins the
+socket to its rooms; every replica runs the same handlers and reaches every client through the
+Redis manager. Background work of a replica: presence heartbeats and coalesced queue pushes;
+of the cluster (one replica at a time): chat timers.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+from aiohttp import web
+from engineio.async_drivers import aiohttp as eio_aiohttp
+
+from app import duties, metrics
+from app.auth import STAFF, Principal, bearer_token
+from app.config import Settings
+from app.errors import DomainError
+from app.live import AGENT_NS, CUSTOMER_NS
+from app.services import chat_timers
+from rest.common import CONTEXT
+from rest.health import HEALTH
+from sockets import agent, customer
+from sockets.common import SocketState, refuse
+
+log = logging.getLogger("support.sockets")
+SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
+STATE = web.AppKey("socket_state", SocketState)
+ROLES = {CUSTOMER_NS: frozenset({"customer"}), AGENT_NS: STAFF}
+TIMER_INTERVAL_SECONDS = 2.0
+
+
+def _websocket_class(compress: bool) -> type:
+    """engine.io's aiohttp websocket with permessage-deflate as a setting (aiohttp enables it)."""
+    class WebSocket(eio_aiohttp.WebSocket):
+        async def __call__(self, environ: dict) -> web.WebSocketResponse:
+            request = environ["aiohttp.request"]
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=compress)
+            await self._sock.prepare(request)
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+    return WebSocket
+
+
+def create_socket_server(settings: Settings) -> socketio.AsyncServer:
+    origins: Any = settings.cors_allowed_origins or []
+    if settings.cors_any_origin:
+        origins = "*"
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=socketio.AsyncRedisManager(settings.redis_url, channel="support-socketio"),
+        cors_allowed_origins=origins,
+        ping_interval=settings.websocket_heartbeat_interval / 1000,
+        ping_timeout=max(5, settings.websocket_heartbeat_interval / 2000),
+        max_http_buffer_size=1_000_000,
+        http_compression=settings.websocket_compression,
+        logger=False, engineio_logger=False)
+    sio.eio._async = {**sio.eio._async, "websocket": _websocket_class(settings.websocket_compression)}
+    return sio
+
+
+def attach_sockets(app: web.Application, settings: Settings) -> socketio.AsyncServer:
+    sio = create_socket_server(settings)
+    state = SocketState()
+    _register_connection_handlers(sio, state, settings)
+    customer.register_all(sio, state)
+    agent.register_all(sio, state)
+    sio.attach(app, socketio_path=settings.websocket_endpoint.strip("/"))
+    app[SOCKETS] = sio
+    app[STATE] = state
+    app.cleanup_ctx.append(_lifetime)
+    return sio
+
+
+def _principal(ctx: Any, environ: dict, auth: Any) -> Principal:
+    token = auth.get("token") if isinstance(auth, dict) else None
+    token = token or bearer_token(environ.get("HTTP_AUTHORIZATION"))
+    return ctx.verifier.verify(token)
+
+
+def _register_connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings) -> None:
+    for namespace, module in ((CUSTOMER_NS, customer), (AGENT_NS, agent)):
+        _connection_handlers(sio, state, settings, namespace, module)
+
+
+def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings,
+                         namespace: str, module: Any) -> None:
+    async def connect(sid: str, environ: dict, auth: Any = None) -> None:
+        ctx = state.ctx
+        if ctx is None:
+            raise refuse("The server is starting; try again", "server_full")
+        if state.count() >= settings.websocket_max_sessions:
+            raise refuse("This server is full; try again shortly", "server_full")
+        try:
+            principal = _principal(ctx, environ, auth)
+        except DomainError as exc:
+            raise refuse(exc.detail, exc.code) from None
+        if principal.role not in ROLES[namespace]:
+            raise refuse(f"Role {principal.role!r} may not connect to {namespace}", "forbidden")
+        state.sockets[sid] = (namespace, principal)
+        try:
+            await ctx.live.register_socket(namespace, principal.user_id, sid)
+            await module.on_connected(sio, ctx, principal, sid)
+        except BaseException:
+            state.sockets.pop(sid, None)
+            await ctx.live.unregister_socket(namespace, principal.user_id, sid)
+            raise
+        metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).inc()
+
+    async def disconnect(sid: str, *args: Any) -> None:
+        entry = state.sockets.pop(sid, None)
+        if entry is None or state.ctx is None:
+            return
+        metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).dec()
+        ctx, principal = state.ctx, entry[1]
+        await ctx.live.unregister_socket(namespace, principal.user_id, sid)
+        if namespace == AGENT_NS:
+            await agent.on_disconnected(ctx, principal)
+
+    sio.on("connect", connect, namespace=namespace)
+    sio.on("disconnect", disconnect, namespace=namespace)
+
+
+async def _heartbeat(state: SocketState, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)   # the heartbeat period itself
+        try:
+            await state.ctx.live.heartbeat(state.heartbeat_entries())
+        except Exception:
+            log.exception("presence heartbeat failed")
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CONTEXT]
+    sio, state = app[SOCKETS], app[STATE]
+    state.ctx = ctx
+    ctx.live.emitter = sio
+
+    async def websocket_health() -> dict:
+        return {"connections": state.count(), "max_sessions": ctx.settings.websocket_max_sessions,
+                "path": ctx.settings.websocket_endpoint}
+
+    app[HEALTH].register("websocket", websocket_health)
+    interval = max(1.0, ctx.live.presence_ttl / 3)
+    tasks = [asyncio.create_task(_heartbeat(state, interval), name="presence-heartbeat"),
+             asyncio.create_task(ctx.queue_notifier.run(), name="queue-notifier"),
+             asyncio.create_task(duties.run_forever(ctx, "chat-timers", chat_timers.run_all, TIMER_INTERVAL_SECONDS),
+                                 name="chat-timers")]
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for sid in list(state.sockets):
+        with contextlib.suppress(Exception):
+            await sio.disconnect(sid, namespace=state.sockets[sid][0])
+    ctx.live.emitter = None
