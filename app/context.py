@@ -35,12 +35,16 @@ class AppContext:
     ticket_cache: RowCache
     live: Live
     queue_notifier: Any = None   # app.services.routing.QueueNotifier, set once the context exists
+    message_writer: Any = None   # app.services.message_writer.MessageWriter, likewise
 
 
 @contextlib.asynccontextmanager
 async def open_context(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[AppContext]:
     db = await Database.connect(settings.dsn, max_size=settings.database_pool_size)
-    redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    # One bounded pool: under a burst, callers wait for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
+                                                    max_connections=64, timeout=10)
+    redis = aioredis.Redis(connection_pool=pool)
     try:
         ctx = AppContext(
             settings=settings,
@@ -48,7 +52,7 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
             redis=redis,
             cipher=FieldCipher(settings.data_encryption_keys or ()),
             verifier=TokenVerifier(settings.jwt_secret, settings.jwt_public_key),
-            limiter=RateLimiter(settings.redis_url),
+            limiter=RateLimiter(settings.redis_url, pool),
             events=EventLog(support_topic=settings.kafka_topic_support_events,
                             ticket_topic=settings.kafka_topic_ticket_events,
                             chat_topic=settings.kafka_topic_chat_events),
@@ -56,9 +60,12 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
             ticket_cache=RowCache(redis, "ticket"),
             live=Live(redis, presence_ttl_seconds=max(10.0, 3 * settings.websocket_heartbeat_interval / 1000)),
         )
-        from app.services.routing import QueueNotifier   # services import this module
+        from app.services.message_writer import MessageWriter   # services import this module
+        from app.services.routing import QueueNotifier
         ctx.queue_notifier = QueueNotifier(ctx)
+        ctx.message_writer = MessageWriter(ctx)
         yield ctx
     finally:
         await redis.aclose()
+        await pool.aclose()
         await db.close()

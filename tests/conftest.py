@@ -48,7 +48,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
     if pg is None or rd is None:
         from app.embedded import EmbeddedPostgres, EmbeddedRedis
         if pg is None:
-            server = EmbeddedPostgres(tmp / "pg")
+            server = EmbeddedPostgres(tmp / "pg", ephemeral=True)
             pg = server.start()
             stack.append(server)
         if rd is None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import select
 import signal
 import socket
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def pg_data(tmp_path: Path) -> Iterator[Path]:
     data = tmp_path / "postgres"
     yield data
-    # As root the cluster may live under /var/tmp (see app.embedded): leave nothing behind.
+    # As root the cluster may live under /var/lib (see app.embedded): leave nothing behind.
     EmbeddedPostgres(data).remove_data()
 
 
@@ -47,11 +48,10 @@ async def test_postgres_keeps_its_data_across_restarts(pg_data: Path) -> None:
             assert await conn.fetchval("SELECT lower('ZÜRICH')") == "zürich"
         finally:
             await conn.close()
-        first_port = pg.port
+        first_port, cluster = pg.port, pg.pgdata
+        assert cluster is not None and (cluster / "PG_VERSION").is_file()
         if os.geteuid() == 0:
-            import pwd
-            assert pg.pgdata is not None
-            assert pg.pgdata.stat().st_uid == pwd.getpwnam(PG_OS_USER).pw_uid
+            assert cluster.stat().st_uid == pwd.getpwnam(PG_OS_USER).pw_uid
     assert not pg.running and pg.dsn is None
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", first_port), timeout=1).close()
@@ -67,7 +67,7 @@ async def test_postgres_keeps_its_data_across_restarts(pg_data: Path) -> None:
     log = (pg_data / "postgres.log").read_text()
     assert log.count("The files belonging to this database system") == 1     # initdb ran once
     assert log.count("received fast shutdown request") == 2
-    assert not os.path.lexists(pg_data / "pgdata")                            # ephemeral: removed
+    assert not os.path.lexists(pg_data / "pgdata") and not cluster.exists()  # ephemeral: removed
 
 
 async def test_postgres_on_a_requested_port_restarts_cleanly(pg_data: Path) -> None:

@@ -6,6 +6,7 @@ import math
 import time
 
 from limits import RateLimitItemPerMinute
+from redis.asyncio import ConnectionPool
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
@@ -25,9 +26,10 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str):
-        uri = "async+" + redis_url
-        self._storage = RedisStorage(uri, implementation="redispy", key_prefix="support-rl")
+    def __init__(self, redis_url: str, pool: ConnectionPool | None = None):
+        options = {"connection_pool": pool} if pool is not None else {}
+        self._storage = RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="support-rl",
+                                     **options)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
 
     async def hit(self, scope: str, key: str, per_minute: int) -> Verdict:

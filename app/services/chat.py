@@ -21,18 +21,12 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFa
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
 from app.services import routing, tickets
+from app.services.message_writer import PendingMessage
 from app.services.chat_views import (present_message, present_note, session_view, summary as _summary,
                                      visible_session)
 
 OPEN = ("queued", "active")
 SYNC_LIMIT = 1000
-
-
-class _Duplicate(Exception):
-    """Rolls back a resend's transaction and carries the first message out."""
-
-    def __init__(self, row: asyncpg.Record):
-        self.row = row
 
 
 # ---------------------------------------------------------------- access
@@ -110,38 +104,44 @@ def _new_session_key() -> str:
 async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any,
                        client_msg_id: str | None, text: str, message_type: str = "text",
                        origin_sid: str | None = None) -> dict:
-    """Persist, then return ``{"message", "duplicate"}``; broadcast only a new message."""
+    """Persist (batched with concurrent sends), then return ``{"message", "duplicate"}``;
+    only a new message is broadcast, after it has committed."""
     await ctx.limiter.check("chat", str(principal.user_id), ctx.settings.chat_rate_limit_messages_per_minute)
+    session_id = await _session_uuid(ctx, ref)
     sender_type = _sender_type(principal)
-    now = ctx.clock.now()
-    try:
-        async with ctx.db.transaction() as conn:
-            session = await visible_session(ctx, conn, principal, ref)
-            _check_participant(principal, session)
-            seq = await ctx.db.q.next_seq(conn, id=session["id"], now=now)
-            if seq is None:
-                raise InvalidState(f"The chat is {session['status']}; start a new one")
-            if client_msg_id:
-                first = await ctx.db.q.find_message(conn, session_id=session["id"], sender_id=principal.user_id,
-                                                    client_msg_id=client_msg_id)
-                if first is not None:
-                    raise _Duplicate(first)
-            row = await ctx.db.q.insert_message(
-                conn, session_id=session["id"], seq=seq, client_msg_id=client_msg_id,
-                sender_id=principal.user_id, sender_type=sender_type,
-                message=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type, now=now)
-            if sender_type == "agent" and session["first_response_at"] is None:
-                await ctx.db.q.mark_first_response(conn, id=session["id"], now=now)
-            await ctx.events.append(conn, "chat.message", "chat_session", session["id"],
-                                    {"session_id": session["id"], "message_id": row["id"], "seq": seq,
-                                     "sender_type": sender_type, "sender_id": principal.user_id},
-                                    actor_id=principal.user_id)
-    except _Duplicate as dup:
-        return {"message": present_message(ctx, dup.row), "duplicate": True}
+    item = PendingMessage(
+        session_id=session_id, sender_id=principal.user_id, sender_type=sender_type,
+        scope=_SCOPES.get(principal.role, "all"), client_msg_id=client_msg_id,
+        ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type)
+    row = await ctx.message_writer.write(item) if session_id is not None else None
+    if row is None:
+        await _explain_refusal(ctx, principal, ref)
     message = present_message(ctx, row)
+    if row["duplicate"]:
+        return {"message": message, "duplicate": True}
     metrics.CHAT_MESSAGES.labels(sender_type=sender_type).inc()
-    await ctx.live.to_session(session["id"], "chat:message", message, skip_sid=origin_sid)
+    await ctx.live.to_session(session_id, "chat:message", message, skip_sid=origin_sid)
     return {"message": message, "duplicate": False}
+
+
+_SCOPES = {"customer": "customer", "agent": "agent"}
+
+
+async def _session_uuid(ctx: AppContext, ref: Any) -> uuid.UUID | None:
+    try:
+        return ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+    except ValueError:
+        async with ctx.db.connection() as conn:
+            row = await ctx.db.q.get_session_by_key(conn, session_key=str(ref))
+        return row["id"] if row else None
+
+
+async def _explain_refusal(ctx: AppContext, principal: Principal, ref: Any) -> None:
+    """A message was not stored: say why (the slow path, taken only on errors)."""
+    async with ctx.db.connection() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+    _check_participant(principal, session)
+    raise InvalidState(f"The chat is {session['status']}; start a new one")
 
 
 def _check_participant(principal: Principal, session: Any) -> None:

@@ -198,3 +198,66 @@ SELECT q.position FROM (
     FROM chat_sessions
     WHERE status = 'queued' AND department = (SELECT department FROM chat_sessions WHERE id = :id)
 ) q WHERE q.id = :id;
+
+-- name: insert_messages(ids, session_ids, sender_ids, sender_types, scopes, client_msg_ids, bodies, message_types, topic, now)
+-- Store a batch of chat messages in one statement (one round trip, one commit). Per item:
+-- it is stored only if its session is open and the sender takes part (scope 'customer': the
+-- session's customer; 'agent': its agent; 'all': supervisors and services). Each session's
+-- last_seq moves by its number of new messages and they take the numbers in batch order.
+-- Items that match an earlier message (same session, sender, client_msg_id) return that one.
+-- Every stored message writes its chat.message event. Returns one row per stored or matched
+-- item with `ord` (1-based position in the batch) and `duplicate`.
+WITH input AS (
+    SELECT * FROM unnest(:ids::uuid[], :session_ids::uuid[], :sender_ids::uuid[], :sender_types::text[],
+                         :scopes::text[], :client_msg_ids::text[], :bodies::text[], :message_types::text[])
+             WITH ORDINALITY AS i(id, session_id, sender_id, sender_type, scope, client_msg_id, message,
+                                  message_type, ord)
+),
+earlier AS (
+    SELECT i.ord, m.* FROM input i
+    JOIN chat_messages m ON m.session_id = i.session_id AND m.sender_id = i.sender_id
+                        AND m.client_msg_id = i.client_msg_id
+),
+fresh AS (
+    SELECT i.* FROM input i
+    JOIN chat_sessions s ON s.id = i.session_id
+    WHERE s.status IN ('queued', 'active')
+      AND (i.scope = 'all' OR (i.scope = 'customer' AND s.customer_id = i.sender_id)
+                           OR (i.scope = 'agent' AND s.agent_id = i.sender_id))
+      AND NOT EXISTS (SELECT 1 FROM earlier e WHERE e.ord = i.ord)
+),
+counts AS (
+    SELECT session_id, count(*) AS n, bool_or(sender_type = 'agent') AS agent_wrote FROM fresh GROUP BY session_id
+),
+bumped AS (
+    UPDATE chat_sessions s
+    SET last_seq = s.last_seq + c.n, last_message_at = :now,
+        first_response_at = CASE WHEN c.agent_wrote THEN coalesce(s.first_response_at, :now) ELSE s.first_response_at END
+    FROM counts c
+    WHERE s.id = c.session_id
+    RETURNING s.id, s.last_seq, c.n
+),
+numbered AS (
+    SELECT f.*, b.last_seq - b.n + row_number() OVER (PARTITION BY f.session_id ORDER BY f.ord) AS seq
+    FROM fresh f JOIN bumped b ON b.id = f.session_id
+),
+stored AS (
+    INSERT INTO chat_messages (id, session_id, seq, client_msg_id, sender_id, sender_type, message, message_type, created_at)
+    SELECT id, session_id, seq, client_msg_id, sender_id, sender_type, message, message_type, :now FROM numbered
+    RETURNING *
+),
+logged AS (
+    INSERT INTO support_events (type, topic, entity_type, entity_id, actor_id, payload, created_at)
+    SELECT 'chat.message', :topic, 'chat_session', session_id::text, sender_id,
+           jsonb_build_object('session_id', session_id, 'message_id', id, 'seq', seq,
+                              'sender_type', sender_type, 'sender_id', sender_id),
+           :now
+    FROM stored
+)
+SELECT n.ord, FALSE AS duplicate, s.id, s.session_id, s.seq, s.client_msg_id, s.sender_id, s.sender_type,
+       s.message, s.message_type, s.created_at
+FROM stored s JOIN numbered n ON n.id = s.id
+UNION ALL
+SELECT e.ord, TRUE, e.id, e.session_id, e.seq, e.client_msg_id, e.sender_id, e.sender_type,
+       e.message, e.message_type, e.created_at
+FROM earlier e;
