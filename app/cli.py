@@ -92,7 +92,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _dev_banner(ctx, settings: Settings) -> None:
+async def _dev_banner(ctx, settings: Settings) -> str:
     from app import demo
     from app.auth import issue_token
     loaded = await demo.load(ctx)
@@ -110,7 +110,7 @@ async def _dev_banner(ctx, settings: Settings) -> None:
         lines.append(f"  {role:<11} {token}")
     lines += ["", f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets", "",
               "Press Ctrl-C to stop.", ""]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

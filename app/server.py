@@ -23,17 +23,24 @@ def build(settings: Settings, *, clock: Clock | None = None, context: AppContext
     return app
 
 
-def run(settings: Settings, *, on_started: Callable[[AppContext], Awaitable[None]] | None = None) -> None:
+def run(settings: Settings, *, on_started: Callable[[AppContext], Awaitable[str]] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. ``on_started`` runs once the context is open; the text it
+    returns is printed when the ports are listening (dev mode's banner)."""
     app = build(settings)
+    banner: list[str] = []
 
     async def started(app: web.Application) -> None:
+        if on_started is not None:
+            banner.append(await on_started(app[CONTEXT]))
         # Objects alive after start-up live for the whole process: keep the collector off them.
         gc.freeze()
-        if on_started is not None:
-            await on_started(app[CONTEXT])
+
+    def listening(_: str) -> None:
+        if banner:
+            print(banner[0], flush=True)
 
     app.on_startup.append(started)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(app, host="0.0.0.0", port=settings.server_port, print=None, access_log=None,
+    web.run_app(app, host="0.0.0.0", port=settings.server_port, print=listening, access_log=None,
                 shutdown_timeout=10, loop=loop)

@@ -1,12 +1,15 @@
 """What every REST handler needs: the context, the caller, parsed input and JSON replies."""
 from __future__ import annotations
 
+import functools
+import json
+import math
 import uuid
 from typing import Any
 
 import marshmallow as ma
 from aiohttp import web
-from webargs.aiohttpparser import AIOHTTPParser
+from webargs.aiohttpparser import AIOHTTPParser, is_json_request
 
 from app.auth import Principal, RequestMeta, bearer_token
 from app.context import AppContext
@@ -31,6 +34,35 @@ class _Parser(AIOHTTPParser):
 
     def _handle_invalid_json_error(self, error: Any, req: Any, *args: Any, **kwargs: Any) -> None:
         raise BadRequest("The request body is not valid JSON")
+
+    async def load_json(self, req: web.Request, schema: ma.Schema) -> Any:
+        """webargs' loader, but anything json.loads refuses is a 400, never a 500: NaN and
+        Infinity (not JSON, and PostgreSQL's jsonb refuses them), numbers too large for a float
+        or too long for an int, and nesting deep enough to exhaust the recursion limit."""
+        if not (req.body_exists and is_json_request(req)):
+            return ma.missing
+        try:
+            return await req.json(loads=_strict_loads)
+        except json.JSONDecodeError as exc:
+            if exc.doc == "":
+                return ma.missing
+            return self._handle_invalid_json_error(exc, req)
+        except (ValueError, RecursionError) as exc:   # includes UnicodeDecodeError
+            return self._handle_invalid_json_error(exc, req)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} does not fit a double")
+    return value
+
+
+_strict_loads = functools.partial(json.loads, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 parser = _Parser()

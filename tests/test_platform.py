@@ -11,9 +11,11 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from app.auth import Principal, RequestMeta
 from app.config import Settings, parse_encryption_keys
 from app.context import open_context
 from app.security.encryption import DecryptionError, FieldCipher, generate_key_spec
+from app.services import tickets as ticket_service
 from helpers import PROBLEM_JSON, TICKETS, create_for, create_ticket, fetch, fetchval, problem, set_status
 from rest.app import create_app
 
@@ -321,6 +323,28 @@ async def test_other_writes_invalidate_cached_ticket(client, users, ctx, change)
         assert (await response.json())["first_response_at"] is not None
     else:
         assert (await response.json())[expected[0]] == expected[1]
+
+
+async def test_cache_load_racing_an_update_leaves_no_stale_entry(client, users, ctx):
+    """A read that loaded the row just before an update committed must not cache the old row
+    after the update's invalidation: visibility checks (agent_id) are made from cached rows."""
+    customer_id, _ = users.new("customer")
+    agent_id, agent = users.new("agent")
+    supervisor_id, supervisor = users.new("supervisor")
+    ticket = await create_for(client, supervisor, customer_id, agent_id=str(agent_id))
+    ticket_id = uuid.UUID(ticket["id"])
+
+    async def load_then_lose_the_race() -> dict:
+        async with ctx.db.connection() as conn:
+            row = dict(await ctx.db.q.get_ticket(conn, id=ticket_id))
+        # The supervisor unassigns the agent; the update commits and invalidates the key
+        # while this read is still on its way to the cache.
+        await ticket_service.update_ticket(ctx, Principal(supervisor_id, "supervisor"), RequestMeta(),
+                                           ticket_id, {"agent_id": None})
+        return row
+
+    await ctx.ticket_cache.get_or_load(ticket_id, load_then_lose_the_race)
+    await problem(await client.get(f"{TICKETS}/{ticket['id']}", headers=agent), 404)
 
 
 # ---------------------------------------------------------------- rate limiting

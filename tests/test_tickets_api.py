@@ -645,6 +645,17 @@ async def test_customer_posts_message_with_201_and_location(client, users):
     assert message["message_type"] == "text"
 
 
+async def test_message_location_names_a_readable_resource(client, users):
+    _, headers = users.new("customer")
+    ticket = await create_ticket(client, headers)
+    response = await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "Where is it?"},
+                                 headers=headers)
+    assert response.status == 201
+    located = await client.get(response.headers["Location"], headers=headers)
+    assert located.status == 200
+    assert (await located.json())["message"] == "Where is it?"
+
+
 async def test_messages_are_listed_oldest_first(client, users):
     customer_id, customer_headers = users.new("customer")
     agent_id, agent_headers = users.new("agent")

@@ -31,6 +31,24 @@ async def test_body_that_is_not_json_is_400(client, users):
     await problem(response, 400)
 
 
+_UNREPRESENTABLE = {
+    "nan": '{"subject": "s", "description": "d", "metadata": {"k": NaN}}',
+    "infinity": '{"subject": "s", "description": "d", "metadata": {"k": -Infinity}}',
+    "float_overflow": '{"subject": "s", "description": "d", "metadata": {"k": 1e400}}',
+    "huge_integer": '{"subject": "s", "description": "d", "metadata": {"k": ' + "9" * 5000 + "}}",
+    "deep_nesting": '{"subject": "s", "description": "d", "metadata": {"k": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+    "bad_utf8": b'{"subject": "\xff\xfe", "description": "d"}',
+}
+
+
+@pytest.mark.parametrize("case", list(_UNREPRESENTABLE))
+async def test_json_that_python_cannot_represent_is_400(client, users, ctx, case):
+    customer_id, headers = users.new("customer")
+    response = await client.post(TICKETS, data=_UNREPRESENTABLE[case], headers={**headers, "Content-Type": "application/json"})
+    await problem(response, 400)
+    assert await fetchval(ctx, "SELECT count(*) FROM support_tickets WHERE customer_id = $1", customer_id) == 0
+
+
 # ---------------------------------------------------------------- 422 per-field errors
 
 
@@ -164,6 +182,31 @@ async def test_bad_list_query_parameter_is_422(client, users, param, value):
     _, headers = users.new("supervisor")
     body = await problem(await client.get(TICKETS, params={param: value}, headers=headers), 422)
     assert param in body["errors"]
+
+
+@pytest.mark.parametrize("field", ["subject", "category", "tags", "metadata"])
+async def test_nul_character_in_stored_text_is_422(client, users, field):
+    # PostgreSQL text and jsonb cannot hold U+0000; the request must be refused, not crash (500).
+    _, headers = users.new("supervisor")
+    value = {"subject": "a\x00b", "category": "a\x00b", "tags": ["a\x00b"], "metadata": {"k": "a\x00b"}}[field]
+    body = await problem(await client.post(TICKETS, json=ticket_body(customer_id=str(uuid.uuid4()), **{field: value}),
+                                           headers=headers), 422)
+    assert field in body["errors"]
+
+
+@pytest.mark.parametrize("param", ["q", "category"])
+async def test_nul_character_in_list_filter_is_422(client, users, param):
+    _, headers = users.new("supervisor")
+    body = await problem(await client.get(TICKETS, params={param: "a\x00b"}, headers=headers), 422)
+    assert param in body["errors"]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"])
+async def test_datetime_filter_outside_postgres_range_is_422(client, users, value):
+    # Valid ISO 8601 that overflows once moved to UTC must be a 422, not a 500.
+    _, headers = users.new("supervisor")
+    body = await problem(await client.get(TICKETS, params={"created_after": value}, headers=headers), 422)
+    assert "created_after" in body["errors"]
 
 
 # ---------------------------------------------------------------- non-UUID path ids
