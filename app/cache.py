@@ -1,8 +1,10 @@
 """Read-through Redis caches of database rows.
 
 A cached value is the row exactly as the database holds it (encrypted fields stay encrypted),
-serialised with type tags so it comes back with the same Python types. Every write deletes the
-key after its transaction commits; a TTL bounds staleness if a delete is ever missed.
+serialised with type tags so it comes back with the same Python types. Every write bumps the
+key's version and deletes the value after its transaction commits; a reader stores what it
+loaded only if the version is still the one it saw before loading, so a load that raced an
+update can never put the old row back. A TTL bounds staleness if an invalidation is ever missed.
 Losing Redis loses nothing: a failed cache call falls through to the database.
 """
 from __future__ import annotations
@@ -43,33 +45,52 @@ def _decode(obj: dict) -> Any:
     return obj
 
 
+# Store ARGV[2] under KEYS[1] only if the version KEYS[2] still reads ARGV[1].
+_SET_IF_VERSION = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+    return 1
+end
+return 0
+"""
+
+
 class RowCache:
     def __init__(self, redis: aioredis.Redis, prefix: str, ttl_seconds: int = 300):
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl_seconds
+        self._set_if_version = redis.register_script(_SET_IF_VERSION)
 
     def _key(self, key: Any) -> str:
         return f"cache:{self._prefix}:{key}"
 
+    def _version_key(self, key: Any) -> str:
+        return f"cache:{self._prefix}:{key}:version"
+
     async def get_or_load(self, key: Any, load: Callable[[], Awaitable[dict | None]]) -> dict | None:
         try:
-            cached = await self._redis.get(self._key(key))
+            cached, version = await self._redis.mget(self._key(key), self._version_key(key))
         except RedisError:
             log.warning("cache read failed", exc_info=True)
-            cached = None
+            return await load()
         if cached is not None:
             return json.loads(cached, object_hook=_decode)
         row = await load()
         if row is not None:
             try:
-                await self._redis.set(self._key(key), json.dumps(row, default=_encode), ex=self._ttl)
+                await self._set_if_version(keys=[self._key(key), self._version_key(key)],
+                                           args=[version or "0", json.dumps(row, default=_encode), self._ttl])
             except RedisError:
                 log.warning("cache write failed", exc_info=True)
         return row
 
     async def invalidate(self, key: Any) -> None:
         try:
-            await self._redis.delete(self._key(key))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(self._version_key(key))
+                pipe.expire(self._version_key(key), 86400)
+                pipe.delete(self._key(key))
+                await pipe.execute()
         except RedisError:
             log.warning("cache invalidation failed", exc_info=True)

@@ -108,7 +108,9 @@ async def body(request: web.Request, schema: ma.Schema) -> dict:
 
 
 async def query(request: web.Request, schema: ma.Schema) -> dict:
-    return await parser.parse(schema, request, location="query")
+    """Query parameters; unknown ones are refused like unknown body fields (webargs would
+    otherwise drop them silently, hiding a client's typo in a filter name)."""
+    return await parser.parse(schema, request, location="query", unknown=ma.RAISE)
 
 
 def path_uuid(request: web.Request, name: str = "id", what: str = "Resource") -> uuid.UUID:

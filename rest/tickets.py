@@ -106,6 +106,15 @@ async def add_message(request: web.Request) -> web.Response:
     return created(message, f"/api/v1/tickets/{ticket_id}/messages/{message['id']}")
 
 
+@routes.get("/api/v1/tickets/{id}/messages/{message_id}")
+@api_doc(summary="Get one message of a ticket", tags=TAGS, response=s.TicketMessageSchema, errors=(404,))
+async def get_message(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    ticket_id = path_uuid(request, what="Ticket")
+    message_id = path_uuid(request, "message_id", what="Message")
+    return json_response(await tickets.get_message(context(request), principal, ticket_id, message_id))
+
+
 @routes.get("/api/v1/tickets/{id}/history")
 @api_doc(summary="A ticket's timeline from the event log", tags=TAGS, response=s.TicketHistorySchema,
          errors=(404,))

@@ -372,14 +372,15 @@ async def test_non_managers_cannot_read_update_or_delete_agents(client, users, r
 async def test_managers_create_read_update_and_delete_agents(client, users, role):
     _, headers = users.new(role)
     user_id = uuid.uuid4()
-    agent = await _create_agent(client, headers, user_id, skills=["billing"])
+    department = f"dept-{uuid.uuid4().hex[:8]}"
+    agent = await _create_agent(client, headers, user_id, skills=["billing"], department=department)
     assert agent["user_id"] == str(user_id) and agent["skills"] == ["billing"]
     url = f"{AGENTS}/{agent['id']}"
     assert (await (await client.get(url, headers=headers)).json())["user_id"] == str(user_id)
     updated = await client.put(url, json={"max_chats": 5}, headers=headers)
     assert updated.status == 200 and (await updated.json())["max_chats"] == 5
-    listed = await (await client.get(AGENTS, params={"limit": "100", "department": "general"}, headers=headers)).json()
-    assert listed["total"] >= 1
+    listed = await (await client.get(AGENTS, params={"department": department}, headers=headers)).json()
+    assert [a["id"] for a in listed["items"]] == [agent["id"]] and listed["total"] == 1
     assert (await client.delete(url, headers=headers)).status == 204
     await problem(await client.get(url, headers=headers), 404)
 

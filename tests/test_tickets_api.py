@@ -74,21 +74,25 @@ async def test_agent_creating_ticket_needs_customer_id(client, users):
 
 async def test_agent_creates_ticket_on_behalf_of_customer(client, users):
     customer_id, _ = users.new("customer")
-    _, headers = users.new("agent")
+    agent_id, headers = users.new("agent")
     ticket = await create_for(client, headers, customer_id, customer_email="c@example.com",
                               customer_name="Cy", priority="high", channel="email")
     assert ticket["customer_id"] == str(customer_id)
+    assert ticket["agent_id"] == str(agent_id)          # the creating agent works it
+    assert ticket["assigned_at"] is not None
+    assert (await client.get(f"{TICKETS}/{ticket['id']}", headers=headers)).status == 200
     assert ticket["customer_email"] == "c@example.com"
     assert ticket["customer_name"] == "Cy"
     assert ticket["priority"] == "high"
     assert ticket["channel"] == "email"
 
 
-async def test_agent_cannot_assign_ticket_at_creation(client, users):
+async def test_agent_cannot_assign_ticket_to_another_agent_at_creation(client, users):
     customer_id, _ = users.new("customer")
-    agent_id, headers = users.new("agent")
-    response = await client.post(TICKETS, json=ticket_body(customer_id=str(customer_id), agent_id=str(agent_id)),
-                                 headers=headers)
+    other_agent_id, _ = users.new("agent")
+    _, headers = users.new("agent")
+    response = await client.post(TICKETS, json=ticket_body(customer_id=str(customer_id),
+                                                           agent_id=str(other_agent_id)), headers=headers)
     await problem(response, 403)
 
 

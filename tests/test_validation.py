@@ -311,3 +311,9 @@ async def test_conflicts_change_nothing(client, users, ctx):
         response = await client.request(method, path, json=body, headers=headers)
         await problem(response, 409)
     assert await _footprint(ctx, supervisor_id, ticket_id) == before
+
+
+async def test_unknown_query_parameter_is_422_naming_it(client, users):
+    _, headers = users.new("supervisor")
+    body = await problem(await client.get(f"{TICKETS}?colour=red", headers=headers), 422)
+    assert "colour" in body["errors"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import PageQuery, page_of
+from app.schemas.common import PageQuery, UtcDateTime, page_of
 
 
 class AuditQuery(PageQuery):
@@ -11,8 +11,8 @@ class AuditQuery(PageQuery):
     action = fields.String(validate=validate.Length(min=1, max=64))
     entity = fields.String(validate=validate.Length(min=1, max=32))
     entity_id = fields.String(validate=validate.Length(min=1, max=64))
-    from_time = fields.AwareDateTime(data_key="from")
-    to_time = fields.AwareDateTime(data_key="to")
+    from_time = UtcDateTime(data_key="from")
+    to_time = UtcDateTime(data_key="to")
 
 
 class AuditEntrySchema(Schema):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 from webargs.fields import DelimitedList
 
-from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, page_of, sort_field, tags_field
+from app.schemas.common import (NAME_LENGTH, PageQuery, StrictSchema, UtcDateTime, page_of, sort_field,
+                                tags_field)
 
 PRIORITIES = ("low", "medium", "high", "urgent")
 STATUSES = ("open", "in_progress", "pending", "resolved", "closed")
@@ -62,8 +63,8 @@ class TicketListQuery(PageQuery):
     agent_id = fields.UUID()
     customer_id = fields.UUID()
     q = fields.String(validate=validate.Length(min=1, max=255), metadata={"description": "Text in the subject"})
-    created_after = fields.AwareDateTime()
-    created_before = fields.AwareDateTime()
+    created_after = UtcDateTime()
+    created_before = UtcDateTime()
 
 
 class AttachmentSchema(StrictSchema):

@@ -135,7 +135,12 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
             raise ValidationFailed(details={"customer_id": ["Required when creating a ticket for a customer."]})
         customer_id = data["customer_id"]
         email, name = data.get("customer_email"), data.get("customer_name")
-    if data.get("agent_id") and not (principal.sees_all or principal.role == "service"):
+    agent_id = data.get("agent_id")
+    if principal.role == "agent":
+        if agent_id not in (None, principal.user_id):
+            raise Forbidden("Only supervisors and admins assign tickets to others")
+        agent_id = principal.user_id   # an agent's ticket for a customer is theirs to work
+    elif agent_id and not (principal.sees_all or principal.role == "service"):
         raise Forbidden("Only supervisors and admins assign tickets")
     category = data.get("category") or "general"
     now = ctx.clock.now()
@@ -143,7 +148,7 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
     async with ctx.db.transaction() as conn:
         department = await ctx.db.q.department_for_category(conn, category=category)
         row = dict(await ctx.db.q.insert_ticket(
-            conn, customer_id=customer_id, agent_id=data.get("agent_id"), category=category,
+            conn, customer_id=customer_id, agent_id=agent_id, category=category,
             subcategory=data.get("subcategory"), department=department,
             priority=data.get("priority", "medium"), channel=data.get("channel", default_channel),
             subject=data["subject"],
@@ -418,6 +423,16 @@ async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.U
             total = first[0]["total"] if first else 0
     return {"items": [present_message(ctx, dict(r)) for r in rows],
             "total": total, "limit": limit, "offset": offset}
+
+
+async def get_message(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID,
+                      message_id: uuid.UUID) -> dict:
+    await get_ticket(ctx, principal, ticket_id)
+    async with ctx.db.connection() as conn:
+        row = await ctx.db.q.get_ticket_message(conn, ticket_id=ticket_id, id=message_id)
+    if row is None or (row["is_internal"] and not principal.is_staff):
+        raise NotFound("Message not found")
+    return present_message(ctx, dict(row))
 
 
 async def history(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID) -> list[dict]:

@@ -25,3 +25,16 @@ ORDER BY position;
 
 -- name: events_for_entity_count(entity_type, entity_id)$
 SELECT count(*) FROM support_events WHERE entity_type = :entity_type AND entity_id = :entity_id;
+
+-- name: last_event_position()$
+SELECT coalesce(max(position), 0) FROM support_events;
+
+-- name: events_of_types_after(after, types, limit)
+-- Events of the given types after a position, in commit order (see events_after).
+SELECT position, event_id, type, entity_type, entity_id, actor_id, payload, created_at
+FROM support_events
+WHERE position > :after
+  AND txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND type = ANY(:types)
+ORDER BY position
+LIMIT :limit;

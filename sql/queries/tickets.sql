@@ -101,3 +101,6 @@ INSERT INTO ticket_escalations (ticket_id, rule_id, trigger, from_level, to_leve
 VALUES (:ticket_id, :rule_id, :trigger, :from_level, :to_level, :from_priority, :to_priority,
         :from_agent_id, :to_agent_id, :reason, :actor_id, :now)
 RETURNING *;
+
+-- name: get_ticket_message(ticket_id, id)^
+SELECT * FROM ticket_messages WHERE ticket_id = :ticket_id AND id = :id;
