@@ -22,7 +22,7 @@ from app.auth import STAFF, Principal, bearer_token
 from app.config import Settings
 from app.errors import DomainError
 from app.live import AGENT_NS, CUSTOMER_NS
-from app.services import chat_timers
+from app.services import chat_timers, live_feed
 from rest.common import CONTEXT
 from rest.health import HEALTH
 from sockets import agent, customer
@@ -151,7 +151,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(_heartbeat(state, interval), name="presence-heartbeat"),
              asyncio.create_task(ctx.queue_notifier.run(), name="queue-notifier"),
              asyncio.create_task(duties.run_forever(ctx, "chat-timers", chat_timers.run_all, TIMER_INTERVAL_SECONDS),
-                                 name="chat-timers")]
+                                 name="chat-timers"),
+             asyncio.create_task(live_feed.run(ctx), name="ticket-live-feed")]
     yield
     for task in tasks:
         task.cancel()
