@@ -1,4 +1,4 @@
-"""`support-service` (or `python -m app`): serve, dev, migrate."""
+"""`support-service` (or `python -m app`): serve, dev, migrate, reindex."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     applied = asyncio.run(migrate(settings.dsn))
     print(json.dumps({"applied": applied}))
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Rebuild the KB search index from PostgreSQL (Elasticsearch; PostgreSQL's needs nothing)."""
+    settings = Settings.from_env(os.environ, require=("JWT_SECRET", "DATA_ENCRYPTION_KEYS"))
+    logs.configure(settings.log_level)
+    from app.search.reindex import run as reindex
+    print(json.dumps(asyncio.run(reindex(settings))))
     return 0
 
 
@@ -120,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="run with embedded PostgreSQL and Redis and demo data")
     dev.add_argument("--data-dir", default=".data", help="where the embedded servers keep their data")
     sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("reindex", help="rebuild the knowledge-base search index from the database")
     args = parser.parse_args(argv)
-    handlers = {"serve": cmd_serve, "dev": cmd_dev, "migrate": cmd_migrate}
+    handlers = {"serve": cmd_serve, "dev": cmd_dev, "migrate": cmd_migrate, "reindex": cmd_reindex}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

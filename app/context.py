@@ -36,6 +36,7 @@ class AppContext:
     live: Live
     queue_notifier: Any = None   # app.services.routing.QueueNotifier, set once the context exists
     message_writer: Any = None   # app.services.message_writer.MessageWriter, likewise
+    search: Any = None           # app.search.SearchBackend (PostgreSQL or Elasticsearch), likewise
 
 
 @contextlib.asynccontextmanager
@@ -45,6 +46,7 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
                                                     max_connections=64, timeout=10)
     redis = aioredis.Redis(connection_pool=pool)
+    search = None
     try:
         ctx = AppContext(
             settings=settings,
@@ -64,8 +66,12 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
         from app.services.routing import QueueNotifier
         ctx.queue_notifier = QueueNotifier(ctx)
         ctx.message_writer = MessageWriter(ctx)
+        from app.search import create_backend
+        ctx.search = search = create_backend(settings, db)
         yield ctx
     finally:
+        if search is not None:
+            await search.close()
         await redis.aclose()
         await pool.aclose()
         await db.close()

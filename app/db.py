@@ -1,6 +1,7 @@
 """asyncpg pool and the named SQL queries of ``sql/queries/*.sql`` (aiosql), loaded once."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import json
@@ -36,6 +37,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset round trip on every release (asyncpg's default costs one per query path).
+    Nothing leaves session state behind: advisory locks are released by their holders (see
+    :func:`unlock_or_discard`), listeners removed, and no code sets session settings."""
+
+
+async def unlock_or_discard(conn: asyncpg.Connection, key: int) -> None:
+    """Release a session advisory lock; if that fails, drop the connection so the lock dies with it."""
+    try:
+        await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", key))
+    except BaseException:
+        conn.terminate()
+        raise
+
+
 class Database:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool
@@ -44,7 +60,7 @@ class Database:
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 10) -> Database:
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection,
-                                         command_timeout=30)
+                                         command_timeout=30, reset=_keep_session)
         return cls(pool)
 
     async def close(self) -> None:

@@ -9,7 +9,7 @@ import uuid
 
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
-from app.services import agents, tickets
+from app.services import agents, kb, tickets
 
 CUSTOMER = uuid.UUID("00000000-0000-4000-8000-00000000c001")
 AGENT = uuid.UUID("00000000-0000-4000-8000-00000000a001")
@@ -54,9 +54,10 @@ async def load(ctx: AppContext) -> bool:
         for name, description, categories, offline in DEPARTMENTS:
             await ctx.db.q.upsert_department(conn, name=name, description=description,
                                              categories=categories, offline_message=offline)
-        for title, content, category, tags in ARTICLES:
-            await ctx.db.q.insert_demo_article(conn, title=title, content=content, category=category,
-                                               tags=tags, author_id=SUPERVISOR)
+    supervisor = Principal(SUPERVISOR, "supervisor", "Sam Supervisor")
+    for title, content, category, tags in ARTICLES:
+        await kb.create_article(ctx, supervisor, meta, {"title": title, "content": content, "category": category,
+                                                        "tags": tags, "is_published": True})
     roster = [(AGENT, "Alex Agent", "agent", "bookings", ["booking", "cancellation"]),
               (AGENT_2, "Bea Agent", "agent", "billing", ["refund", "invoice"]),
               (SUPERVISOR, "Sam Supervisor", "supervisor", "general", [])]
@@ -72,7 +73,6 @@ async def load(ctx: AppContext) -> bool:
     await tickets.create_ticket(ctx, customer, meta, {
         "subject": "Change check-in date", "category": "bookings",
         "description": "Can I move my reservation in Lisbon from 12 to 14 March?"})
-    supervisor = Principal(SUPERVISOR, "supervisor", "Sam Supervisor")
     await tickets.update_ticket(ctx, supervisor, meta, first["id"], {"agent_id": AGENT_2, "status": "in_progress"})
     await tickets.add_message(ctx, Principal(AGENT_2, "agent"), meta, first["id"], {
         "message": "Thanks Casey, I am checking with our payment provider and will update you today."})

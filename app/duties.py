@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 
 from app.context import AppContext
+from app.db import unlock_or_discard
 
 log = logging.getLogger(__name__)
 Duty = Callable[[AppContext], Awaitable[object]]
@@ -29,7 +30,7 @@ async def run_once(ctx: AppContext, name: str, duty: Duty) -> bool:
         try:
             await duty(ctx)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(name))
+            await unlock_or_discard(conn, _lock_key(name))
     return True
 
 

@@ -1,10 +1,12 @@
-"""The composition root: one replica's aiohttp app with REST and Socket.IO (gRPC joins it),
-run on uvloop. The only module of ``app`` that imports transports: it puts them together."""
+"""The composition root: one replica's aiohttp app with REST, Socket.IO and gRPC on one event
+loop (uvloop), plus the event workers (Kafka relay and consumer, retention). The only module of
+``app`` that imports transports: it puts them together."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import uvloop
 from aiohttp import web
@@ -12,15 +14,46 @@ from aiohttp import web
 from app.config import Settings
 from app.context import AppContext
 from app.clock import Clock
+from app.kafka.workers import event_workers
+from grpc_server.server import GrpcServer
 from rest.app import create_app
 from rest.common import CONTEXT
+from rest.health import HEALTH
 from sockets.server import attach_sockets
+
+GRPC = web.AppKey("grpc", GrpcServer)
+GRPC_GRACE_SECONDS = 5.0
 
 
 def build(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> web.Application:
     app = create_app(settings, clock=clock, context=context)
     attach_sockets(app, settings)
+    app.cleanup_ctx.append(_grpc_lifetime(settings))
+    app.cleanup_ctx.append(_event_workers_lifetime(settings))
     return app
+
+
+def _grpc_lifetime(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        """gRPC on GRPC_SERVER_PORT (0: any free port, see ``app[GRPC].port``), drained on stop."""
+        server = GrpcServer(app[CONTEXT], settings=settings)
+        await server.start()
+        app[GRPC] = server
+        app[HEALTH].register("grpc", server.report)
+        yield
+        await server.stop(GRPC_GRACE_SECONDS)
+    return lifetime
+
+
+def _event_workers_lifetime(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        """Kafka relay and consumer (when KAFKA_BOOTSTRAP_SERVERS is set) and event retention."""
+        ctx = app[CONTEXT]
+        if ctx.settings is not settings:   # tests hand in a shared context with other settings
+            ctx = dataclasses.replace(ctx, settings=settings)
+        async with event_workers(ctx, app[HEALTH].register):
+            yield
+    return lifetime
 
 
 def run(settings: Settings, *, on_started: Callable[[AppContext], Awaitable[str]] | None = None) -> None:

@@ -13,7 +13,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.context import AppContext, open_context
 from app.health import Health
-from rest import agents, audit, chat, health, middleware, tickets
+from rest import agents, analytics, audit, chat, feedback, health, kb, middleware, tickets
 from rest.common import CONTEXT
 from rest.docs import setup_docs
 
@@ -55,7 +55,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         client_max_size=2 * 1024 * 1024)
     app[health.HEALTH] = Health()
     app.cleanup_ctx.append(_context_lifetime(settings, clock, context))
-    for module in (tickets, chat, agents, audit, health):
+    app.cleanup_ctx.append(kb.background)
+    for module in (tickets, chat, agents, audit, health, kb, feedback, analytics):
         app.router.add_routes(module.routes)
     setup_docs(app)
     return app

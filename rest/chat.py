@@ -37,7 +37,10 @@ async def create_session(request: web.Request) -> web.Response:
     data = await body(request, s.ChatStartSchema())
     result = await chat.start_chat(context(request), principal, meta(request), data)
     session = result["session"]
-    return created(session, f"/api/v1/chat/sessions/{session['id']}")
+    location = f"/api/v1/chat/sessions/{session['id']}"
+    if not result["created"]:   # the customer's open session, not a new one
+        return json_response(session, headers={"Location": location})
+    return created(session, location)
 
 
 @routes.get("/api/v1/chat/sessions/{id}")

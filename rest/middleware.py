@@ -120,9 +120,10 @@ def cors(allowed: tuple[str, ...]) -> Callable:
 @web.middleware
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     """RATE_LIMIT_REQUESTS_PER_MINUTE per caller (user id, else IP), shared by replicas via Redis."""
-    if request.method == "OPTIONS" or request.path.startswith(_UNLIMITED):
-        return await handler(request)
     ctx = context(request)
+    if (request.method == "OPTIONS" or request.path.startswith(_UNLIMITED)
+            or request.path.startswith(ctx.settings.websocket_endpoint)):   # sockets have their own limits
+        return await handler(request)
     principal = try_principal(request)
     key = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
     verdict = await ctx.limiter.hit("rest", key, ctx.settings.rate_limit_requests_per_minute)

@@ -23,6 +23,7 @@ from app.config import Settings
 from app.errors import DomainError
 from app.live import AGENT_NS, CUSTOMER_NS
 from app.services import chat_timers, live_feed
+from app.tasks import stop_tasks
 from rest.common import CONTEXT
 from rest.health import HEALTH
 from sockets import agent, customer
@@ -33,6 +34,7 @@ SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 STATE = web.AppKey("socket_state", SocketState)
 ROLES = {CUSTOMER_NS: frozenset({"customer"}), AGENT_NS: STAFF}
 TIMER_INTERVAL_SECONDS = 2.0
+ENGINE_SHUTDOWN_SECONDS = 5.0
 
 
 def _websocket_class(compress: bool) -> type:
@@ -48,13 +50,105 @@ def _websocket_class(compress: bool) -> type:
     return WebSocket
 
 
+class RedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis manager, started with the replica and closed with it.
+
+    The stock manager (5.18) starts listening only when the first socket connects, and makes a
+    new Redis client whenever its publisher or its listener (re)connects, dropping the previous
+    client with its connections open: a push published before the first socket connected (a REST
+    message, a timer) opened a connection that the listener's new client then orphaned. Here one
+    client serves both for the manager's life (its pool reconnects by itself), only the
+    subscription is renewed, and :meth:`aclose` stops the listener and closes the connections.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._closing: set[asyncio.Task] = set()
+        self._outbox: asyncio.Queue = asyncio.Queue(maxsize=100_000)
+        self._publisher: asyncio.Task | None = None
+
+    def _redis_connect(self) -> None:   # called by the publisher and by the listener's (re)subscribe
+        if self.redis is None:
+            super()._redis_connect()
+            return
+        stale, self.pubsub = self.pubsub, self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+        if stale is not None:
+            task = asyncio.get_running_loop().create_task(stale.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _publish(self, data: Any) -> None:
+        """Queue for the one publisher task: no pool to exhaust, and cross-replica messages keep
+        their order (an ``enter_room`` stays ahead of the emit that follows it)."""
+        if self._publisher is None:
+            self._publisher = asyncio.get_running_loop().create_task(self._run_publisher(), name="sio-publisher")
+        try:
+            self._outbox.put_nowait(data)
+        except asyncio.QueueFull:
+            metrics.SOCKET_BROADCASTS_DROPPED.inc()
+            log.error("socket broadcast dropped: the publish queue is full (Redis unreachable?)")
+
+    async def _run_publisher(self) -> None:
+        backoff = 0.05
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty() and len(batch) < 500:
+                batch.append(self._outbox.get_nowait())
+            payloads = [self.json.dumps(d) for d in batch]
+            while True:
+                try:
+                    if self.redis is None:
+                        self._redis_connect()
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for payload in payloads:
+                            pipe.publish(self.channel, payload)
+                        await pipe.execute()
+                    backoff = 0.05
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # Retried until Redis answers: a broadcast is delivered at least once (clients
+                    # de-duplicate by message id / seq, and chat:sync fills any gap).
+                    log.warning("socket broadcast publish failed; retrying", exc_info=True)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+
+    def start(self, sio: socketio.AsyncServer) -> None:
+        """Listen from now on, not from the first socket connection."""
+        if not sio.manager_initialized:
+            sio.manager_initialized = True
+            self.initialize()
+
+    async def aclose(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+        listener = getattr(self, "thread", None)
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await task
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
 def create_socket_server(settings: Settings) -> socketio.AsyncServer:
     origins: Any = settings.cors_allowed_origins or []
     if settings.cors_any_origin:
         origins = "*"
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        client_manager=socketio.AsyncRedisManager(settings.redis_url, channel="support-socketio"),
+        # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis
+        # on different databases do not hear each other's broadcasts.
+        client_manager=RedisManager(settings.redis_url, channel=f"support-socketio:{settings.redis_database}"),
         cors_allowed_origins=origins,
         ping_interval=settings.websocket_heartbeat_interval / 1000,
         ping_timeout=max(5, settings.websocket_heartbeat_interval / 2000),
@@ -140,6 +234,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CONTEXT]
     sio, state = app[SOCKETS], app[STATE]
     state.ctx = ctx
+    sio.manager.start(sio)
     ctx.live.emitter = sio
 
     async def websocket_health() -> dict:
@@ -154,12 +249,13 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
                                  name="chat-timers"),
              asyncio.create_task(live_feed.run(ctx), name="ticket-live-feed")]
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks(tasks)
     for sid in list(state.sockets):
         with contextlib.suppress(Exception):
             await sio.disconnect(sid, namespace=state.sockets[sid][0])
     ctx.live.emitter = None
+    try:   # engine.io's ping monitor; bounded, so a stuck monitor cannot hold the shutdown
+        await asyncio.wait_for(sio.shutdown(), ENGINE_SHUTDOWN_SECONDS)
+    except asyncio.TimeoutError:
+        log.warning("engine.io service task did not stop in time; cancelled")
+    await sio.manager.aclose()

@@ -100,6 +100,7 @@ def test_env(service_urls: tuple[str, str]) -> Iterator[dict[str, str]]:
         "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000",
         "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "100000",
         "LOG_LEVEL": "WARNING",
+        "GRPC_SERVER_PORT": "0",   # any free port: never clash with a running dev server
     }
     asyncio.run(drop())
 

@@ -19,7 +19,7 @@ class AgentCreateSchema(StrictSchema):
     max_tickets = fields.Integer(load_default=10, validate=validate.Range(min=0, max=1000))
     max_chats = fields.Integer(load_default=3, validate=validate.Range(min=0, max=100))
     is_available = fields.Boolean(load_default=True)
-    performance_score = fields.Decimal(allow_none=True, places=2, validate=SCORE)
+    performance_score = fields.Float(allow_none=True, validate=SCORE)
 
 
 class AgentUpdateSchema(StrictSchema):
@@ -31,7 +31,7 @@ class AgentUpdateSchema(StrictSchema):
     max_chats = fields.Integer(validate=validate.Range(min=0, max=100))
     status = fields.String(validate=validate.OneOf(AGENT_STATUSES))
     is_available = fields.Boolean()
-    performance_score = fields.Decimal(allow_none=True, places=2, validate=SCORE)
+    performance_score = fields.Float(allow_none=True, validate=SCORE)
 
 
 class AgentStatusSchema(StrictSchema):

@@ -21,9 +21,10 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFa
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
 from app.services import routing, tickets
+from app.services.feedback import record_sentiment
 from app.services.message_writer import PendingMessage
-from app.services.chat_views import (present_message, present_note, session_view, summary as _summary,
-                                     visible_session)
+from app.services.chat_views import (participant_session, present_message, present_note, session_view,
+                                     summary as _summary, visible_session)
 
 OPEN = ("queued", "active")
 SYNC_LIMIT = 1000
@@ -80,6 +81,7 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
         result["session"] = await session_view(ctx, conn, await ctx.db.q.get_session(conn, id=row["id"]))
     if created:
         await ctx.live.to_customer(customer_id, "chat:session", result["session"])
+    result["created"] = created
     return result
 
 
@@ -139,7 +141,7 @@ async def _session_uuid(ctx: AppContext, ref: Any) -> uuid.UUID | None:
 async def _explain_refusal(ctx: AppContext, principal: Principal, ref: Any) -> None:
     """A message was not stored: say why (the slow path, taken only on errors)."""
     async with ctx.db.connection() as conn:
-        session = await visible_session(ctx, conn, principal, ref)
+        session = await participant_session(ctx, conn, principal, ref)
     _check_participant(principal, session)
     raise InvalidState(f"The chat is {session['status']}; start a new one")
 
@@ -164,7 +166,7 @@ async def sync(ctx: AppContext, principal: Principal, ref: Any, after_seq: int) 
 async def typing(ctx: AppContext, principal: Principal, ref: Any, is_typing: bool,
                  origin_sid: str | None = None) -> None:
     async with ctx.db.connection() as conn:
-        session = await visible_session(ctx, conn, principal, ref)
+        session = await participant_session(ctx, conn, principal, ref)
     if session["status"] not in OPEN:
         raise InvalidState("The chat has ended")
     await ctx.live.to_session(session["id"], "chat:typing",
@@ -175,7 +177,7 @@ async def typing(ctx: AppContext, principal: Principal, ref: Any, is_typing: boo
 async def mark_read(ctx: AppContext, principal: Principal, ref: Any, up_to_seq: int,
                     origin_sid: str | None = None) -> None:
     async with ctx.db.transaction() as conn:
-        session = await visible_session(ctx, conn, principal, ref)
+        session = await participant_session(ctx, conn, principal, ref)
         reader = "customer" if principal.role == "customer" else "agent"
         query = ctx.db.q.read_customer if reader == "customer" else ctx.db.q.read_agent
         cursor = await query(conn, id=session["id"], up_to_seq=up_to_seq)
@@ -188,7 +190,7 @@ async def add_note(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
     if not principal.is_staff:
         raise Forbidden("Only agents write internal notes")
     async with ctx.db.transaction() as conn:
-        session = await visible_session(ctx, conn, principal, ref)
+        session = await participant_session(ctx, conn, principal, ref)
         row = await ctx.db.q.insert_note(conn, session_id=session["id"], sender_id=principal.user_id,
                                          message=ctx.cipher.encrypt(text, "chat_notes.message"),
                                          now=ctx.clock.now())
@@ -202,7 +204,7 @@ async def add_note(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
 
 async def end_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any) -> dict:
     async with ctx.db.transaction() as conn:
-        session = await visible_session(ctx, conn, principal, ref, lock=True)
+        session = await participant_session(ctx, conn, principal, ref, lock=True)
         _check_participant(principal, session)
         if session["status"] not in OPEN:
             raise InvalidState(f"The chat is already {session['status']}")
@@ -253,6 +255,7 @@ async def rate_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, re
                     comment=ctx.cipher.encrypt(comment, "feedback.comment"), category=session["department"])
         except asyncpg.UniqueViolationError:
             raise Conflict("This chat has already been rated") from None
+        await record_sentiment(ctx, conn, feedback["id"], comment)
         await ctx.db.q.set_rating(conn, id=session["id"], rating=rating)
         await audit.record(conn, principal, meta, "chat.rate", "chat_session", session["id"],
                            {"rating": rating, "feedback_id": str(feedback["id"])})

@@ -9,7 +9,7 @@ import asyncpg
 
 from app.auth import Principal
 from app.context import AppContext
-from app.errors import NotFound
+from app.errors import Forbidden, NotFound
 
 SESSION_FIELDS = ("id", "status", "customer_id", "agent_id", "department", "ticket_id", "subject",
                   "started_at", "assigned_at", "ended_at", "end_reason", "duration_seconds",
@@ -82,4 +82,20 @@ async def visible_session(ctx: AppContext, conn: asyncpg.Connection, principal: 
     row = await find_session(ctx, conn, ref, lock=lock)
     if row is None or not sees(principal, row):
         raise NotFound("Chat session not found")
+    return row
+
+
+async def participant_session(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ref: Any,
+                              *, lock: bool = False) -> Any:
+    """The session if the caller may act in it (write, type, read, end, note, transfer).
+
+    Customers: their own; anyone else's does not exist for them (404). Agents: one assigned to
+    them; a chat that is someone else's is ``forbidden`` (staff know chats exist, the queue shows
+    them; they may not act in one that is not theirs). Supervisors, admins and services: any.
+    """
+    row = await find_session(ctx, conn, ref, lock=lock)
+    if row is None or (not principal.is_staff and not sees(principal, row)):
+        raise NotFound("Chat session not found")
+    if not sees(principal, row):
+        raise Forbidden("Only the assigned agent (or a supervisor) may act in this chat")
     return row

@@ -2,8 +2,8 @@
 replica) reaches the customer, the agent and supervisors live.
 
 One replica at a time follows the log (a session advisory lock held for as long as it leads);
-it is woken by LISTEN/NOTIFY on ``support_events`` and reads in commit order, remembering its
-position in Redis so a new leader carries on where the old one stopped.
+it is woken by LISTEN/NOTIFY on ``support_events`` and reads in commit-safe order, remembering
+its cursor in Redis so a new leader carries on where the old one stopped.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import zlib
 import asyncpg
 
 from app.context import AppContext
+from app.db import unlock_or_discard
 from app.live import AGENT_NS, CUSTOMER_NS, SUPERVISORS, agent_room, customer_room
 from app.services.tickets import present
 
@@ -23,25 +24,49 @@ log = logging.getLogger(__name__)
 SOCKET_EVENTS = {"ticket.created": "ticket:created", "ticket.updated": "ticket:updated",
                  "ticket.escalated": "ticket:escalated", "ticket.assigned": "ticket:assigned"}
 _LOCK = zlib.crc32(b"support-service:duty:ticket-live-feed")
-_POSITION_KEY = "live:ticket-feed:position"
+_POSITION_KEY = "live:ticket-feed:cursor"
+_TYPE_PATTERNS = list(SOCKET_EVENTS)   # as LIKE patterns they match exactly (no % or _ in them)
 _IDLE_POLL_SECONDS = 5.0   # a safety net; NOTIFY wakes the feed at once
 
 
-async def push_pending(ctx: AppContext) -> int:
-    """Push every ticket event committed since the stored position; returns how many."""
-    stored = await ctx.redis.get(_POSITION_KEY)
+async def push_pending(ctx: AppContext, cursor: tuple[str, int] | None = None) -> tuple[tuple[str, int], int]:
+    """Push every ticket event committed after ``cursor`` (default: the one stored in Redis);
+    returns the new cursor and how many events were pushed.
+
+    The cursor is (txid, position), read in that order below the snapshot's xmin (see
+    sql/queries/event_stream.sql), so an event that commits late is never left behind it.
+    """
     pushed = 0
     async with ctx.db.connection() as conn:
-        position = int(stored) if stored is not None else await ctx.db.q.last_event_position(conn)
+        if cursor is None:
+            cursor = await _stored_cursor(ctx, conn)
+        start = cursor
         while True:
-            rows = await ctx.db.q.events_of_types_after(conn, after=position, types=list(SOCKET_EVENTS), limit=500)
+            rows = await ctx.db.q.stream_after(
+                conn, after_txid=cursor[0], after_position=cursor[1], type_patterns=_TYPE_PATTERNS,
+                topics=None, entity_type="ticket", entity_id=None, limit=500)
             for row in rows:
-                await _push(ctx, conn, row)
-                position = row["position"]
-                pushed += 1
-            await ctx.redis.set(_POSITION_KEY, position)
+                try:
+                    await _push(ctx, conn, row)
+                    pushed += 1
+                except Exception:
+                    # One event that cannot be pushed (e.g. unreadable) must not stall the feed.
+                    log.exception("ticket event not pushed", extra={"position": row["position"]})
+                cursor = (row["txid"], row["position"])
             if len(rows) < 500:
-                return pushed
+                break
+    if cursor != start:
+        await ctx.redis.set(_POSITION_KEY, f"{cursor[0]}:{cursor[1]}")
+    return cursor, pushed
+
+
+async def _stored_cursor(ctx: AppContext, conn: asyncpg.Connection) -> tuple[str, int]:
+    stored = await ctx.redis.get(_POSITION_KEY)
+    if stored is not None:
+        txid, position = stored.split(":")
+        return txid, int(position)
+    head = await ctx.db.q.stream_head(conn)
+    return (head["txid"], head["position"]) if head else ("0", 0)
 
 
 async def _push(ctx: AppContext, conn: asyncpg.Connection, event: asyncpg.Record) -> None:
@@ -79,12 +104,13 @@ async def _lead(ctx: AppContext) -> None:
         listener = lambda *_: wake.set()   # noqa: E731 - asyncpg callback signature
         await conn.add_listener("support_events", listener)
         try:
+            cursor = None
             while True:
-                await push_pending(ctx)
+                cursor, _ = await push_pending(ctx, cursor)
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(wake.wait(), _IDLE_POLL_SECONDS)
                 wake.clear()
         finally:
             with contextlib.suppress(Exception):
                 await conn.remove_listener("support_events", listener)
-                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+            await unlock_or_discard(conn, _LOCK)

@@ -97,12 +97,13 @@ class MessageWriter:
             scopes=[i.scope for i in items], client_msg_ids=[i.client_msg_id for i in items],
             bodies=[i.ciphertext for i in items], message_types=[i.message_type for i in items],
             topic=ctx.events.topic_for("chat.message"), now=ctx.clock.now())
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             try:
                 async with ctx.db.connection() as conn:
                     return await ctx.db.q.insert_messages(conn, **params)
-            except asyncpg.UniqueViolationError:
-                # A concurrent batch stored the same resend first; the retry finds it as earlier.
-                if attempt == 2:
+            except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
+                # A concurrent batch stored the same resend first (the retry finds it as
+                # earlier), or lost a lock race; nothing of the failed statement was stored.
+                if attempt == 3:
                     raise
         raise AssertionError("unreachable")

@@ -21,7 +21,7 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable,
 from app.live import AGENT_NS, session_room
 from app.security import audit
 from app.services import agents as agent_service
-from app.services.chat_views import find_session, present_session, session_view, summary, visible_session
+from app.services.chat_views import find_session, participant_session, present_session, session_view, summary
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ async def drain_queue(ctx: AppContext, department: str) -> int:
     assigned = 0
     while True:
         async with ctx.db.transaction() as conn:
+            await ctx.db.q.lock_queue(conn, department=department)   # one drain step at a time
             session = await ctx.db.q.next_queued(conn, department=department)
             agent = session and await ctx.db.q.pick_agent(conn, department=department, exclude_agent=None)
             if not agent:
@@ -89,6 +90,9 @@ async def accept(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: 
         row, agent_row, view = await _assign(ctx, conn, session, agent, actor=principal)
         await audit.record(conn, principal, meta, "chat.accept", "chat_session", row["id"], {})
     await _announce_assignment(ctx, row, agent_row, view)
+    # A drain step running meanwhile skipped this session and agent (locked here) and may have
+    # stopped while the agent still had a free place: serve the queue again.
+    await drain_queue(ctx, row["department"])
     queue_changed(ctx, row["department"])
     return view
 
@@ -100,7 +104,7 @@ async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
     if to_agent_id is None and department is None:
         raise ValidationFailed(details={"to_agent_id": ["Give to_agent_id or department."]})
     async with ctx.db.transaction() as conn:
-        session = await visible_session(ctx, conn, principal, ref, lock=True)
+        session = await participant_session(ctx, conn, principal, ref, lock=True)
         if session["status"] != "active":
             raise InvalidState("Only an active chat can be transferred")
         if principal.role == "agent" and session["agent_id"] != principal.user_id:
@@ -119,9 +123,9 @@ async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
                                 actor_id=principal.user_id)
         view = await session_view(ctx, conn, row)
     event = {"session": view, "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
+    await ctx.live.to_session(row["id"], "chat:transferred", event)   # the customer and the old agent
     await ctx.live.join(AGENT_NS, target["user_id"], session_room(row["id"]))
-    await ctx.live.to_session(row["id"], "chat:transferred", event)
-    await ctx.live.to_agent(target["user_id"], "chat:transferred", event)
+    await ctx.live.to_agent(target["user_id"], "chat:transferred", event)   # once, not also via the room
     await ctx.live.leave(AGENT_NS, session["agent_id"], session_room(row["id"]))
     await ctx.live.to_customer(row["customer_id"], "chat:session", view)
     for agent_row in (old, new):
@@ -154,7 +158,9 @@ async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: A
 # ---------------------------------------------------------------- presence and status
 
 async def announce_presence(ctx: AppContext, agent_row: Any) -> None:
-    await ctx.live.to_agents("presence:updated", {
+    """To the agent's department and supervisors: telling every agent of every other agent's
+    change costs agents² pushes, and only colleagues and supervisors act on it."""
+    await ctx.live.to_agents("presence:updated", department=agent_row["department"], data={
         "agent_id": agent_row["user_id"], "status": agent_row["status"],
         "active_chats": agent_row["active_chats"], "capacity": agent_row["max_chats"]})
 

@@ -37,6 +37,12 @@ FOR UPDATE SKIP LOCKED;
 -- name: lock_agent_by_user(user_id)^
 SELECT * FROM support_agents WHERE user_id = :user_id FOR UPDATE;
 
+-- name: lock_queue(department)$
+-- Serialise drain steps of one department (whichever replica runs them), for the transaction.
+-- SKIP LOCKED alone let two concurrent drains each skip the session or agent the other held
+-- and both stop while a waiting chat and a free place remained.
+SELECT pg_advisory_xact_lock(hashtextextended('chat-queue:' || :department, 0));
+
 -- name: next_queued(department)^
 -- The session to serve next in a department, locked (skipping ones another replica holds).
 SELECT * FROM chat_sessions
@@ -229,12 +235,16 @@ fresh AS (
 counts AS (
     SELECT session_id, count(*) AS n, bool_or(sender_type = 'agent') AS agent_wrote FROM fresh GROUP BY session_id
 ),
+locked AS (
+    -- Lock the sessions in id order, so concurrent batches never wait on each other in a cycle.
+    SELECT s.id FROM chat_sessions s WHERE s.id IN (SELECT session_id FROM counts) ORDER BY s.id FOR UPDATE
+),
 bumped AS (
     UPDATE chat_sessions s
     SET last_seq = s.last_seq + c.n, last_message_at = :now,
         first_response_at = CASE WHEN c.agent_wrote THEN coalesce(s.first_response_at, :now) ELSE s.first_response_at END
     FROM counts c
-    WHERE s.id = c.session_id
+    WHERE s.id = c.session_id AND s.id IN (SELECT id FROM locked)
     RETURNING s.id, s.last_seq, c.n
 ),
 numbered AS (

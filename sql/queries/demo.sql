@@ -4,9 +4,5 @@ INSERT INTO departments (name, description, categories, offline_message)
 VALUES (:name, :description, :categories, :offline_message)
 ON CONFLICT (name) DO NOTHING;
 
--- name: insert_demo_article(title, content, category, tags, author_id)!
-INSERT INTO kb_articles (title, content, category, tags, author_id, is_published, published_at)
-VALUES (:title, :content, :category, :tags, :author_id, TRUE, now());
-
 -- name: demo_loaded()$
 SELECT EXISTS (SELECT 1 FROM support_agents WHERE user_id = '00000000-0000-4000-8000-00000000a001');

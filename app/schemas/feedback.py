@@ -1,0 +1,63 @@
+"""Feedback request and response schemas."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from webargs.fields import DelimitedList
+
+from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, UtcDateTime, page_of, sort_field
+
+RATING = validate.Range(min=1, max=5)
+COMMENT = validate.Length(max=5000)
+
+
+class FeedbackCreateSchema(StrictSchema):
+    ticket_id = fields.UUID(metadata={"description": "The customer's ticket (or chat_session_id, not both)"})
+    chat_session_id = fields.UUID(metadata={"description": "The customer's chat session (or ticket_id)"})
+    rating = fields.Integer(required=True, strict=True, validate=RATING)
+    comment = fields.String(allow_none=True, validate=COMMENT)
+    category = fields.String(validate=NAME_LENGTH,
+                             metadata={"description": "Defaults to the ticket's category (the chat's department)"})
+
+    @validates_schema
+    def one_subject(self, data: dict, **kwargs: object) -> None:
+        if ("ticket_id" in data) == ("chat_session_id" in data):
+            message = ["Give exactly one of ticket_id and chat_session_id."]
+            raise ValidationError({"ticket_id": message, "chat_session_id": message})
+
+
+class FeedbackUpdateSchema(StrictSchema):
+    """``PUT`` takes a partial body: fields left out keep their values."""
+    rating = fields.Integer(strict=True, validate=RATING)
+    comment = fields.String(allow_none=True, validate=COMMENT)
+    category = fields.String(validate=NAME_LENGTH)
+
+
+class FeedbackListQuery(PageQuery):
+    sort = sort_field("created_at", "rating", "sentiment_score", default="-created_at")
+    ticket_id = fields.UUID()
+    chat_session_id = fields.UUID()
+    agent_id = fields.UUID()
+    customer_id = fields.UUID()
+    rating = DelimitedList(fields.Integer(validate=RATING), validate=validate.Length(max=5))
+    category = fields.String(validate=NAME_LENGTH)
+    department = fields.String(validate=NAME_LENGTH)
+    created_after = UtcDateTime()
+    created_before = UtcDateTime()
+
+
+class FeedbackSchema(Schema):
+    id = fields.UUID()
+    ticket_id = fields.UUID(allow_none=True)
+    chat_session_id = fields.UUID(allow_none=True)
+    customer_id = fields.UUID()
+    agent_id = fields.UUID(allow_none=True)
+    rating = fields.Integer()
+    comment = fields.String(allow_none=True)
+    category = fields.String(allow_none=True)
+    department = fields.String(allow_none=True)
+    sentiment_score = fields.Float(allow_none=True, metadata={"description": "-1.00 (negative) .. 1.00 (positive)"})
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+FeedbackPageSchema = page_of(FeedbackSchema, "FeedbackPageSchema")

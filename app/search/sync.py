@@ -1,0 +1,75 @@
+"""Keeping an external search index in step with the articles, from the event log.
+
+Every article write appends a ``kb.article_*`` event in its transaction (app.services.kb). A
+cluster duty reads those events in commit order after a position kept in Redis and re-reads
+each article from PostgreSQL: published ones are indexed, drafts and deleted ones removed. With
+no stored position (first start, Redis lost) the index is rebuilt from PostgreSQL and the
+position set to where the rebuild began, so nothing between is missed (replays are harmless).
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from app.context import AppContext
+from app.search.base import SearchBackend
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+def _position_key(backend: SearchBackend) -> str:
+    return f"search:{backend.name}:{backend.index_name}:position"
+
+
+async def published_batches(ctx: AppContext, size: int = BATCH) -> AsyncIterator[list[dict]]:
+    """Every published article as the index holds it, in id order, ``size`` at a time."""
+    after = uuid.UUID(int=0)
+    while True:
+        async with ctx.db.connection() as conn:
+            rows = await ctx.db.q.published_articles_after(conn, after=after, limit=size)
+        if not rows:
+            return
+        yield [dict(r) for r in rows]
+        after = rows[-1]["id"]
+
+
+async def rebuild(ctx: AppContext, backend: SearchBackend | None = None) -> int:
+    """Rebuild the index from PostgreSQL; returns how many articles it now holds."""
+    backend = backend or ctx.search
+    async with ctx.db.connection() as conn:
+        start = await ctx.db.q.kb_last_event_position(conn)
+    count = await backend.rebuild(published_batches(ctx))
+    if backend.follows_events:
+        await ctx.redis.set(_position_key(backend), start)
+    log.info("search index rebuilt", extra={"backend": backend.name, "articles": count})
+    return count
+
+
+async def sync_pending(ctx: AppContext, backend: SearchBackend | None = None) -> int:
+    """Apply every article event committed since the stored position; returns how many."""
+    backend = backend or ctx.search
+    if not backend.follows_events:
+        return 0
+    stored = await ctx.redis.get(_position_key(backend))
+    if stored is None:
+        await rebuild(ctx, backend)
+        return 0
+    position, applied = int(stored), 0
+    while True:
+        async with ctx.db.connection() as conn:
+            events = await ctx.db.q.kb_article_events_after(conn, after=position, limit=BATCH)
+            ids = list(dict.fromkeys(uuid.UUID(e["entity_id"]) for e in events))
+            current = [await ctx.db.q.article_for_index(conn, id=i) for i in ids]
+        if not events:
+            return applied
+        published = [dict(r) for r in current if r is not None and r["is_published"]]
+        gone = [i for i, r in zip(ids, current, strict=True) if r is None or not r["is_published"]]
+        await backend.upsert(published)
+        await backend.remove(gone)
+        position = events[-1]["position"]
+        applied += len(events)
+        await ctx.redis.set(_position_key(backend), position)
+        if len(events) < BATCH:
+            return applied
