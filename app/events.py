@@ -1,7 +1,8 @@
 """The outbox: every state change appends its event in the writer's transaction.
 
-Rows land in ``support_events`` and are the event log; a relay publishes them to Kafka when
-configured (later), and readers resume in commit order (see sql/queries/events.sql).
+Rows land in ``support_events`` and are the event log; the relay (app/kafka/relay.py) publishes
+them to Kafka when configured, and readers resume in commit-safe (txid, position) order (see
+sql/queries/event_stream.sql).
 Payloads carry ids, types and changed non-sensitive fields, never the encrypted free text.
 """
 from __future__ import annotations
