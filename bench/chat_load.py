@@ -433,7 +433,6 @@ class Worker:
         gc.set_threshold(50_000, 50, 100)
         lag_task = asyncio.create_task(self.lag_monitor())
         await asyncio.sleep(max(0.0, start_wall - time.time()))
-        cpu0, wall0 = time.process_time(), time.perf_counter()
         t0 = time.perf_counter()
         t_warm, t_end = t0 + self.args["warmup"], t0 + self.args["warmup"] + self.args["duration"]
         self.phase = "warmup"

@@ -5,6 +5,7 @@ who share one across many apps and close it themselves).
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -35,12 +36,8 @@ def _register_core_checks(checks: Health, ctx: AppContext) -> None:
 def _context_lifetime(settings: Settings, clock: Clock | None,
                       provided: AppContext | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
-        if provided is not None:
-            app[CONTEXT] = provided
-            _register_core_checks(app[health.HEALTH], provided)
-            yield
-            return
-        async with open_context(settings, clock=clock) as ctx:
+        async with contextlib.AsyncExitStack() as stack:
+            ctx = provided or await stack.enter_async_context(open_context(settings, clock=clock))
             app[CONTEXT] = ctx
             _register_core_checks(app[health.HEALTH], ctx)
             yield

@@ -17,7 +17,7 @@ import asyncpg
 from app import metrics
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
-from app.errors import Conflict, Forbidden, InvalidState, NotFound, ValidationFailed
+from app.errors import Conflict, Forbidden, InvalidState, ValidationFailed
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
 from app.services import routing, tickets

@@ -50,7 +50,7 @@ async def sweep_lapsed_agents(ctx: AppContext) -> int:
     async with ctx.db.transaction() as conn:
         lapsed = await ctx.db.q.lapsed_agents(conn, cutoff=cutoff)
         for agent in lapsed:
-            row = await ctx.db.q.set_agent_status(conn, user_id=agent["user_id"], status="offline", now=ctx.clock.now())
+            await ctx.db.q.set_agent_status(conn, user_id=agent["user_id"], status="offline", now=ctx.clock.now())
             await ctx.events.append(conn, "agent.status_changed", "agent", agent["id"],
                                     {"agent_id": agent["user_id"], "from": agent["status"], "status": "offline",
                                      "reason": "disconnected"})
