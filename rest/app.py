@@ -14,7 +14,21 @@ from app.clock import Clock
 from app.config import Settings
 from app.context import AppContext, open_context
 from app.health import Health
-from rest import agents, analytics, audit, chat, feedback, health, kb, middleware, tickets
+from app.services import automation as automation_service
+from rest import (
+    agents,
+    analytics,
+    audit,
+    automation,
+    canned,
+    chat,
+    escalation,
+    feedback,
+    health,
+    kb,
+    middleware,
+    tickets,
+)
 from rest.common import CONTEXT
 from rest.docs import setup_docs
 
@@ -53,7 +67,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app[health.HEALTH] = Health()
     app.cleanup_ctx.append(_context_lifetime(settings, clock, context))
     app.cleanup_ctx.append(kb.background)
-    for module in (tickets, chat, agents, audit, health, kb, feedback, analytics):
+    app.cleanup_ctx.append(escalation.background)
+    app.cleanup_ctx.append(automation_service.background)
+    for module in (tickets, chat, agents, audit, health, kb, feedback, analytics, canned, automation, escalation):
         app.router.add_routes(module.routes)
     setup_docs(app)
     return app

@@ -63,6 +63,7 @@ class TicketTotalsSchema(Schema):
     reopened = fields.Integer()
     escalated = fields.Integer()
     backlog = fields.Integer()
+    sla_breached = fields.Integer(metadata={"description": "Tickets created in the window that breached their SLA"})
 
 
 class TicketBucketSchema(Schema):

@@ -122,7 +122,8 @@ async def tickets_report(ctx: AppContext, principal: Principal, params: dict) ->
     resolved_in = {r["bucket"]: r["resolved"] for r in resolved}
     return {**_echo(w),
             "totals": {"created": created, "resolved": resolved_in.pop(None, 0), "reopened": reopened,
-                       "escalated": counts["escalated"], "backlog": counts["backlog"]},
+                       "escalated": counts["escalated"], "backlog": counts["backlog"],
+                       "sla_breached": counts["sla_breached"]},
             "by_status": by["status"], "by_priority": by["priority"], "by_category": by["category"],
             "series": [{"bucket": b, "created": by["bucket"].get(n, 0), "resolved": resolved_in.get(n, 0)}
                        for n, b in enumerate(buckets, 1)]}

@@ -20,7 +20,7 @@ from app.context import AppContext
 from app.errors import Conflict, Forbidden, InvalidState, ValidationFailed
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
-from app.services import routing, tickets
+from app.services import automation, routing, tickets
 from app.services.feedback import record_sentiment
 from app.services.message_writer import PendingMessage
 from app.services.chat_views import (participant_session, present_message, present_note, session_view,
@@ -69,6 +69,7 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
     if created:
         metrics.CHAT_SESSIONS_STARTED.labels(department=department).inc()
         await ctx.live.join(CUSTOMER_NS, customer_id, session_room(row["id"]))
+        await automation.greet_chat(ctx, row["id"], data.get("subject") or data.get("message"))
         await routing.drain_queue(ctx, department)
         routing.queue_changed(ctx, department)
     result: dict[str, Any] = {}

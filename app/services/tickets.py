@@ -14,8 +14,8 @@ from app import metrics
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
-from app.schemas.tickets import PRIORITIES
 from app.security import audit
+from app.services import automation
 
 # API.md "Tickets": the legal status transitions; anything else is a 409.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -142,15 +142,24 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         agent_id = principal.user_id   # an agent's ticket for a customer is theirs to work
     elif agent_id and not (principal.sees_all or principal.role == "service"):
         raise Forbidden("Only supervisors and admins assign tickets")
-    category = data.get("category") or "general"
     now = ctx.clock.now()
     default_channel = channel or ("api" if principal.role == "service" else "web")
+    # Auto-response KB matches are searched before the transaction (the search has its own connection).
+    articles = (await automation.kb_matches(ctx, data["subject"])
+                if ctx.settings.auto_response_enabled else [])
     async with ctx.db.transaction() as conn:
+        category = data.get("category") or await automation.categorize(conn, data["subject"], data["description"])
+        priority = data.get("priority") or await automation.prioritize(
+            conn, data["subject"], data["description"], data.get("metadata"))
         department = await ctx.db.q.department_for_category(conn, category=category)
+        auto_assigned = False
+        if agent_id is None and ctx.settings.ticket_auto_assignment:
+            agent_id = await automation.pick_agent(ctx, conn, department, category, data.get("tags"))
+            auto_assigned = agent_id is not None
         row = dict(await ctx.db.q.insert_ticket(
             conn, customer_id=customer_id, agent_id=agent_id, category=category,
             subcategory=data.get("subcategory"), department=department,
-            priority=data.get("priority", "medium"), channel=data.get("channel", default_channel),
+            priority=priority, channel=data.get("channel", default_channel),
             subject=data["subject"],
             description=ctx.cipher.encrypt(data["description"], "support_tickets.description"),
             customer_email=ctx.cipher.encrypt(email, "support_tickets.customer_email"),
@@ -162,9 +171,16 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         await ctx.events.append(conn, "ticket.created", "ticket", row["id"], _summary(row),
                                 actor_id=principal.user_id)
         if row["agent_id"]:
+            if not auto_assigned:   # pick_agent already charged the auto-assigned agent
+                await automation.adjust_load(conn, None, row)
             await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                    {**_summary(row), "from_agent_id": None}, actor_id=principal.user_id)
+                                    {**_summary(row), "from_agent_id": None, "auto": auto_assigned},
+                                    actor_id=principal.user_id)
+        if ctx.settings.auto_response_enabled:
+            await automation.add_ticket_auto_response(ctx, conn, row, articles)
     metrics.TICKETS_CREATED.labels(channel=row["channel"]).inc()
+    from app.services import escalation  # the rules run on new tickets too (escalation imports tickets)
+    await escalation.on_ticket_changed(ctx, row["id"])
     return present(ctx, row)
 
 
@@ -261,8 +277,12 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         if not changes:
             return present(ctx, before)
         row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+        freed = await automation.adjust_load(conn, before, row)
         await _record_changes(ctx, conn, principal, meta, action, before, row, changes, reason)
     await ctx.ticket_cache.invalidate(ticket_id)
+    await automation.after_capacity_freed(ctx, freed)
+    from app.services import escalation  # the rules run on ticket changes
+    await escalation.on_ticket_changed(ctx, ticket_id)
     return present(ctx, row)
 
 
@@ -302,34 +322,9 @@ async def change_status(ctx: AppContext, principal: Principal, meta: RequestMeta
 
 async def escalate_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta,
                           ticket_id: uuid.UUID, reason: str | None = None) -> dict:
-    """Manual escalation: level + 1 and priority one step up (rules extend this later)."""
-    if principal.role == "customer":
-        raise Forbidden("Customers may not escalate tickets")
-    now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
-        before = await _locked_for_write(ctx, conn, principal, ticket_id)
-        if before["status"] in ("resolved", "closed"):
-            raise InvalidState(f"A {before['status']} ticket cannot be escalated")
-        after = dict(before)
-        after["escalation_level"] += 1
-        after["priority"] = PRIORITIES[min(PRIORITIES.index(before["priority"]) + 1, len(PRIORITIES) - 1)]
-        after["escalated_at"] = now
-        row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
-        escalation = dict(await ctx.db.q.insert_escalation(
-            conn, ticket_id=ticket_id, rule_id=None, trigger="manual", from_level=before["escalation_level"],
-            to_level=row["escalation_level"], from_priority=before["priority"], to_priority=row["priority"],
-            from_agent_id=before["agent_id"], to_agent_id=row["agent_id"], reason=reason,
-            actor_id=principal.user_id, now=now))
-        await audit.record(conn, principal, meta, "ticket.escalate", "ticket", ticket_id,
-                           {"level": {"from": before["escalation_level"], "to": row["escalation_level"]},
-                            "priority": {"from": before["priority"], "to": row["priority"]},
-                            "reason": reason})
-        await ctx.events.append(conn, "ticket.escalated", "ticket", ticket_id,
-                                {**_summary(row), "escalation_id": escalation["id"], "trigger": "manual",
-                                 "from_level": before["escalation_level"], "from_priority": before["priority"],
-                                 "reason": reason}, actor_id=principal.user_id)
-    await ctx.ticket_cache.invalidate(ticket_id)
-    return {"ticket": present(ctx, row), "escalation": _escalation_view(escalation)}
+    """Manual escalation through the escalation rules (app.services.escalation)."""
+    from app.services import escalation
+    return await escalation.escalate_manually(ctx, principal, meta, ticket_id, reason)
 
 
 def _escalation_view(row: dict) -> dict:
@@ -345,11 +340,13 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         if row is None:
             raise NotFound("Ticket not found")
         await ctx.db.q.delete_ticket(conn, id=ticket_id)
+        freed = await automation.adjust_load(conn, dict(row), None)
         await audit.record(conn, principal, meta, "ticket.delete", "ticket", ticket_id,
                            {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])})
         await ctx.events.append(conn, "ticket.deleted", "ticket", ticket_id, _summary(dict(row)),
                                 actor_id=principal.user_id)
     await ctx.ticket_cache.invalidate(ticket_id)
+    await automation.after_capacity_freed(ctx, freed)
 
 
 # ---------------------------------------------------------------- messages and history
@@ -400,6 +397,7 @@ async def _follow_up(ctx: AppContext, conn: asyncpg.Connection, principal: Princ
     if after == ticket:
         return
     row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+    await automation.adjust_load(conn, ticket, row)
     if row["status"] != ticket["status"]:
         await _record_changes(ctx, conn, principal, meta, "ticket.reopen", ticket, row,
                               _event_changes(ticket, row), "customer replied")

@@ -42,9 +42,14 @@ WHERE t.resolved_at >= :since AND t.resolved_at < :until
 GROUP BY GROUPING SETS ((width_bucket(t.resolved_at, :buckets::timestamptz[])), ());
 
 -- name: ticket_counts(since, until, department, agent_id)^
--- Escalations in the window, and the backlog when the window ends: created before its end and
--- neither resolved nor closed by then (still open now, or done only after the end).
+-- Escalations in the window, tickets created in the window that breached their SLA, and the
+-- backlog when the window ends: created before its end and neither resolved nor closed by then
+-- (still open now, or done only after the end).
 SELECT
+    (SELECT count(*) FROM support_tickets t
+     WHERE t.sla_breached AND t.created_at >= :since AND t.created_at < :until
+       AND (:department::text IS NULL OR t.department = :department)
+       AND (:agent_id::uuid IS NULL OR t.agent_id = :agent_id)) AS sla_breached,
     (SELECT count(*) FROM ticket_escalations e JOIN support_tickets t ON t.id = e.ticket_id
      WHERE e.created_at >= :since AND e.created_at < :until
        AND (:department::text IS NULL OR t.department = :department)

@@ -552,18 +552,20 @@ class GetSupportAnalyticsRequest(_message.Message):
     def __init__(self, report: _Optional[_Union[AnalyticsReport, str]] = ..., to: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., tz: _Optional[str] = ..., department: _Optional[str] = ..., agent_id: _Optional[str] = ..., **kwargs) -> None: ...
 
 class TicketTotals(_message.Message):
-    __slots__ = ("created", "resolved", "reopened", "escalated", "backlog")
+    __slots__ = ("created", "resolved", "reopened", "escalated", "backlog", "sla_breached")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     RESOLVED_FIELD_NUMBER: _ClassVar[int]
     REOPENED_FIELD_NUMBER: _ClassVar[int]
     ESCALATED_FIELD_NUMBER: _ClassVar[int]
     BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    SLA_BREACHED_FIELD_NUMBER: _ClassVar[int]
     created: int
     resolved: int
     reopened: int
     escalated: int
     backlog: int
-    def __init__(self, created: _Optional[int] = ..., resolved: _Optional[int] = ..., reopened: _Optional[int] = ..., escalated: _Optional[int] = ..., backlog: _Optional[int] = ...) -> None: ...
+    sla_breached: int
+    def __init__(self, created: _Optional[int] = ..., resolved: _Optional[int] = ..., reopened: _Optional[int] = ..., escalated: _Optional[int] = ..., backlog: _Optional[int] = ..., sla_breached: _Optional[int] = ...) -> None: ...
 
 class TicketBucket(_message.Message):
     __slots__ = ("bucket", "created", "resolved")

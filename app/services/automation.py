@@ -1,0 +1,279 @@
+"""Ticket automation: categorisation, priority rules, auto-assignment, pick-up and auto-responses.
+
+Called from app.services.tickets inside the ticket's own transaction. Agent load
+(``support_agents.current_tickets``) counts the open (not resolved/closed) tickets an agent
+holds; it is kept exact across replicas by serialising the assigners of one department on a
+transaction-scoped advisory lock, locking the chosen agent row (``FOR UPDATE``, first
+``SKIP LOCKED`` then waiting, against concurrent manual changes) and incrementing it in the
+transaction that assigns the ticket. (Row locks alone are not enough: a row that fails the
+re-check after a wait stays locked, which deadlocked concurrent creations.)
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+import asyncpg
+
+from app.context import AppContext
+
+log = logging.getLogger(__name__)
+CLOSED = frozenset({"resolved", "closed"})
+PICKUP_BATCH = 50
+PICKUP_INTERVAL = 30.0   # seconds between cluster-wide pick-up sweeps
+
+_CANDIDATE = """
+SELECT user_id, department, current_tickets FROM support_agents
+WHERE department = $1 AND is_available AND status <> 'offline'
+  AND current_tickets < least(max_tickets, $2)
+  AND ($3::text[] IS NULL OR lower(skills::text)::text[] && $3::text[])
+ORDER BY current_tickets, (lower(skills::text)::text[] && coalesce($4::text[], '{}')) DESC, id
+LIMIT 1 FOR UPDATE
+"""
+
+
+# ---------------------------------------------------------------- categorisation and priority
+
+def _text(subject: str | None, description: str | None) -> str:
+    return f"{subject or ''}\n{description or ''}".lower()
+
+
+async def categorize(conn: asyncpg.Connection, subject: str, description: str) -> str:
+    """The category of the highest-priority active rule with a keyword in the text, else general."""
+    text = _text(subject, description)
+    rows = await conn.fetch("SELECT keywords, category FROM categorization_rules WHERE is_active "
+                            "ORDER BY priority DESC, created_at, id")
+    for row in rows:
+        if any(k and k.lower() in text for k in row["keywords"]):
+            return row["category"]
+    return "general"
+
+
+def _matches(conditions: dict, text: str, metadata: dict) -> bool:
+    """All given conditions must hold (an empty rule never matches)."""
+    if not conditions:
+        return False
+    if "keywords_any" in conditions and not any(k.lower() in text for k in conditions["keywords_any"] if k):
+        return False
+    if "customer_tier" in conditions:
+        tiers = conditions["customer_tier"]
+        tiers = [tiers] if isinstance(tiers, str) else tiers
+        if str(metadata.get("customer_tier", "")).lower() not in {str(t).lower() for t in tiers}:
+            return False
+    return not ("has_booking" in conditions
+                and bool(metadata.get("booking_id")) != bool(conditions["has_booking"]))
+
+
+async def prioritize(conn: asyncpg.Connection, subject: str, description: str, metadata: dict | None) -> str:
+    text = _text(subject, description)
+    rows = await conn.fetch("SELECT conditions, set_priority FROM priority_rules WHERE is_active "
+                            "ORDER BY priority DESC, created_at, id")
+    for row in rows:
+        if _matches(row["conditions"] or {}, text, metadata or {}):
+            return row["set_priority"]
+    return "medium"
+
+
+# ---------------------------------------------------------------- agent load
+
+def holds(row: dict) -> bool:
+    return bool(row.get("agent_id")) and row.get("status") not in CLOSED
+
+
+async def adjust_load(conn: asyncpg.Connection, before: dict | None, after: dict | None) -> uuid.UUID | None:
+    """Move ``current_tickets`` for a ticket going from ``before`` to ``after`` (None: absent).
+
+    Returns the agent whose load went down (capacity freed), if any."""
+    held_before = holds(before) if before else False
+    held_after = holds(after) if after else False
+    same = held_before and held_after and before["agent_id"] == after["agent_id"]
+    if same:
+        return None
+    freed = None
+    if held_before:
+        await conn.execute("UPDATE support_agents SET current_tickets = greatest(current_tickets - 1, 0) "
+                           "WHERE user_id = $1", before["agent_id"])
+        freed = before["agent_id"]
+    if held_after:
+        await conn.execute("UPDATE support_agents SET current_tickets = current_tickets + 1 "
+                           "WHERE user_id = $1", after["agent_id"])
+    return freed
+
+
+async def pick_agent(ctx: AppContext, conn: asyncpg.Connection, department: str | None,
+                     category: str, tags: list[str] | None) -> uuid.UUID | None:
+    """Lock and charge the least-loaded available agent of the department (skilled first)."""
+    if not department:
+        return None
+    wanted = [t.lower() for t in (tags or [])] + [category.lower()]
+    ceiling = ctx.settings.max_tickets_per_agent
+    # No one could take it now (the common case for a department with nobody on duty): skip the
+    # turn-taking below; the pick-up sweep covers capacity freed in between.
+    if not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM support_agents WHERE department = $1 AND is_available "
+            "AND status <> 'offline' AND current_tickets < least(max_tickets, $2))", department, ceiling):
+        return None
+    # Assigners of one department take turns until their transactions end, so each reads the
+    # loads the previous one committed (READ COMMITTED: a new snapshot per statement).
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('support-service:assign:' || $1))", department)
+    for skills in (wanted, None):   # agents with a matching skill, then any agent of the department
+        for skip in (" SKIP LOCKED", ""):   # a free row now, else wait for a busy one
+            row = await conn.fetchrow(_CANDIDATE + skip, department, ceiling, skills, wanted)
+            if row is not None:
+                await conn.execute("UPDATE support_agents SET current_tickets = current_tickets + 1 "
+                                   "WHERE user_id = $1", row["user_id"])
+                return row["user_id"]
+    return None
+
+
+async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
+    """Give open unassigned tickets (oldest first) to agents with free capacity; the count assigned."""
+    if not ctx.settings.ticket_auto_assignment:
+        return 0
+    from app.services.tickets import _summary
+    assigned = 0
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM support_tickets WHERE status = 'open' AND agent_id IS NULL "
+            "AND ($1::text IS NULL OR department = $1) ORDER BY created_at, id LIMIT $2 "
+            "FOR UPDATE SKIP LOCKED", department, PICKUP_BATCH)
+        ids = []
+        full: set[str | None] = set()   # departments where nobody can take a ticket now
+        for ticket in rows:
+            ticket = dict(ticket)
+            if ticket["department"] in full:
+                continue
+            agent_id = await pick_agent(ctx, conn, ticket["department"], ticket["category"], ticket["tags"])
+            if agent_id is None:
+                full.add(ticket["department"])
+                continue
+            row = dict(await conn.fetchrow(
+                "UPDATE support_tickets SET agent_id = $2, assigned_at = $3, updated_at = $3 "
+                "WHERE id = $1 RETURNING *", ticket["id"], agent_id, now))
+            await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
+                                    {**_summary(row), "from_agent_id": None, "auto": True}, actor_id=None)
+            ids.append(row["id"])
+            assigned += 1
+    for ticket_id in ids:
+        await ctx.ticket_cache.invalidate(ticket_id)
+    return assigned
+
+
+async def after_capacity_freed(ctx: AppContext, agent_id: uuid.UUID | None) -> None:
+    """An immediate pick-up attempt in this process once an agent's load went down."""
+    if agent_id is None or not ctx.settings.ticket_auto_assignment:
+        return
+    try:
+        async with ctx.db.connection() as conn:
+            department = await conn.fetchval("SELECT department FROM support_agents WHERE user_id = $1", agent_id)
+        if department:
+            await assign_waiting(ctx, department)
+    except Exception:   # the periodic duty retries; the caller's change is already committed
+        log.exception("ticket pick-up failed")
+
+
+async def pickup_duty(ctx: AppContext) -> None:
+    await assign_waiting(ctx)
+
+
+async def background(app: Any) -> Any:
+    """aiohttp cleanup_ctx: the cluster-wide pick-up sweep for unassigned tickets."""
+    import asyncio
+    import contextlib
+
+    from app.duties import run_forever
+    from rest.common import CONTEXT
+    ctx = app[CONTEXT]
+    task = None
+
+    async def sweep() -> None:
+        await asyncio.sleep(PICKUP_INTERVAL)   # the first tick one period after start
+        await run_forever(ctx, "ticket-pickup", pickup_duty, PICKUP_INTERVAL)
+
+    if ctx.settings.ticket_auto_assignment:
+        task = asyncio.create_task(sweep())
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+# ---------------------------------------------------------------- auto-responses
+
+async def kb_matches(ctx: AppContext, text: str, limit: int = 3) -> list[dict]:
+    """Top published KB articles for ``text``; [] when nothing matches or search fails."""
+    from app.services import kb
+    if not text.strip():
+        return []
+    # The search matches every word; a subject rarely matches as a whole, so its longest words
+    # are tried one by one after it, and the hits merged in order.
+    words = sorted({w for w in re.findall(r"\w+", text.lower()) if len(w) >= 4}, key=len, reverse=True)[:4]
+    found: dict[str, dict] = {}
+    for q in [text, *words]:
+        try:
+            page = await kb.search(ctx, {"q": q, "limit": limit, "offset": 0})
+        except Exception:
+            log.warning("KB search for an auto-response failed", exc_info=True)
+            break
+        for item in page["items"]:
+            found.setdefault(str(item["id"]), {"id": str(item["id"]), "title": item["title"]})
+        if len(found) >= limit:
+            break
+    return list(found.values())[:limit]
+
+
+def ticket_response_text(row: dict, articles: list[dict]) -> str:
+    lines = [f"Thank you for contacting us. Your ticket number is {row['ticket_number']}."]
+    due = row.get("first_response_due_at")
+    if due is not None:
+        minutes = max(1, round((due - row["created_at"]).total_seconds() / 60))
+        span = f"{minutes} minutes" if minutes < 120 else f"{round(minutes / 60)} hours"
+        lines.append(f"An agent will respond within {span} (by {due.isoformat()}).")
+    if articles:
+        lines.append("These articles may help in the meantime:")
+        lines += [f"- {a['title']} (/api/v1/kb/articles/{a['id']})" for a in articles]
+    return "\n".join(lines)
+
+
+def chat_greeting_text(articles: list[dict]) -> str:
+    lines = ["Hello! Thanks for reaching out. You are in the queue and an agent will be with you shortly."]
+    if articles:
+        lines.append("While you wait, these articles may help:")
+        lines += [f"- {a['title']} (/api/v1/kb/articles/{a['id']})" for a in articles]
+    return "\n".join(lines)
+
+
+async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, row: dict,
+                                   articles: list[dict]) -> None:
+    from app.services.tickets import _summary
+    message = await ctx.db.q.insert_ticket_message(
+        conn, ticket_id=row["id"], sender_id=None, sender_type="system",
+        message=ctx.cipher.encrypt(ticket_response_text(row, articles), "ticket_messages.message"),
+        message_type="text", attachments=None, is_internal=False, now=row["created_at"])
+    await ctx.events.append(conn, "ticket.message_added", "ticket", row["id"],
+                            {**_summary(row), "message_id": message["id"], "sender_type": "system",
+                             "is_internal": False, "auto_response": True}, actor_id=None)
+
+
+async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | None) -> None:
+    """A system greeting with KB suggestions for a chat just queued (AUTO_RESPONSE_ENABLED)."""
+    if not ctx.settings.auto_response_enabled:
+        return
+    from app.services.chat_views import present_message
+    from app.services.message_writer import PendingMessage
+    articles = await kb_matches(ctx, text_hint or "")
+    item = PendingMessage(session_id=session_id, sender_id=None, sender_type="system", scope="all",
+                          client_msg_id=None,
+                          ciphertext=ctx.cipher.encrypt(chat_greeting_text(articles), "chat_messages.message"),
+                          message_type="text")
+    try:
+        row = await ctx.message_writer.write(item)
+    except Exception:
+        log.exception("chat greeting failed")
+        return
+    if row is not None:
+        await ctx.live.to_session(session_id, "chat:message", present_message(ctx, row))
