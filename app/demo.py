@@ -9,7 +9,7 @@ import uuid
 
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
-from app.services import agents, kb, tickets
+from app.services import agents, automation_rules, kb, tickets
 
 CUSTOMER = uuid.UUID("00000000-0000-4000-8000-00000000c001")
 AGENT = uuid.UUID("00000000-0000-4000-8000-00000000a001")
@@ -29,6 +29,12 @@ DEPARTMENTS = [
     ("billing", "Payments, refunds and invoices", ["payments", "refund", "invoice"],
      "Billing answers on weekdays, 9:00-17:00 UTC. Leave a message and we will reply by e-mail."),
     ("bookings", "Changes and cancellations of bookings", ["booking", "cancellation", "reservation"], None),
+]
+
+# Automatic categorisation of tickets that come without a category (the automation issue).
+CATEGORY_RULES = [
+    (["cancel", "booking", "reservation", "check-in", "dates"], "bookings"),
+    (["refund", "invoice", "payment", "charge"], "billing"),
 ]
 
 ARTICLES = [
@@ -58,6 +64,13 @@ async def load(ctx: AppContext) -> bool:
     for title, content, category, tags in ARTICLES:
         await kb.create_article(ctx, supervisor, meta, {"title": title, "content": content, "category": category,
                                                         "tags": tags, "is_published": True})
+    for keywords, category in CATEGORY_RULES:
+        await automation_rules.create_rule(ctx, admin, meta, "categorization",
+                                           {"keywords": keywords, "category": category, "priority": 0,
+                                            "is_active": True})
+    await automation_rules.create_rule(ctx, admin, meta, "priority", {
+        "conditions": {"keywords_any": ["urgent", "asap", "immediately"]}, "set_priority": "high",
+        "priority": 0, "is_active": True})
     roster = [(AGENT, "Alex Agent", "agent", "bookings", ["booking", "cancellation"]),
               (AGENT_2, "Bea Agent", "agent", "billing", ["refund", "invoice"]),
               (SUPERVISOR, "Sam Supervisor", "supervisor", "general", [])]

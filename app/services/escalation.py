@@ -41,7 +41,8 @@ async def list_rules(ctx: AppContext, principal: Principal) -> dict:
     require_role(principal, "admin")
     async with ctx.db.connection() as conn:
         rows = await ctx.db.q.list_escalation_rules(conn)
-    return {"items": [_rule_view(r) for r in rows]}
+    items = [_rule_view(r) for r in rows]
+    return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
 async def get_rule(ctx: AppContext, principal: Principal, rule_id: uuid.UUID) -> dict:
