@@ -37,6 +37,7 @@ class AppContext:
     queue_notifier: Any = None   # app.services.routing.QueueNotifier, set once the context exists
     message_writer: Any = None   # app.services.message_writer.MessageWriter, likewise
     search: Any = None           # app.search.SearchBackend (PostgreSQL or Elasticsearch), likewise
+    users: Any = None            # app.clients.user_service.UserDirectory when GRPC_USER_SERVICE_URL is set
 
 
 @contextlib.asynccontextmanager
@@ -46,7 +47,7 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
                                                     max_connections=64, timeout=10)
     redis = aioredis.Redis(connection_pool=pool)
-    search = None
+    search = users = None
     try:
         ctx = AppContext(
             settings=settings,
@@ -68,8 +69,13 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
         ctx.message_writer = MessageWriter(ctx)
         from app.search import create_backend
         ctx.search = search = create_backend(settings, db)
+        if settings.grpc_user_service_url:
+            from app.clients.user_service import UserDirectory
+            ctx.users = users = UserDirectory(settings.grpc_user_service_url)
         yield ctx
     finally:
+        if users is not None:
+            await users.close()
         if search is not None:
             await search.close()
         await redis.aclose()

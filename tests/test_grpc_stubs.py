@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from grpc_server.gen import GEN_DIR, PROTO_PACKAGE, generate
+from grpc_server.gen import GEN_DIR, PROTO_PACKAGE, USER_PROTO_PACKAGE, generate
 from grpc_server.gen.support.v1 import chat_pb2, events_pb2, support_pb2
+from grpc_server.gen.user.v1 import user_pb2
 from grpc_server.server import server_options
 
 SEED_RPCS = {
@@ -22,12 +23,23 @@ SEED_RPCS = {
 
 def test_committed_stubs_are_what_the_protos_generate(tmp_path: Path) -> None:
     generate(tmp_path)
-    fresh = {p.relative_to(tmp_path): p.read_text() for p in (tmp_path / "support").rglob("*.py*")}
-    committed = {p.relative_to(GEN_DIR): p.read_text() for p in (GEN_DIR / "support").rglob("*.py*")}
+    fresh = {p.relative_to(tmp_path): p.read_text()
+             for top in ("support", "user") for p in (tmp_path / top).rglob("*.py*")}
+    committed = {p.relative_to(GEN_DIR): p.read_text()
+                 for top in ("support", "user") for p in (GEN_DIR / top).rglob("*.py*")}
     assert set(fresh) == set(committed), "stub files differ: run `python -m grpc_server.gen`"
     stale = sorted(str(name) for name in fresh if fresh[name] != committed[name])
     assert not stale, f"stale stubs {stale}: run `python -m grpc_server.gen` and commit the result"
     assert (Path(PROTO_PACKAGE) / "support_pb2_grpc.py") in fresh
+    assert (Path(USER_PROTO_PACKAGE) / "user_pb2_grpc.py") in fresh
+
+
+def test_the_assumed_user_service_contract() -> None:
+    service = user_pb2.DESCRIPTOR.services_by_name["UserService"]
+    assert service.full_name == "user.v1.UserService"
+    assert {m.name for m in service.methods} == {"GetUser"}
+    assert list(user_pb2.GetUserRequest.DESCRIPTOR.fields_by_name) == ["id"]
+    assert list(user_pb2.User.DESCRIPTOR.fields_by_name) == ["id", "email", "name", "role"]
 
 
 def test_the_services_have_the_rpcs_of_the_seed() -> None:

@@ -18,20 +18,12 @@ from typing import Any
 import asyncpg
 
 from app.context import AppContext
+from app.db import queries
 
 log = logging.getLogger(__name__)
 CLOSED = frozenset({"resolved", "closed"})
 PICKUP_BATCH = 50
 PICKUP_INTERVAL = 30.0   # seconds between cluster-wide pick-up sweeps
-
-_CANDIDATE = """
-SELECT user_id, department, current_tickets FROM support_agents
-WHERE department = $1 AND is_available AND status <> 'offline'
-  AND current_tickets < least(max_tickets, $2)
-  AND ($3::text[] IS NULL OR lower(skills::text)::text[] && $3::text[])
-ORDER BY current_tickets, (lower(skills::text)::text[] && coalesce($4::text[], '{}')) DESC, id
-LIMIT 1 FOR UPDATE
-"""
 
 
 # ---------------------------------------------------------------- categorisation and priority
@@ -43,9 +35,7 @@ def _text(subject: str | None, description: str | None) -> str:
 async def categorize(conn: asyncpg.Connection, subject: str, description: str) -> str:
     """The category of the highest-priority active rule with a keyword in the text, else general."""
     text = _text(subject, description)
-    rows = await conn.fetch("SELECT keywords, category FROM categorization_rules WHERE is_active "
-                            "ORDER BY priority DESC, created_at, id")
-    for row in rows:
+    for row in await queries.active_categorization_rules(conn):
         if any(k and k.lower() in text for k in row["keywords"]):
             return row["category"]
     return "general"
@@ -68,9 +58,7 @@ def _matches(conditions: dict, text: str, metadata: dict) -> bool:
 
 async def prioritize(conn: asyncpg.Connection, subject: str, description: str, metadata: dict | None) -> str:
     text = _text(subject, description)
-    rows = await conn.fetch("SELECT conditions, set_priority FROM priority_rules WHERE is_active "
-                            "ORDER BY priority DESC, created_at, id")
-    for row in rows:
+    for row in await queries.active_priority_rules(conn):
         if _matches(row["conditions"] or {}, text, metadata or {}):
             return row["set_priority"]
     return "medium"
@@ -93,12 +81,10 @@ async def adjust_load(conn: asyncpg.Connection, before: dict | None, after: dict
         return None
     freed = None
     if held_before:
-        await conn.execute("UPDATE support_agents SET current_tickets = greatest(current_tickets - 1, 0) "
-                           "WHERE user_id = $1", before["agent_id"])
+        await queries.release_agent_load(conn, user_id=before["agent_id"])
         freed = before["agent_id"]
     if held_after:
-        await conn.execute("UPDATE support_agents SET current_tickets = current_tickets + 1 "
-                           "WHERE user_id = $1", after["agent_id"])
+        await queries.charge_agent_load(conn, user_id=after["agent_id"])
     return freed
 
 
@@ -111,19 +97,17 @@ async def pick_agent(ctx: AppContext, conn: asyncpg.Connection, department: str 
     ceiling = ctx.settings.max_tickets_per_agent
     # No one could take it now (the common case for a department with nobody on duty): skip the
     # turn-taking below; the pick-up sweep covers capacity freed in between.
-    if not await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM support_agents WHERE department = $1 AND is_available "
-            "AND status <> 'offline' AND current_tickets < least(max_tickets, $2))", department, ceiling):
+    if not await ctx.db.q.department_has_capacity(conn, department=department, ceiling=ceiling):
         return None
     # Assigners of one department take turns until their transactions end, so each reads the
     # loads the previous one committed (READ COMMITTED: a new snapshot per statement).
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('support-service:assign:' || $1))", department)
+    await ctx.db.q.lock_assignment_turn(conn, department=department)
     for skills in (wanted, None):   # agents with a matching skill, then any agent of the department
-        for skip in (" SKIP LOCKED", ""):   # a free row now, else wait for a busy one
-            row = await conn.fetchrow(_CANDIDATE + skip, department, ceiling, skills, wanted)
+        # a free row now, else wait for a busy one
+        for candidate in (ctx.db.q.assignment_candidate_free, ctx.db.q.assignment_candidate_wait):
+            row = await candidate(conn, department=department, ceiling=ceiling, skills=skills, wanted=wanted)
             if row is not None:
-                await conn.execute("UPDATE support_agents SET current_tickets = current_tickets + 1 "
-                                   "WHERE user_id = $1", row["user_id"])
+                await ctx.db.q.charge_agent_load(conn, user_id=row["user_id"])
                 return row["user_id"]
     return None
 
@@ -136,10 +120,7 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
     assigned = 0
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        rows = await conn.fetch(
-            "SELECT * FROM support_tickets WHERE status = 'open' AND agent_id IS NULL "
-            "AND ($1::text IS NULL OR department = $1) ORDER BY created_at, id LIMIT $2 "
-            "FOR UPDATE SKIP LOCKED", department, PICKUP_BATCH)
+        rows = await ctx.db.q.lock_waiting_tickets(conn, department=department, limit=PICKUP_BATCH)
         ids = []
         full: set[str | None] = set()   # departments where nobody can take a ticket now
         for ticket in rows:
@@ -150,9 +131,7 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
             if agent_id is None:
                 full.add(ticket["department"])
                 continue
-            row = dict(await conn.fetchrow(
-                "UPDATE support_tickets SET agent_id = $2, assigned_at = $3, updated_at = $3 "
-                "WHERE id = $1 RETURNING *", ticket["id"], agent_id, now))
+            row = dict(await ctx.db.q.auto_assign_ticket(conn, id=ticket["id"], agent_id=agent_id, now=now))
             await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
                                     {**_summary(row), "from_agent_id": None, "auto": True}, actor_id=None)
             ids.append(row["id"])
@@ -168,7 +147,7 @@ async def after_capacity_freed(ctx: AppContext, agent_id: uuid.UUID | None) -> N
         return
     try:
         async with ctx.db.connection() as conn:
-            department = await conn.fetchval("SELECT department FROM support_agents WHERE user_id = $1", agent_id)
+            department = await ctx.db.q.agent_department(conn, user_id=agent_id)
         if department:
             await assign_waiting(ctx, department)
     except Exception:   # the periodic duty retries; the caller's change is already committed

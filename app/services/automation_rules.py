@@ -11,7 +11,8 @@ from app.context import AppContext
 from app.errors import Forbidden, NotFound
 from app.security import audit
 
-# kind -> (table, entity name, columns a write may set)
+# kind -> (table, entity name, columns a write may set); each table has its own named queries
+# list_/count_/get_/lock_/insert_/update_/delete_<table> (update writes every column).
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "categorization": ("categorization_rules", "categorization_rule", ("keywords", "category", "priority", "is_active")),
     "priority": ("priority_rules", "priority_rule", ("conditions", "set_priority", "priority", "is_active")),
@@ -27,16 +28,18 @@ def _present(row: asyncpg.Record) -> dict:
     return dict(row)
 
 
+def _query(ctx: AppContext, verb: str, kind: str) -> Any:
+    """The named query ``<verb>_<table>`` (``<verb>_<entity>`` for one row) of the kind."""
+    table, entity, _ = KINDS[kind]
+    return getattr(ctx.db.q, f"{verb}_{table if verb in ('list', 'count') else entity}")
+
+
 async def list_rules(ctx: AppContext, principal: Principal, kind: str, query: dict) -> dict:
     _admin(principal)
-    table = KINDS[kind][0]
     async with ctx.db.connection() as conn:
-        rows = await conn.fetch(
-            f"SELECT * FROM {table} WHERE ($1::boolean IS NULL OR is_active = $1) "
-            f"ORDER BY priority DESC, created_at, id LIMIT $2 OFFSET $3",
-            query.get("active"), query["limit"], query["offset"])
-        total = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE ($1::boolean IS NULL OR is_active = $1)",
-                                    query.get("active"))
+        rows = await _query(ctx, "list", kind)(conn, active=query.get("active"), limit=query["limit"],
+                                               offset=query["offset"])
+        total = await _query(ctx, "count", kind)(conn, active=query.get("active"))
     return {"items": [_present(r) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 
@@ -44,7 +47,7 @@ async def list_rules(ctx: AppContext, principal: Principal, kind: str, query: di
 async def get_rule(ctx: AppContext, principal: Principal, kind: str, rule_id: uuid.UUID) -> dict:
     _admin(principal)
     async with ctx.db.connection() as conn:
-        row = await conn.fetchrow(f"SELECT * FROM {KINDS[kind][0]} WHERE id = $1", rule_id)
+        row = await _query(ctx, "get", kind)(conn, id=rule_id)
     if row is None:
         raise NotFound("Rule not found")
     return _present(row)
@@ -52,35 +55,28 @@ async def get_rule(ctx: AppContext, principal: Principal, kind: str, rule_id: uu
 
 async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, kind: str, data: dict) -> dict:
     _admin(principal)
-    table, entity, columns = KINDS[kind]
-    cols = [c for c in columns if c in data]
-    now = ctx.clock.now()
-    placeholders = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    _, entity, columns = KINDS[kind]
     async with ctx.db.transaction() as conn:
-        row = await conn.fetchrow(
-            f"INSERT INTO {table} ({', '.join(cols)}, created_at, updated_at) "
-            f"VALUES ({placeholders}, ${len(cols) + 1}, ${len(cols) + 1}) RETURNING *",
-            *[data[c] for c in cols], now)
-        await _record(ctx, conn, principal, meta, entity, "create", row["id"], {c: data[c] for c in cols})
+        row = await _query(ctx, "insert", kind)(conn, **{c: data.get(c) for c in columns}, now=ctx.clock.now())
+        await _record(ctx, conn, principal, meta, entity, "create", row["id"],
+                      {c: data[c] for c in columns if c in data})
     return _present(row)
 
 
 async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, kind: str,
                       rule_id: uuid.UUID, data: dict) -> dict:
     _admin(principal)
-    table, entity, columns = KINDS[kind]
+    _, entity, columns = KINDS[kind]
     cols = [c for c in columns if c in data]
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        before = await conn.fetchrow(f"SELECT * FROM {table} WHERE id = $1 FOR UPDATE", rule_id)
+        before = await _query(ctx, "lock", kind)(conn, id=rule_id)
         if before is None:
             raise NotFound("Rule not found")
         if not cols:
             return _present(before)
-        sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(cols, start=2))
-        row = await conn.fetchrow(
-            f"UPDATE {table} SET {sets}, updated_at = ${len(cols) + 2} WHERE id = $1 RETURNING *",
-            rule_id, *[data[c] for c in cols], now)
+        row = await _query(ctx, "update", kind)(conn, id=rule_id, **{c: data.get(c, before[c]) for c in columns},
+                                                 now=now)
         changes = {c: {"from": before[c], "to": row[c]} for c in cols if before[c] != row[c]}
         await _record(ctx, conn, principal, meta, entity, "update", rule_id, changes)
     return _present(row)
@@ -89,9 +85,9 @@ async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
 async def delete_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, kind: str,
                       rule_id: uuid.UUID) -> None:
     _admin(principal)
-    table, entity, _ = KINDS[kind]
+    entity = KINDS[kind][1]
     async with ctx.db.transaction() as conn:
-        row = await conn.fetchrow(f"DELETE FROM {table} WHERE id = $1 RETURNING id", rule_id)
+        row = await _query(ctx, "delete", kind)(conn, id=rule_id)
         if row is None:
             raise NotFound("Rule not found")
         await _record(ctx, conn, principal, meta, entity, "delete", rule_id, {})

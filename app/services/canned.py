@@ -15,7 +15,6 @@ from app.errors import Conflict, Forbidden, NotFound
 from app.security import audit
 
 FIELDS = ("id", "shortcut", "title", "body", "department", "created_by", "created_at", "updated_at")
-_SORTS = {"shortcut": "shortcut", "title": "title", "created_at": "created_at"}
 
 
 def _present(row: asyncpg.Record) -> dict:
@@ -38,25 +37,15 @@ def _escape_like(text: str) -> str:
 
 async def list_canned(ctx: AppContext, principal: Principal, query: dict) -> dict:
     _can_read(principal)
-    sort = query["sort"]
-    column = _SORTS[sort.lstrip("-")]
-    direction = "DESC" if sort.startswith("-") else "ASC"
     q = query.get("q")
+    where = {"department": query.get("department"), "q_pattern": f"%{_escape_like(q)}%" if q else None}
     async with ctx.db.connection() as conn:
-        rows = await conn.fetch(
-            f"SELECT *, count(*) OVER () AS total FROM canned_responses "
-            f"WHERE ($1::text IS NULL OR department = $1 OR department IS NULL) "
-            f"AND ($2::text IS NULL OR shortcut ILIKE $2 OR title ILIKE $2 OR body ILIKE $2) "
-            f"ORDER BY {column} {direction}, id LIMIT $3 OFFSET $4",
-            query.get("department"), f"%{_escape_like(q)}%" if q else None, query["limit"], query["offset"])
+        rows = await ctx.db.q.list_canned_responses(conn, **where, sort=query["sort"], limit=query["limit"],
+                                                    offset=query["offset"])
         if rows:
             total = rows[0]["total"]
         else:
-            total = await conn.fetchval(
-                "SELECT count(*) FROM canned_responses "
-                "WHERE ($1::text IS NULL OR department = $1 OR department IS NULL) "
-                "AND ($2::text IS NULL OR shortcut ILIKE $2 OR title ILIKE $2 OR body ILIKE $2)",
-                query.get("department"), f"%{_escape_like(q)}%" if q else None) if query["offset"] else 0
+            total = await ctx.db.q.count_canned_responses(conn, **where) if query["offset"] else 0
     return {"items": [_present(r) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 
@@ -64,7 +53,7 @@ async def list_canned(ctx: AppContext, principal: Principal, query: dict) -> dic
 async def get_canned(ctx: AppContext, principal: Principal, canned_id: uuid.UUID) -> dict:
     _can_read(principal)
     async with ctx.db.connection() as conn:
-        row = await conn.fetchrow("SELECT * FROM canned_responses WHERE id = $1", canned_id)
+        row = await ctx.db.q.get_canned_response(conn, id=canned_id)
     if row is None:
         raise NotFound("Canned response not found")
     return _present(row)
@@ -80,10 +69,9 @@ async def create_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
     async with ctx.db.transaction() as conn:
         try:
             async with conn.transaction():
-                row = await conn.fetchrow(
-                    "INSERT INTO canned_responses (shortcut, title, body, department, created_by, created_at, updated_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING *",
-                    data["shortcut"], data["title"], data["body"], data.get("department"), principal.user_id, now)
+                row = await ctx.db.q.insert_canned_response(
+                    conn, shortcut=data["shortcut"], title=data["title"], body=data["body"],
+                    department=data.get("department"), created_by=principal.user_id, now=now)
         except asyncpg.UniqueViolationError:
             raise _clash(data["shortcut"]) from None
         await audit.record(conn, principal, meta, "canned_response.create", "canned_response", row["id"],
@@ -99,7 +87,7 @@ async def update_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
     _can_write(principal)
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        before = await conn.fetchrow("SELECT * FROM canned_responses WHERE id = $1 FOR UPDATE", canned_id)
+        before = await ctx.db.q.lock_canned_response(conn, id=canned_id)
         if before is None:
             raise NotFound("Canned response not found")
         after = {**dict(before), **data}
@@ -108,10 +96,9 @@ async def update_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
             return _present(before)
         try:
             async with conn.transaction():
-                row = await conn.fetchrow(
-                    "UPDATE canned_responses SET shortcut = $2, title = $3, body = $4, department = $5, "
-                    "updated_at = $6 WHERE id = $1 RETURNING *",
-                    canned_id, after["shortcut"], after["title"], after["body"], after["department"], now)
+                row = await ctx.db.q.update_canned_response(
+                    conn, id=canned_id, shortcut=after["shortcut"], title=after["title"], body=after["body"],
+                    department=after["department"], now=now)
         except asyncpg.UniqueViolationError:
             raise _clash(after["shortcut"]) from None
         audit_changes = {k: ({"changed": True} if k == "body" else v) for k, v in changes.items()}
@@ -126,7 +113,7 @@ async def update_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
 async def delete_canned(ctx: AppContext, principal: Principal, meta: RequestMeta, canned_id: uuid.UUID) -> None:
     _can_write(principal)
     async with ctx.db.transaction() as conn:
-        row = await conn.fetchrow("DELETE FROM canned_responses WHERE id = $1 RETURNING *", canned_id)
+        row = await ctx.db.q.delete_canned_response(conn, id=canned_id)
         if row is None:
             raise NotFound("Canned response not found")
         await audit.record(conn, principal, meta, "canned_response.delete", "canned_response", canned_id,

@@ -9,8 +9,12 @@ retries failures with exponential back-off and parks a row as ``failed`` after
 EMAIL_SERVICE_URL is unset.
 
 Recipients: the customer's address is the token's ``email`` claim stored (encrypted) on the
-ticket. Supervisors' and agents' addresses are not stored here; they would come from the User
-Service, which this service does not call yet, so those e-mails are skipped.
+ticket, else (with GRPC_USER_SERVICE_URL set) the User Service's answer for the customer id.
+Supervisors' and agents' addresses are not stored here: an escalation whose rule notifies
+``agent`` / ``supervisors`` mails the assigned agent / the department's supervisors (all
+supervisors when it has none) at the addresses the User Service gives (``ctx.users``, a
+:class:`~app.clients.user_service.UserDirectory`); without it those e-mails are skipped. Each
+recipient is its own outbox row, keyed by ``recipient_key`` ('customer' or the user id).
 """
 from __future__ import annotations
 
@@ -33,6 +37,37 @@ FEEDBACK_TEMPLATE = "feedback-request"
 ESCALATED_TEMPLATE = "ticket-escalated"
 LOOKBACK = dt.timedelta(days=1)   # older events are not turned into e-mail any more
 EVENT_TYPES = ["ticket.created", "ticket.status_changed", "ticket.escalated"]
+
+
+CUSTOMER = "customer"
+
+
+def _idempotency_key(row: Any) -> str:
+    """The event id for the customer's e-mail; staff e-mails of the same event add the user id."""
+    key = row.get("recipient_key") or CUSTOMER
+    return str(row["event_id"]) if key == CUSTOMER else f"{row['event_id']}:{key}"
+
+
+async def _customer_address(ctx: AppContext, event: Any) -> str | None:
+    address = ctx.cipher.decrypt(event["customer_email"], "support_tickets.customer_email")
+    if not address and ctx.users is not None:
+        address = await ctx.users.email_of(event["customer_id"])
+    return address or None
+
+
+async def _staff_recipients(ctx: AppContext, conn: Any, event: Any) -> list[str]:
+    """User ids of the staff an escalation e-mails (only with the User Service configured)."""
+    notify = event["payload"].get("notify") or []
+    if ctx.users is None or event["type"] != "ticket.escalated":
+        return []
+    ids: list[str] = []
+    agent = event["payload"].get("agent_id") or event["agent_id"]
+    if "agent" in notify and agent:
+        ids.append(str(agent))
+    if "supervisors" in notify:
+        rows = await ctx.db.q.escalation_supervisors(conn, department=event["department"])
+        ids += [str(r["user_id"]) for r in rows if str(r["user_id"]) not in ids]
+    return ids
 
 
 def _templates(ctx: AppContext, event: Any) -> list[str]:
@@ -58,16 +93,20 @@ async def build_outbox(ctx: AppContext) -> int:
     async with ctx.db.transaction() as conn:
         events = await ctx.db.q.mailable_events(conn, types=EVENT_TYPES, lookback=LOOKBACK)
         for event in events:
-            address = ctx.cipher.decrypt(event["customer_email"], "support_tickets.customer_email")
-            if not address:
-                continue   # no address known: nothing to send
             data = {"ticket_id": str(event["ticket_id"]), "ticket_number": event["ticket_number"],
                     "subject": event["subject"], "status": event["status"], "priority": event["priority"],
                     "event": event["type"]}
-            for template in _templates(ctx, event):
+            templates = _templates(ctx, event)
+            address = await _customer_address(ctx, event) if templates else None
+            recipients = [(CUSTOMER, address, t) for t in templates if address]   # no address: no e-mail
+            for user_id in await _staff_recipients(ctx, conn, event):
+                staff_address = await ctx.users.email_of(user_id)
+                if staff_address:
+                    recipients.append((user_id, staff_address, ESCALATED_TEMPLATE))
+            for key, to, template in recipients:
                 queued = await ctx.db.q.queue_email(
-                    conn, event_id=event["event_id"], template=template,
-                    recipient=ctx.cipher.encrypt(address, "email_notifications.recipient"), data=data,
+                    conn, event_id=event["event_id"], template=template, recipient_key=key,
+                    recipient=ctx.cipher.encrypt(to, "email_notifications.recipient"), data=data,
                     now=ctx.clock.now())
                 added += queued is not None
     return added
@@ -125,7 +164,7 @@ async def _post(session: aiohttp.ClientSession, base: str, row: Any, ctx: AppCon
             "data": row["data"]}
     try:
         async with session.post(f"{base.rstrip('/')}/api/v1/emails", json=body,
-                                headers={"Idempotency-Key": str(row["event_id"])}) as response:
+                                headers={"Idempotency-Key": _idempotency_key(row)}) as response:
             if 200 <= response.status < 300:
                 return None
             return f"HTTP {response.status}: {(await response.text())[:200]}"

@@ -3,7 +3,7 @@
 -- name: mailable_events(types, lookback)
 -- Recent ticket events of the given types that have no e-mail yet, with what the e-mail needs.
 SELECT e.event_id, e.type, e.payload, t.customer_email, t.ticket_number, t.subject, t.status, t.priority,
-       t.id AS ticket_id
+       t.id AS ticket_id, t.customer_id, t.agent_id, t.department
 FROM support_events e
 JOIN support_tickets t ON e.entity_type = 'ticket' AND t.id::text = e.entity_id
 WHERE e.type = ANY(:types::text[]) AND e.created_at > now() - :lookback::interval
@@ -11,12 +11,21 @@ WHERE e.type = ANY(:types::text[]) AND e.created_at > now() - :lookback::interva
 ORDER BY e.position
 LIMIT 1000;
 
--- name: queue_email(event_id, template, recipient, data, now)$
--- One e-mail per (event, template): NULL when it is already queued.
-INSERT INTO email_notifications (event_id, template, recipient, data, next_attempt_at)
-VALUES (:event_id, :template, :recipient, :data, :now)
-ON CONFLICT (event_id, template) DO NOTHING
+-- name: queue_email(event_id, template, recipient_key, recipient, data, now)$
+-- One e-mail per (event, template, recipient_key): NULL when it is already queued.
+INSERT INTO email_notifications (event_id, template, recipient_key, recipient, data, next_attempt_at)
+VALUES (:event_id, :template, :recipient_key, :recipient, :data, :now)
+ON CONFLICT (event_id, template, recipient_key) DO NOTHING
 RETURNING id;
+
+-- name: escalation_supervisors(department)
+-- The supervisors an escalation e-mail goes to: those of the ticket's department, else all.
+SELECT user_id FROM support_agents
+WHERE role = 'supervisor'
+  AND (department = :department OR NOT EXISTS (
+         SELECT 1 FROM support_agents WHERE role = 'supervisor' AND department = :department))
+ORDER BY user_id
+LIMIT 50;
 
 -- name: due_emails(now, limit)
 SELECT * FROM email_notifications

@@ -1,0 +1,1 @@
+"""Clients of services other teams run."""
