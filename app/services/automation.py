@@ -116,7 +116,7 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
     """Give open unassigned tickets (oldest first) to agents with free capacity; the count assigned."""
     if not ctx.settings.ticket_auto_assignment:
         return 0
-    from app.services.tickets import _summary
+    from app.services.tickets import event_summary
     assigned = 0
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
@@ -133,7 +133,7 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
                 continue
             row = dict(await ctx.db.q.auto_assign_ticket(conn, id=ticket["id"], agent_id=agent_id, now=now))
             await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                    {**_summary(row), "from_agent_id": None, "auto": True}, actor_id=None)
+                                    {**event_summary(row), "from_agent_id": None, "auto": True}, actor_id=None)
             ids.append(row["id"])
             assigned += 1
     for ticket_id in ids:
@@ -228,13 +228,13 @@ def chat_greeting_text(articles: list[dict]) -> str:
 
 async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, row: dict,
                                    articles: list[dict]) -> None:
-    from app.services.tickets import _summary
+    from app.services.tickets import event_summary
     message = await ctx.db.q.insert_ticket_message(
         conn, ticket_id=row["id"], sender_id=None, sender_type="system",
         message=ctx.cipher.encrypt(ticket_response_text(row, articles), "ticket_messages.message"),
         message_type="text", attachments=None, is_internal=False, now=row["created_at"])
     await ctx.events.append(conn, "ticket.message_added", "ticket", row["id"],
-                            {**_summary(row), "message_id": message["id"], "sender_type": "system",
+                            {**event_summary(row), "message_id": message["id"], "sender_type": "system",
                              "is_internal": False, "auto_response": True}, actor_id=None)
 
 

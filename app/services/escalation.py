@@ -197,7 +197,7 @@ async def _record(ctx: AppContext, conn: asyncpg.Connection, before: dict, after
         automation,
         tickets,
     )
-    row = dict(await ctx.db.q.update_ticket(conn, **tickets._mutable(after), now=now))
+    row = dict(await ctx.db.q.update_ticket(conn, **tickets.mutable_fields(after), now=now))
     await automation.adjust_load(conn, before, row)   # a reassignment moves the agents' load
     actor = principal.user_id if principal else None
     escalation = dict(await ctx.db.q.insert_escalation(
@@ -209,13 +209,13 @@ async def _record(ctx: AppContext, conn: asyncpg.Connection, before: dict, after
                         "priority": {"from": before["priority"], "to": row["priority"]},
                         "trigger": trigger, "rule_id": str(rule_id) if rule_id else None, "reason": reason})
     await ctx.events.append(conn, "ticket.escalated", "ticket", row["id"],
-                            {**tickets._summary(row), "escalation_id": escalation["id"], "trigger": trigger,
+                            {**tickets.event_summary(row), "escalation_id": escalation["id"], "trigger": trigger,
                              "rule_id": rule_id, "from_level": before["escalation_level"],
                              "from_priority": before["priority"], "from_agent_id": before["agent_id"],
                              "reason": reason, "notify": notify}, actor_id=actor)
     if row["agent_id"] != before["agent_id"]:
         await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                {**tickets._summary(row), "from_agent_id": before["agent_id"]}, actor_id=actor)
+                                {**tickets.event_summary(row), "from_agent_id": before["agent_id"]}, actor_id=actor)
     return row, escalation
 
 
@@ -290,7 +290,7 @@ async def escalate_manually(ctx: AppContext, principal: Principal, meta: Request
         raise Forbidden("Customers may not escalate tickets")
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        before = await tickets._locked_for_write(ctx, conn, principal, ticket_id)
+        before = await tickets.locked_for_write(ctx, conn, principal, ticket_id)
         if before["status"] in ("resolved", "closed"):
             raise InvalidState(f"A {before['status']} ticket cannot be escalated")
         last_reply = await _last_agent_reply(ctx, conn, ticket_id)
@@ -306,7 +306,7 @@ async def escalate_manually(ctx: AppContext, principal: Principal, meta: Request
         row, escalation = await _record(ctx, conn, before, after, rule_id=rule_id, trigger="manual",
                                         reason=reason, principal=principal, meta=meta, notify=notify, now=now)
     await ctx.ticket_cache.invalidate(ticket_id)
-    return {"ticket": tickets.present(ctx, row), "escalation": tickets._escalation_view(escalation)}
+    return {"ticket": tickets.present(ctx, row), "escalation": tickets.escalation_view(escalation)}
 
 
 # ---------------------------------------------------------------- SLA breaches
@@ -337,7 +337,7 @@ async def sla_sweep(ctx: AppContext) -> int:
                 await ctx.db.q.mark_sla_breached(conn, id=ticket_id, now=now)
             for kind, due in new:
                 await ctx.events.append(conn, "ticket.sla_breached", "ticket", ticket_id,
-                                        {**tickets._summary(dict(row)), "kind": kind, "due_at": due})
+                                        {**tickets.event_summary(dict(row)), "kind": kind, "due_at": due})
             marked += 1
         await ctx.ticket_cache.invalidate(ticket_id)
     return marked

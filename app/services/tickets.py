@@ -84,7 +84,7 @@ def _can_write(principal: Principal, row: dict) -> bool:
     return row["agent_id"] == principal.user_id
 
 
-async def _locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
+async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
                             ticket_id: uuid.UUID) -> dict:
     """Lock the ticket; 404 if the caller may not see it, 403 if they may see but not change it."""
     row = await ctx.db.q.lock_ticket(conn, id=ticket_id)
@@ -111,7 +111,7 @@ def _event_changes(before: dict, after: dict) -> dict[str, Any]:
     return changes
 
 
-def _summary(row: dict) -> dict[str, Any]:
+def event_summary(row: dict) -> dict[str, Any]:
     """The non-sensitive fields a ticket event carries."""
     return {"ticket_id": row["id"], "ticket_number": row["ticket_number"], "customer_id": row["customer_id"],
             "agent_id": row["agent_id"], "category": row["category"], "department": row["department"],
@@ -168,13 +168,13 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         await audit.record(conn, principal, meta, "ticket.create", "ticket", row["id"],
                            {"ticket_number": row["ticket_number"], "category": category,
                             "priority": row["priority"], "customer_id": str(customer_id)})
-        await ctx.events.append(conn, "ticket.created", "ticket", row["id"], _summary(row),
+        await ctx.events.append(conn, "ticket.created", "ticket", row["id"], event_summary(row),
                                 actor_id=principal.user_id)
         if row["agent_id"]:
             if not auto_assigned:   # pick_agent already charged the auto-assigned agent
                 await automation.adjust_load(conn, None, row)
             await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                    {**_summary(row), "from_agent_id": None, "auto": auto_assigned},
+                                    {**event_summary(row), "from_agent_id": None, "auto": auto_assigned},
                                     actor_id=principal.user_id)
         if ctx.settings.auto_response_enabled:
             await automation.add_ticket_auto_response(ctx, conn, row, articles)
@@ -258,7 +258,7 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
     _check_fields(principal, data)
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        before = await _locked_for_write(ctx, conn, principal, ticket_id)
+        before = await locked_for_write(ctx, conn, principal, ticket_id)
         after = dict(before)
         for field in ("subject", "subcategory", "priority", "tags", "metadata", "agent_id"):
             if field in data:
@@ -276,7 +276,7 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         changes = _event_changes(before, after)
         if not changes:
             return present(ctx, before)
-        row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+        row = dict(await ctx.db.q.update_ticket(conn, **mutable_fields(after), now=now))
         freed = await automation.adjust_load(conn, before, row)
         await _record_changes(ctx, conn, principal, meta, action, before, row, changes, reason)
     await ctx.ticket_cache.invalidate(ticket_id)
@@ -286,7 +286,7 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
     return present(ctx, row)
 
 
-def _mutable(row: dict) -> dict:
+def mutable_fields(row: dict) -> dict:
     keys = ("id", "agent_id", "category", "subcategory", "department", "priority", "status", "subject",
             "description", "customer_email", "customer_name", "tags", "metadata", "assigned_at",
             "first_response_at", "resolved_at", "closed_at", "reopened_count", "escalation_level",
@@ -302,7 +302,7 @@ async def _record_changes(ctx: AppContext, conn: asyncpg.Connection, principal: 
         audit_changes["reason"] = reason
     await audit.record(conn, principal, meta, action, "ticket", row["id"], audit_changes)
     actor = principal.user_id
-    summary = _summary(row)
+    summary = event_summary(row)
     await ctx.events.append(conn, "ticket.updated", "ticket", row["id"],
                             {**summary, "changes": changes}, actor_id=actor)
     if "status" in changes:
@@ -327,7 +327,7 @@ async def escalate_ticket(ctx: AppContext, principal: Principal, meta: RequestMe
     return await escalation.escalate_manually(ctx, principal, meta, ticket_id, reason)
 
 
-def _escalation_view(row: dict) -> dict:
+def escalation_view(row: dict) -> dict:
     return {k: row[k] for k in ("id", "trigger", "from_level", "to_level", "from_priority", "to_priority",
                                 "from_agent_id", "to_agent_id", "reason", "created_at")}
 
@@ -343,7 +343,7 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         freed = await automation.adjust_load(conn, dict(row), None)
         await audit.record(conn, principal, meta, "ticket.delete", "ticket", ticket_id,
                            {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])})
-        await ctx.events.append(conn, "ticket.deleted", "ticket", ticket_id, _summary(dict(row)),
+        await ctx.events.append(conn, "ticket.deleted", "ticket", ticket_id, event_summary(dict(row)),
                                 actor_id=principal.user_id)
     await ctx.ticket_cache.invalidate(ticket_id)
     await automation.after_capacity_freed(ctx, freed)
@@ -366,7 +366,7 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
         raise Forbidden("Only agents may write internal notes")
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        ticket = await _locked_for_write(ctx, conn, principal, ticket_id)
+        ticket = await locked_for_write(ctx, conn, principal, ticket_id)
         if ticket["status"] == "closed":
             raise InvalidState("The ticket is closed; reopen it or open a new ticket")
         sender_type = _sender_type(principal)
@@ -379,7 +379,7 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
         await audit.record(conn, principal, meta, "ticket.message_add", "ticket", ticket_id,
                            {"message_id": str(row["id"]), "is_internal": internal})
         await ctx.events.append(conn, "ticket.message_added", "ticket", ticket_id,
-                                {**_summary(ticket), "message_id": row["id"], "sender_type": sender_type,
+                                {**event_summary(ticket), "message_id": row["id"], "sender_type": sender_type,
                                  "is_internal": internal}, actor_id=principal.user_id)
     await ctx.ticket_cache.invalidate(ticket_id)
     return present_message(ctx, row)
@@ -396,7 +396,7 @@ async def _follow_up(ctx: AppContext, conn: asyncpg.Connection, principal: Princ
         _apply_status(after, "open", now)
     if after == ticket:
         return
-    row = dict(await ctx.db.q.update_ticket(conn, **_mutable(after), now=now))
+    row = dict(await ctx.db.q.update_ticket(conn, **mutable_fields(after), now=now))
     await automation.adjust_load(conn, ticket, row)
     if row["status"] != ticket["status"]:
         await _record_changes(ctx, conn, principal, meta, "ticket.reopen", ticket, row,
