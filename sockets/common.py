@@ -25,9 +25,13 @@ Handler = Callable[[AppContext, Principal, str, dict], Awaitable[Any]]
 class SocketState:
     """Per-replica socket bookkeeping: the AppContext, and who each local socket is."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_in_flight: int = 2000) -> None:
         self.ctx: AppContext | None = None
         self.sockets: dict[str, tuple[str, Principal]] = {}   # sid -> (namespace, principal)
+        # Events being handled at once on this replica; past the bound the server answers
+        # `unavailable` at once instead of queueing work it cannot finish in time.
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     def count(self) -> int:
         return len(self.sockets)
@@ -63,13 +67,19 @@ def register(sio: socketio.AsyncServer, state: SocketState, namespace: str, even
             entry = state.sockets.get(sid)
             if entry is None or state.ctx is None:
                 return error("unauthorized", "Not connected")
+            if state.in_flight >= state.max_in_flight:
+                return error("unavailable", "The server is busy; retry shortly", {"retry_after_ms": 1000})
             try:
                 payload = schema.load(data if data is not None else {}) if schema is not None else {}
             except ma.ValidationError as exc:
                 return error("validation_failed", "The event has invalid fields", _field_errors(exc))
             except TypeError:
                 return error("validation_failed", "The payload must be an object", {})
-            return ok(await handler(state.ctx, entry[1], sid, payload))
+            state.in_flight += 1
+            try:
+                return ok(await handler(state.ctx, entry[1], sid, payload))
+            finally:
+                state.in_flight -= 1
         except DomainError as exc:
             return error(exc.code, exc.detail, exc.details)
         except Exception:

@@ -740,3 +740,29 @@ async def test_every_state_change_writes_its_event(cast: Cast, chat_server: Chat
     status_events = await fetchval(ctx, "SELECT count(*) FROM support_events WHERE type = 'agent.status_changed' "
                                         "AND entity_id = $1", str(agent_ids[0]))
     assert status_events >= 1
+
+
+async def test_sync_pages_a_long_history_with_has_more(chat_server, cast, department, monkeypatch):
+    from app.services import chat as chat_service
+    monkeypatch.setattr(chat_service, "SYNC_LIMIT", 3)   # a small page, so the paging shows
+    customer = await cast.customer()
+    session = (await customer.ok("chat:start", {"department": department}))["session"]
+    for i in range(5):
+        await customer.ok("chat:message", {"session_id": session["id"], "client_msg_id": f"p{i}", "message": f"m{i}"})
+    first = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})
+    assert [m["seq"] for m in first["messages"]] == [1, 2, 3] and first["has_more"] is True
+    rest = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 3})
+    assert [m["seq"] for m in rest["messages"]] == [4, 5] and rest["has_more"] is False
+
+
+async def test_busy_replica_answers_unavailable_at_once_and_stores_nothing(chat_server, cast, department, monkeypatch):
+    from sockets.server import STATE
+    customer = await cast.customer()
+    session = (await customer.ok("chat:start", {"department": department}))["session"]
+    monkeypatch.setattr(chat_server.app[STATE], "max_in_flight", 0)
+    error = await customer.fails("chat:message", {"session_id": session["id"], "client_msg_id": "busy",
+                                                  "message": "hello"}, "unavailable")
+    assert error["details"]["retry_after_ms"] > 0
+    monkeypatch.undo()
+    synced = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})
+    assert synced["messages"] == []

@@ -154,11 +154,15 @@ def _check_participant(principal: Principal, session: Any) -> None:
 
 
 async def sync(ctx: AppContext, principal: Principal, ref: Any, after_seq: int) -> dict:
+    """Messages after ``after_seq`` in order, at most SYNC_LIMIT at a time: ``has_more`` tells the
+    client to sync again from the last seq it got (a long absence never loses a message)."""
     async with ctx.db.connection() as conn:
         session = await visible_session(ctx, conn, principal, ref)
-        rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq, limit=SYNC_LIMIT)
+        rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq,
+                                             limit=SYNC_LIMIT + 1)
         result = {"session": await session_view(ctx, conn, session),
-                  "messages": [present_message(ctx, r) for r in rows]}
+                  "messages": [present_message(ctx, r) for r in rows[:SYNC_LIMIT]],
+                  "has_more": len(rows) > SYNC_LIMIT}
         if principal.is_staff:
             result["notes"] = [present_note(ctx, n) for n in await ctx.db.q.notes_of(conn, session_id=session["id"])]
     return result
