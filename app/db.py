@@ -52,6 +52,21 @@ async def unlock_or_discard(conn: asyncpg.Connection, key: int) -> None:
         raise
 
 
+async def fetch_page(query: Any, conn: asyncpg.Connection, *, limit: int, offset: int,
+                     **params: Any) -> tuple[list[asyncpg.Record], int]:
+    """A page of a list query whose rows carry ``count(*) OVER () AS total``, and that total.
+
+    An empty page past the end still reports how many rows match (from the first page), so a
+    client that overshot learns where the list ends."""
+    rows = await query(conn, **params, limit=limit, offset=offset)
+    if rows:
+        return rows, rows[0]["total"]
+    if offset == 0:
+        return rows, 0
+    first = await query(conn, **params, limit=1, offset=0)
+    return rows, first[0]["total"] if first else 0
+
+
 class Database:
     def __init__(self, pool: asyncpg.Pool):
         self.pool = pool

@@ -10,7 +10,7 @@ from typing import Any
 
 def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
     return _scalar(value)

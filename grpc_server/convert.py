@@ -26,6 +26,8 @@ from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from app.jsonutil import to_jsonable
+
 _TIMESTAMP = Timestamp.DESCRIPTOR.full_name
 _STRUCT = Struct.DESCRIPTOR.full_name
 _STRING_LIST = "support.v1.StringList"
@@ -52,21 +54,6 @@ def enum_text(enum: EnumDescriptor, number: int) -> str | None:
 
 def _is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
-
-
-def _plain(value: Any) -> Any:
-    """JSON-like values for a Struct."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    return value
 
 
 def _from_struct_value(value: Any) -> Any:
@@ -107,7 +94,7 @@ def _fill_message(target: Message, value: Any) -> None:
             value = value.replace(tzinfo=dt.timezone.utc)
         target.FromDatetime(value)
     elif name == _STRUCT:
-        target.update(_plain(value))
+        target.update(to_jsonable(value))
     elif name == _STRING_LIST:
         target.values.extend(str(v) for v in value)
     else:

@@ -6,7 +6,7 @@ at once. Ranking, prefix matching, typo tolerance and snippets are in ``search_a
 """
 from __future__ import annotations
 
-from app.db import Database
+from app.db import Database, fetch_page
 from app.search.base import SearchBackend, SearchHit, SearchPage, render_snippet
 
 
@@ -19,16 +19,8 @@ class PostgresSearch(SearchBackend):
     async def search(self, q: str, *, category: str | None = None, tags: list[str] | None = None,
                      limit: int = 20, offset: int = 0) -> SearchPage:
         async with self._db.connection() as conn:
-            rows = await self._db.q.search_articles(conn, q=q, category=category, tags=tags or None,
-                                                    limit=limit, offset=offset)
-            if rows:
-                total = rows[0]["total"]
-            elif offset == 0:
-                total = 0
-            else:   # the offset ran past the end: count from the first page
-                first = await self._db.q.search_articles(conn, q=q, category=category, tags=tags or None,
-                                                         limit=1, offset=0)
-                total = first[0]["total"] if first else 0
+            rows, total = await fetch_page(self._db.q.search_articles, conn, q=q, category=category,
+                                           tags=tags or None, limit=limit, offset=offset)
         items = [SearchHit(id=r["id"], title=r["title"], snippet=render_snippet(r["snippet"]),
                            score=round(float(r["score"]), 4), category=r["category"], tags=list(r["tags"]))
                  for r in rows]

@@ -8,6 +8,7 @@ import asyncpg
 
 from app.auth import Principal, RequestMeta, require_role
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Conflict, NotFound
 from app.security import audit
 
@@ -72,10 +73,10 @@ async def get_me(ctx: AppContext, principal: Principal) -> dict:
 async def list_agents(ctx: AppContext, principal: Principal, query: dict) -> dict:
     _require_manager(principal)
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_agents(
-            conn, department=query.get("department"), role=query.get("role"), status=query.get("status"),
+        rows, total = await fetch_page(
+            ctx.db.q.list_agents, conn, department=query.get("department"), role=query.get("role"), status=query.get("status"),
             is_available=query.get("is_available"), limit=query["limit"], offset=query["offset"])
-    return {"items": [present(r) for r in rows], "total": rows[0]["total"] if rows else 0,
+    return {"items": [present(r) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 
 

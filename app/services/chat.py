@@ -17,6 +17,7 @@ import asyncpg
 from app import metrics
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Conflict, Forbidden, InvalidState, ValidationFailed
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
@@ -301,13 +302,14 @@ async def get_session(ctx: AppContext, principal: Principal, ref: Any) -> dict:
 
 async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> dict:
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_sessions(
-            conn, customer_scope=principal.user_id if principal.role == "customer" else None,
+        rows, total = await fetch_page(
+            ctx.db.q.list_sessions, conn,
+            customer_scope=principal.user_id if principal.role == "customer" else None,
             agent_scope=principal.user_id if principal.role == "agent" else None,
             status=query.get("status"), department=query.get("department"), agent_id=query.get("agent_id"),
             customer_id=query.get("customer_id"), sort=query["sort"], limit=query["limit"], offset=query["offset"])
         items = [await session_view(ctx, conn, r) for r in rows]
-    return {"items": items, "total": rows[0]["total"] if rows else 0,
+    return {"items": items, "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 
 

@@ -19,6 +19,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from app import metrics
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Conflict, Forbidden, InvalidState, NotFound
 from app.security import audit
 
@@ -132,14 +133,8 @@ async def list_feedback(ctx: AppContext, principal: Principal, query: dict) -> d
                   created_after=query.get("created_after"), created_before=query.get("created_before"),
                   sort=query["sort"])
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_feedback(conn, **params, limit=query["limit"], offset=query["offset"])
-        if rows:
-            total = rows[0]["total"]
-        elif query["offset"] == 0:
-            total = 0
-        else:   # the offset ran past the end: the total still counts every match
-            first = await ctx.db.q.list_feedback(conn, **params, limit=1, offset=0)
-            total = first[0]["total"] if first else 0
+        rows, total = await fetch_page(ctx.db.q.list_feedback, conn, **params, limit=query["limit"],
+                                       offset=query["offset"])
     return {"items": [present(ctx, dict(r)) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 

@@ -22,6 +22,7 @@ from app import metrics
 from app.auth import Principal, RequestMeta
 from app.cache import RowCache
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Forbidden, InvalidState, NotFound
 from app.search.base import MARK_END, MARK_START, SearchUnavailable
 from app.search.postgres import PostgresSearch
@@ -135,14 +136,8 @@ async def list_articles(ctx: AppContext, principal: Principal | None, query: dic
                   category=query.get("category"), tag=query.get("tag"), author_id=query.get("author_id"),
                   q=query.get("q"), sort=query["sort"])
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_articles(conn, **params, limit=query["limit"], offset=query["offset"])
-        if rows:
-            total = rows[0]["total"]
-        elif query["offset"] == 0:
-            total = 0
-        else:   # the offset ran past the end: the total still counts every match
-            first = await ctx.db.q.list_articles(conn, **params, limit=1, offset=0)
-            total = first[0]["total"] if first else 0
+        rows, total = await fetch_page(ctx.db.q.list_articles, conn, **params, limit=query["limit"],
+                                       offset=query["offset"])
     return {"items": [present(dict(r)) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 

@@ -13,6 +13,7 @@ import asyncpg
 from app import metrics
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.security import audit
 from app.services import automation
@@ -196,24 +197,15 @@ async def list_tickets(ctx: AppContext, principal: Principal, query: dict) -> di
     agent_scope = principal.user_id if principal.role == "agent" else None
     q = query.get("q")
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_tickets(
-            conn, customer_scope=customer_scope, agent_scope=agent_scope,
+        rows, total = await fetch_page(
+            ctx.db.q.list_tickets, conn, customer_scope=customer_scope, agent_scope=agent_scope,
             status=query.get("status"), priority=query.get("priority"), category=query.get("category"),
             agent_id=query.get("agent_id"), customer_id=query.get("customer_id"),
             q_pattern=f"%{_escape_like(q)}%" if q else None,
             created_after=query.get("created_after"), created_before=query.get("created_before"),
             sort=query["sort"], limit=query["limit"], offset=query["offset"])
-    total = rows[0]["total"] if rows else await _count_beyond_page(ctx, principal, query)
     return {"items": [present(ctx, dict(r)) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
-
-
-async def _count_beyond_page(ctx: AppContext, principal: Principal, query: dict) -> int:
-    """The total when the page is empty: zero unless the offset ran past the end."""
-    if query["offset"] == 0:
-        return 0
-    page = await list_tickets(ctx, principal, {**query, "offset": 0, "limit": 1})
-    return page["total"]
 
 
 def _escape_like(text: str) -> str:
@@ -407,18 +399,8 @@ async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.U
                         limit: int, offset: int) -> dict:
     await get_ticket(ctx, principal, ticket_id)
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_ticket_messages(conn, ticket_id=ticket_id,
-                                                   include_internal=principal.is_staff,
-                                                   limit=limit, offset=offset)
-        if rows:
-            total = rows[0]["total"]
-        elif offset == 0:
-            total = 0
-        else:   # the offset ran past the end: the total still counts every message
-            first = await ctx.db.q.list_ticket_messages(conn, ticket_id=ticket_id,
-                                                        include_internal=principal.is_staff,
-                                                        limit=1, offset=0)
-            total = first[0]["total"] if first else 0
+        rows, total = await fetch_page(ctx.db.q.list_ticket_messages, conn, ticket_id=ticket_id,
+                                       include_internal=principal.is_staff, limit=limit, offset=offset)
     return {"items": [present_message(ctx, dict(r)) for r in rows],
             "total": total, "limit": limit, "offset": offset}
 
