@@ -31,6 +31,7 @@ from rest import (
 )
 from rest.common import CONTEXT
 from rest.docs import setup_docs
+from rest.static import setup_static
 
 
 def _register_core_checks(checks: Health, ctx: AppContext) -> None:
@@ -72,4 +73,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     for module in (tickets, chat, agents, audit, health, kb, feedback, analytics, canned, automation, escalation):
         app.router.add_routes(module.routes)
     setup_docs(app)
+    setup_static(app)
     return app

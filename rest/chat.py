@@ -29,6 +29,15 @@ async def list_sessions(request: web.Request) -> web.Response:
     return json_response(await chat.list_sessions(context(request), principal, params))
 
 
+@routes.get("/api/v1/chat/availability")
+@api_doc(summary="Departments with agents online, free places and queue length (the widget's pre-chat form)",
+         tags=TAGS, query=s.AvailabilityQuery, response=s.AvailabilitySchema)
+async def availability(request: web.Request) -> web.Response:
+    authenticate(request)
+    params = await query(request, s.AvailabilityQuery())
+    return json_response(await chat.availability(context(request), params.get("department")))
+
+
 @routes.post("/api/v1/chat/sessions")
 @api_doc(summary="Start a chat (or get the customer's open one)", tags=TAGS, body=s.ChatStartSchema,
          response=s.SessionSchema, status=201, errors=(409,))

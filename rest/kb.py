@@ -99,6 +99,14 @@ async def suggest(request: web.Request) -> web.Response:
     return json_response(await kb.suggest(context(request), params["q"], params["limit"]))
 
 
+@routes.get("/api/v1/kb/related")
+@api_doc(summary="Published articles related to a free text (the widget's first message)", tags=TAGS,
+         query=s.RelatedQuery, response=s.SuggestionsSchema, public=True)
+async def related(request: web.Request) -> web.Response:
+    params = await query(request, s.RelatedQuery())
+    return json_response({"items": await kb.related_articles(context(request), params["text"], params["limit"])})
+
+
 def _optional_principal(request: web.Request) -> Principal | None:
     """The caller when a token is sent (it must then be valid: a bad token is a 401, not a
     silent downgrade to anonymous); None without one."""

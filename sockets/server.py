@@ -140,10 +140,25 @@ class RedisManager(socketio.AsyncRedisManager):
             await self.redis.aclose()
 
 
-def create_socket_server(settings: Settings) -> socketio.AsyncServer:
-    origins: Any = settings.cors_allowed_origins or []
+def origin_check(settings: Settings) -> Any:
+    """What python-engineio's ``cors_allowed_origins`` takes: ``*``, or a check that admits the
+    configured origins (customers' sites embedding the widget) *and* this service's own origin
+    (the console and the demo page), which engineio drops as soon as a list is given."""
     if settings.cors_any_origin:
-        origins = "*"
+        return "*"
+    configured = frozenset(settings.cors_allowed_origins or ())
+
+    def allowed(origin: str | None, environ: dict) -> bool:
+        if origin in configured:
+            return True
+        host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST", "")
+        scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http")
+        return origin == f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
+    return allowed
+
+
+def create_socket_server(settings: Settings) -> socketio.AsyncServer:
+    origins = origin_check(settings)
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis

@@ -147,3 +147,21 @@ class MessageListSchema(Schema):
 
 
 SessionPageSchema = page_of(SessionSchema, "SessionPageSchema")
+
+
+class AvailabilityQuery(StrictSchema):
+    department = fields.String(validate=NAME_LENGTH)
+
+
+class DepartmentAvailabilitySchema(Schema):
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    offline_message = fields.String(allow_none=True)
+    online_agents = fields.Integer()
+    free_places = fields.Integer()
+    queued = fields.Integer()
+    available = fields.Boolean()
+
+
+class AvailabilitySchema(Schema):
+    departments = fields.List(fields.Nested(DepartmentAvailabilitySchema))

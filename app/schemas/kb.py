@@ -58,6 +58,12 @@ class SuggestQuery(StrictSchema):
     limit = fields.Integer(load_default=5, validate=validate.Range(min=1, max=10))
 
 
+class RelatedQuery(StrictSchema):
+    text = fields.String(required=True, validate=validate.Length(min=2, max=1000),
+                         metadata={"description": "Free text, such as a customer's first message"})
+    limit = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
+
+
 class ArticleSchema(Schema):
     id = fields.UUID()
     title = fields.String()

@@ -11,7 +11,6 @@ re-check after a wait stays locked, which deadlocked concurrent creations.)
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from typing import Any
 
@@ -19,6 +18,7 @@ import asyncpg
 
 from app.context import AppContext
 from app.db import queries
+from app.services import kb
 
 log = logging.getLogger(__name__)
 CLOSED = frozenset({"resolved", "closed"})
@@ -183,28 +183,6 @@ async def background(app: Any) -> Any:
 
 # ---------------------------------------------------------------- auto-responses
 
-async def kb_matches(ctx: AppContext, text: str, limit: int = 3) -> list[dict]:
-    """Top published KB articles for ``text``; [] when nothing matches or search fails."""
-    from app.services import kb
-    if not text.strip():
-        return []
-    # The search matches every word; a subject rarely matches as a whole, so its longest words
-    # are tried one by one after it, and the hits merged in order.
-    words = sorted({w for w in re.findall(r"\w+", text.lower()) if len(w) >= 4}, key=len, reverse=True)[:4]
-    found: dict[str, dict] = {}
-    for q in [text, *words]:
-        try:
-            page = await kb.search(ctx, {"q": q, "limit": limit, "offset": 0})
-        except Exception:
-            log.warning("KB search for an auto-response failed", exc_info=True)
-            break
-        for item in page["items"]:
-            found.setdefault(str(item["id"]), {"id": str(item["id"]), "title": item["title"]})
-        if len(found) >= limit:
-            break
-    return list(found.values())[:limit]
-
-
 def ticket_response_text(row: dict, articles: list[dict]) -> str:
     lines = [f"Thank you for contacting us. Your ticket number is {row['ticket_number']}."]
     due = row.get("first_response_due_at")
@@ -244,7 +222,7 @@ async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | No
         return
     from app.services.chat_views import present_message
     from app.services.message_writer import PendingMessage
-    articles = await kb_matches(ctx, text_hint or "")
+    articles = await kb.related_articles(ctx, text_hint or "")
     item = PendingMessage(session_id=session_id, sender_id=None, sender_type="system", scope="all",
                           client_msg_id=None,
                           ciphertext=ctx.cipher.encrypt(chat_greeting_text(articles), "chat_messages.message"),

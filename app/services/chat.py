@@ -313,6 +313,14 @@ async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> d
             "limit": query["limit"], "offset": query["offset"]}
 
 
+async def availability(ctx: AppContext, department: str | None) -> dict:
+    """Who can chat now, per department: the widget offers a chat when ``available`` (an agent
+    online and connected; a full team still queues), else its "leave a message" form."""
+    async with ctx.db.connection() as conn:
+        rows = await ctx.db.q.chat_availability(conn, department=department)
+    return {"departments": [{**dict(r), "available": r["online_agents"] > 0} for r in rows]}
+
+
 async def list_messages(ctx: AppContext, principal: Principal, ref: Any, after_seq: int, limit: int) -> dict:
     async with ctx.db.connection() as conn:
         session = await visible_session(ctx, conn, principal, ref)

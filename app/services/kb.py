@@ -172,6 +172,29 @@ async def suggest(ctx: AppContext, q: str, limit: int) -> dict:
     return {"items": items}
 
 
+async def related_articles(ctx: AppContext, text: str, limit: int = 3) -> list[dict]:
+    """Top published articles for a free text (a first chat message, a ticket subject);
+    [] when nothing matches or search fails."""
+    if not text.strip():
+        return []
+    # The search matches every word; a subject rarely matches as a whole, so its longest words
+    # are tried one by one after it, and the hits merged in order.
+    words = sorted({w for w in re.findall(r"\w+", text.lower()) if len(w) >= 4}, key=len, reverse=True)[:4]
+    found: dict[str, dict] = {}
+    for q in [text, *words]:
+        try:
+            page = await search(ctx, {"q": q, "limit": limit, "offset": 0})
+        except Exception:
+            log.warning("KB search for related articles failed", exc_info=True)
+            break
+        for item in page["items"]:
+            found.setdefault(str(item["id"]), {"id": str(item["id"]), "title": item["title"],
+                                              "category": item.get("category")})
+        if len(found) >= limit:
+            break
+    return list(found.values())[:limit]
+
+
 # ---------------------------------------------------------------- writes
 
 async def create_article(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:

@@ -16,7 +16,7 @@ from app.context import AppContext
 from app.db import fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.security import audit
-from app.services import automation
+from app.services import automation, kb
 
 # API.md "Tickets": the legal status transitions; anything else is a 409.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -146,7 +146,7 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
     now = ctx.clock.now()
     default_channel = channel or ("api" if principal.role == "service" else "web")
     # Auto-response KB matches are searched before the transaction (the search has its own connection).
-    articles = (await automation.kb_matches(ctx, data["subject"])
+    articles = (await kb.related_articles(ctx, data["subject"])
                 if ctx.settings.auto_response_enabled else [])
     async with ctx.db.transaction() as conn:
         category = data.get("category") or await automation.categorize(conn, data["subject"], data["description"])

@@ -271,3 +271,21 @@ UNION ALL
 SELECT e.ord, TRUE, e.id, e.session_id, e.seq, e.client_msg_id, e.sender_id, e.sender_type,
        e.message, e.message_type, e.created_at
 FROM earlier e;
+
+-- name: chat_availability(department)
+-- Per department (one, or every configured one): agents online and connected, free chat places
+-- and queued chats, for the widget's pre-chat form and its "leave a message" offer.
+WITH names AS (
+    SELECT name FROM departments WHERE :department::text IS NULL
+    UNION
+    SELECT :department::text WHERE :department::text IS NOT NULL
+)
+SELECT n.name, d.description, d.offline_message,
+       count(a.id) FILTER (WHERE a.id IS NOT NULL)::int AS online_agents,
+       coalesce(sum(greatest(a.max_chats - a.active_chats, 0)), 0)::int AS free_places,
+       (SELECT count(*)::int FROM chat_sessions s WHERE s.department = n.name AND s.status = 'queued') AS queued
+FROM names n
+LEFT JOIN departments d ON d.name = n.name
+LEFT JOIN support_agents a ON a.department = n.name AND a.status = 'online' AND a.is_online AND a.is_available
+GROUP BY n.name, d.description, d.offline_message
+ORDER BY n.name;

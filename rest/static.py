@@ -1,0 +1,85 @@
+"""The front ends, served by the service itself: the widget, the agent console and a demo page.
+
+- ``GET /static/{path}``: files under ``static/`` (``widget.js``, ``widget.css``, the console's
+  assets, the vendored ``socket.io-client``). Only listed file types are served, never anything
+  outside the folder. ``widget.js`` runs on customers' own sites, so it may be loaded from any
+  origin (a classic ``<script>`` needs no CORS); it is cached briefly because hosts embed its
+  URL unversioned, while the vendored library is cached for a day.
+- ``GET /console``: the agent console page (the token goes in the URL fragment, which browsers
+  never send to servers, so it stays out of access logs).
+- ``GET /demo``: a fake host page that embeds the widget, for trying it out and for the tests.
+
+Pages carry a strict Content-Security-Policy (no inline script): the console and demo talk only
+to this origin. Nothing is built at run time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_PREFIX = "/static"
+
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".txt": "text/plain; charset=utf-8",
+    ".LICENSE": "text/plain; charset=utf-8",
+}
+_SHORT_CACHE = "public, max-age=300"     # hosts embed widget.js without a version in its URL
+_LONG_CACHE = "public, max-age=86400"
+
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+_PAGE_HEADERS = {
+    "Content-Security-Policy": PAGE_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _resolve(name: str) -> Path | None:
+    """The file ``name`` names under STATIC_DIR, or None (outside, hidden, unknown type)."""
+    if any(part.startswith(".") for part in name.split("/")):
+        return None
+    path = (STATIC_DIR / name).resolve()
+    if STATIC_DIR not in path.parents or not path.is_file() or _content_type(path) is None:
+        return None
+    return path
+
+
+def _content_type(path: Path) -> str | None:
+    return _TYPES.get(path.suffix)
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    path = _resolve(request.match_info["name"])
+    if path is None:
+        raise web.HTTPNotFound()
+    cache = _LONG_CACHE if "vendor" in path.relative_to(STATIC_DIR).parts else _SHORT_CACHE
+    return web.FileResponse(path, headers={
+        "Content-Type": _content_type(path) or "application/octet-stream",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": cache,
+        # The widget is loaded from customers' pages; its stylesheet is fetched from there too.
+        "Access-Control-Allow-Origin": "*",
+        "Cross-Origin-Resource-Policy": "cross-origin",
+    })
+
+
+def _page(relative: str) -> web.RequestHandler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / relative, headers={
+            **_PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+    return handler
+
+
+def setup_static(app: web.Application) -> None:
+    app.router.add_get(STATIC_PREFIX + "/{name:.+}", static_file)
+    app.router.add_get("/console", _page("console/index.html"))
+    app.router.add_get("/demo", _page("demo/index.html"))

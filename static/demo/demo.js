@@ -1,0 +1,23 @@
+// The demo host page: takes the customer token from the URL fragment (browsers never send it to
+// servers), drops it from the address bar, and embeds the widget the way a site would.
+(function () {
+  "use strict";
+  var params = new URLSearchParams(location.hash.slice(1));
+  var token = params.get("token") || sessionStorage.getItem("demo-token");
+  if (!token) { document.getElementById("demo-hint").hidden = false; return; }
+  sessionStorage.setItem("demo-token", token);
+  history.replaceState(null, "", location.pathname + location.search);
+  var tag = document.createElement("script");
+  tag.src = "/static/widget.js";
+  tag.async = true;
+  tag.onload = function () {
+    window.SupportWidget.init({
+      token: token,
+      department: params.get("department") || undefined,
+      title: "Seaside Stays Support",
+      subtitle: "We usually reply in a few minutes",
+      open: params.has("open"),
+    });
+  };
+  document.head.appendChild(tag);
+})();

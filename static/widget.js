@@ -1,0 +1,926 @@
+/*!
+ * Support Service chat widget. No build step; embed with one tag:
+ *
+ *   <script src="https://support.example.com/static/widget.js" data-token="<customer JWT>" async></script>
+ *
+ * or call window.SupportWidget.init({token, ...}) (see OPTIONS below). Everything lives in a
+ * shadow root, so the host page's CSS cannot reach it and its CSS cannot reach the host page.
+ *
+ * Delivery guarantees (PROTOCOL.md): every outgoing message gets a client_msg_id before it is
+ * shown; it stays in an outbox (kept in sessionStorage, so a reload keeps it too) until the
+ * server acknowledges it, and is resent with the same id after a reconnect, so the server keeps
+ * it once. Messages are sent one at a time so their order is the order typed. After every
+ * (re)connect the widget asks chat:sync for everything after the last seq it has; messages are
+ * keyed by seq, so nothing shows twice. User text is only ever set with textContent.
+ *
+ * Test hooks: elements carry data-testid attributes (launcher, panel, message, composer, ...).
+ */
+(function () {
+  "use strict";
+
+  if (window.SupportWidget && window.SupportWidget.version) return;   // loaded twice: keep the first
+
+  var SCRIPT = document.currentScript;
+  var OPTIONS = {
+    token: null,             // the customer's JWT (required)
+    getToken: null,          // optional async () => fresh JWT, called when the token is refused
+    serverUrl: null,         // defaults to the origin widget.js was loaded from
+    socketPath: "/ws/chat",
+    department: null,        // a fixed department (skips the choice in the pre-chat form)
+    departments: null,       // names offered in the pre-chat form; default: every configured one
+    title: "Support",
+    subtitle: "We usually reply in a few minutes",
+    prechat: true,           // ask subject/department/first message before a chat starts
+    position: "right",       // or "left"
+    accentColor: null,       // e.g. "#0b6bcb"
+    open: false,             // open the panel at once
+  };
+  var SEND_TIMEOUT_MS = 10000;     // an unacknowledged send is retried on the next connection
+  var TYPING_IDLE_MS = 3000;
+  var SUGGEST_DELAY_MS = 300;
+  var SYNC_PAGE_GUARD = 50;        // chat:sync pages per catch-up, a guard against loops
+
+  // ------------------------------------------------------------------ small DOM helpers
+
+  /** h("div", {class: "x", testid: "y", onclick: f}, "text", child) — strings become text nodes. */
+  function h(tag, attrs) {
+    var el = document.createElement(tag);
+    var key, value;
+    for (key in attrs || {}) {
+      value = attrs[key];
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") el.className = value;
+      else if (key === "testid") el.setAttribute("data-testid", value);
+      else if (key.slice(0, 2) === "on") el.addEventListener(key.slice(2), value);
+      else if (key === "text") el.textContent = value;
+      else el.setAttribute(key, value === true ? "" : value);
+    }
+    for (var i = 2; i < arguments.length; i++) append(el, arguments[i]);
+    return el;
+  }
+
+  function append(parent, child) {
+    if (child === null || child === undefined || child === false) return;
+    if (Array.isArray(child)) { child.forEach(function (c) { append(parent, c); }); return; }
+    parent.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+  }
+
+  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
+
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
+  }
+
+  function timeOf(iso) {
+    var d = iso ? new Date(iso) : new Date();
+    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function minutes(seconds) {
+    if (seconds === null || seconds === undefined) return null;
+    var m = Math.max(1, Math.round(seconds / 60));
+    return m === 1 ? "about a minute" : "about " + m + " minutes";
+  }
+
+  function jwtSubject(token) {
+    try {
+      var part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(part)).sub || "anonymous";
+    } catch (e) { return "anonymous"; }
+  }
+
+  // ------------------------------------------------------------------ loading socket.io-client
+
+  var ioPromise = null;
+
+  /** The vendored socket.io-client, without leaving a global `io` behind or clashing with AMD. */
+  function loadSocketIo(base) {
+    if (ioPromise) return ioPromise;
+    ioPromise = new Promise(function (resolve, reject) {
+      var previous = window.io;
+      var hadIo = "io" in window;
+      var amd = typeof window.define === "function" && window.define.amd;
+      if (amd) window.define.amd = undefined;            // make the UMD build take the global path
+      var tag = document.createElement("script");
+      tag.src = base + "/static/vendor/socket.io.min.js";
+      tag.async = true;
+      tag.onload = function () {
+        var ours = window.io;
+        if (amd) window.define.amd = amd;
+        if (hadIo) window.io = previous; else delete window.io;
+        resolve(ours);
+      };
+      tag.onerror = function () {
+        if (amd) window.define.amd = amd;
+        ioPromise = null;
+        reject(new Error("could not load the chat library"));
+      };
+      (document.head || document.documentElement).appendChild(tag);
+    });
+    return ioPromise;
+  }
+
+  // ------------------------------------------------------------------ the widget
+
+  function Widget(options) {
+    this.o = options;
+    this.base = (options.serverUrl || (SCRIPT && SCRIPT.src ? new URL(SCRIPT.src).origin : location.origin)).replace(/\/$/, "");
+    this.token = options.token;
+    this.storeKey = "support-widget:" + jwtSubject(this.token);
+    this.socket = null;
+    this.connected = false;
+    this.session = null;          // the open (or last) Session
+    this.messages = {};           // seq -> Message, what the server has
+    this.lastSeq = 0;
+    this.agentReadSeq = 0;
+    this.outbox = this.loadOutbox();   // [{client_msg_id, message, state}] not yet acknowledged
+    this.sending = false;
+    this.unread = 0;
+    this.isOpen = false;
+    this.view = "home";
+    this.tickets = {};            // id -> ticket
+    this.ratedSessions = {};
+    this.typingTimer = null;
+    this.typingSent = false;
+    this.build();
+  }
+
+  Widget.prototype.loadOutbox = function () {
+    try { return JSON.parse(sessionStorage.getItem(this.storeKey + ":outbox") || "[]"); }
+    catch (e) { return []; }
+  };
+
+  Widget.prototype.saveOutbox = function () {
+    try { sessionStorage.setItem(this.storeKey + ":outbox", JSON.stringify(this.outbox.map(function (m) {
+      return { client_msg_id: m.client_msg_id, message: m.message, session_id: m.session_id || null };
+    }))); } catch (e) { /* storage full or blocked: the outbox still lives in memory */ }
+  };
+
+  // ---------------------------------------------------------------- skeleton
+
+  Widget.prototype.build = function () {
+    var self = this;
+    this.host = h("div", { id: "support-widget", "data-position": this.o.position });
+    this.host.style.display = "none";        // until the stylesheet has loaded (no unstyled flash)
+    this.root = this.host.attachShadow({ mode: "open" });
+    var css = h("link", { rel: "stylesheet", href: this.base + "/static/widget.css" });
+    css.addEventListener("load", function () { self.host.style.display = ""; });
+    css.addEventListener("error", function () { self.host.style.display = ""; });
+    this.badge = h("span", { class: "badge", testid: "unread-badge", hidden: true });
+    this.launcher = h("button", {
+      class: "launcher", testid: "launcher", type: "button", "aria-label": "Open support chat",
+      "aria-expanded": "false", "aria-controls": "sw-panel", onclick: function () { self.toggle(); },
+    }, h("span", { class: "launcher-icon", "aria-hidden": "true" }), this.badge);
+    this.status = h("p", { class: "conn", testid: "conn-status", role: "status", hidden: true });
+    this.body = h("div", { class: "body" });
+    this.tabs = h("nav", { class: "tabs", "aria-label": "Support" },
+      this.tabButton("chat", "Chat"), this.tabButton("tickets", "My tickets"));
+    this.panel = h("section", {
+      id: "sw-panel", class: "panel", testid: "panel", role: "dialog", "aria-modal": "false",
+      "aria-labelledby": "sw-title", hidden: true,
+      onkeydown: function (e) { if (e.key === "Escape") self.close(); },
+    },
+      h("header", { class: "head" },
+        h("div", { class: "head-text" },
+          h("h2", { id: "sw-title", text: this.o.title }),
+          this.agentLine = h("p", { class: "sub", testid: "agent-line", text: this.o.subtitle })),
+        h("button", { class: "close", type: "button", testid: "close", "aria-label": "Close chat",
+                      onclick: function () { self.close(); } }, "\u00d7")),
+      this.tabs, this.status, this.body);
+    if (this.o.accentColor) this.host.style.setProperty("--sw-accent", this.o.accentColor);
+    append(this.root, [css, this.panel, this.launcher]);
+    document.body.appendChild(this.host);
+  };
+
+  Widget.prototype.tabButton = function (view, label) {
+    var self = this;
+    return h("button", { type: "button", class: "tab", testid: "tab-" + view, "data-view": view,
+                         onclick: function () { self.show(view === "chat" ? self.chatView() : view); } }, label);
+  };
+
+  Widget.prototype.toggle = function () { if (this.isOpen) this.close(); else this.open(); };
+
+  Widget.prototype.open = function () {
+    this.isOpen = true;
+    this.panel.hidden = false;
+    this.launcher.setAttribute("aria-expanded", "true");
+    this.launcher.setAttribute("aria-label", "Close support chat");
+    this.unread = 0;
+    this.renderBadge();
+    this.show(this.view === "home" ? this.chatView() : this.view);
+    this.markRead();
+    this.focusFirst();
+  };
+
+  Widget.prototype.close = function () {
+    this.isOpen = false;
+    this.panel.hidden = true;
+    this.launcher.setAttribute("aria-expanded", "false");
+    this.launcher.setAttribute("aria-label", "Open support chat");
+    this.launcher.focus();
+  };
+
+  /** The chat tab's view for the current state. */
+  Widget.prototype.chatView = function () {
+    var s = this.session;
+    if (s && (s.status === "queued" || s.status === "active")) return "chat";
+    if (s && this.view === "chat") return "chat";        // an ended chat stays visible with its rating
+    return "prechat";
+  };
+
+  Widget.prototype.show = function (view) {
+    this.view = view;
+    Array.prototype.forEach.call(this.tabs.children, function (b) {
+      var current = b.getAttribute("data-view") === (view === "tickets" ? "tickets" : "chat");
+      b.setAttribute("aria-current", current ? "page" : "false");
+    });
+    var hadFocus = this.isOpen && this.root.activeElement !== null;
+    clear(this.body);
+    if (view === "prechat") this.renderPrechat();
+    else if (view === "offline") this.renderOffline();
+    else if (view === "tickets") this.renderTickets();
+    else this.renderChat();
+    if (hadFocus && this.root.activeElement === null) this.focusFirst();   // the focused field was replaced
+  };
+
+  Widget.prototype.focusFirst = function () {
+    var target = this.body.querySelector("textarea, input, select, button") || this.panel.querySelector(".close");
+    target.focus();
+  };
+
+  // ---------------------------------------------------------------- connection
+
+  Widget.prototype.start = function () {
+    var self = this;
+    return loadSocketIo(this.base).then(function (io) {
+      self.socket = io(self.base + "/customer", {
+        path: self.o.socketPath, auth: function (cb) { cb({ token: self.token }); },
+        transports: ["websocket", "polling"], tryAllTransports: true,
+        reconnectionDelay: 500, reconnectionDelayMax: 5000,
+      });
+      self.listen(self.socket);
+      if (self.o.open) self.open();
+    }).catch(function (err) { self.setStatus("Chat is unavailable: " + err.message); });
+  };
+
+  Widget.prototype.listen = function (socket) {
+    var self = this;
+    socket.on("connect", function () { self.onConnect(); });
+    socket.on("disconnect", function (reason) {
+      self.connected = false;
+      self.sending = false;
+      self.setStatus("Reconnecting\u2026");
+      if (reason === "io server disconnect") socket.connect();   // e.g. a replica shutting down
+    });
+    socket.on("connect_error", function (err) { self.onConnectError(err); });
+    socket.on("chat:session", function (s) { self.adoptSession(s); });
+    socket.on("chat:assigned", function (p) { self.adoptSession(p.session); });
+    socket.on("chat:transferred", function (p) { self.adoptSession(p.session); });
+    socket.on("chat:queue_position", function (p) { self.onQueuePosition(p); });
+    socket.on("chat:message", function (m) { self.receive([m]); });
+    socket.on("chat:typing", function (p) { self.onTyping(p); });
+    socket.on("chat:read", function (p) { self.onRead(p); });
+    socket.on("chat:ended", function (p) { self.onEnded(p); });
+    ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned"].forEach(function (name) {
+      socket.on(name, function (p) { self.onTicket(p.ticket); });
+    });
+  };
+
+  Widget.prototype.onConnect = function () {
+    var self = this;
+    this.connected = true;
+    this.setStatus(null);
+    var catchUp = this.session ? this.sync() : Promise.resolve();
+    catchUp.then(function () { self.flush(); });
+    if (this.view === "tickets") this.loadTickets();
+  };
+
+  Widget.prototype.onConnectError = function (err) {
+    var self = this;
+    var code = err && err.data && err.data.code;
+    if (code === "unauthorized" && typeof this.o.getToken === "function") {
+      Promise.resolve(this.o.getToken()).then(function (fresh) {
+        if (!fresh) throw new Error("no token");
+        self.token = fresh;
+        self.socket.connect();
+      }).catch(function () { self.setStatus("Your session has expired. Reload the page to chat."); });
+      return;
+    }
+    if (code === "unauthorized" || code === "forbidden") {
+      this.setStatus("You need to be signed in to chat with us.");
+      return;   // socket.io does not retry a refused connection; nor do we
+    }
+    this.setStatus(code === "server_full" ? "Busy right now, retrying\u2026" : "Reconnecting\u2026");
+    if (code === "server_full") setTimeout(function () { self.socket.connect(); }, 3000);
+  };
+
+  Widget.prototype.setStatus = function (text) {
+    this.status.hidden = !text;
+    this.status.textContent = text || "";
+  };
+
+  /** Promise of the ack's data; rejects with the ack's error ({code, message, details}). */
+  Widget.prototype.call = function (event, payload) {
+    var socket = this.socket;
+    return new Promise(function (resolve, reject) {
+      if (!socket || !socket.connected) { reject({ code: "offline", message: "Not connected" }); return; }
+      socket.timeout(SEND_TIMEOUT_MS).emit(event, payload, function (err, reply) {
+        if (err) reject({ code: "timeout", message: "No answer from the server" });
+        else if (reply && reply.ok) resolve(reply.data || {});
+        else reject((reply && reply.error) || { code: "internal", message: "Unexpected reply" });
+      });
+    });
+  };
+
+  Widget.prototype.rest = function (method, path, body) {
+    var headers = { Authorization: "Bearer " + this.token, Accept: "application/json" };
+    if (body) headers["Content-Type"] = "application/json";
+    return fetch(this.base + path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) throw { code: String(response.status), message: data.detail || response.statusText };
+          return data;
+        });
+      });
+  };
+
+  // ---------------------------------------------------------------- session and messages
+
+  Widget.prototype.adoptSession = function (session) {
+    if (!session) return;
+    var changedSession = !this.session || this.session.id !== session.id;
+    if (changedSession) {
+      if (this.session && (this.session.status === "queued" || this.session.status === "active")
+          && session.status !== "queued" && session.status !== "active") return;   // a stale push about an old chat
+      this.messages = {}; this.lastSeq = 0; this.agentReadSeq = 0; this.notes = []; this.endReason = null;
+    }
+    var wasAgent = this.session && this.session.agent && this.session.agent.id;
+    this.session = session;
+    this.agentReadSeq = Math.max(this.agentReadSeq, session.agent_last_read_seq || 0);
+    if (changedSession && this.connected) this.sync().then(this.flush.bind(this));
+    if (session.agent && session.agent.id !== wasAgent && session.status === "active") {
+      this.systemNote(session.agent.display_name + " joined the chat");
+    }
+    this.renderSessionState();
+    if (this.view === "prechat" || this.view === "home") { if (this.isOpen) this.show("chat"); else this.view = "chat"; }
+  };
+
+  /** Everything after lastSeq, page by page (has_more); then pending reads are reported. */
+  Widget.prototype.sync = function () {
+    var self = this, pages = 0;
+    function page() {
+      return self.call("chat:sync", { session_id: self.session.id, after_seq: self.lastSeq }).then(function (data) {
+        self.session = data.session || self.session;
+        self.receive(data.messages || []);
+        self.renderSessionState();
+        if (data.has_more && ++pages < SYNC_PAGE_GUARD) return page();
+      });
+    }
+    return page().catch(function () { /* retried on the next connect */ });
+  };
+
+  /** Messages from the server (push, ack or sync): keyed by seq, so repeats change nothing. */
+  Widget.prototype.receive = function (list) {
+    var self = this, fresh = 0;
+    list.forEach(function (m) {
+      if (!self.session || m.session_id !== self.session.id || self.messages[m.seq]) return;
+      self.messages[m.seq] = m;
+      self.lastSeq = Math.max(self.lastSeq, m.seq);
+      self.settleOutbox(m.client_msg_id);
+      if (m.sender_type !== "customer") { fresh++; self.setAgentTyping(false); }
+    });
+    if (this.view === "chat") this.renderMessages();
+    if (fresh) {
+      if (this.isOpen && document.visibilityState !== "hidden") this.markRead();
+      else { this.unread += fresh; this.renderBadge(); }
+    }
+  };
+
+  Widget.prototype.settleOutbox = function (clientMsgId) {
+    if (!clientMsgId) return;
+    var before = this.outbox.length;
+    this.outbox = this.outbox.filter(function (p) { return p.client_msg_id !== clientMsgId; });
+    if (this.outbox.length !== before) this.saveOutbox();
+  };
+
+  Widget.prototype.markRead = function () {
+    if (!this.session || !this.connected || !this.lastSeq || this.session.status !== "active") return;
+    if ((this.session.customer_last_read_seq || 0) >= this.lastSeq) return;
+    this.session.customer_last_read_seq = this.lastSeq;
+    this.call("chat:read", { session_id: this.session.id, up_to_seq: this.lastSeq }).catch(function () {});
+  };
+
+  /** Queue a message: shown at once as "sending", delivered in order when connected. */
+  Widget.prototype.send = function (text) {
+    text = text.trim();
+    if (!text) return;
+    this.outbox.push({ client_msg_id: uuid(), message: text, state: "sending",
+                       session_id: this.session ? this.session.id : null });
+    this.saveOutbox();
+    this.stopTyping();
+    this.renderMessages();
+    this.flush();
+  };
+
+  /** Send the outbox one message at a time; stops on the first failure or disconnect. */
+  Widget.prototype.flush = function () {
+    var self = this;
+    if (this.sending || !this.connected || !this.session) return;
+    var next = this.outbox.filter(function (p) { return p.state !== "failed"; })[0];
+    if (!next) return;
+    if (this.session.status !== "queued" && this.session.status !== "active") return;
+    this.sending = true;
+    next.state = "sending";
+    this.call("chat:message", { session_id: this.session.id, client_msg_id: next.client_msg_id, message: next.message })
+      .then(function (data) {
+        self.sending = false;
+        self.receive([data.message]);
+        self.flush();
+      }, function (error) {
+        self.sending = false;
+        if (error.code === "offline" || error.code === "timeout" || error.code === "unavailable") {
+          if (error.code !== "offline") setTimeout(function () { self.flush(); }, 1000);
+          return;   // still queued; the next connect flushes it
+        }
+        if (error.code === "rate_limited") {
+          setTimeout(function () { self.flush(); }, (error.details && error.details.retry_after_ms) || 1000);
+          return;
+        }
+        next.state = "failed";
+        next.error = error.message;
+        self.renderMessages();
+        self.flush();
+      });
+  };
+
+  Widget.prototype.retry = function (clientMsgId) {
+    this.outbox.forEach(function (p) { if (p.client_msg_id === clientMsgId) { p.state = "sending"; p.error = null; } });
+    this.renderMessages();
+    this.flush();
+  };
+
+  Widget.prototype.startChat = function (form) {
+    var self = this;
+    var payload = { client_msg_id: uuid(), message: form.message,
+                    metadata: { page: location.href.slice(0, 100), source: "widget" } };
+    if (form.subject) payload.subject = form.subject;
+    if (form.department) payload.department = form.department;
+    return this.call("chat:start", payload).then(function (data) {
+      self.adoptSession(data.session);
+      if (data.message) self.receive([data.message]);
+      self.show("chat");
+    });
+  };
+
+  Widget.prototype.forgetSession = function () {
+    this.session = null; this.messages = {}; this.lastSeq = 0; this.agentReadSeq = 0;
+    this.notes = []; this.endReason = null;
+  };
+
+  Widget.prototype.endChat = function () {
+    var self = this;
+    if (!this.session) return;
+    this.call("chat:end", { session_id: this.session.id }).then(function (data) {
+      self.adoptSession(data.session);
+      self.renderChat();
+    }, function (error) { self.flash(error.message); });
+  };
+
+  // ---------------------------------------------------------------- pushes
+
+  Widget.prototype.onQueuePosition = function (p) {
+    if (!this.session || p.session_id !== this.session.id) return;
+    this.session.queue_position = p.queue_position;
+    this.session.estimated_wait_seconds = p.estimated_wait_seconds;
+    this.renderSessionState();
+  };
+
+  Widget.prototype.onTyping = function (p) {
+    if (this.session && p.session_id === this.session.id && p.sender_type !== "customer") this.setAgentTyping(p.typing);
+  };
+
+  Widget.prototype.onRead = function (p) {
+    if (!this.session || p.session_id !== this.session.id || p.reader_type === "customer") return;
+    this.agentReadSeq = Math.max(this.agentReadSeq, p.up_to_seq);
+    if (this.view === "chat") this.renderMessages();
+  };
+
+  Widget.prototype.onEnded = function (p) {
+    if (!this.session || p.session.id !== this.session.id) return;
+    this.session = p.session;
+    this.endReason = p.reason;
+    this.setAgentTyping(false);
+    if (this.view === "chat" || this.view === "home") this.show("chat");
+    if (!this.isOpen) { this.unread += 1; this.renderBadge(); }
+  };
+
+  Widget.prototype.onTicket = function (ticket) {
+    if (!ticket) return;
+    this.tickets[ticket.id] = ticket;
+    if (this.view === "tickets") this.renderTicketList();
+  };
+
+  // ---------------------------------------------------------------- views: pre-chat
+
+  Widget.prototype.renderPrechat = function () {
+    var self = this;
+    var box = h("form", { class: "form", testid: "prechat", novalidate: true });
+    var note = h("p", { class: "hint", testid: "availability", text: "Checking who is around\u2026" });
+    var subject = h("input", { id: "sw-subject", name: "subject", maxlength: "255", testid: "prechat-subject",
+                               autocomplete: "off" });
+    var department = h("select", { id: "sw-department", name: "department", testid: "prechat-department" });
+    var departmentRow = h("div", { class: "field", hidden: true },
+      h("label", { for: "sw-department", text: "Topic" }), department);
+    var message = h("textarea", { id: "sw-message", name: "message", rows: "4", maxlength: "5000", required: true,
+                                  testid: "prechat-message", placeholder: "Tell us what you need" });
+    var suggestions = h("ul", { class: "suggestions", testid: "kb-suggestions", "aria-label": "Articles that may help", hidden: true });
+    var error = h("p", { class: "error", role: "alert", testid: "prechat-error", hidden: true });
+    var submit = h("button", { type: "submit", class: "primary", testid: "start-chat" }, "Start chat");
+    append(box, [note,
+      h("div", { class: "field" }, h("label", { for: "sw-subject", text: "Subject (optional)" }), subject),
+      departmentRow,
+      h("div", { class: "field" }, h("label", { for: "sw-message", text: "How can we help?" }), message),
+      suggestions, error, submit,
+      h("button", { type: "button", class: "link", testid: "leave-message-link",
+                    onclick: function () { self.show("offline"); } }, "Leave a message instead")]);
+    message.addEventListener("input", this.debounce(function () { self.suggest(message.value, suggestions); }, SUGGEST_DELAY_MS));
+    message.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); box.requestSubmit(); }
+    });
+    box.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (!message.value.trim()) { self.showError(error, "Please write a message."); message.focus(); return; }
+      submit.disabled = true;
+      self.startChat({ subject: subject.value.trim(), message: message.value.trim(),
+                       department: self.o.department || department.value || null })
+        .catch(function (err) { submit.disabled = false; self.showError(error, err.message || "Could not start the chat"); });
+    });
+    if (!this.o.prechat) subject.parentNode.hidden = true;
+    this.body.appendChild(box);
+    this.loadAvailability(note, department, departmentRow);
+  };
+
+  Widget.prototype.loadAvailability = function (note, select, row) {
+    var self = this;
+    var path = "/api/v1/chat/availability" + (this.o.department ? "?department=" + encodeURIComponent(this.o.department) : "");
+    this.rest("GET", path).then(function (data) {
+      var offered = (data.departments || []).filter(function (d) {
+        return !self.o.departments || self.o.departments.indexOf(d.name) >= 0;
+      });
+      var open = offered.filter(function (d) { return d.available; });
+      if (!open.length) {
+        self.offlineReason = (offered[0] && offered[0].offline_message) || "No one is available to chat right now.";
+        self.show("offline");
+        return;
+      }
+      if (!self.o.department && open.length > 1) {
+        open.forEach(function (d) { select.appendChild(h("option", { value: d.name, text: d.description || d.name })); });
+        row.hidden = false;
+      } else if (!self.o.department) {
+        select.appendChild(h("option", { value: open[0].name, text: open[0].name }));
+      }
+      var queued = open.reduce(function (n, d) { return n + d.queued; }, 0);
+      note.textContent = queued ? queued + " waiting \u00b7 an agent will be with you shortly" : "Our team is online.";
+    }, function () { note.textContent = "Our team will answer as soon as possible."; });
+  };
+
+  Widget.prototype.suggest = function (text, list) {
+    var self = this;
+    text = text.trim();
+    if (text.length < 4) { list.hidden = true; return; }
+    this.rest("GET", "/api/v1/kb/related?limit=3&text=" + encodeURIComponent(text.slice(0, 1000))).then(function (data) {
+      clear(list);
+      (data.items || []).forEach(function (a) {
+        list.appendChild(h("li", {}, h("button", {
+          type: "button", class: "suggestion", testid: "kb-suggestion",
+          onclick: function () { self.openArticle(a.id, list); },
+        }, a.title)));
+      });
+      list.hidden = !list.children.length;
+    }, function () { list.hidden = true; });
+  };
+
+  Widget.prototype.openArticle = function (id, after) {
+    var self = this;
+    this.rest("GET", "/api/v1/kb/articles/" + encodeURIComponent(id)).then(function (article) {
+      var old = self.body.querySelector(".article");
+      if (old) old.remove();
+      var text = article.content_format === "html" ? htmlToText(article.content) : article.content;
+      after.insertAdjacentElement("afterend", h("article", { class: "article", testid: "kb-article" },
+        h("h3", { text: article.title }), h("p", { text: text }),
+        h("button", { type: "button", class: "link", onclick: function (e) { e.target.parentNode.remove(); } }, "Close article")));
+    });
+  };
+
+  // ---------------------------------------------------------------- views: chat
+
+  Widget.prototype.renderChat = function () {
+    var self = this;
+    this.banner = h("div", { class: "banner", testid: "queue-status", role: "status" });
+    this.list = h("ol", { class: "messages", testid: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+    this.typingLine = h("p", { class: "typing", testid: "typing", hidden: true });
+    this.footer = h("div", { class: "footer" });
+    append(this.body, [this.banner, this.list, this.typingLine, this.footer]);
+    this.renderMessages();
+    this.renderSessionState();
+  };
+
+  Widget.prototype.renderSessionState = function () {
+    var s = this.session;
+    if (s && s.agent && s.status === "active") this.agentLine.textContent = "You are chatting with " + s.agent.display_name;
+    else this.agentLine.textContent = this.o.subtitle;
+    if (this.view !== "chat" || !this.banner) return;
+    clear(this.banner);
+    this.banner.hidden = true;
+    if (s && s.status === "queued") {
+      var wait = minutes(s.estimated_wait_seconds);
+      this.banner.hidden = false;
+      append(this.banner, [
+        h("strong", { text: s.queue_position ? "You are number " + s.queue_position + " in the queue" : "Waiting for an agent" }),
+        wait ? h("span", { testid: "queue-wait", text: " \u00b7 " + wait }) : null]);
+    }
+    this.renderFooter();
+  };
+
+  Widget.prototype.renderFooter = function () {
+    var self = this, s = this.session;
+    if (!this.footer) return;
+    var open = s && (s.status === "queued" || s.status === "active");
+    if (open && this.footer.getAttribute("data-mode") === "composer") return;   // keep what is being typed
+    clear(this.footer);
+    if (open) {
+      this.footer.setAttribute("data-mode", "composer");
+      var input = h("textarea", { class: "composer", testid: "composer", rows: "2", maxlength: "5000",
+                                  "aria-label": "Your message", placeholder: "Write a message\u2026" });
+      var form = h("form", { class: "compose" }, input,
+        h("button", { type: "submit", class: "send", testid: "send", "aria-label": "Send" }, "Send"));
+      form.addEventListener("submit", function (e) { e.preventDefault(); self.send(input.value); input.value = ""; input.focus(); });
+      input.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+      });
+      input.addEventListener("input", function () { self.typing(); });
+      input.addEventListener("blur", function () { self.stopTyping(); });
+      append(this.footer, [form, h("button", { type: "button", class: "link end", testid: "end-chat",
+                                               onclick: function () { self.endChat(); } }, "End chat")]);
+      return;
+    }
+    this.footer.setAttribute("data-mode", "closed");
+    if (!s) return;
+    if (s.status === "timed_out" || this.endReason === "queue_timeout") {
+      this.offlineReason = "Sorry, no one could answer in time. Leave us a message and we will reply by e-mail.";
+      append(this.footer, [h("p", { class: "hint", testid: "ended", text: this.offlineReason }),
+        h("button", { type: "button", class: "primary", testid: "leave-message",
+                      onclick: function () { self.show("offline"); } }, "Leave a message")]);
+      return;
+    }
+    append(this.footer, h("p", { class: "hint", testid: "ended", text: "This chat has ended." }));
+    if (s.status === "ended" && s.agent_id) this.footer.appendChild(this.ratingForm(s));
+    this.footer.appendChild(h("button", { type: "button", class: "link", testid: "new-chat",
+      onclick: function () { self.forgetSession(); self.show("prechat"); } }, "Start a new chat"));
+  };
+
+  Widget.prototype.ratingForm = function (s) {
+    var self = this;
+    if (this.ratedSessions[s.id] || s.satisfaction_rating) {
+      return h("p", { class: "thanks", testid: "rating-thanks", text: "Thank you for your feedback!" });
+    }
+    // 5..1 in the DOM and shown right to left, so CSS can light a star and every one before it
+    var row = h("div", { class: "star-row" });
+    [5, 4, 3, 2, 1].forEach(function (n) {
+      var id = "sw-star-" + n;
+      append(row, [h("input", { type: "radio", name: "rating", value: String(n), id: id, testid: "rating-" + n }),
+                   h("label", { for: id, title: n + (n === 1 ? " star" : " stars"), "aria-label": n + " of 5" }, "\u2605")]);
+    });
+    var stars = h("fieldset", { class: "stars" }, h("legend", { text: "How did we do?" }), row);
+    var comment = h("textarea", { id: "sw-comment", rows: "2", maxlength: "2000", testid: "rating-comment",
+                                  placeholder: "Anything to add? (optional)", "aria-label": "Comment" });
+    var error = h("p", { class: "error", role: "alert", hidden: true });
+    var form = h("form", { class: "form rating", testid: "rating" }, stars, comment, error,
+      h("button", { type: "submit", class: "primary", testid: "rating-submit" }, "Send rating"));
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var chosen = form.querySelector("input[name=rating]:checked");
+      if (!chosen) { self.showError(error, "Choose from 1 to 5 stars."); return; }
+      var payload = { session_id: s.id, rating: Number(chosen.value) };
+      if (comment.value.trim()) payload.comment = comment.value.trim();
+      self.call("chat:rate", payload).then(function () {
+        self.ratedSessions[s.id] = true;
+        form.replaceWith(h("p", { class: "thanks", testid: "rating-thanks", text: "Thank you for your feedback!" }));
+      }, function (err) { self.showError(error, err.message); });
+    });
+    return form;
+  };
+
+  /** Confirmed messages by seq, then the outbox in the order typed. */
+  Widget.prototype.renderMessages = function () {
+    if (this.view !== "chat" || !this.list) return;
+    var self = this;
+    var seqs = Object.keys(this.messages).map(Number).sort(function (a, b) { return a - b; });
+    var lastOwn = 0;
+    seqs.forEach(function (seq) { if (self.messages[seq].sender_type === "customer") lastOwn = seq; });
+    var notes = this.notes || [];
+    function notesAfter(seq) {
+      notes.forEach(function (n) { if (n.afterSeq === seq) self.list.appendChild(h("li", { class: "msg system", testid: "system-note", text: n.text })); });
+    }
+    clear(this.list);
+    notesAfter(0);
+    seqs.forEach(function (seq) {
+      var m = self.messages[seq];
+      var seen = m.sender_type === "customer" && seq === lastOwn && self.agentReadSeq >= seq;
+      self.list.appendChild(self.messageItem(m.sender_type, m.message, "sent", m.created_at, { seq: seq, seen: seen }));
+      notesAfter(seq);
+    });
+    this.outbox.forEach(function (p) {
+      if (p.session_id && self.session && p.session_id !== self.session.id) return;
+      self.list.appendChild(self.messageItem("customer", p.message, p.state, null, { clientMsgId: p.client_msg_id, error: p.error }));
+    });
+    this.list.scrollTop = this.list.scrollHeight;
+  };
+
+  Widget.prototype.messageItem = function (sender, text, state, at, extra) {
+    var self = this;
+    var own = sender === "customer";
+    var label = own ? "You" : sender === "agent" ? ((this.session && this.session.agent && this.session.agent.display_name) || "Agent")
+      : sender === "bot" ? "Assistant" : "";
+    var meta = h("span", { class: "meta" }, label ? label + " \u00b7 " : "", at ? timeOf(at) : "");
+    if (state === "sending") append(meta, h("span", { class: "state", testid: "state", text: " \u00b7 Sending\u2026" }));
+    if (state === "sent" && own) append(meta, h("span", { class: "state", testid: "state", text: " \u00b7 Sent" }));
+    if (extra.seen) append(meta, h("span", { class: "seen", testid: "seen", text: " \u00b7 Seen" }));
+    var item = h("li", { class: "msg " + (own ? "own" : sender), testid: "message", "data-sender": sender,
+                         "data-state": state, "data-seq": extra.seq ? String(extra.seq) : null },
+      h("p", { class: "text", text: text }), meta);
+    if (state === "failed") {
+      append(item, h("p", { class: "failed", role: "alert" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
+        h("button", { type: "button", class: "link", testid: "retry",
+                      onclick: function () { self.retry(extra.clientMsgId); } }, "Retry")));
+    }
+    return item;
+  };
+
+  Widget.prototype.systemNote = function (text) {
+    this.notes = (this.notes || []).concat([{ afterSeq: this.lastSeq, text: text }]);
+    if (this.view === "chat") this.renderMessages();
+  };
+
+  Widget.prototype.setAgentTyping = function (on) {
+    if (!this.typingLine) return;
+    var name = (this.session && this.session.agent && this.session.agent.display_name) || "The agent";
+    this.typingLine.hidden = !on;
+    this.typingLine.textContent = on ? name + " is typing\u2026" : "";
+  };
+
+  Widget.prototype.typing = function () {
+    var self = this;
+    if (!this.session || this.session.status !== "active" || !this.connected) return;
+    if (!this.typingSent) {
+      this.typingSent = true;
+      this.call("chat:typing", { session_id: this.session.id, typing: true }).catch(function () {});
+    }
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(function () { self.stopTyping(); }, TYPING_IDLE_MS);
+  };
+
+  Widget.prototype.stopTyping = function () {
+    clearTimeout(this.typingTimer);
+    if (!this.typingSent || !this.session) return;
+    this.typingSent = false;
+    this.call("chat:typing", { session_id: this.session.id, typing: false }).catch(function () {});
+  };
+
+  // ---------------------------------------------------------------- views: offline message
+
+  Widget.prototype.renderOffline = function () {
+    var self = this;
+    var subject = h("input", { id: "sw-off-subject", required: true, maxlength: "255", testid: "offline-subject" });
+    var message = h("textarea", { id: "sw-off-message", required: true, rows: "5", maxlength: "5000", testid: "offline-message" });
+    var email = h("input", { id: "sw-off-email", type: "email", maxlength: "255", testid: "offline-email", autocomplete: "email" });
+    var error = h("p", { class: "error", role: "alert", hidden: true });
+    var form = h("form", { class: "form", testid: "offline-form", novalidate: true },
+      h("p", { class: "hint", testid: "offline-reason", text: this.offlineReason || "Leave us a message and we will get back to you." }),
+      h("div", { class: "field" }, h("label", { for: "sw-off-subject", text: "Subject" }), subject),
+      h("div", { class: "field" }, h("label", { for: "sw-off-message", text: "Message" }), message),
+      h("div", { class: "field" }, h("label", { for: "sw-off-email", text: "E-mail for our reply (optional)" }), email),
+      error, h("button", { type: "submit", class: "primary", testid: "offline-submit" }, "Send message"));
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      if (!subject.value.trim() || !message.value.trim()) { self.showError(error, "Please fill in the subject and the message."); return; }
+      var payload = { subject: subject.value.trim(), message: message.value.trim() };
+      if (email.value.trim()) payload.email = email.value.trim();
+      if (self.session) payload.session_id = self.session.id;
+      self.call("chat:leave_message", payload).then(function (data) {
+        self.onTicket(data.ticket);
+        form.replaceWith(h("div", { class: "done", testid: "offline-done" },
+          h("p", { text: "Thanks! Your message is ticket " + data.ticket.ticket_number + ". We will reply soon." }),
+          h("button", { type: "button", class: "link", onclick: function () { self.show("tickets"); } }, "See my tickets")));
+      }, function (err) { self.showError(error, self.errorText(err)); });
+    });
+    this.body.appendChild(form);
+  };
+
+  // ---------------------------------------------------------------- views: tickets
+
+  Widget.prototype.renderTickets = function () {
+    this.ticketList = h("ul", { class: "tickets", testid: "tickets", "aria-label": "My tickets" });
+    append(this.body, this.ticketList);
+    this.renderTicketList();
+    this.loadTickets();
+  };
+
+  Widget.prototype.loadTickets = function () {
+    var self = this;
+    this.rest("GET", "/api/v1/tickets?sort=-updated_at&limit=20").then(function (page) {
+      (page.items || []).forEach(function (t) { self.tickets[t.id] = t; });
+      self.ticketsLoaded = true;
+      if (self.view === "tickets") self.renderTicketList();
+    }, function (err) { self.flash(err.message); });
+  };
+
+  Widget.prototype.renderTicketList = function () {
+    var self = this, list = this.ticketList;
+    if (!list) return;
+    clear(list);
+    var all = Object.keys(this.tickets).map(function (k) { return self.tickets[k]; })
+      .sort(function (a, b) { return (b.updated_at || "").localeCompare(a.updated_at || ""); });
+    if (!all.length) {
+      list.appendChild(h("li", { class: "empty", text: this.ticketsLoaded ? "You have no tickets." : "Loading\u2026" }));
+      return;
+    }
+    all.forEach(function (t) {
+      list.appendChild(h("li", { class: "ticket", testid: "ticket-item", "data-id": t.id, "data-status": t.status },
+        h("span", { class: "number", text: t.ticket_number }),
+        h("span", { class: "subject", text: t.subject }),
+        h("span", { class: "status status-" + t.status, testid: "ticket-status", text: t.status.replace("_", " ") })));
+    });
+  };
+
+  // ---------------------------------------------------------------- little things
+
+  Widget.prototype.renderBadge = function () {
+    this.badge.hidden = !this.unread;
+    this.badge.textContent = this.unread ? String(this.unread) : "";
+  };
+
+  Widget.prototype.showError = function (el, text) { el.hidden = false; el.textContent = text; };
+
+  Widget.prototype.errorText = function (err) {
+    if (err && err.details && err.code === "validation_failed") {
+      return Object.keys(err.details).map(function (k) { return k + ": " + [].concat(err.details[k]).join(" "); }).join("; ");
+    }
+    return (err && err.message) || "Something went wrong";
+  };
+
+  Widget.prototype.flash = function (text) { this.setStatus(text); };
+
+  Widget.prototype.debounce = function (fn, ms) {
+    var timer = null;
+    return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  };
+
+  Widget.prototype.destroy = function () {
+    if (this.socket) this.socket.disconnect();
+    this.host.remove();
+  };
+
+  /** Plain text of sanitised article HTML, parsed inertly (no scripts run, no images load). */
+  function htmlToText(html) {
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    return doc.body.textContent || "";
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  var instance = null;
+
+  function init(options) {
+    var merged = {}, key;
+    for (key in OPTIONS) merged[key] = OPTIONS[key];
+    for (key in options || {}) merged[key] = options[key];
+    if (!merged.token) throw new Error("SupportWidget.init: a customer token is required");
+    if (instance) instance.destroy();
+    var create = function () { instance = new Widget(merged); instance.start(); };
+    if (document.body) create(); else document.addEventListener("DOMContentLoaded", create);
+    return window.SupportWidget;
+  }
+
+  window.SupportWidget = {
+    version: "1",
+    init: init,
+    open: function () { if (instance) instance.open(); },
+    close: function () { if (instance) instance.close(); },
+    destroy: function () { if (instance) { instance.destroy(); instance = null; } },
+  };
+
+  if (SCRIPT && SCRIPT.getAttribute("data-token")) {
+    init({
+      token: SCRIPT.getAttribute("data-token"),
+      department: SCRIPT.getAttribute("data-department"),
+      title: SCRIPT.getAttribute("data-title") || OPTIONS.title,
+      position: SCRIPT.getAttribute("data-position") || OPTIONS.position,
+      open: SCRIPT.hasAttribute("data-open"),
+    });
+  }
+})();

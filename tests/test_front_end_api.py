@@ -1,0 +1,131 @@
+"""What the widget and console need from the server besides the chat events: the static files and
+pages, chat availability per department, related KB articles, and same-origin sockets."""
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from app.auth import RequestMeta
+from app.services import kb
+from chat_support import ADMIN, make_agent, new_department
+from sockets.server import origin_check
+
+pytest_plugins = ["chat_fixtures"]
+AVAILABILITY = "/api/v1/chat/availability"
+
+
+# ------------------------------------------------------------------ static files and pages
+
+async def test_widget_and_vendored_client_are_served_with_types_and_caching(client):
+    widget = await client.get("/static/widget.js")
+    assert widget.status == 200
+    assert widget.headers["Content-Type"].startswith("text/javascript")
+    assert widget.headers["X-Content-Type-Options"] == "nosniff"
+    assert widget.headers["Cache-Control"] == "public, max-age=300"
+    assert "SupportWidget" in await widget.text()
+    vendored = await client.get("/static/vendor/socket.io.min.js")
+    assert vendored.status == 200 and vendored.headers["Cache-Control"] == "public, max-age=86400"
+    licence = await client.get("/static/vendor/socket.io.LICENSE")
+    assert licence.status == 200 and "MIT" in await licence.text()
+
+
+@pytest.mark.parametrize("path", ["/static/../app/config.py", "/static/%2e%2e/app/config.py",
+                                  "/static/README.md", "/static/.hidden.js", "/static/nope.js",
+                                  "/static/console"])
+async def test_nothing_outside_the_listed_static_files_is_served(client, path):
+    response = await client.get(path)
+    assert response.status == 404, path
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("path", ["/console", "/demo"])
+async def test_pages_carry_a_strict_content_security_policy(client, path):
+    response = await client.get(path)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "<script>" not in await response.text()        # no inline script for the policy to allow
+
+
+# ------------------------------------------------------------------ availability
+
+async def test_availability_counts_online_agents_free_places_and_queue(chat_server, cast, client, users):
+    ctx = chat_server.ctx
+    department = new_department()
+    caller = users.headers(uuid.uuid4(), "customer")
+    response = await client.get(AVAILABILITY, params={"department": department}, headers=caller)
+    assert response.status == 200
+    assert (await response.json())["departments"] == [{
+        "name": department, "description": None, "offline_message": None,
+        "online_agents": 0, "free_places": 0, "queued": 0, "available": False}]
+
+    await cast.staff(await make_agent(ctx, department, max_chats=1))
+    await cast.staff(await make_agent(ctx, department, max_chats=3), status="away")   # connected, not taking chats
+    customer = await cast.customer()
+    await customer.ok("chat:start", {"department": department, "message": "hi"})
+    second = await cast.customer()
+    await second.ok("chat:start", {"department": department, "message": "me too"})
+    body = await (await client.get(AVAILABILITY, params={"department": department}, headers=caller)).json()
+    assert body["departments"][0] | {"name": None} == {
+        "name": None, "description": None, "offline_message": None,
+        "online_agents": 1, "free_places": 0, "queued": 1, "available": True}
+
+
+async def test_availability_lists_configured_departments_with_their_offline_message(client, users, ctx):
+    name = new_department()
+    async with ctx.db.connection() as conn:
+        await ctx.db.q.upsert_department(conn, name=name, description="Billing questions", categories=[],
+                                         offline_message="We answer billing mail within a day.")
+    body = await (await client.get(AVAILABILITY, headers=users.headers(uuid.uuid4(), "customer"))).json()
+    mine = [d for d in body["departments"] if d["name"] == name]
+    assert mine == [{"name": name, "description": "Billing questions",
+                     "offline_message": "We answer billing mail within a day.",
+                     "online_agents": 0, "free_places": 0, "queued": 0, "available": False}]
+
+
+async def test_availability_needs_a_token_and_valid_input(client, users):
+    assert (await client.get(AVAILABILITY)).status == 401
+    response = await client.get(AVAILABILITY, params={"department": "x" * 101},
+                                headers=users.headers(uuid.uuid4(), "customer"))
+    assert response.status == 422
+    assert "department" in (await response.json())["errors"]
+
+
+# ------------------------------------------------------------------ related articles
+
+async def test_related_articles_match_a_whole_sentence_and_skip_drafts(client, ctx):
+    word = f"yak{uuid.uuid4().hex[:6]}"
+    published = await kb.create_article(ctx, ADMIN, RequestMeta(), {
+        "title": f"Changing {word} dates", "content": "Use the dates form.", "category": "bookings",
+        "tags": [], "is_published": True})
+    await kb.create_article(ctx, ADMIN, RequestMeta(), {
+        "title": f"Draft about {word}", "content": "Not yet.", "category": "bookings", "tags": [],
+        "is_published": False})
+    response = await client.get("/api/v1/kb/related", params={"text": f"hello, can I move my {word} trip?"})
+    assert response.status == 200                      # public, like search
+    items = (await response.json())["items"]
+    assert items[0] == {"id": str(published["id"]), "title": published["title"], "category": "bookings"}
+    assert not any(word in item["title"] for item in items[1:])    # the draft never shows
+
+
+@pytest.mark.parametrize("params", [{}, {"text": "a"}, {"text": "ok ok", "limit": "11"}, {"text": "x" * 1001}])
+async def test_related_articles_refuse_bad_input(client, params):
+    response = await client.get("/api/v1/kb/related", params=params)
+    assert response.status == 422
+
+
+# ------------------------------------------------------------------ origins
+
+def test_sockets_admit_configured_origins_and_their_own(settings):
+    check = origin_check(dataclasses.replace(settings, cors_allowed_origins=("https://shop.example",)))
+    environ = {"HTTP_HOST": "support.example:8088", "wsgi.url_scheme": "https"}
+    assert check("https://shop.example", environ)
+    assert check("https://support.example:8088", environ)                  # the console, same origin
+    assert not check("https://evil.example", environ)
+    assert not check(None, environ)
+    proxied = {**environ, "HTTP_X_FORWARDED_HOST": "help.example", "HTTP_X_FORWARDED_PROTO": "https"}
+    assert check("https://help.example", proxied)
+    assert origin_check(dataclasses.replace(settings, cors_allowed_origins=("*",))) == "*"

@@ -1,0 +1,254 @@
+"""The customer widget in a real browser (Debian's Chromium through Playwright) against the real
+server: the demo host page embeds it; agents here are python-socketio clients (the console's own
+browser tests are in test_console_browser.py, and test_browser_chat.py has both in browsers)."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import aiohttp
+from playwright.async_api import Page, expect
+
+from app.auth import RequestMeta
+from app.services import kb
+from browser_support import DESKTOP, PHONE, screenshot, token
+from chat_support import ADMIN, make_agent
+
+pytest_plugins = ["chat_fixtures", "browser_fixtures"]
+
+
+def demo_url(base: str, secret: str, customer_id: uuid.UUID, department: str) -> str:
+    return f"{base}/demo#token={token(secret, customer_id, 'customer', 'Casey Customer')}&department={department}"
+
+
+async def open_widget(open_page, base: str, secret: str, customer_id: uuid.UUID, department: str,
+                      viewport: dict = DESKTOP) -> Page:
+    page = await open_page(demo_url(base, secret, customer_id, department), viewport=viewport)
+    await page.get_by_test_id("launcher").click()
+    await expect(page.get_by_test_id("panel")).to_be_visible()
+    return page
+
+
+async def start_chat(page: Page, text: str) -> None:
+    await page.get_by_test_id("prechat-message").fill(text)
+    await page.get_by_test_id("start-chat").click()
+    await expect(page.get_by_test_id("composer")).to_be_visible()
+    await expect(messages(page).first).to_have_attribute("data-seq", "1")   # chat:start acknowledged
+
+
+def messages(page: Page):
+    return page.get_by_test_id("messages").get_by_test_id("message")
+
+
+async def assert_each_once(page: Page, texts: list[str]) -> None:
+    """Every text shows exactly once, in this order, with gap-free seqs from 1."""
+    await expect(messages(page)).to_have_count(len(texts))
+    await expect(messages(page).locator(".text")).to_have_text(texts)
+    seqs = [await m.get_attribute("data-seq") for m in await messages(page).all()]
+    assert seqs == [str(i) for i in range(1, len(texts) + 1)]
+
+
+async def publish_article(ctx, title: str, content: str) -> dict:
+    return await kb.create_article(ctx, ADMIN, RequestMeta(), {
+        "title": title, "content": content, "category": "bookings", "tags": [], "is_published": True})
+
+
+# ------------------------------------------------------------------ a whole chat
+
+async def test_customer_chats_from_queue_to_rating(chat_server, cast, department, open_page, screenshot_dir):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    word = f"zebra{uuid.uuid4().hex[:6]}"
+    article = await publish_article(ctx, f"How do I cancel a {word} booking?", "Open My bookings and press Cancel.")
+    agent_id = await make_agent(ctx, department, name="Alex Agent", max_chats=1)
+    agent = await cast.staff(agent_id)
+    earlier = await cast.customer()                            # takes the agent's only place
+    earlier_chat = await earlier.ok("chat:start", {"department": department, "message": "before you"})
+    await agent.expect("chat:assigned")
+    page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
+
+    await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
+    await page.get_by_test_id("prechat-subject").fill("Cancel my stay")
+    await page.get_by_test_id("prechat-message").fill(f"I want to cancel my {word} booking")
+    suggestion = page.get_by_test_id("kb-suggestion")
+    await expect(suggestion.first).to_have_text(article["title"])       # the best match first
+    await suggestion.first.click()
+    await expect(page.get_by_test_id("kb-article")).to_contain_text("press Cancel")
+    await screenshot(page, "widget-prechat-desktop", screenshot_dir)
+    await page.get_by_test_id("start-chat").click()
+
+    await expect(page.get_by_test_id("queue-status")).to_contain_text("You are number 1 in the queue")
+    await screenshot(page, "widget-queue-desktop", screenshot_dir)
+    await earlier.ok("chat:end", {"session_id": earlier_chat["session"]["id"]})   # the place frees up
+    assigned = await agent.expect("chat:assigned")
+    session_id = assigned["session"]["id"]
+    await expect(page.get_by_test_id("agent-line")).to_have_text("You are chatting with Alex Agent")
+    await expect(page.get_by_test_id("queue-status")).to_be_hidden()
+
+    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "a1",
+                                    "message": "Hi! I can help with that. Which dates?"})
+    await expect(messages(page).nth(1)).to_contain_text("Which dates?")
+    await agent.ok("chat:typing", {"session_id": session_id, "typing": True})
+    await expect(page.get_by_test_id("typing")).to_have_text("Alex Agent is typing…")
+
+    composer = page.get_by_test_id("composer")
+    await composer.type("12 to 14 March")
+    typing = await agent.expect("chat:typing", lambda p: p["typing"] is True)
+    assert typing["sender_type"] == "customer"
+    await composer.press("Enter")
+    pushed = await agent.expect("chat:message", lambda m: m["message"] == "12 to 14 March")
+    assert pushed["seq"] == 3 and pushed["sender_type"] == "customer"
+    await expect(messages(page).nth(2)).to_have_attribute("data-state", "sent")
+    read = await agent.expect("chat:read")                     # the customer has seen the agent's message
+    assert read["up_to_seq"] >= 2 and read["reader_type"] == "customer"
+
+    await agent.ok("chat:read", {"session_id": session_id, "up_to_seq": 3})
+    await expect(page.get_by_test_id("seen")).to_have_count(1)
+    await expect(messages(page).nth(2).get_by_test_id("seen")).to_be_visible()
+    await screenshot(page, "widget-chat-desktop", screenshot_dir)
+
+    await agent.ok("chat:end", {"session_id": session_id})
+    await expect(page.get_by_test_id("ended")).to_have_text("This chat has ended.")
+    await page.get_by_test_id("rating").locator("label[for=sw-star-4]").click()
+    await page.get_by_test_id("rating-comment").fill("Quick and kind")
+    await screenshot(page, "widget-rating-desktop", screenshot_dir)
+    await page.get_by_test_id("rating-submit").click()
+    await expect(page.get_by_test_id("rating-thanks")).to_be_visible()
+
+    async with ctx.db.connection() as conn:
+        feedback = await conn.fetchrow("SELECT rating, comment FROM feedback WHERE chat_session_id = $1",
+                                       uuid.UUID(session_id))
+        stored = await conn.fetch("SELECT seq, sender_type FROM chat_messages WHERE session_id = $1 ORDER BY seq",
+                                  uuid.UUID(session_id))
+    assert feedback["rating"] == 4
+    assert ctx.cipher.decrypt(feedback["comment"], "feedback.comment") == "Quick and kind"
+    assert [(r["seq"], r["sender_type"]) for r in stored] == [(1, "customer"), (2, "agent"), (3, "customer")]
+
+
+async def test_widget_renders_user_text_as_text(chat_server, cast, department, open_page):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
+    attack = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>'
+    await start_chat(page, "hello")
+    assigned = await agent.expect("chat:assigned")
+    await agent.ok("chat:message", {"session_id": assigned["session"]["id"], "client_msg_id": "x", "message": attack})
+    await expect(messages(page).nth(1).locator(".text")).to_have_text(attack)
+    assert await page.get_by_test_id("panel").locator("img, b").count() == 0
+    assert await page.title() != "pwned"
+
+
+# ------------------------------------------------------------------ dropped connections
+
+async def test_widget_survives_a_dropped_connection_without_loss_or_duplicates(
+        chat_server, cast, department, open_page, proxy):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_widget(open_page, proxy.url, secret, uuid.uuid4(), department)
+    await start_chat(page, "first")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    await expect(messages(page)).to_have_count(1)
+
+    # The tunnel: both sides go on writing while the customer is cut off.
+    proxy.cut()
+    await expect(page.get_by_test_id("conn-status")).to_have_text("Reconnecting…")
+    composer = page.get_by_test_id("composer")
+    for text in ("typed offline 1", "typed offline 2"):
+        await composer.fill(text)
+        await composer.press("Enter")
+    await expect(page.locator("[data-testid=message][data-state=sending]")).to_have_count(2)
+    for n in (1, 2):
+        await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": f"agent-{n}",
+                                        "message": f"agent while you were away {n}"})
+    proxy.restore()
+    await expect(page.get_by_test_id("conn-status")).to_be_hidden()
+    await assert_each_once(page, ["first", "agent while you were away 1", "agent while you were away 2",
+                                  "typed offline 1", "typed offline 2"])
+    await agent.expect("chat:message", lambda m: m["message"] == "typed offline 2")
+    got = [m["message"] for m in agent.seen("chat:message") if m["sender_type"] == "customer"]
+    assert got[-2:] == ["typed offline 1", "typed offline 2"] and len(got) == len(set(got))
+
+
+async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department, open_page, proxy):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_widget(open_page, proxy.url, secret, uuid.uuid4(), department)
+    await start_chat(page, "first")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+
+    proxy.hold_replies()                 # the message reaches the server; its ack never returns
+    composer = page.get_by_test_id("composer")
+    await composer.fill("did you get this?")
+    await composer.press("Enter")
+    stored = await agent.expect("chat:message", lambda m: m["message"] == "did you get this?")
+    await expect(messages(page).nth(1)).to_have_attribute("data-state", "sending")
+    proxy.cut()
+    proxy.restore()                      # reconnect; the widget resends with the same client_msg_id
+    await expect(messages(page).nth(1)).to_have_attribute("data-state", "sent")
+    await assert_each_once(page, ["first", "did you get this?"])
+    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "after", "message": "yes"})
+    await assert_each_once(page, ["first", "did you get this?", "yes"])
+    assert len(agent.seen("chat:message", lambda m: m["message"] == "did you get this?")) == 1
+    async with ctx.db.connection() as conn:
+        count = await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1 AND client_msg_id = $2",
+                                    uuid.UUID(session_id), stored["client_msg_id"])
+    assert count == 1
+
+
+# ------------------------------------------------------------------ offline, tickets, phone
+
+async def test_no_agent_online_offers_a_message_that_becomes_a_live_ticket(
+        chat_server, client, users, department, open_page, screenshot_dir):
+    secret = chat_server.settings.jwt_secret
+    customer_id = uuid.uuid4()
+    page = await open_widget(open_page, chat_server.url, secret, customer_id, department, viewport=PHONE)
+    form = page.get_by_test_id("offline-form")
+    await expect(form).to_be_visible()
+    await expect(page.get_by_test_id("offline-reason")).to_contain_text("No one is available")
+    await page.get_by_test_id("offline-submit").click()
+    await expect(form.get_by_role("alert")).to_have_text("Please fill in the subject and the message.")
+    await page.get_by_test_id("offline-subject").fill("Refund for BK-1042")
+    await page.get_by_test_id("offline-message").fill("It has been two weeks.")
+    await screenshot(page, "widget-offline-phone", screenshot_dir)
+    await page.get_by_test_id("offline-submit").click()
+    await expect(page.get_by_test_id("offline-done")).to_contain_text(re.compile(r"ticket TKT-\d+"))
+
+    await page.get_by_test_id("tab-tickets").click()
+    item = page.get_by_test_id("ticket-item").filter(has_text="Refund for BK-1042")
+    await expect(item.get_by_test_id("ticket-status")).to_have_text("open")
+    ticket_id = await item.get_attribute("data-id")
+    async with aiohttp.ClientSession(chat_server.url) as http:
+        async with http.patch(f"/api/v1/tickets/{ticket_id}/status", json={"status": "in_progress"},
+                              headers=users.headers(uuid.uuid4(), "supervisor")) as resp:
+            assert resp.status == 200, await resp.text()
+    await expect(item.get_by_test_id("ticket-status")).to_have_text("in progress")   # live, no reload
+    await screenshot(page, "widget-tickets-phone", screenshot_dir)
+
+
+async def test_widget_fits_a_phone_and_is_keyboard_operable(chat_server, cast, department, open_page, screenshot_dir):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department, name="Bea Agent"))
+    page = await open_page(demo_url(chat_server.url, secret, uuid.uuid4(), department), viewport=PHONE)
+    await page.get_by_test_id("launcher").focus()
+    await page.keyboard.press("Enter")
+    panel = page.get_by_test_id("panel")
+    await expect(panel).to_be_visible()
+    box = await panel.bounding_box()
+    assert box["width"] == PHONE["width"] and box["height"] == PHONE["height"]   # full screen on a phone
+    await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
+    await page.get_by_test_id("prechat-message").focus()
+    await page.keyboard.type("Can I bring a dog?")
+    await page.keyboard.press("Enter")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "d", "message": "Yes, small dogs are welcome."})
+    await expect(messages(page)).to_have_count(2)
+    await screenshot(page, "widget-chat-phone", screenshot_dir)
+    await page.keyboard.press("Escape")
+    await expect(panel).to_be_hidden()
+    await expect(page.get_by_test_id("launcher")).to_be_focused()
+
+    # The host page's loud CSS (pink dashed buttons, serif) does not reach the shadow root.
+    for part in ("launcher", "composer"):
+        font = await page.get_by_test_id(part).evaluate("el => getComputedStyle(el).fontFamily")
+        assert "Georgia" not in font, part
+    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "e", "message": "Anything else?"})
+    await expect(page.get_by_test_id("unread-badge")).to_have_text("1")
