@@ -6,8 +6,11 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The browser tests drive Debian's Chromium (never a browser Playwright downloads).
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_TESTS := tests/test_widget_browser.py tests/test_console_browser.py tests/test_browser_chat.py
 
-.PHONY: venv run test
+.PHONY: venv run test browser screenshots
 
 venv: $(STAMP)
 
@@ -23,5 +26,18 @@ $(STAMP): pyproject.toml setup.cfg | $(VENV)/bin/python
 run: venv
 	$(VENV)/bin/support-service dev
 
-test: venv
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+test: venv browser
+	CHROMIUM_PATH=$(CHROMIUM) $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Installs Chromium from Debian's packages when it is missing (as root, or through sudo).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing: apt-get install chromium"; exit 1; }
+
+# Retakes the widget and console screenshots in docs/screenshots (the browser tests take them).
+screenshots: venv browser
+	CHROMIUM_PATH=$(CHROMIUM) SCREENSHOT_DIR=docs/screenshots $(VENV)/bin/python -m pytest -q $(BROWSER_TESTS)

@@ -106,7 +106,13 @@ async def _dev_banner(ctx, settings: Settings) -> str:
     from app.auth import issue_token
     loaded = await demo.load(ctx)
     base = f"http://127.0.0.1:{settings.server_port}"
+    tokens = {role: issue_token(settings.jwt_secret, user_id, role, ttl=settings.jwt_expiration, name=name,
+                                email=email)
+              for role, (user_id, name, email) in demo.USERS.items()}
     lines = ["", "Support Service is running in dev mode" + (" (demo data loaded)" if loaded else ""), "",
+             f"  Widget demo   {base}/demo#token={tokens['customer']}",
+             f"  Console       {base}/console#token={tokens['agent']}",
+             f"  Supervisor    {base}/console#token={tokens['supervisor']}",
              f"  API docs      {base}/api/docs",
              f"  OpenAPI       {base}/api/openapi.json",
              f"  Health        {base}/health/ready",
@@ -114,9 +120,7 @@ async def _dev_banner(ctx, settings: Settings) -> str:
              f"  gRPC          127.0.0.1:{settings.grpc_server_port}",
              "", "Tokens (paste as 'Authorization: Bearer <token>'; valid "
              f"{settings.jwt_expiration} s):"]
-    for role, (user_id, name, email) in demo.USERS.items():
-        token = issue_token(settings.jwt_secret, user_id, role, ttl=settings.jwt_expiration, name=name, email=email)
-        lines.append(f"  {role:<11} {token}")
+    lines += [f"  {role:<11} {token}" for role, token in tokens.items()]
     lines += ["", f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets", "",
               "Press Ctrl-C to stop.", ""]
     return "\n".join(lines)

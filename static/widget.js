@@ -377,6 +377,7 @@
         self.session = data.session || self.session;
         self.receive(data.messages || []);
         self.renderSessionState();
+        if (self.session.status !== "queued" && self.session.status !== "active") self.failOutbox();
         if (data.has_more && ++pages < SYNC_PAGE_GUARD) return page();
       });
     }
@@ -430,9 +431,9 @@
   Widget.prototype.flush = function () {
     var self = this;
     if (this.sending || !this.connected || !this.session) return;
+    if (this.session.status !== "queued" && this.session.status !== "active") { this.failOutbox(); return; }
     var next = this.outbox.filter(function (p) { return p.state !== "failed"; })[0];
     if (!next) return;
-    if (this.session.status !== "queued" && this.session.status !== "active") return;
     this.sending = true;
     next.state = "sending";
     this.call("chat:message", { session_id: this.session.id, client_msg_id: next.client_msg_id, message: next.message })
@@ -455,6 +456,17 @@
         self.renderMessages();
         self.flush();
       });
+  };
+
+  /** The chat closed with messages still unsent: say so rather than leave them "sending". */
+  Widget.prototype.failOutbox = function () {
+    var id = this.session && this.session.id, changed = false;
+    this.outbox.forEach(function (p) {
+      if (p.state !== "failed" && (!p.session_id || p.session_id === id)) {
+        p.state = "failed"; p.error = "the chat ended before it could be sent"; p.final = true; changed = true;
+      }
+    });
+    if (changed) this.renderMessages();
   };
 
   Widget.prototype.retry = function (clientMsgId) {
@@ -514,6 +526,7 @@
     this.session = p.session;
     this.endReason = p.reason;
     this.setAgentTyping(false);
+    this.failOutbox();
     if (this.view === "chat" || this.view === "home") this.show("chat");
     if (!this.isOpen) { this.unread += 1; this.renderBadge(); }
   };
@@ -736,7 +749,8 @@
     });
     this.outbox.forEach(function (p) {
       if (p.session_id && self.session && p.session_id !== self.session.id) return;
-      self.list.appendChild(self.messageItem("customer", p.message, p.state, null, { clientMsgId: p.client_msg_id, error: p.error }));
+      self.list.appendChild(self.messageItem("customer", p.message, p.state, null,
+                                             { clientMsgId: p.client_msg_id, error: p.error, final: p.final }));
     });
     this.list.scrollTop = this.list.scrollHeight;
   };
@@ -754,9 +768,9 @@
                          "data-state": state, "data-seq": extra.seq ? String(extra.seq) : null },
       h("p", { class: "text", text: text }), meta);
     if (state === "failed") {
-      append(item, h("p", { class: "failed", role: "alert" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
-        h("button", { type: "button", class: "link", testid: "retry",
-                      onclick: function () { self.retry(extra.clientMsgId); } }, "Retry")));
+      append(item, h("p", { class: "failed", role: "alert", testid: "failed" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
+        extra.final ? null : h("button", { type: "button", class: "link", testid: "retry",
+                                           onclick: function () { self.retry(extra.clientMsgId); } }, "Retry")));
     }
     return item;
   };

@@ -252,3 +252,23 @@ async def test_widget_fits_a_phone_and_is_keyboard_operable(chat_server, cast, d
         assert "Georgia" not in font, part
     await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "e", "message": "Anything else?"})
     await expect(page.get_by_test_id("unread-badge")).to_have_text("1")
+
+
+async def test_messages_queued_while_the_chat_ends_are_marked_not_sent(chat_server, cast, department, open_page, proxy):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_widget(open_page, proxy.url, secret, uuid.uuid4(), department)
+    await start_chat(page, "first")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    proxy.cut()
+    await expect(page.get_by_test_id("conn-status")).to_have_text("Reconnecting…")
+    composer = page.get_by_test_id("composer")
+    await composer.fill("are you still there?")
+    await composer.press("Enter")
+    await agent.ok("chat:end", {"session_id": session_id})
+    proxy.restore()
+    await expect(page.get_by_test_id("ended")).to_have_text("This chat has ended.")
+    unsent = page.locator("[data-testid=message][data-state=failed]")
+    await expect(unsent).to_have_text(re.compile("are you still there\\?.*Not sent: the chat ended"))
+    await expect(unsent.get_by_test_id("retry")).to_have_count(0)
+    assert agent.seen("chat:message", lambda m: m["message"] == "are you still there?") == []
