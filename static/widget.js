@@ -596,9 +596,16 @@
       } else if (!self.o.department) {
         select.appendChild(h("option", { value: open[0].name, text: open[0].name }));
       }
-      var queued = open.reduce(function (n, d) { return n + d.queued; }, 0);
-      note.textContent = queued ? queued + " waiting \u00b7 an agent will be with you shortly" : "Our team is online.";
+      note.textContent = self.availabilityText(open);
     }, function () { note.textContent = "Our team will answer as soon as possible."; });
+  };
+
+  Widget.prototype.availabilityText = function (open) {
+    function sum(field) { return open.reduce(function (n, d) { return n + d[field]; }, 0); }
+    var queued = sum("queued");
+    if (queued) return queued + (queued === 1 ? " person is" : " people are") + " waiting; an agent will be with you shortly.";
+    if (!sum("free_places")) return "Our team is busy right now; you will be first in line.";
+    return "Our team is online.";
   };
 
   Widget.prototype.suggest = function (text, list) {
