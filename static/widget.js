@@ -37,6 +37,7 @@
   };
   var SEND_TIMEOUT_MS = 10000;     // an unacknowledged send is retried on the next connection
   var TYPING_IDLE_MS = 3000;
+  var AGENT_TYPING_SHOWN_MS = 8000;  // a "typing" whose "stopped" got lost does not stay forever
   var SUGGEST_DELAY_MS = 300;
   var SYNC_PAGE_GUARD = 50;        // chat:sync pages per catch-up, a guard against loops
 
@@ -392,7 +393,10 @@
       self.messages[m.seq] = m;
       self.lastSeq = Math.max(self.lastSeq, m.seq);
       self.settleOutbox(m.client_msg_id);
-      if (m.sender_type !== "customer") { fresh++; self.setAgentTyping(false); }
+      if (m.sender_type !== "customer") {
+        self.setAgentTyping(false);
+        if (m.seq > (self.session.customer_last_read_seq || 0)) fresh++;   // not what was read before a reload
+      }
     });
     if (this.view === "chat") this.renderMessages();
     if (fresh) {
@@ -788,6 +792,9 @@
   };
 
   Widget.prototype.setAgentTyping = function (on) {
+    var self = this;
+    clearTimeout(this.agentTypingTimer);
+    if (on) this.agentTypingTimer = setTimeout(function () { self.setAgentTyping(false); }, AGENT_TYPING_SHOWN_MS);
     if (!this.typingLine) return;
     var name = (this.session && this.session.agent && this.session.agent.display_name) || "The agent";
     this.typingLine.hidden = !on;

@@ -66,7 +66,8 @@ async def test_customer_chats_from_queue_to_rating(chat_server, cast, department
     await agent.expect("chat:assigned")
     page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
 
-    await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
+    await expect(page.get_by_test_id("availability")).to_have_text(
+        "Our team is busy right now; you will be first in line.")   # the one agent is at capacity
     await page.get_by_test_id("prechat-subject").fill("Cancel my stay")
     await page.get_by_test_id("prechat-message").fill(f"I want to cancel my {word} booking")
     suggestion = page.get_by_test_id("kb-suggestion")
