@@ -501,8 +501,7 @@
     var self = this;
     if (!this.session) return;
     this.call("chat:end", { session_id: this.session.id }).then(function (data) {
-      self.adoptSession(data.session);
-      self.renderChat();
+      self.adoptSession(data.session);     // re-renders the footer: the rating form
     }, function (error) { self.flash(error.message); });
   };
 

@@ -75,3 +75,38 @@ async def test_customer_and_agent_chat_from_queue_to_rating_in_two_browsers(
     assert session["status"] == "ended" and session["agent_id"] == agent_id
     assert (rated["rating"], rated["agent_id"]) == (5, agent_id)
     assert seqs == [1, 2, 3]
+
+
+async def test_widget_and_console_on_different_replicas_chat_as_one_server(replicas, ctx, settings, department,
+                                                                           open_page):
+    """Replica A serves the customer's widget, replica B the agent's console (as a load balancer
+    without sticky sessions would): the chat is routed, delivered and ended across them."""
+    a, b = replicas
+    secret = settings.jwt_secret
+    agent_id = await make_agent(ctx, department, name="Rita Replica")
+    console = await open_page(f"{b.url}/console#token={token(secret, agent_id, 'agent', 'Rita Replica')}")
+    await expect(console.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+    await console.get_by_test_id("presence").select_option("online")
+    await expect(console.get_by_test_id("presence")).to_have_attribute("data-status", "online")
+
+    widget = await open_page(f"{a.url}/demo#token={token(secret, uuid.uuid4(), 'customer', 'Casey')}"
+                             f"&department={department}")
+    await widget.get_by_test_id("launcher").click()
+    await expect(widget.get_by_test_id("availability")).to_have_text("Our team is online.")
+    await widget.get_by_test_id("prechat-message").fill("Hello from replica A")
+    await widget.get_by_test_id("start-chat").click()
+
+    pane = console.locator("[data-testid=chat-pane]:visible")               # auto-assigned, opened by itself
+    await expect(pane.get_by_test_id("message-text")).to_have_text(["Hello from replica A"])
+    await expect(widget.get_by_test_id("agent-line")).to_have_text("You are chatting with Rita Replica")
+    await pane.get_by_test_id("composer").fill("Hello from replica B")
+    await pane.get_by_test_id("composer").press("Enter")
+    widget_texts = widget.get_by_test_id("messages").get_by_test_id("message").locator(".text")
+    await expect(widget_texts).to_have_text(["Hello from replica A", "Hello from replica B"])
+    await widget.get_by_test_id("composer").fill("Both ways")
+    await widget.get_by_test_id("composer").press("Enter")
+    await expect(pane.get_by_test_id("message-text")).to_have_text(
+        ["Hello from replica A", "Hello from replica B", "Both ways"])
+    await widget.get_by_test_id("end-chat").click()
+    await expect(pane.get_by_test_id("chat-ended")).to_be_visible()
+    await expect(widget.get_by_test_id("rating")).to_be_visible()

@@ -273,3 +273,45 @@ async def test_messages_queued_while_the_chat_ends_are_marked_not_sent(chat_serv
     await expect(unsent).to_have_text(re.compile("are you still there\\?.*Not sent: the chat ended"))
     await expect(unsent.get_by_test_id("retry")).to_have_count(0)
     assert agent.seen("chat:message", lambda m: m["message"] == "are you still there?") == []
+
+
+async def test_a_refused_message_shows_not_sent_and_retry_sends_it_once(chat_server, cast, department, open_page):
+    """The server's first answer to a message is an error (injected into the real websocket, the
+    rest of the traffic passes untouched): the widget says so, and Retry delivers it once."""
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_page(demo_url(chat_server.url, secret, uuid.uuid4(), department))
+    refused: list[str] = []
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+        server.on_message(ws.send)
+
+        def from_page(frame) -> None:
+            match = re.match(r'^42/customer,(\d+)\["chat:message"', frame) if isinstance(frame, str) else None
+            if match and not refused:
+                refused.append(frame)
+                ws.send(f'43/customer,{match[1]}[{{"ok":false,"error":{{"code":"internal",'
+                        f'"message":"Something went wrong","details":{{}}}}}}]')
+                return
+            server.send(frame)
+        ws.on_message(from_page)
+
+    await page.route_web_socket("**/ws/chat/**", route)
+    await page.reload()                                      # a new socket, which the route sees
+    await page.get_by_test_id("launcher").click()
+    await start_chat(page, "first")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    composer = page.get_by_test_id("composer")
+    await composer.fill("second try")
+    await composer.press("Enter")
+    failed = page.locator("[data-testid=message][data-state=failed]")
+    await expect(failed.get_by_test_id("failed")).to_contain_text("Not sent: Something went wrong")
+    assert agent.seen("chat:message", lambda m: m["message"] == "second try") == []
+    await failed.get_by_test_id("retry").click()
+    await assert_each_once(page, ["first", "second try"])
+    await agent.expect("chat:message", lambda m: m["message"] == "second try")
+    async with ctx.db.connection() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1",
+                                   uuid.UUID(session_id)) == 2
+    assert len(refused) == 1

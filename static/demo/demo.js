@@ -6,7 +6,8 @@
   var token = params.get("token") || sessionStorage.getItem("demo-token");
   if (!token) { document.getElementById("demo-hint").hidden = false; return; }
   sessionStorage.setItem("demo-token", token);
-  history.replaceState(null, "", location.pathname + location.search);
+  params.delete("token");                       // out of the address bar; other settings stay
+  history.replaceState(null, "", location.pathname + location.search + (params.toString() ? "#" + params : ""));
   var tag = document.createElement("script");
   tag.src = "/static/widget.js";
   tag.async = true;
