@@ -644,7 +644,7 @@
   Widget.prototype.renderChat = function () {
     var self = this;
     this.banner = h("div", { class: "banner", testid: "queue-status", role: "status" });
-    this.list = h("ol", { class: "messages", testid: "messages", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+    this.list = h("ol", { class: "messages", testid: "messages", "aria-live": "polite", "aria-relevant": "additions", "aria-label": "Messages" });
     this.typingLine = h("p", { class: "typing", testid: "typing", hidden: true });
     this.footer = h("div", { class: "footer" });
     append(this.body, [this.banner, this.list, this.typingLine, this.footer]);
@@ -738,31 +738,65 @@
     return form;
   };
 
-  /** Confirmed messages by seq, then the outbox in the order typed. */
+  /** Confirmed messages by seq, then the outbox in the order typed. The list is patched, not
+   *  rebuilt: an item keeps its element (keyed by client_msg_id, else seq) from "Sending" to
+   *  "Seen", so screen readers announce a message once and long chats stay cheap to update. */
   Widget.prototype.renderMessages = function () {
     if (this.view !== "chat" || !this.list) return;
-    var self = this;
+    var self = this, wanted = [];
     var seqs = Object.keys(this.messages).map(Number).sort(function (a, b) { return a - b; });
     var lastOwn = 0;
     seqs.forEach(function (seq) { if (self.messages[seq].sender_type === "customer") lastOwn = seq; });
-    var notes = this.notes || [];
     function notesAfter(seq) {
-      notes.forEach(function (n) { if (n.afterSeq === seq) self.list.appendChild(h("li", { class: "msg system", testid: "system-note", text: n.text })); });
+      (self.notes || []).forEach(function (n, i) {
+        if (n.afterSeq === seq) wanted.push({ key: "n:" + i, sig: "", build: function () {
+          return h("li", { class: "msg system", testid: "system-note", text: n.text }); } });
+      });
     }
-    clear(this.list);
     notesAfter(0);
     seqs.forEach(function (seq) {
       var m = self.messages[seq];
       var seen = m.sender_type === "customer" && seq === lastOwn && self.agentReadSeq >= seq;
-      self.list.appendChild(self.messageItem(m.sender_type, m.message, "sent", m.created_at, { seq: seq, seen: seen }));
+      wanted.push({ key: m.client_msg_id && m.sender_type === "customer" ? "c:" + m.client_msg_id : "s:" + seq,
+                    sig: "sent" + seen + seq, build: function () {
+        return self.messageItem(m.sender_type, m.message, "sent", m.created_at, { seq: seq, seen: seen }); } });
       notesAfter(seq);
     });
     this.outbox.forEach(function (p) {
       if (p.session_id && self.session && p.session_id !== self.session.id) return;
-      self.list.appendChild(self.messageItem("customer", p.message, p.state, null,
-                                             { clientMsgId: p.client_msg_id, error: p.error, final: p.final }));
+      wanted.push({ key: "c:" + p.client_msg_id, sig: p.state + (p.error || ""), build: function () {
+        return self.messageItem("customer", p.message, p.state, null,
+                                { clientMsgId: p.client_msg_id, error: p.error, final: p.final }); } });
     });
+    this.patchList(wanted);
     this.list.scrollTop = this.list.scrollHeight;
+  };
+
+  /** Make the list's children match ``wanted`` ([{key, sig, build}]) with the fewest changes:
+   *  same key and sig → kept; same key, new sig → everything but the text is replaced. */
+  Widget.prototype.patchList = function (wanted) {
+    var list = this.list, existing = {}, keep = {};
+    Array.prototype.forEach.call(list.children, function (el) { existing[el.getAttribute("data-key")] = el; });
+    wanted.forEach(function (w) { keep[w.key] = true; });
+    Object.keys(existing).forEach(function (key) { if (!keep[key]) existing[key].remove(); });
+    var cursor = list.firstChild;
+    wanted.forEach(function (w) {
+      var el = existing[w.key];
+      if (!el) {
+        el = w.build();
+        el.setAttribute("data-key", w.key);
+        el.setAttribute("data-sig", w.sig);
+      } else if (el.getAttribute("data-sig") !== w.sig) {
+        var fresh = w.build();
+        Array.prototype.forEach.call(fresh.attributes, function (a) { el.setAttribute(a.name, a.value); });
+        if (!fresh.hasAttribute("data-seq")) el.removeAttribute("data-seq");
+        while (el.childNodes.length > 1) el.removeChild(el.lastChild);            // keep the text
+        while (fresh.childNodes.length > 1) el.appendChild(fresh.childNodes[1]);
+        el.setAttribute("data-sig", w.sig);
+      }
+      if (el !== cursor) list.insertBefore(el, cursor);
+      else cursor = cursor.nextSibling;
+    });
   };
 
   Widget.prototype.messageItem = function (sender, text, state, at, extra) {

@@ -102,3 +102,19 @@ class CuttableProxy:
                 await writer.drain()
         self._writers.discard(writer)
         writer.transport.abort()
+
+
+AXE = REPO / "tests" / "assets" / "axe-core" / "axe.min.js"
+
+
+async def accessibility_violations(page: Page, include: list[str] | None = None) -> list[dict]:
+    """axe-core's WCAG 2 A/AA findings of impact serious or critical (in open shadow roots too),
+    as ``{id, impact, help, targets}``; ``include`` limits the check to those selectors."""
+    await page.evaluate(AXE.read_text())          # CDP evaluation: the page's CSP does not apply
+    found = await page.evaluate("""async (include) => {
+        const context = include ? { include: include.map((s) => [s]) } : document;
+        const result = await axe.run(context, { runOnly: ["wcag2a", "wcag2aa"] });
+        return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                                               targets: v.nodes.map((n) => n.target) }));
+    }""", include)
+    return [v for v in found if v["impact"] in ("serious", "critical")]

@@ -11,7 +11,7 @@ from playwright.async_api import Page, expect
 
 from app.auth import RequestMeta
 from app.services import kb
-from browser_support import DESKTOP, PHONE, screenshot, token
+from browser_support import DESKTOP, PHONE, accessibility_violations, screenshot, token
 from chat_support import ADMIN, make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
@@ -182,9 +182,12 @@ async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department,
     await composer.press("Enter")
     stored = await agent.expect("chat:message", lambda m: m["message"] == "did you get this?")
     await expect(messages(page).nth(1)).to_have_attribute("data-state", "sending")
+    await messages(page).nth(1).evaluate("el => el.setAttribute('data-probe', 'same element')")
     proxy.cut()
     proxy.restore()                      # reconnect; the widget resends with the same client_msg_id
     await expect(messages(page).nth(1)).to_have_attribute("data-state", "sent")
+    # Patched in place, not re-added: a screen reader announces the message once.
+    await expect(messages(page).nth(1)).to_have_attribute("data-probe", "same element")
     await assert_each_once(page, ["first", "did you get this?"])
     await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "after", "message": "yes"})
     await assert_each_once(page, ["first", "did you get this?", "yes"])
@@ -315,3 +318,19 @@ async def test_a_refused_message_shows_not_sent_and_retry_sends_it_once(chat_ser
         assert await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1",
                                    uuid.UUID(session_id)) == 2
     assert len(refused) == 1
+
+
+async def test_widget_passes_automated_accessibility_checks(chat_server, cast, department, open_page):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
+    await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
+    assert await accessibility_violations(page, ["#support-widget"]) == []          # pre-chat form
+    await start_chat(page, "hello")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "a", "message": "Hi there"})
+    await expect(messages(page)).to_have_count(2)
+    assert await accessibility_violations(page, ["#support-widget"]) == []          # in a chat
+    await agent.ok("chat:end", {"session_id": session_id})
+    await expect(page.get_by_test_id("rating")).to_be_visible()
+    assert await accessibility_violations(page, ["#support-widget"]) == []          # the rating form
