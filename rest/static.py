@@ -4,7 +4,8 @@
   assets, the vendored ``socket.io-client``). Only listed file types are served, never anything
   outside the folder. ``widget.js`` runs on customers' own sites, so it may be loaded from any
   origin (a classic ``<script>`` needs no CORS); it is cached briefly because hosts embed its
-  URL unversioned, while the vendored library is cached for a day.
+  URL unversioned (an ETag makes revalidation cheap), while the vendored library is cached for a
+  day. Text files are sent gzipped to clients that accept it (compressed once, kept in memory).
 - ``GET /console``: the agent console page (the token goes in the URL fragment, which browsers
   never send to servers, so it stays out of access logs).
 - ``GET /demo``: a fake host page that embeds the widget, for trying it out and for the tests.
@@ -14,6 +15,10 @@ to this origin. Nothing is built at run time.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import gzip
+import hashlib
 from pathlib import Path
 
 from aiohttp import web
@@ -57,19 +62,42 @@ def _content_type(path: Path) -> str | None:
     return _TYPES.get(path.suffix)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Asset:
+    body: bytes
+    gzipped: bytes | None      # for text types: the widget is fetched by customers' phones
+    etag: str
+
+
+@functools.lru_cache(maxsize=64)
+def _asset(path: Path, mtime_ns: int) -> _Asset:
+    """The file's bytes, gzipped once (keyed by modification time, so an edit is picked up)."""
+    body = path.read_bytes()
+    text = (_content_type(path) or "").startswith(("text/", "image/svg"))
+    return _Asset(body, gzip.compress(body, 9, mtime=0) if text else None,
+                  '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+
+
 async def static_file(request: web.Request) -> web.StreamResponse:
     path = _resolve(request.match_info["name"])
     if path is None:
         raise web.HTTPNotFound()
-    cache = _LONG_CACHE if "vendor" in path.relative_to(STATIC_DIR).parts else _SHORT_CACHE
-    return web.FileResponse(path, headers={
+    asset = _asset(path, path.stat().st_mtime_ns)
+    headers = {
         "Content-Type": _content_type(path) or "application/octet-stream",
         "X-Content-Type-Options": "nosniff",
-        "Cache-Control": cache,
+        "Cache-Control": _LONG_CACHE if "vendor" in path.relative_to(STATIC_DIR).parts else _SHORT_CACHE,
+        "ETag": asset.etag,
+        "Vary": "Accept-Encoding",
         # The widget is loaded from customers' pages; its stylesheet is fetched from there too.
         "Access-Control-Allow-Origin": "*",
         "Cross-Origin-Resource-Policy": "cross-origin",
-    })
+    }
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    if asset.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+        return web.Response(body=asset.gzipped, headers={**headers, "Content-Encoding": "gzip"})
+    return web.Response(body=asset.body, headers=headers)
 
 
 def _page(relative: str) -> web.RequestHandler:

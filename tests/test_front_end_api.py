@@ -3,6 +3,7 @@ pages, chat availability per department, related KB articles, and same-origin so
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import uuid
 
 import pytest
@@ -129,3 +130,15 @@ def test_sockets_admit_configured_origins_and_their_own(settings):
     proxied = {**environ, "HTTP_X_FORWARDED_HOST": "help.example", "HTTP_X_FORWARDED_PROTO": "https"}
     assert check("https://help.example", proxied)
     assert origin_check(dataclasses.replace(settings, cors_allowed_origins=("*",))) == "*"
+
+
+async def test_static_text_is_gzipped_and_revalidated_by_etag(client):
+    plain = await client.get("/static/widget.js", headers={"Accept-Encoding": "identity"}, auto_decompress=False)
+    raw = await plain.read()
+    assert "Content-Encoding" not in plain.headers
+    zipped = await client.get("/static/widget.js", headers={"Accept-Encoding": "gzip, br"}, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip" and zipped.headers["Vary"] == "Accept-Encoding"
+    assert gzip.decompress(await zipped.read()) == raw
+    assert len(await zipped.read()) < len(raw) / 2
+    again = await client.get("/static/widget.js", headers={"If-None-Match": plain.headers["ETag"]})
+    assert again.status == 304 and await again.read() == b""
