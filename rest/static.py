@@ -9,6 +9,8 @@
 - ``GET /console``: the agent console page (the token goes in the URL fragment, which browsers
   never send to servers, so it stays out of access logs).
 - ``GET /demo``: a fake host page that embeds the widget, for trying it out and for the tests.
+- ``GET /help/articles/{id}``: a published knowledge-base article as a page, the target of the
+  article links agents paste into chats (the page fetches the article from the public API).
 
 Pages carry a strict Content-Security-Policy (no inline script): the console and demo talk only
 to this origin. Nothing is built at run time.
@@ -111,3 +113,5 @@ def setup_static(app: web.Application) -> None:
     app.router.add_get(STATIC_PREFIX + "/{name:.+}", static_file)
     app.router.add_get("/console", _page("console/index.html"))
     app.router.add_get("/demo", _page("demo/index.html"))
+    # A published KB article as a page: what agents paste into chats and auto-replies link to.
+    app.router.add_get("/help/articles/{id:[0-9a-fA-F-]{36}}", _page("help/article.html"))

@@ -40,6 +40,7 @@
   var AGENT_TYPING_SHOWN_MS = 8000;  // a "typing" whose "stopped" got lost does not stay forever
   var SUGGEST_DELAY_MS = 300;
   var SYNC_PAGE_GUARD = 50;        // chat:sync pages per catch-up, a guard against loops
+  var LINK = /https?:\/\/[^\s<>"]+|\/help\/articles\/[0-9a-fA-F-]{36}/g;
 
   // ------------------------------------------------------------------ small DOM helpers
 
@@ -286,7 +287,7 @@
     socket.on("chat:typing", function (p) { self.onTyping(p); });
     socket.on("chat:read", function (p) { self.onRead(p); });
     socket.on("chat:ended", function (p) { self.onEnded(p); });
-    ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned"].forEach(function (name) {
+    ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned", "ticket:message"].forEach(function (name) {
       socket.on(name, function (p) { self.onTicket(p.ticket); });
     });
   };
@@ -810,13 +811,29 @@
     if (extra.seen) append(meta, h("span", { class: "seen", testid: "seen", text: " \u00b7 Seen" }));
     var item = h("li", { class: "msg " + (own ? "own" : sender), testid: "message", "data-sender": sender,
                          "data-state": state, "data-seq": extra.seq ? String(extra.seq) : null },
-      h("p", { class: "text", text: text }), meta);
+      h("p", { class: "text" }, this.linkify(text)), meta);
     if (state === "failed") {
       append(item, h("p", { class: "failed", role: "alert", testid: "failed" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
         extra.final ? null : h("button", { type: "button", class: "link", testid: "retry",
                                            onclick: function () { self.retry(extra.clientMsgId); } }, "Retry")));
     }
     return item;
+  };
+
+  /** Text nodes, with web addresses and help-article paths (auto-replies use those) as links. */
+  Widget.prototype.linkify = function (text) {
+    var parts = [], last = 0, match, base = this.base;
+    LINK.lastIndex = 0;
+    while ((match = LINK.exec(text))) {
+      var raw = match[0].replace(/[).,;:!?]+$/, "");             // trailing punctuation is not the link's
+      if (match.index > last) parts.push(text.slice(last, match.index));
+      parts.push(h("a", { href: raw.charAt(0) === "/" ? base + raw : raw, target: "_blank",
+                          rel: "noopener noreferrer", text: raw }));
+      last = match.index + raw.length;
+      LINK.lastIndex = last;
+    }
+    if (last < text.length) parts.push(text.slice(last));
+    return parts;
   };
 
   Widget.prototype.systemNote = function (text) {

@@ -42,7 +42,7 @@ async def test_customer_and_agent_chat_from_queue_to_rating_in_two_browsers(
     await expect(waiting).to_have_count(1)                                   # arrived live
     await expect(waiting.get_by_test_id("queue-subject")).to_contain_text("Late check-in")
     await waiting.get_by_test_id("accept").click()
-    pane = console.locator(f"[data-testid=chat-pane]:visible")
+    pane = console.locator("[data-testid=chat-pane]:visible")
     await expect(pane.get_by_test_id("message-text")).to_have_text(["Can I check in after midnight?"])
     await expect(widget.get_by_test_id("agent-line")).to_have_text("You are chatting with Bea Console")
 

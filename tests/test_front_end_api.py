@@ -142,3 +142,9 @@ async def test_static_text_is_gzipped_and_revalidated_by_etag(client):
     assert len(await zipped.read()) < len(raw) / 2
     again = await client.get("/static/widget.js", headers={"If-None-Match": plain.headers["ETag"]})
     assert again.status == 304 and await again.read() == b""
+
+
+async def test_help_article_pages_are_served_for_article_ids_only(client):
+    page = await client.get(f"/help/articles/{uuid.uuid4()}")
+    assert page.status == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert (await client.get("/help/articles/not-an-id")).status == 404

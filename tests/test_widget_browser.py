@@ -334,3 +334,32 @@ async def test_widget_passes_automated_accessibility_checks(chat_server, cast, d
     await agent.ok("chat:end", {"session_id": session_id})
     await expect(page.get_by_test_id("rating")).to_be_visible()
     assert await accessibility_violations(page, ["#support-widget"]) == []          # the rating form
+
+
+async def test_links_in_messages_open_the_help_article_page(chat_server, cast, department, open_page):
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    article = await kb.create_article(ctx, ADMIN, RequestMeta(), {
+        "title": "Pets in our stays", "content_format": "html", "category": "bookings", "tags": [],
+        "is_published": True,
+        "content": '<p>Small dogs are welcome.</p><ul><li>Tell the host</li><li>Bring a basket</li></ul>'
+                   '<p><a href="https://example.com/pets">Pet policy</a> <img src=x onerror="document.title=1"></p>'})
+    agent = await cast.staff(await make_agent(ctx, department))
+    page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
+    await start_chat(page, "Can I bring my dog?")
+    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "l",
+                                    "message": f"Yes! See /help/articles/{article['id']}, or https://example.com/faq."})
+    links = messages(page).nth(1).locator("a")
+    await expect(links).to_have_text([f"/help/articles/{article['id']}", "https://example.com/faq"])
+    await expect(links.first).to_have_attribute("href", f"{chat_server.url}/help/articles/{article['id']}")
+    await expect(links.first).to_have_attribute("rel", "noopener noreferrer")
+
+    async with page.context.expect_page() as opened:
+        await links.first.click()
+    help_page = await opened.value
+    shown = help_page.get_by_test_id("help-article")
+    await expect(shown.locator("h1")).to_have_text("Pets in our stays")
+    await expect(shown.locator("li")).to_have_text(["Tell the host", "Bring a basket"])
+    await expect(shown.locator("a")).to_have_attribute("href", "https://example.com/pets")
+    assert await shown.locator("img, script").count() == 0
+    assert await help_page.title() == "Pets in our stays"

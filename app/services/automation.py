@@ -192,7 +192,7 @@ def ticket_response_text(row: dict, articles: list[dict]) -> str:
         lines.append(f"An agent will respond within {span} (by {due.isoformat()}).")
     if articles:
         lines.append("These articles may help in the meantime:")
-        lines += [f"- {a['title']} (/api/v1/kb/articles/{a['id']})" for a in articles]
+        lines += [f"- {a['title']} (/help/articles/{a['id']})" for a in articles]
     return "\n".join(lines)
 
 
@@ -200,7 +200,7 @@ def chat_greeting_text(articles: list[dict]) -> str:
     lines = ["Hello! Thanks for reaching out. You are in the queue and an agent will be with you shortly."]
     if articles:
         lines.append("While you wait, these articles may help:")
-        lines += [f"- {a['title']} (/api/v1/kb/articles/{a['id']})" for a in articles]
+        lines += [f"- {a['title']} (/help/articles/{a['id']})" for a in articles]
     return "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 import zlib
 
 import asyncpg
@@ -17,12 +18,14 @@ import asyncpg
 from app.context import AppContext
 from app.db import unlock_or_discard
 from app.live import AGENT_NS, CUSTOMER_NS, SUPERVISORS, agent_room, customer_room
-from app.services.tickets import present
+from app.services.tickets import present, present_message
 
 log = logging.getLogger(__name__)
 
 SOCKET_EVENTS = {"ticket.created": "ticket:created", "ticket.updated": "ticket:updated",
-                 "ticket.escalated": "ticket:escalated", "ticket.assigned": "ticket:assigned"}
+                 "ticket.escalated": "ticket:escalated", "ticket.assigned": "ticket:assigned",
+                 # An addition to PROTOCOL.md: {ticket, message}; internal notes reach staff only.
+                 "ticket.message_added": "ticket:message"}
 _LOCK = zlib.crc32(b"support-service:duty:ticket-live-feed")
 _POSITION_KEY = "live:ticket-feed:cursor"
 _TYPE_PATTERNS = list(SOCKET_EVENTS)   # as LIKE patterns they match exactly (no % or _ in them)
@@ -75,7 +78,15 @@ async def _push(ctx: AppContext, conn: asyncpg.Connection, event: asyncpg.Record
         return
     data = {"ticket": present(ctx, dict(ticket_row))}
     name = SOCKET_EVENTS[event["type"]]
-    if ticket_row["customer_id"]:
+    internal = False
+    if event["type"] == "ticket.message_added":
+        message = await ctx.db.q.get_ticket_message(conn, ticket_id=ticket_row["id"],
+                                                    id=uuid.UUID(event["payload"]["message_id"]))
+        if message is None:
+            return
+        data["message"] = present_message(ctx, dict(message))
+        internal = message["is_internal"]
+    if ticket_row["customer_id"] and not internal:
         await ctx.live.emit(name, data, to=customer_room(ticket_row["customer_id"]), namespace=CUSTOMER_NS)
     rooms = [SUPERVISORS] + ([agent_room(ticket_row["agent_id"])] if ticket_row["agent_id"] else [])
     previous = event["payload"].get("from_agent_id")

@@ -1,0 +1,75 @@
+// The Socket.IO connection to the /agent namespace (PROTOCOL.md): acknowledgements as promises,
+// and the connection state the header shows. socket.io-client reconnects by itself after a
+// network loss; a refusal (bad token, wrong role, full server) is reported instead.
+
+export class SocketError extends Error {
+  constructor(code, message, details = {}) {
+    super(message);
+    this.code = code;
+    this.details = details;
+  }
+}
+
+const ACK_TIMEOUT_MS = 10000;
+
+/**
+ * Connect. Callbacks: onState("connected" | "reconnecting" | "offline"), onConnect() after every
+ * (re)connection, onRefused(message, code) when the server refuses the connection.
+ */
+export function connectLive(token, { onState, onConnect, onRefused }) {
+  const socket = window.io("/agent", {
+    path: "/ws/chat",
+    auth: { token },
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 3000,
+  });
+  const pending = new Set();   // calls waiting for an ack; failed at once when the connection drops
+
+  socket.on("connect", () => {
+    onState("connected");
+    onConnect();
+  });
+  socket.on("disconnect", () => {
+    for (const entry of pending) entry.reject(new SocketError("disconnected", "The connection was lost"));
+    pending.clear();
+    onState(socket.active ? "reconnecting" : "offline");
+  });
+  socket.on("connect_error", (error) => {
+    if (socket.active) {           // a network problem: socket.io retries by itself
+      onState("reconnecting");
+      return;
+    }
+    onRefused(error.message || "The server refused the connection", error.data?.code || "unauthorized");
+  });
+
+  /** Emit an event; resolves to the ack's data, rejects with a SocketError. */
+  function call(event, data = {}) {
+    return new Promise((resolve, reject) => {
+      if (!socket.connected) {
+        reject(new SocketError("disconnected", "Not connected; it will be retried when the connection is back"));
+        return;
+      }
+      const entry = { reject };
+      pending.add(entry);
+      socket.timeout(ACK_TIMEOUT_MS).emit(event, data, (timeoutError, ack) => {
+        if (!pending.delete(entry)) return;
+        if (timeoutError) {
+          reject(new SocketError("timeout", "The server did not answer in time"));
+        } else if (ack && ack.ok) {
+          resolve(ack.data || {});
+        } else {
+          const error = ack?.error || {};
+          reject(new SocketError(error.code || "internal", error.message || "Something went wrong", error.details));
+        }
+      });
+    });
+  }
+
+  return {
+    call,
+    on: (event, handler) => socket.on(event, handler),
+    connected: () => socket.connected,
+    retry: () => socket.connect(),
+    close: () => socket.disconnect(),
+  };
+}

@@ -1,0 +1,126 @@
+// Supervisors and admins: every agent's status and load (live from presence:updated) and the
+// queues of all departments, optionally narrowed to one department.
+
+import { api, el, formatDuration, label, secondsSince } from "./lib.js";
+import { emit, isSupervisor, on, rememberDepartment, state } from "./state.js";
+
+const ROSTER_PAGE = 100;
+const ROSTER_MAX = 1000;
+let rosterTimer = null;
+
+export function initTeam() {
+  on("queues", renderTeam);
+  on("roster", renderTeam);
+  on("departments", () => {
+    renderDepartmentFilter();
+    renderTeam();
+  });
+  document.getElementById("team-department").addEventListener("change", renderTeam);
+}
+
+/** Names and departments come from GET /api/v1/agents; status and load from the socket. */
+export async function loadRoster() {
+  if (!isSupervisor()) return;
+  try {
+    for (let offset = 0; offset < ROSTER_MAX; offset += ROSTER_PAGE) {
+      const page = await api("/api/v1/agents", { query: { limit: ROSTER_PAGE, offset } });
+      for (const agent of page.items) {
+        const id = String(agent.user_id);
+        const known = state.roster.get(id) || {};
+        state.roster.set(id, {
+          id, display_name: agent.display_name, department: agent.department, role: agent.role,
+          status: known.status ?? agent.status, active_chats: known.active_chats ?? agent.active_chats,
+          capacity: known.capacity ?? agent.max_chats,
+        });
+        rememberDepartment(agent.department);
+      }
+      if (offset + page.items.length >= page.total || !page.items.length) break;
+    }
+    emit("roster");
+  } catch {
+    // the socket's roster still shows names and load
+  }
+}
+
+/** The agents part of a queue:snapshot. */
+export function applySnapshotAgents(agents) {
+  for (const agent of agents) {
+    const id = String(agent.id);
+    state.roster.set(id, { ...(state.roster.get(id) || {}), ...agent, id });
+  }
+  emit("roster");
+}
+
+export function onPresence({ agent_id: agentId, status, active_chats: active, capacity }) {
+  const id = String(agentId);
+  const known = state.roster.get(id);
+  state.roster.set(id, { display_name: "Agent", ...(known || {}), id, status, active_chats: active, capacity });
+  if (!known && isSupervisor()) {   // someone new: fetch their name and department
+    clearTimeout(rosterTimer);
+    rosterTimer = setTimeout(loadRoster, 500);
+  }
+  emit("roster");
+}
+
+function selectedDepartment() {
+  return document.getElementById("team-department").value;
+}
+
+function renderDepartmentFilter() {
+  if (!isSupervisor()) return;
+  const select = document.getElementById("team-department");
+  const current = select.value;
+  select.replaceChildren(el("option", { value: "", text: "All departments" }),
+    ...[...state.departments].sort().map((name) => el("option", { value: name, text: name })));
+  select.value = current;
+}
+
+function renderTeam() {
+  if (!isSupervisor()) return;
+  const department = selectedDepartment();
+  const agents = [...state.roster.values()]
+    .filter((a) => !department || a.department === department)
+    .sort((a, b) => (a.department || "").localeCompare(b.department || "")
+      || (a.display_name || "").localeCompare(b.display_name || ""));
+  document.getElementById("team-rows").replaceChildren(...agents.map(agentRow));
+  const online = agents.filter((a) => a.status === "online").length;
+  const busy = agents.reduce((sum, a) => sum + (a.active_chats || 0), 0);
+  const places = agents.reduce((sum, a) => sum + (a.capacity || 0), 0);
+  document.getElementById("team-summary").textContent =
+    `${online} of ${agents.length} online · ${busy} of ${places} chat places in use`;
+  renderQueues(department);
+}
+
+function agentRow(agent) {
+  const share = agent.capacity ? Math.min(1, agent.active_chats / agent.capacity) : 0;
+  const fill = el("span", { class: "load-fill" });
+  fill.style.width = `${Math.round(share * 100)}%`;
+  return el("tr", { class: "agent-row", testid: "agent-row", dataset: { agentId: agent.id } },
+    el("td", {},
+      el("span", { class: "team-agent-name", testid: "team-agent-name", text: agent.display_name || "Agent" }),
+      agent.role && agent.role !== "agent" ? el("span", { class: "muted", text: ` · ${label(agent.role)}` }) : null),
+    el("td", { class: "muted col-dept", text: agent.department || "—" }),
+    el("td", {}, el("span", { class: `status-dot status-${agent.status}`, testid: "agent-status",
+      text: label(agent.status) })),
+    el("td", {}, el("div", { class: "load" },
+      el("span", { class: `load-bar ${share >= 1 ? "is-full" : ""}`, "aria-hidden": "true" }, fill),
+      el("span", { testid: "agent-load", text: `${agent.active_chats} / ${agent.capacity}` }))));
+}
+
+function renderQueues(department) {
+  const known = new Set([...state.departments, ...state.queues.keys()]);
+  const departments = [...known].filter((d) => !department || d === department).sort();
+  document.getElementById("team-queues").replaceChildren(...(departments.length ? departments.map((name) => {
+    const sessions = state.queues.get(name) || [];
+    const oldest = sessions.reduce((min, s) => (!min || s.started_at < min ? s.started_at : min), null);
+    return el("div", { class: `team-queue ${sessions.length ? "has-waiting" : ""}`, testid: "team-queue",
+      dataset: { department: name } },
+    el("div", { class: "team-queue-head" },
+      el("strong", { text: name }),
+      el("span", { class: "count", testid: "team-queue-count", text: String(sessions.length) })),
+    el("p", { class: "muted" }, sessions.length
+      ? ["Longest wait ", el("span", { class: "js-wait", dataset: { since: oldest },
+        text: formatDuration(secondsSince(oldest)) })]
+      : "Nobody waiting"));
+  }) : [el("p", { class: "empty", text: "No queues yet." })]));
+}
