@@ -31,12 +31,12 @@ STATIC_PREFIX = "/static"
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
     ".svg": "image/svg+xml",
     ".png": "image/png",
     ".txt": "text/plain; charset=utf-8",
     ".LICENSE": "text/plain; charset=utf-8",
 }
+# No .html: pages are served only by their own routes, with their Content-Security-Policy.
 _SHORT_CACHE = "public, max-age=300"     # hosts embed widget.js without a version in its URL
 _LONG_CACHE = "public, max-age=86400"
 

@@ -34,7 +34,7 @@ async def test_widget_and_vendored_client_are_served_with_types_and_caching(clie
 
 @pytest.mark.parametrize("path", ["/static/../app/config.py", "/static/%2e%2e/app/config.py",
                                   "/static/README.md", "/static/.hidden.js", "/static/nope.js",
-                                  "/static/console"])
+                                  "/static/console", "/static/console/index.html"])
 async def test_nothing_outside_the_listed_static_files_is_served(client, path):
     response = await client.get(path)
     assert response.status == 404, path
