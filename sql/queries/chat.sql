@@ -281,7 +281,7 @@ WITH names AS (
     SELECT :department::text WHERE :department::text IS NOT NULL
 )
 SELECT n.name, d.description, d.offline_message,
-       count(a.id) FILTER (WHERE a.id IS NOT NULL)::int AS online_agents,
+       count(a.id)::int AS online_agents,
        coalesce(sum(greatest(a.max_chats - a.active_chats, 0)), 0)::int AS free_places,
        (SELECT count(*)::int FROM chat_sessions s WHERE s.department = n.name AND s.status = 'queued') AS queued
 FROM names n
