@@ -279,6 +279,24 @@ async def test_new_ticket_gets_a_system_auto_response_with_kb_articles(auto, use
     assert ticket["first_response_at"] is None   # a system message is not the agent's first response
 
 
+async def test_a_chat_routed_at_once_is_greeted_after_the_first_message_naming_the_agent(auto, users):
+    ctx, client = auto
+    _, customer = users.new("customer")
+    dept = await department(ctx)
+    agent_id = await agent(ctx, dept)           # online and connected, with free chat places
+    r = await client.post("/api/v1/chat/sessions", json={"department": dept, "message": "Is breakfast included?"},
+                          headers=customer)
+    assert r.status == 201, await r.text()
+    session = await r.json()
+    assert session["agent_id"] == str(agent_id)
+    rows = await fetch(ctx, "SELECT seq, sender_type, message FROM chat_messages WHERE session_id = $1 ORDER BY seq",
+                       session["id"])
+    assert [(r["seq"], r["sender_type"]) for r in rows] == [(1, "customer"), (2, "system")]
+    greeting = ctx.cipher.decrypt(rows[1]["message"], "chat_messages.message")
+    assert greeting.startswith(f"Hello! Thanks for reaching out. Agent {agent_id.hex[:6]} will reply in a moment.")
+    assert "queue" not in greeting
+
+
 async def test_chat_start_greets_the_queued_customer(auto, users):
     ctx, client = auto
     _, customer = users.new("customer")

@@ -196,10 +196,11 @@ def ticket_response_text(row: dict, articles: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def chat_greeting_text(articles: list[dict]) -> str:
-    lines = ["Hello! Thanks for reaching out. You are in the queue and an agent will be with you shortly."]
+def chat_greeting_text(articles: list[dict], agent_name: str | None = None) -> str:
+    lines = [f"Hello! Thanks for reaching out. {agent_name} will reply in a moment." if agent_name else
+             "Hello! Thanks for reaching out. You are in the queue and an agent will be with you shortly."]
     if articles:
-        lines.append("While you wait, these articles may help:")
+        lines.append("These articles may help:" if agent_name else "While you wait, these articles may help:")
         lines += [f"- {a['title']} (/help/articles/{a['id']})" for a in articles]
     return "\n".join(lines)
 
@@ -217,15 +218,19 @@ async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, ro
 
 
 async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | None) -> None:
-    """A system greeting with KB suggestions for a chat just queued (AUTO_RESPONSE_ENABLED)."""
+    """A system greeting with KB suggestions for a chat just started (AUTO_RESPONSE_ENABLED),
+    after its first message and its routing: it says who will answer, or that the chat waits."""
     if not ctx.settings.auto_response_enabled:
         return
     from app.services.chat_views import present_message
     from app.services.message_writer import PendingMessage
     articles = await kb.related_articles(ctx, text_hint or "")
+    async with ctx.db.connection() as conn:   # routed already? then the greeting names the agent
+        agent_name = await ctx.db.q.session_agent_name(conn, id=session_id)
+    text = chat_greeting_text(articles, agent_name)
     item = PendingMessage(session_id=session_id, sender_id=None, sender_type="system", scope="all",
                           client_msg_id=None,
-                          ciphertext=ctx.cipher.encrypt(chat_greeting_text(articles), "chat_messages.message"),
+                          ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"),
                           message_type="text")
     try:
         row = await ctx.message_writer.write(item)

@@ -70,15 +70,16 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
     if created:
         metrics.CHAT_SESSIONS_STARTED.labels(department=department).inc()
         await ctx.live.join(CUSTOMER_NS, customer_id, session_room(row["id"]))
-        await automation.greet_chat(ctx, row["id"], data.get("subject") or data.get("message"))
-        await routing.drain_queue(ctx, department)
-        routing.queue_changed(ctx, department)
     result: dict[str, Any] = {}
-    if data.get("message"):
+    if data.get("message"):   # the customer's words come first (seq 1), then routing, then a greeting
         sent = await send_message(ctx, principal, meta, row["id"],
                                   data.get("client_msg_id") or f"start-{row['id']}", data["message"],
                                   origin_sid=origin_sid)
         result["message"] = sent["message"]
+    if created:
+        await routing.drain_queue(ctx, department)
+        routing.queue_changed(ctx, department)
+        await automation.greet_chat(ctx, row["id"], data.get("subject") or data.get("message"))
     async with ctx.db.connection() as conn:
         result["session"] = await session_view(ctx, conn, await ctx.db.q.get_session(conn, id=row["id"]))
     if created:

@@ -289,3 +289,9 @@ LEFT JOIN departments d ON d.name = n.name
 LEFT JOIN support_agents a ON a.department = n.name AND a.status = 'online' AND a.is_online AND a.is_available
 GROUP BY n.name, d.description, d.offline_message
 ORDER BY n.name;
+
+-- name: session_agent_name(id)$
+-- The display name of the agent an active session is with; NULL while it waits.
+SELECT a.display_name
+FROM chat_sessions s JOIN support_agents a ON a.user_id = s.agent_id
+WHERE s.id = :id AND s.status = 'active';
