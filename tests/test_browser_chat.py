@@ -41,6 +41,7 @@ async def test_customer_and_agent_chat_from_queue_to_rating_in_two_browsers(
     waiting = console.get_by_test_id("queue-item")
     await expect(waiting).to_have_count(1)                                   # arrived live
     await expect(waiting.get_by_test_id("queue-subject")).to_contain_text("Late check-in")
+    await expect(waiting).to_contain_text("Casey")                          # the name from the customer's token
     await waiting.get_by_test_id("accept").click()
     pane = console.locator("[data-testid=chat-pane]:visible")
     await expect(pane.get_by_test_id("message-text")).to_have_text(["Can I check in after midnight?"])

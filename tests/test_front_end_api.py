@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.auth import RequestMeta
+from app.auth import RequestMeta, issue_token
 from app.services import kb
 from chat_support import ADMIN, make_agent, new_department
 from sockets.server import origin_check
@@ -148,3 +148,23 @@ async def test_help_article_pages_are_served_for_article_ids_only(client):
     page = await client.get(f"/help/articles/{uuid.uuid4()}")
     assert page.status == 200 and "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert (await client.get("/help/articles/not-an-id")).status == 404
+
+
+# ------------------------------------------------------------------ who the customer is
+
+async def test_a_chat_keeps_the_customers_name_from_the_token_encrypted(client, users, ctx, settings):
+    customer_id = uuid.uuid4()
+    headers = {"Authorization": "Bearer " + issue_token(settings.jwt_secret, customer_id, "customer",
+                                                        name="Casey Customer")}
+    response = await client.post("/api/v1/chat/sessions", json={"department": new_department()}, headers=headers)
+    assert response.status == 201
+    session = await response.json()
+    assert session["customer_name"] == "Casey Customer"
+    async with ctx.db.connection() as conn:
+        stored = await conn.fetchval("SELECT customer_name FROM chat_sessions WHERE id = $1", uuid.UUID(session["id"]))
+    assert stored and "Casey" not in stored                        # encrypted at rest
+
+    service = users.headers(uuid.uuid4(), "service")
+    response = await client.post("/api/v1/chat/sessions", headers=service, json={
+        "department": new_department(), "customer_id": str(uuid.uuid4()), "metadata": {"customer_name": "Dana"}})
+    assert (await response.json())["customer_name"] == "Dana"

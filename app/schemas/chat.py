@@ -112,6 +112,7 @@ class SessionSchema(Schema):
     session_key = fields.String()
     status = fields.String()
     customer_id = fields.UUID()
+    customer_name = fields.String(allow_none=True, metadata={"description": "From the customer's token at start"})
     agent_id = fields.UUID(allow_none=True)
     agent = fields.Nested(AgentRefSchema, allow_none=True)
     department = fields.String()

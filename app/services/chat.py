@@ -24,7 +24,8 @@ from app.security import audit
 from app.services import automation, routing, tickets
 from app.services.feedback import record_sentiment
 from app.services.message_writer import PendingMessage
-from app.services.chat_views import (participant_session, present_message, present_note, session_view,
+from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, present_message, present_note,
+                                     session_view,
                                      summary as _summary, visible_session)
 
 OPEN = ("queued", "active")
@@ -52,7 +53,9 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
         try:
             async with conn.transaction():   # savepoint: a lost race must not abort the outer one
                 row = await ctx.db.q.insert_session(
-                    conn, session_key=_new_session_key(), customer_id=customer_id, department=department,
+                    conn, session_key=_new_session_key(), customer_id=customer_id,
+                    customer_name=ctx.cipher.encrypt(_customer_name(principal, data), CUSTOMER_NAME_FIELD),
+                    department=department,
                     subject=data.get("subject"), metadata=data.get("metadata", {}), now=now)
             created = True
         except asyncpg.UniqueViolationError:
@@ -86,6 +89,15 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
         await ctx.live.to_customer(customer_id, "chat:session", result["session"])
     result["created"] = created
     return result
+
+
+def _customer_name(principal: Principal, data: dict) -> str | None:
+    """The customer's own name from their token; a service or agent starting a chat for a
+    customer may name them in ``metadata.customer_name``."""
+    if principal.role == "customer":
+        return principal.name
+    name = (data.get("metadata") or {}).get("customer_name")
+    return name if isinstance(name, str) and name.strip() else None
 
 
 def _customer_for(principal: Principal, data: dict) -> uuid.UUID:

@@ -11,6 +11,7 @@ from app.auth import Principal
 from app.context import AppContext
 from app.errors import Forbidden, NotFound
 
+CUSTOMER_NAME_FIELD = "chat_sessions.customer_name"   # the AES-GCM associated data of that column
 SESSION_FIELDS = ("id", "status", "customer_id", "agent_id", "department", "ticket_id", "subject",
                   "started_at", "assigned_at", "ended_at", "end_reason", "duration_seconds",
                   "satisfaction_rating", "last_seq", "customer_last_read_seq", "agent_last_read_seq")
@@ -22,9 +23,11 @@ def summary(row: Any) -> dict:
             "agent_id": row["agent_id"], "department": row["department"], "status": row["status"]}
 
 
-def present_session(row: Any, agent_name: str | None = None, position: int | None = None) -> dict:
+def present_session(ctx: AppContext, row: Any, agent_name: str | None = None,
+                    position: int | None = None) -> dict:
     session = {f: row[f] for f in SESSION_FIELDS}
     session["session_key"] = row["session_id"]
+    session["customer_name"] = ctx.cipher.decrypt(row["customer_name"], CUSTOMER_NAME_FIELD)
     session["agent"] = ({"id": row["agent_id"], "display_name": agent_name or "Agent"}
                         if row["agent_id"] else None)
     session["queue_position"] = position if row["status"] == "queued" else None
@@ -39,7 +42,7 @@ async def session_view(ctx: AppContext, conn: asyncpg.Connection, row: Any) -> d
         name = names[0]["display_name"] if names else None
     if row["status"] == "queued":
         position = await ctx.db.q.position_of(conn, id=row["id"])
-    return present_session(row, name, position)
+    return present_session(ctx, row, name, position)
 
 
 def present_message(ctx: AppContext, row: Any) -> dict:

@@ -61,7 +61,7 @@ async def _assign(ctx: AppContext, conn: asyncpg.Connection, session: Any, agent
                             {**summary(row), "accepted": actor is not None},
                             actor_id=actor.user_id if actor else None)
     metrics.CHAT_WAIT_SECONDS.observe(max(0.0, (now - (session["queued_at"] or session["started_at"])).total_seconds()))
-    return row, agent_row, present_session(row, agent["display_name"])
+    return row, agent_row, present_session(ctx, row, agent["display_name"])
 
 
 async def _announce_assignment(ctx: AppContext, row: Any, agent_row: Any, view: dict) -> None:
@@ -231,7 +231,7 @@ async def snapshot(ctx: AppContext, principal: Principal, department: str | None
         mine = await ctx.db.q.open_sessions_of_agent(conn, agent_id=principal.user_id)
         roster = await ctx.db.q.agents_snapshot(conn, department=scope)
         mine_views = [await session_view(ctx, conn, s) for s in mine]
-    return {"queued": [present_session(r, None, r["position"]) for r in queued],
+    return {"queued": [present_session(ctx, r, None, r["position"]) for r in queued],
             "mine": mine_views, "agents": [agent_view(a) for a in roster]}
 
 
@@ -277,7 +277,7 @@ class QueueNotifier:
             rows = await ctx.db.q.queue_of(conn, department=department)
             rate = await ctx.db.q.queue_rate(conn, department=department, since=now - dt.timedelta(minutes=30), now=now)
         metrics.CHAT_QUEUE_LENGTH.labels(department=department).set(len(rows))
-        views = [present_session(r, None, r["position"]) for r in rows]
+        views = [present_session(ctx, r, None, r["position"]) for r in rows]
         await ctx.live.to_agents("queue:updated", {"department": department, "queued": views}, department=department)
         key = f"queue:positions:{department}"
         previous = await ctx.redis.hgetall(key)

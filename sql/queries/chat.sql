@@ -1,8 +1,8 @@
--- name: insert_session(session_key, customer_id, department, subject, metadata, now)^
+-- name: insert_session(session_key, customer_id, customer_name, department, subject, metadata, now)^
 -- A new queued session; the partial unique index refuses a second open one per customer.
-INSERT INTO chat_sessions (session_id, customer_id, department, subject, metadata, status,
+INSERT INTO chat_sessions (session_id, customer_id, customer_name, department, subject, metadata, status,
                            started_at, queued_at, created_at)
-VALUES (:session_key, :customer_id, :department, :subject, :metadata, 'queued', :now, :now, :now)
+VALUES (:session_key, :customer_id, :customer_name, :department, :subject, :metadata, 'queued', :now, :now, :now)
 RETURNING *;
 
 -- name: open_session_of_customer(customer_id)^

@@ -8,7 +8,7 @@
 // ids (the server returns the first message again for a repeated id).
 
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
-import { el, formatTime, label, shortId } from "./lib.js";
+import { customerLabel, el, formatTime, label } from "./lib.js";
 import { agentName, chatsOnScreen, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
 
 const chats = new Map();   // session id -> chat
@@ -50,7 +50,7 @@ function newClientMsgId() {
 }
 
 function chatTitle(session) {
-  return session.subject || `Customer ${shortId(session.customer_id)}`;
+  return session.subject || session.customer_name || `Customer ${session.customer_id.slice(0, 8)}`;
 }
 
 // ---------------------------------------------------------------- opening and closing
@@ -248,7 +248,7 @@ function applySession(chat, session) {
   dom.tabLabel.textContent = chatTitle(session);
   dom.title.textContent = chatTitle(session);
   const since = session.assigned_at || session.started_at;
-  dom.sub.textContent = [session.department, `customer ${shortId(session.customer_id)}`,
+  dom.sub.textContent = [session.department, customerLabel(session),
     since ? `since ${formatTime(since)}` : ""].filter(Boolean).join(" · ");
   if (ENDED.has(session.status)) markEnded(chat);
   else if (chat.ended) reopen(chat);

@@ -45,6 +45,11 @@ export function formatDateTime(iso) {
   return new Date(iso).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 }
 
+/** Who the customer is: their name from the session, else the start of their id. */
+export function customerLabel(session) {
+  return session.customer_name || `customer ${shortId(session.customer_id)}`;
+}
+
 export function shortId(id) {
   return String(id || "").slice(0, 8);
 }

@@ -2,7 +2,7 @@
 // fed by queue:snapshot on every (re)connection and queue:updated pushes; "Accept" takes one.
 
 import { toast } from "./alerts.js";
-import { el, formatDuration, secondsSince, shortId } from "./lib.js";
+import { customerLabel, el, formatDuration, secondsSince } from "./lib.js";
 import { emit, isSupervisor, rememberDepartment, state } from "./state.js";
 
 const LONG_WAIT_SECONDS = 120;
@@ -88,7 +88,7 @@ function queueItem(session) {
     nodes.set(session.id, node);
   }
   const position = session.queue_position ? `#${session.queue_position} · ` : "";
-  node.querySelector(".queue-meta").textContent = `${position}customer ${shortId(session.customer_id)}`;
+  node.querySelector(".queue-meta").textContent = `${position}${customerLabel(session)}`;
   return node;
 }
 
