@@ -295,6 +295,7 @@
   Widget.prototype.onConnect = function () {
     var self = this;
     this.connected = true;
+    this.refusedAfterRefresh = false;
     this.setStatus(null);
     var catchUp = this.session ? this.sync() : Promise.resolve();
     catchUp.then(function () { self.flush(); });
@@ -304,10 +305,9 @@
   Widget.prototype.onConnectError = function (err) {
     var self = this;
     var code = err && err.data && err.data.code;
-    if (code === "unauthorized" && typeof this.o.getToken === "function") {
-      Promise.resolve(this.o.getToken()).then(function (fresh) {
-        if (!fresh) throw new Error("no token");
-        self.token = fresh;
+    if (code === "unauthorized" && typeof this.o.getToken === "function" && !this.refusedAfterRefresh) {
+      this.refreshToken().then(function () {
+        self.refusedAfterRefresh = true;       // a fresh token refused too: stop asking
         self.socket.connect();
       }).catch(function () { self.setStatus("Your session has expired. Reload the page to chat."); });
       return;
@@ -338,16 +338,33 @@
     });
   };
 
-  Widget.prototype.rest = function (method, path, body) {
+  /** A REST call with the customer's token; a 401 asks getToken (if given) once and retries. */
+  Widget.prototype.rest = function (method, path, body, retried) {
+    var self = this;
     var headers = { Authorization: "Bearer " + this.token, Accept: "application/json" };
     if (body) headers["Content-Type"] = "application/json";
     return fetch(this.base + path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
       .then(function (response) {
+        if (response.status === 401 && !retried && typeof self.o.getToken === "function") {
+          return self.refreshToken().then(function () { return self.rest(method, path, body, true); });
+        }
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (!response.ok) throw { code: String(response.status), message: data.detail || response.statusText };
           return data;
         });
       });
+  };
+
+  /** One getToken call at a time, shared by the socket and REST calls waiting for it. */
+  Widget.prototype.refreshToken = function () {
+    var self = this;
+    if (!this.refreshing) {
+      this.refreshing = Promise.resolve(this.o.getToken()).then(function (fresh) {
+        if (!fresh) throw new Error("no token");
+        self.token = fresh;
+      }).finally(function () { self.refreshing = null; });
+    }
+    return this.refreshing;
   };
 
   // ---------------------------------------------------------------- session and messages

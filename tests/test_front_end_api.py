@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import re
 import uuid
 
 import pytest
@@ -168,3 +169,14 @@ async def test_a_chat_keeps_the_customers_name_from_the_token_encrypted(client, 
     response = await client.post("/api/v1/chat/sessions", headers=service, json={
         "department": new_department(), "customer_id": str(uuid.uuid4()), "metadata": {"customer_name": "Dana"}})
     assert (await response.json())["customer_name"] == "Dana"
+
+
+def test_front_end_code_never_writes_html_strings():
+    """User text reaches pages only through textContent: no script of ours assigns HTML."""
+    from rest.static import STATIC_DIR
+    sinks = re.compile(r"\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write|\beval\(|new Function\(")
+    scripts = [p for p in STATIC_DIR.rglob("*.js") if "vendor" not in p.parts]
+    assert len(scripts) >= 10
+    offenders = [f"{p.name}:{n}" for p in scripts for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if sinks.search(line)]
+    assert offenders == []

@@ -9,7 +9,7 @@ import uuid
 import aiohttp
 from playwright.async_api import Page, expect
 
-from app.auth import RequestMeta
+from app.auth import RequestMeta, issue_token
 from app.services import kb
 from browser_support import DESKTOP, PHONE, accessibility_violations, screenshot, token
 from chat_support import ADMIN, make_agent
@@ -363,3 +363,28 @@ async def test_links_in_messages_open_the_help_article_page(chat_server, cast, d
     await expect(shown.locator("a")).to_have_attribute("href", "https://example.com/pets")
     assert await shown.locator("img, script").count() == 0
     assert await help_page.title() == "Pets in our stays"
+
+
+async def test_an_expired_token_is_renewed_through_get_token(chat_server, cast, department, open_page):
+    """SupportWidget.init({token, getToken}) as a host site would call it: the first token has
+    expired, so the socket is refused; the widget asks getToken once and carries on."""
+    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
+    agent = await cast.staff(await make_agent(ctx, department))
+    customer_id = uuid.uuid4()
+    expired = issue_token(secret, customer_id, "customer", ttl=-60, name="Casey")
+    fresh = token(secret, customer_id, "customer", "Casey")
+    page = await open_page(f"{chat_server.url}/demo")          # the host page, no widget yet
+    await page.evaluate("""([expired, fresh, department]) => new Promise((resolve, reject) => {
+        window.tokenRequests = 0;
+        const tag = document.createElement("script");
+        tag.src = "/static/widget.js";
+        tag.onload = () => { SupportWidget.init({ token: expired, department,
+            getToken: async () => { window.tokenRequests += 1; return fresh; } }); resolve(); };
+        tag.onerror = reject;
+        document.head.appendChild(tag);
+    })""", [expired, fresh, department])
+    await page.get_by_test_id("launcher").click()
+    await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
+    await start_chat(page, "renewed")
+    assert (await agent.expect("chat:assigned"))["session"]["customer_id"] == str(customer_id)
+    assert await page.evaluate("window.tokenRequests") == 1
