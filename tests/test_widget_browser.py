@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 import aiohttp
 from playwright.async_api import Page, expect
@@ -46,6 +47,15 @@ async def assert_each_once(page: Page, texts: list[str]) -> None:
     await expect(messages(page).locator(".text")).to_have_text(texts)
     seqs = [await m.get_attribute("data-seq") for m in await messages(page).all()]
     assert seqs == [str(i) for i in range(1, len(texts) + 1)]
+
+
+async def chatting_through(proxy, chat_server, cast, department: str, open_page) -> tuple[Page, Any, str]:
+    """A customer whose widget reaches the server through ``proxy``, in a chat with an agent
+    (a socket client) after a first message; returns the page, the agent and the session id."""
+    agent = await cast.staff(await make_agent(chat_server.ctx, department))
+    page = await open_widget(open_page, proxy.url, chat_server.settings.jwt_secret, uuid.uuid4(), department)
+    await start_chat(page, "first")
+    return page, agent, (await agent.expect("chat:assigned"))["session"]["id"]
 
 
 async def publish_article(ctx, title: str, content: str) -> dict:
@@ -142,11 +152,7 @@ async def test_widget_renders_user_text_as_text(chat_server, cast, department, o
 
 async def test_widget_survives_a_dropped_connection_without_loss_or_duplicates(
         chat_server, cast, department, open_page, proxy):
-    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
-    agent = await cast.staff(await make_agent(ctx, department))
-    page = await open_widget(open_page, proxy.url, secret, uuid.uuid4(), department)
-    await start_chat(page, "first")
-    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    page, agent, session_id = await chatting_through(proxy, chat_server, cast, department, open_page)
     await expect(messages(page)).to_have_count(1)
 
     # The tunnel: both sides go on writing while the customer is cut off.
@@ -170,11 +176,7 @@ async def test_widget_survives_a_dropped_connection_without_loss_or_duplicates(
 
 
 async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department, open_page, proxy):
-    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
-    agent = await cast.staff(await make_agent(ctx, department))
-    page = await open_widget(open_page, proxy.url, secret, uuid.uuid4(), department)
-    await start_chat(page, "first")
-    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    page, agent, session_id = await chatting_through(proxy, chat_server, cast, department, open_page)
 
     proxy.hold_replies()                 # the message reaches the server; its ack never returns
     composer = page.get_by_test_id("composer")
@@ -192,7 +194,7 @@ async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department,
     await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "after", "message": "yes"})
     await assert_each_once(page, ["first", "did you get this?", "yes"])
     assert len(agent.seen("chat:message", lambda m: m["message"] == "did you get this?")) == 1
-    async with ctx.db.connection() as conn:
+    async with chat_server.ctx.db.connection() as conn:
         count = await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1 AND client_msg_id = $2",
                                     uuid.UUID(session_id), stored["client_msg_id"])
     assert count == 1
@@ -259,11 +261,7 @@ async def test_widget_fits_a_phone_and_is_keyboard_operable(chat_server, cast, d
 
 
 async def test_messages_queued_while_the_chat_ends_are_marked_not_sent(chat_server, cast, department, open_page, proxy):
-    ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
-    agent = await cast.staff(await make_agent(ctx, department))
-    page = await open_widget(open_page, proxy.url, secret, uuid.uuid4(), department)
-    await start_chat(page, "first")
-    session_id = (await agent.expect("chat:assigned"))["session"]["id"]
+    page, agent, session_id = await chatting_through(proxy, chat_server, cast, department, open_page)
     proxy.cut()
     await expect(page.get_by_test_id("conn-status")).to_have_text("Reconnecting…")
     composer = page.get_by_test_id("composer")
