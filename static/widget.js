@@ -410,7 +410,7 @@
       if (!self.session || m.session_id !== self.session.id || self.messages[m.seq]) return;
       self.messages[m.seq] = m;
       self.lastSeq = Math.max(self.lastSeq, m.seq);
-      self.settleOutbox(m.client_msg_id);
+      if (m.sender_type === "customer") self.settleOutbox(m.client_msg_id);
       if (m.sender_type !== "customer") {
         self.setAgentTyping(false);
         if (m.seq > (self.session.customer_last_read_seq || 0)) fresh++;   // not what was read before a reload
@@ -511,6 +511,9 @@
   };
 
   Widget.prototype.forgetSession = function () {
+    var old = this.session && this.session.id;
+    this.outbox = this.outbox.filter(function (p) { return p.session_id && p.session_id !== old; });
+    this.saveOutbox();
     this.session = null; this.messages = {}; this.lastSeq = 0; this.agentReadSeq = 0;
     this.notes = []; this.endReason = null;
   };
