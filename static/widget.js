@@ -456,14 +456,16 @@
     if (this.session.status !== "queued" && this.session.status !== "active") { this.failOutbox(); return; }
     var next = this.outbox.filter(function (p) { return p.state !== "failed"; })[0];
     if (!next) return;
-    this.sending = true;
+    var attempt = this.sending = {};           // an answer to an older attempt changes nothing
     next.state = "sending";
     this.call("chat:message", { session_id: this.session.id, client_msg_id: next.client_msg_id, message: next.message })
       .then(function (data) {
+        if (self.sending !== attempt) { self.receive([data.message]); return; }
         self.sending = false;
         self.receive([data.message]);
         self.flush();
       }, function (error) {
+        if (self.sending !== attempt) return;
         self.sending = false;
         if (error.code === "offline" || error.code === "timeout" || error.code === "unavailable") {
           if (error.code !== "offline") setTimeout(function () { self.flush(); }, 1000);
