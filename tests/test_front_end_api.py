@@ -3,6 +3,7 @@ pages, chat availability per department, related KB articles, and same-origin so
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import gzip
 import re
 import uuid
@@ -11,6 +12,7 @@ import pytest
 
 from app.auth import RequestMeta, issue_token
 from app.services import kb
+from app.services.chat import within_business_hours
 from chat_support import ADMIN, make_agent, new_department
 from sockets.server import origin_check
 
@@ -62,7 +64,7 @@ async def test_availability_counts_online_agents_free_places_and_queue(chat_serv
     assert response.status == 200
     assert (await response.json())["departments"] == [{
         "name": department, "description": None, "offline_message": None,
-        "online_agents": 0, "free_places": 0, "queued": 0, "available": False}]
+        "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
 
     await cast.staff(await make_agent(ctx, department, max_chats=1))
     await cast.staff(await make_agent(ctx, department, max_chats=3), status="away")   # connected, not taking chats
@@ -73,7 +75,7 @@ async def test_availability_counts_online_agents_free_places_and_queue(chat_serv
     body = await (await client.get(AVAILABILITY, params={"department": department}, headers=caller)).json()
     assert body["departments"][0] | {"name": None} == {
         "name": None, "description": None, "offline_message": None,
-        "online_agents": 1, "free_places": 0, "queued": 1, "available": True}
+        "online_agents": 1, "free_places": 0, "queued": 1, "open_now": True, "available": True}
 
 
 async def test_availability_lists_configured_departments_with_their_offline_message(client, users, ctx):
@@ -85,7 +87,7 @@ async def test_availability_lists_configured_departments_with_their_offline_mess
     mine = [d for d in body["departments"] if d["name"] == name]
     assert mine == [{"name": name, "description": "Billing questions",
                      "offline_message": "We answer billing mail within a day.",
-                     "online_agents": 0, "free_places": 0, "queued": 0, "available": False}]
+                     "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
 
 
 async def test_availability_needs_a_token_and_valid_input(client, users):
@@ -180,3 +182,38 @@ def test_front_end_code_never_writes_html_strings():
     offenders = [f"{p.name}:{n}" for p in scripts for n, line in enumerate(p.read_text().splitlines(), 1)
                  if sinks.search(line)]
     assert offenders == []
+
+
+async def test_outside_business_hours_a_department_is_not_available_even_with_agents_online(
+        chat_server, cast, client, users):
+    ctx = chat_server.ctx
+    department = new_department()
+    async with ctx.db.connection() as conn:
+        await ctx.db.q.upsert_department(conn, name=department, description=None, categories=[],
+                                         offline_message="We are open on weekdays.")
+        await conn.execute("UPDATE departments SET business_hours = '{}'::jsonb WHERE name = $1", department)
+    await cast.staff(await make_agent(ctx, department))
+    body = await (await client.get(AVAILABILITY, params={"department": department},
+                                   headers=users.headers(uuid.uuid4(), "customer"))).json()
+    assert body["departments"][0] | {"name": None} == {
+        "name": None, "description": None, "offline_message": "We are open on weekdays.",
+        "online_agents": 1, "free_places": 2, "queued": 0, "open_now": False, "available": False}
+
+
+@pytest.mark.parametrize(("moment", "expected"), [
+    ("2026-11-23T08:59:00+00:00", False),   # Monday 09:59 in Lisbon's winter is UTC+0: 08:59
+    ("2026-11-23T09:00:00+00:00", True),
+    ("2026-11-23T16:59:00+00:00", True),
+    ("2026-11-23T17:00:00+00:00", False),   # the end is excluded
+    ("2026-11-28T10:00:00+00:00", False),   # Saturday: not listed, closed
+    ("2026-07-06T08:30:00+00:00", True),    # Monday 09:30 in Lisbon's summer (UTC+1)
+])
+def test_business_hours_are_read_in_the_departments_time_zone(moment, expected):
+    hours = {"mon": [["09:00", "12:00"], ["12:00", "17:00"]], "fri": [["09:00", "13:00"]]}
+    assert within_business_hours(hours, "Europe/Lisbon", dt.datetime.fromisoformat(moment)) is expected
+
+
+def test_no_business_hours_means_always_open_and_bad_ones_do_not_break_the_widget():
+    now = dt.datetime(2026, 11, 28, 3, 0, tzinfo=dt.timezone.utc)
+    assert within_business_hours(None, "UTC", now) is True
+    assert within_business_hours({"sat": "all day"}, "Nowhere/Unknown", now) is True

@@ -161,6 +161,7 @@ class DepartmentAvailabilitySchema(Schema):
     online_agents = fields.Integer()
     free_places = fields.Integer()
     queued = fields.Integer()
+    open_now = fields.Boolean(metadata={"description": "Within the department's business hours (none set: always)"})
     available = fields.Boolean()
 
 

@@ -8,9 +8,12 @@ Rules that hold whichever transport calls (Socket.IO, REST, gRPC):
 """
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import secrets
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -28,6 +31,7 @@ from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, p
                                      session_view,
                                      summary as _summary, visible_session)
 
+log = logging.getLogger(__name__)
 OPEN = ("queued", "active")
 SYNC_LIMIT = 1000
 
@@ -327,11 +331,38 @@ async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> d
 
 
 async def availability(ctx: AppContext, department: str | None) -> dict:
-    """Who can chat now, per department: the widget offers a chat when ``available`` (an agent
-    online and connected; a full team still queues), else its "leave a message" form."""
+    """Who can chat now, per department: the widget offers a chat when ``available`` (within
+    business hours, and an agent online and connected; a full team still queues), else its
+    "leave a message" form."""
     async with ctx.db.connection() as conn:
         rows = await ctx.db.q.chat_availability(conn, department=department)
-    return {"departments": [{**dict(r), "available": r["online_agents"] > 0} for r in rows]}
+    now = ctx.clock.now()
+    departments = []
+    for r in rows:
+        row = dict(r)
+        hours, zone = row.pop("business_hours"), row.pop("time_zone")
+        row["open_now"] = within_business_hours(hours, zone, now)
+        row["available"] = row["open_now"] and row["online_agents"] > 0
+        departments.append(row)
+    return {"departments": departments}
+
+
+def within_business_hours(hours: Any, zone: str | None, now: dt.datetime) -> bool:
+    """``hours`` is ``{"mon": [["09:00", "17:00"]], ...}`` in the department's time zone; None
+    means always open, and a day it does not name is closed."""
+    if hours is None:
+        return True
+    try:
+        local = now.astimezone(ZoneInfo(zone or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = now.astimezone(dt.timezone.utc)
+    clock = local.strftime("%H:%M")
+    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
+    try:   # ranges are "HH:MM" strings, end excluded; one over midnight is written as two
+        return any(start <= clock < end for start, end in hours.get(day, []))
+    except (AttributeError, TypeError, ValueError):
+        log.warning("unreadable business hours; treating the department as open", extra={"hours": hours})
+        return True
 
 
 async def list_messages(ctx: AppContext, principal: Principal, ref: Any, after_seq: int, limit: int) -> dict:

@@ -280,14 +280,14 @@ WITH names AS (
     UNION
     SELECT :department::text WHERE :department::text IS NOT NULL
 )
-SELECT n.name, d.description, d.offline_message,
+SELECT n.name, d.description, d.offline_message, d.business_hours, d.time_zone,
        count(a.id)::int AS online_agents,
        coalesce(sum(greatest(a.max_chats - a.active_chats, 0)), 0)::int AS free_places,
        (SELECT count(*)::int FROM chat_sessions s WHERE s.department = n.name AND s.status = 'queued') AS queued
 FROM names n
 LEFT JOIN departments d ON d.name = n.name
 LEFT JOIN support_agents a ON a.department = n.name AND a.status = 'online' AND a.is_online AND a.is_available
-GROUP BY n.name, d.description, d.offline_message
+GROUP BY n.name, d.description, d.offline_message, d.business_hours, d.time_zone
 ORDER BY n.name;
 
 -- name: session_agent_name(id)$
