@@ -8,11 +8,12 @@ import asyncpg
 
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Forbidden, NotFound
 from app.security import audit
 
 # kind -> (table, entity name, columns a write may set); each table has its own named queries
-# list_/count_/get_/lock_/insert_/update_/delete_<table> (update writes every column).
+# list_/get_/lock_/insert_/update_/delete_<table> (update writes every column).
 KINDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "categorization": ("categorization_rules", "categorization_rule", ("keywords", "category", "priority", "is_active")),
     "priority": ("priority_rules", "priority_rule", ("conditions", "set_priority", "priority", "is_active")),
@@ -25,21 +26,20 @@ def _admin(principal: Principal) -> None:
 
 
 def _present(row: asyncpg.Record) -> dict:
-    return dict(row)
+    return {k: v for k, v in dict(row).items() if k != "total"}   # list rows carry the page total
 
 
 def _query(ctx: AppContext, verb: str, kind: str) -> Any:
     """The named query ``<verb>_<table>`` (``<verb>_<entity>`` for one row) of the kind."""
     table, entity, _ = KINDS[kind]
-    return getattr(ctx.db.q, f"{verb}_{table if verb in ('list', 'count') else entity}")
+    return getattr(ctx.db.q, f"{verb}_{table if verb == 'list' else entity}")
 
 
 async def list_rules(ctx: AppContext, principal: Principal, kind: str, query: dict) -> dict:
     _admin(principal)
     async with ctx.db.connection() as conn:
-        rows = await _query(ctx, "list", kind)(conn, active=query.get("active"), limit=query["limit"],
-                                               offset=query["offset"])
-        total = await _query(ctx, "count", kind)(conn, active=query.get("active"))
+        rows, total = await fetch_page(_query(ctx, "list", kind), conn, active=query.get("active"),
+                                       limit=query["limit"], offset=query["offset"])
     return {"items": [_present(r) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 

@@ -11,6 +11,7 @@ import asyncpg
 
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
+from app.db import fetch_page
 from app.errors import Conflict, Forbidden, NotFound
 from app.security import audit
 
@@ -40,12 +41,8 @@ async def list_canned(ctx: AppContext, principal: Principal, query: dict) -> dic
     q = query.get("q")
     where = {"department": query.get("department"), "q_pattern": f"%{_escape_like(q)}%" if q else None}
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_canned_responses(conn, **where, sort=query["sort"], limit=query["limit"],
-                                                    offset=query["offset"])
-        if rows:
-            total = rows[0]["total"]
-        else:
-            total = await ctx.db.q.count_canned_responses(conn, **where) if query["offset"] else 0
+        rows, total = await fetch_page(ctx.db.q.list_canned_responses, conn, **where, sort=query["sort"],
+                                       limit=query["limit"], offset=query["offset"])
     return {"items": [_present(r) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 

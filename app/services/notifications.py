@@ -26,6 +26,7 @@ import aiohttp
 
 from app.auth import Principal, require_role
 from app.context import AppContext
+from app.db import fetch_page
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -180,9 +181,8 @@ async def tick(ctx: AppContext) -> None:
 async def list_notifications(ctx: AppContext, principal: Principal, params: dict) -> dict:
     require_role(principal, "admin")
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.list_emails(conn, status=params.get("status"), limit=params["limit"],
-                                          offset=params["offset"])
-        total = rows[0]["total"] if rows else await ctx.db.q.count_emails(conn, status=params.get("status"))
+        rows, total = await fetch_page(ctx.db.q.list_emails, conn, status=params.get("status"),
+                                       limit=params["limit"], offset=params["offset"])
     return {"items": [{k: v for k, v in dict(r).items() if k != "total"} for r in rows], "total": total,
             "limit": params["limit"], "offset": params["offset"]}
 

@@ -16,13 +16,3 @@ WHERE (:actor_id::uuid IS NULL OR actor_id = :actor_id)
   AND (:to_time::timestamptz IS NULL OR occurred_at < :to_time)
 ORDER BY occurred_at DESC, id DESC
 LIMIT :limit OFFSET :offset;
-
--- name: count_audit(actor_id, action, entity, entity_id, from_time, to_time)$
-SELECT count(*)
-FROM audit_log
-WHERE (:actor_id::uuid IS NULL OR actor_id = :actor_id)
-  AND (:action::text IS NULL OR action = :action)
-  AND (:entity::text IS NULL OR entity = :entity)
-  AND (:entity_id::text IS NULL OR entity_id = :entity_id)
-  AND (:from_time::timestamptz IS NULL OR occurred_at >= :from_time)
-  AND (:to_time::timestamptz IS NULL OR occurred_at < :to_time);

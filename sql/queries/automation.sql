@@ -58,11 +58,8 @@ RETURNING *;
 SELECT department FROM support_agents WHERE user_id = :user_id;
 
 -- name: list_categorization_rules(active, limit, offset)
-SELECT * FROM categorization_rules WHERE (:active::boolean IS NULL OR is_active = :active)
+SELECT *, count(*) OVER () AS total FROM categorization_rules WHERE (:active::boolean IS NULL OR is_active = :active)
 ORDER BY priority DESC, created_at, id LIMIT :limit OFFSET :offset;
-
--- name: count_categorization_rules(active)$
-SELECT count(*) FROM categorization_rules WHERE (:active::boolean IS NULL OR is_active = :active);
 
 -- name: get_categorization_rule(id)^
 SELECT * FROM categorization_rules WHERE id = :id;
@@ -86,11 +83,8 @@ RETURNING *;
 DELETE FROM categorization_rules WHERE id = :id RETURNING id;
 
 -- name: list_priority_rules(active, limit, offset)
-SELECT * FROM priority_rules WHERE (:active::boolean IS NULL OR is_active = :active)
+SELECT *, count(*) OVER () AS total FROM priority_rules WHERE (:active::boolean IS NULL OR is_active = :active)
 ORDER BY priority DESC, created_at, id LIMIT :limit OFFSET :offset;
-
--- name: count_priority_rules(active)$
-SELECT count(*) FROM priority_rules WHERE (:active::boolean IS NULL OR is_active = :active);
 
 -- name: get_priority_rule(id)^
 SELECT * FROM priority_rules WHERE id = :id;

@@ -14,11 +14,6 @@ ORDER BY
   id
 LIMIT :limit OFFSET :offset;
 
--- name: count_canned_responses(department, q_pattern)$
-SELECT count(*) FROM canned_responses
-WHERE (:department::text IS NULL OR department = :department OR department IS NULL)
-  AND (:q_pattern::text IS NULL OR shortcut ILIKE :q_pattern OR title ILIKE :q_pattern OR body ILIKE :q_pattern);
-
 -- name: get_canned_response(id)^
 SELECT * FROM canned_responses WHERE id = :id;
 

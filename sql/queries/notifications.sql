@@ -50,5 +50,3 @@ WHERE (:status::text IS NULL OR status = :status)
 ORDER BY created_at DESC, id
 LIMIT :limit OFFSET :offset;
 
--- name: count_emails(status)$
-SELECT count(*) FROM email_notifications WHERE (:status::text IS NULL OR status = :status);
