@@ -13,7 +13,7 @@ import os
 import uuid
 from pathlib import Path
 
-from playwright.async_api import Page
+from playwright.async_api import Page, expect
 
 from app.auth import issue_token
 
@@ -29,6 +29,19 @@ UI_TIMEOUT_MS = 10_000        # the longest any element may take to appear or ch
 def token(secret: str, user_id: uuid.UUID, role: str, name: str, email: str | None = None) -> str:
     return issue_token(secret, user_id, role, ttl=3600, name=name,
                        email=email or f"{role}-{user_id.hex[:6]}@example.com")
+
+
+def demo_url(base: str, secret: str, customer_id: uuid.UUID, department: str, name: str = "Casey Customer") -> str:
+    """The demo host page, its widget signed in as this customer and fixed to the department."""
+    return f"{base}/demo#token={token(secret, customer_id, 'customer', name)}&department={department}"
+
+
+async def open_console(open_page, base: str, secret: str, user_id: uuid.UUID, *, role: str = "agent",
+                       name: str = "Ada Agent", viewport: dict = DESKTOP) -> Page:
+    """The console signed in through the URL fragment, once its socket is connected."""
+    page = await open_page(f"{base}/console#token={token(secret, user_id, role, name)}", viewport=viewport)
+    await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+    return page
 
 
 async def screenshot(page: Page, name: str, directory: Path) -> Path:

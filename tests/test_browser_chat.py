@@ -6,7 +6,7 @@ import uuid
 
 from playwright.async_api import expect
 
-from browser_support import screenshot, token
+from browser_support import demo_url, open_console, screenshot
 from chat_support import make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
@@ -22,14 +22,12 @@ async def test_customer_and_agent_chat_from_queue_to_rating_in_two_browsers(
     await busy_agent.expect("chat:assigned")
 
     agent_id = await make_agent(ctx, department, name="Bea Console", max_chats=2)
-    console = await open_page(f"{chat_server.url}/console#token={token(secret, agent_id, 'agent', 'Bea Console')}")
-    await expect(console.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+    console = await open_console(open_page, chat_server.url, secret, agent_id, name="Bea Console")
     await console.get_by_test_id("presence").select_option("away")          # picks chats by hand
     await expect(console.get_by_test_id("presence")).to_have_attribute("data-status", "away")
 
     customer_id = uuid.uuid4()
-    widget = await open_page(f"{chat_server.url}/demo#token={token(secret, customer_id, 'customer', 'Casey')}"
-                             f"&department={department}")
+    widget = await open_page(demo_url(chat_server.url, secret, customer_id, department, name="Casey"))
     await widget.get_by_test_id("launcher").click()
     await expect(widget.get_by_test_id("availability")).to_have_text(
         "Our team is busy right now; you will be first in line.")
@@ -85,13 +83,11 @@ async def test_widget_and_console_on_different_replicas_chat_as_one_server(repli
     a, b = replicas
     secret = settings.jwt_secret
     agent_id = await make_agent(ctx, department, name="Rita Replica")
-    console = await open_page(f"{b.url}/console#token={token(secret, agent_id, 'agent', 'Rita Replica')}")
-    await expect(console.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
+    console = await open_console(open_page, b.url, secret, agent_id, name="Rita Replica")
     await console.get_by_test_id("presence").select_option("online")
     await expect(console.get_by_test_id("presence")).to_have_attribute("data-status", "online")
 
-    widget = await open_page(f"{a.url}/demo#token={token(secret, uuid.uuid4(), 'customer', 'Casey')}"
-                             f"&department={department}")
+    widget = await open_page(demo_url(a.url, secret, uuid.uuid4(), department, name="Casey"))
     await widget.get_by_test_id("launcher").click()
     await expect(widget.get_by_test_id("availability")).to_have_text("Our team is online.")
     await widget.get_by_test_id("prechat-message").fill("Hello from replica A")

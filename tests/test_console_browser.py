@@ -19,6 +19,7 @@ from playwright.async_api import Locator, Page, WebSocketRoute, expect
 from app.auth import issue_token
 from browser_support import (DESKTOP, PHONE, UI_TIMEOUT_MS, CuttableProxy, accessibility_violations, screenshot,
                              token)
+from browser_support import open_console as signed_in_console
 from chat_support import Cast, ChatServer, Peer, for_session, make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
@@ -39,10 +40,8 @@ def patient_expect() -> Iterator[None]:
 async def open_console(open_page, server: ChatServer, user_id: uuid.UUID, *, role: str = "agent",
                        name: str = "Ada Agent", viewport: dict = DESKTOP, base: str | None = None) -> Page:
     """The console signed in through the URL fragment, once its socket is connected."""
-    jwt = token(server.settings.jwt_secret, user_id, role, name)
-    page = await open_page(f"{base or server.url}/console#token={jwt}", viewport=viewport)
-    await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
-    return page
+    return await signed_in_console(open_page, base or server.url, server.settings.jwt_secret, user_id,
+                                   role=role, name=name, viewport=viewport)
 
 
 async def start_chat(cast: Cast, department: str, subject: str, message: str | None = None) -> tuple[Peer, dict]:

@@ -12,14 +12,10 @@ from playwright.async_api import Page, expect
 
 from app.auth import RequestMeta, issue_token
 from app.services import kb
-from browser_support import DESKTOP, PHONE, accessibility_violations, screenshot, token
+from browser_support import DESKTOP, PHONE, accessibility_violations, demo_url, screenshot, token
 from chat_support import ADMIN, make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
-
-
-def demo_url(base: str, secret: str, customer_id: uuid.UUID, department: str) -> str:
-    return f"{base}/demo#token={token(secret, customer_id, 'customer', 'Casey Customer')}&department={department}"
 
 
 async def open_widget(open_page, base: str, secret: str, customer_id: uuid.UUID, department: str,
