@@ -136,9 +136,7 @@
     this.socket = null;
     this.connected = false;
     this.session = null;          // the open (or last) Session
-    this.messages = {};           // seq -> Message, what the server has
-    this.lastSeq = 0;
-    this.agentReadSeq = 0;
+    this.clearChat();
     this.outbox = this.loadOutbox();   // [{client_msg_id, message, state}] not yet acknowledged
     this.sending = false;
     this.unread = 0;
@@ -375,7 +373,7 @@
     if (changedSession) {
       if (this.session && (this.session.status === "queued" || this.session.status === "active")
           && session.status !== "queued" && session.status !== "active") return;   // a stale push about an old chat
-      this.messages = {}; this.lastSeq = 0; this.agentReadSeq = 0; this.notes = []; this.endReason = null;
+      this.clearChat();
     }
     var wasAgent = this.session && this.session.agent && this.session.agent.id;
     this.session = session;
@@ -516,8 +514,17 @@
     var old = this.session && this.session.id;
     this.outbox = this.outbox.filter(function (p) { return p.session_id && p.session_id !== old; });
     this.saveOutbox();
-    this.session = null; this.messages = {}; this.lastSeq = 0; this.agentReadSeq = 0;
-    this.notes = []; this.endReason = null;
+    this.session = null;
+    this.clearChat();
+  };
+
+  /** What the widget holds about one chat's conversation, emptied for another chat. */
+  Widget.prototype.clearChat = function () {
+    this.messages = {};           // seq -> Message, what the server has
+    this.lastSeq = 0;
+    this.agentReadSeq = 0;        // the agent's read receipt: "Seen" up to here
+    this.notes = [];              // local notes ("Alex joined the chat"), each after a seq
+    this.endReason = null;
   };
 
   Widget.prototype.endChat = function () {
