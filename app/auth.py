@@ -34,6 +34,14 @@ class Principal:
     def sees_all(self) -> bool:
         return self.role in OVERSEERS
 
+    @property
+    def sender_type(self) -> str:
+        """What a message written by this caller is (chat and ticket messages): customers write as
+        ``customer``, services as ``bot``, staff as ``agent``."""
+        if self.role == "customer":
+            return "customer"
+        return "bot" if self.role == "service" else "agent"
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestMeta:

@@ -52,6 +52,14 @@ async def unlock_or_discard(conn: asyncpg.Connection, key: int) -> None:
         raise
 
 
+def contains_pattern(text: str | None) -> str | None:
+    """An ILIKE pattern matching ``text`` anywhere, its own % _ and \\ taken literally; None for
+    no text (the queries' optional filters)."""
+    if not text:
+        return None
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 async def fetch_page(query: Any, conn: asyncpg.Connection, *, limit: int, offset: int,
                      **params: Any) -> tuple[list[asyncpg.Record], int]:
     """A page of a list query whose rows carry ``count(*) OVER () AS total``, and that total.

@@ -11,7 +11,7 @@ import asyncpg
 
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
-from app.db import fetch_page
+from app.db import contains_pattern, fetch_page
 from app.errors import Conflict, Forbidden, NotFound
 from app.security import audit
 
@@ -32,14 +32,9 @@ def _can_write(principal: Principal) -> None:
         raise Forbidden("Only supervisors and admins manage canned responses")
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def list_canned(ctx: AppContext, principal: Principal, query: dict) -> dict:
     _can_read(principal)
-    q = query.get("q")
-    where = {"department": query.get("department"), "q_pattern": f"%{_escape_like(q)}%" if q else None}
+    where = {"department": query.get("department"), "q_pattern": contains_pattern(query.get("q"))}
     async with ctx.db.connection() as conn:
         rows, total = await fetch_page(ctx.db.q.list_canned_responses, conn, **where, sort=query["sort"],
                                        limit=query["limit"], offset=query["offset"])

@@ -38,12 +38,6 @@ SYNC_LIMIT = 1000
 
 # ---------------------------------------------------------------- access
 
-def _sender_type(principal: Principal) -> str:
-    if principal.role == "customer":
-        return "customer"
-    return "bot" if principal.role == "service" else "agent"
-
-
 # ---------------------------------------------------------------- starting
 
 async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict,
@@ -129,7 +123,7 @@ async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
     only a new message is broadcast, after it has committed."""
     await ctx.limiter.check("chat", str(principal.user_id), ctx.settings.chat_rate_limit_messages_per_minute)
     session_id = await _session_uuid(ctx, ref)
-    sender_type = _sender_type(principal)
+    sender_type = principal.sender_type
     item = PendingMessage(
         session_id=session_id, sender_id=principal.user_id, sender_type=sender_type,
         scope=_SCOPES.get(principal.role, "all"), client_msg_id=client_msg_id,
@@ -193,7 +187,7 @@ async def typing(ctx: AppContext, principal: Principal, ref: Any, is_typing: boo
     if session["status"] not in OPEN:
         raise InvalidState("The chat has ended")
     await ctx.live.to_session(session["id"], "chat:typing",
-                              {"session_id": session["id"], "sender_type": _sender_type(principal),
+                              {"session_id": session["id"], "sender_type": principal.sender_type,
                                "typing": is_typing}, skip_sid=origin_sid)
 
 

@@ -13,7 +13,7 @@ import asyncpg
 from app import metrics
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
-from app.db import fetch_page
+from app.db import contains_pattern, fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.security import audit
 from app.services import automation, kb
@@ -95,12 +95,6 @@ async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal:
     if not _can_write(principal, row):
         raise Forbidden("Only the assigned agent, a supervisor or an admin may change this ticket")
     return row
-
-
-def _sender_type(principal: Principal) -> str:
-    if principal.role == "customer":
-        return "customer"
-    return "bot" if principal.role == "service" else "agent"
 
 
 def _event_changes(before: dict, after: dict) -> dict[str, Any]:
@@ -195,21 +189,16 @@ async def get_ticket(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID
 async def list_tickets(ctx: AppContext, principal: Principal, query: dict) -> dict:
     customer_scope = principal.user_id if principal.role == "customer" else None
     agent_scope = principal.user_id if principal.role == "agent" else None
-    q = query.get("q")
     async with ctx.db.connection() as conn:
         rows, total = await fetch_page(
             ctx.db.q.list_tickets, conn, customer_scope=customer_scope, agent_scope=agent_scope,
             status=query.get("status"), priority=query.get("priority"), category=query.get("category"),
             agent_id=query.get("agent_id"), customer_id=query.get("customer_id"),
-            q_pattern=f"%{_escape_like(q)}%" if q else None,
+            q_pattern=contains_pattern(query.get("q")),
             created_after=query.get("created_after"), created_before=query.get("created_before"),
             sort=query["sort"], limit=query["limit"], offset=query["offset"])
     return {"items": [present(ctx, dict(r)) for r in rows], "total": total,
             "limit": query["limit"], "offset": query["offset"]}
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # ---------------------------------------------------------------- changes
@@ -361,7 +350,7 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
         ticket = await locked_for_write(ctx, conn, principal, ticket_id)
         if ticket["status"] == "closed":
             raise InvalidState("The ticket is closed; reopen it or open a new ticket")
-        sender_type = _sender_type(principal)
+        sender_type = principal.sender_type
         row = dict(await ctx.db.q.insert_ticket_message(
             conn, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
             message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),
