@@ -43,6 +43,17 @@ class Principal:
         return "bot" if self.role == "service" else "agent"
 
 
+def is_party(principal: Principal, row: Any) -> bool:
+    """Whether the caller is a party to a ticket or chat (a row with ``customer_id`` and
+    ``agent_id``): supervisors, admins and services always; a customer to their own; an agent to
+    what is assigned to them."""
+    if principal.sees_all or principal.role == "service":
+        return True
+    if principal.role == "customer":
+        return row["customer_id"] == principal.user_id
+    return row["agent_id"] == principal.user_id
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestMeta:
     """Who is calling from where, for the audit log."""

@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from app.auth import Principal
+from app.auth import Principal, is_party
 from app.context import AppContext
 from app.errors import Forbidden, NotFound
 
@@ -58,14 +58,6 @@ def present_note(ctx: AppContext, row: Any) -> dict:
             "message": ctx.cipher.decrypt(row["message"], "chat_notes.message"), "created_at": row["created_at"]}
 
 
-def sees(principal: Principal, row: Any) -> bool:
-    if principal.sees_all or principal.role == "service":
-        return True
-    if principal.role == "customer":
-        return row["customer_id"] == principal.user_id
-    return row["agent_id"] == principal.user_id
-
-
 async def find_session(ctx: AppContext, conn: asyncpg.Connection, ref: Any, *, lock: bool = False) -> Any:
     try:
         session_id = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
@@ -83,7 +75,7 @@ async def visible_session(ctx: AppContext, conn: asyncpg.Connection, principal: 
                    *, lock: bool = False) -> Any:
     """The session if the caller may see it; otherwise it does not exist for them (404)."""
     row = await find_session(ctx, conn, ref, lock=lock)
-    if row is None or not sees(principal, row):
+    if row is None or not is_party(principal, row):
         raise NotFound("Chat session not found")
     return row
 
@@ -97,8 +89,8 @@ async def participant_session(ctx: AppContext, conn: asyncpg.Connection, princip
     them; they may not act in one that is not theirs). Supervisors, admins and services: any.
     """
     row = await find_session(ctx, conn, ref, lock=lock)
-    if row is None or (not principal.is_staff and not sees(principal, row)):
+    if row is None or (not principal.is_staff and not is_party(principal, row)):
         raise NotFound("Chat session not found")
-    if not sees(principal, row):
+    if not is_party(principal, row):
         raise Forbidden("Only the assigned agent (or a supervisor) may act in this chat")
     return row

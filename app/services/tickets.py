@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from app import metrics
-from app.auth import Principal, RequestMeta
+from app.auth import Principal, RequestMeta, is_party
 from app.context import AppContext
 from app.db import contains_pattern, fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
@@ -60,13 +60,9 @@ async def _load_row(ctx: AppContext, ticket_id: uuid.UUID) -> dict | None:
 
 async def _can_read(ctx: AppContext, conn: asyncpg.Connection | None, principal: Principal,
                     row: dict) -> bool:
-    if principal.sees_all or principal.role == "service":
+    if is_party(principal, row):
         return True
-    if principal.role == "customer":
-        return row["customer_id"] == principal.user_id
-    if row["agent_id"] == principal.user_id:
-        return True
-    if row["customer_id"] is None:
+    if principal.role == "customer" or row["customer_id"] is None:
         return False
     # API.md: an agent may read the tickets of a customer they are chatting with.
     if conn is None:
@@ -77,14 +73,6 @@ async def _can_read(ctx: AppContext, conn: asyncpg.Connection | None, principal:
         conn, agent_id=principal.user_id, customer_id=row["customer_id"])
 
 
-def _can_write(principal: Principal, row: dict) -> bool:
-    if principal.sees_all or principal.role == "service":
-        return True
-    if principal.role == "customer":
-        return row["customer_id"] == principal.user_id
-    return row["agent_id"] == principal.user_id
-
-
 async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
                             ticket_id: uuid.UUID) -> dict:
     """Lock the ticket; 404 if the caller may not see it, 403 if they may see but not change it."""
@@ -92,7 +80,7 @@ async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal:
     if row is None or not await _can_read(ctx, conn, principal, dict(row)):
         raise NotFound("Ticket not found")
     row = dict(row)
-    if not _can_write(principal, row):
+    if not is_party(principal, row):
         raise Forbidden("Only the assigned agent, a supervisor or an admin may change this ticket")
     return row
 
