@@ -28,8 +28,7 @@ from app.services import automation, routing, tickets
 from app.services.feedback import record_sentiment
 from app.services.message_writer import PendingMessage
 from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, present_message, present_note,
-                                     session_view,
-                                     summary as _summary, visible_session)
+                                     session_view, session_views, summary as _summary, visible_session)
 
 log = logging.getLogger(__name__)
 OPEN = ("queued", "active")
@@ -319,7 +318,7 @@ async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> d
             agent_scope=principal.user_id if principal.role == "agent" else None,
             status=query.get("status"), department=query.get("department"), agent_id=query.get("agent_id"),
             customer_id=query.get("customer_id"), sort=query["sort"], limit=query["limit"], offset=query["offset"])
-        items = [await session_view(ctx, conn, r) for r in rows]
+        items = await session_views(ctx, conn, rows)
     return {"items": items, "total": total,
             "limit": query["limit"], "offset": query["offset"]}
 

@@ -36,13 +36,19 @@ def present_session(ctx: AppContext, row: Any, agent_name: str | None = None,
 
 async def session_view(ctx: AppContext, conn: asyncpg.Connection, row: Any) -> dict:
     """The Session object of PROTOCOL.md, with its agent's name and queue position."""
-    name = position = None
-    if row["agent_id"]:
-        names = await ctx.db.q.agent_names(conn, user_ids=[row["agent_id"]])
-        name = names[0]["display_name"] if names else None
-    if row["status"] == "queued":
-        position = await ctx.db.q.position_of(conn, id=row["id"])
-    return present_session(ctx, row, name, position)
+    return (await session_views(ctx, conn, [row]))[0]
+
+
+async def session_views(ctx: AppContext, conn: asyncpg.Connection, rows: list[Any]) -> list[dict]:
+    """Session objects of several rows, their agents' names read in one query."""
+    agent_ids = list({r["agent_id"] for r in rows if r["agent_id"]})
+    names = ({n["user_id"]: n["display_name"] for n in await ctx.db.q.agent_names(conn, user_ids=agent_ids)}
+             if agent_ids else {})
+    views = []
+    for row in rows:
+        position = await ctx.db.q.position_of(conn, id=row["id"]) if row["status"] == "queued" else None
+        views.append(present_session(ctx, row, names.get(row["agent_id"]), position))
+    return views
 
 
 def present_message(ctx: AppContext, row: Any) -> dict:

@@ -21,7 +21,8 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable,
 from app.live import AGENT_NS, session_room
 from app.security import audit
 from app.services import agents as agent_service
-from app.services.chat_views import find_session, participant_session, present_session, session_view, summary
+from app.services.chat_views import (find_session, participant_session, present_session, session_view, session_views,
+                                     summary)
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ async def snapshot(ctx: AppContext, principal: Principal, department: str | None
         queued = await ctx.db.q.queue_of(conn, department=scope)
         mine = await ctx.db.q.open_sessions_of_agent(conn, agent_id=principal.user_id)
         roster = await ctx.db.q.agents_snapshot(conn, department=scope)
-        mine_views = [await session_view(ctx, conn, s) for s in mine]
+        mine_views = await session_views(ctx, conn, mine)
     return {"queued": [present_session(ctx, r, None, r["position"]) for r in queued],
             "mine": mine_views, "agents": [agent_view(a) for a in roster]}
 
