@@ -22,6 +22,7 @@ from rest import (
     automation,
     canned,
     chat,
+    departments,
     escalation,
     feedback,
     health,
@@ -70,7 +71,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app.cleanup_ctx.append(kb.background)
     app.cleanup_ctx.append(escalation.background)
     app.cleanup_ctx.append(automation_service.background)
-    for module in (tickets, chat, agents, audit, health, kb, feedback, analytics, canned, automation, escalation):
+    for module in (tickets, chat, departments, agents, audit, health, kb, feedback, analytics, canned, automation, escalation):
         app.router.add_routes(module.routes)
     setup_docs(app)
     setup_static(app)

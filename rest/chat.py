@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from app.schemas import chat as s
-from app.services import chat
+from app.services import chat, departments
 from rest.common import authenticate, body, context, created, json_response, meta, query
 from rest.openapi import api_doc
 
@@ -35,7 +35,7 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def availability(request: web.Request) -> web.Response:
     authenticate(request)
     params = await query(request, s.AvailabilityQuery())
-    return json_response(await chat.availability(context(request), params.get("department")))
+    return json_response(await departments.availability(context(request), params.get("department")))
 
 
 @routes.post("/api/v1/chat/sessions")

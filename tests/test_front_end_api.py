@@ -12,7 +12,7 @@ import pytest
 
 from app.auth import RequestMeta, issue_token
 from app.services import kb
-from app.services.chat import within_business_hours
+from app.services.departments import default_display_name, within_business_hours
 from chat_support import ADMIN, make_agent, new_department
 from sockets.server import origin_check
 
@@ -63,8 +63,8 @@ async def test_availability_counts_online_agents_free_places_and_queue(chat_serv
     response = await client.get(AVAILABILITY, params={"department": department}, headers=caller)
     assert response.status == 200
     assert (await response.json())["departments"] == [{
-        "name": department, "description": None, "offline_message": None,
-        "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
+        "name": department, "display_name": default_display_name(department), "description": None,
+        "offline_message": None, "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
 
     await cast.staff(await make_agent(ctx, department, max_chats=1))
     await cast.staff(await make_agent(ctx, department, max_chats=3), status="away")   # connected, not taking chats
@@ -74,8 +74,8 @@ async def test_availability_counts_online_agents_free_places_and_queue(chat_serv
     await second.ok("chat:start", {"department": department, "message": "me too"})
     body = await (await client.get(AVAILABILITY, params={"department": department}, headers=caller)).json()
     assert body["departments"][0] | {"name": None} == {
-        "name": None, "description": None, "offline_message": None,
-        "online_agents": 1, "free_places": 0, "queued": 1, "open_now": True, "available": True}
+        "name": None, "display_name": default_display_name(department), "description": None,
+        "offline_message": None, "online_agents": 1, "free_places": 0, "queued": 1, "open_now": True, "available": True}
 
 
 async def test_availability_lists_configured_departments_with_their_offline_message(client, users, ctx):
@@ -85,7 +85,7 @@ async def test_availability_lists_configured_departments_with_their_offline_mess
                                          offline_message="We answer billing mail within a day.")
     body = await (await client.get(AVAILABILITY, headers=users.headers(uuid.uuid4(), "customer"))).json()
     mine = [d for d in body["departments"] if d["name"] == name]
-    assert mine == [{"name": name, "description": "Billing questions",
+    assert mine == [{"name": name, "display_name": default_display_name(name), "description": "Billing questions",
                      "offline_message": "We answer billing mail within a day.",
                      "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
 
@@ -196,7 +196,8 @@ async def test_outside_business_hours_a_department_is_not_available_even_with_ag
     body = await (await client.get(AVAILABILITY, params={"department": department},
                                    headers=users.headers(uuid.uuid4(), "customer"))).json()
     assert body["departments"][0] | {"name": None} == {
-        "name": None, "description": None, "offline_message": "We are open on weekdays.",
+        "name": None, "display_name": default_display_name(department), "description": None,
+        "offline_message": "We are open on weekdays.",
         "online_agents": 1, "free_places": 2, "queued": 0, "open_now": False, "available": False}
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, page_of, sort_field
+from app.schemas.common import NAME_LENGTH, PageQuery, PageSchema, StrictSchema, page_of, sort_field
 
 SESSION_STATUSES = ("queued", "active", "ended", "timed_out", "abandoned")
 MESSAGE_TEXT = validate.Length(min=1, max=5000)
@@ -52,6 +52,9 @@ class LeaveMessageSchema(StrictSchema):
     subject = fields.String(required=True, validate=validate.Length(min=1, max=255))
     message = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
     email = fields.Email(validate=validate.Length(max=255))
+    department = fields.String(validate=NAME_LENGTH, metadata={
+        "description": "Where the ticket goes when no session is named (the widget's department); "
+                       "a named session's department wins"})
 
 
 class AgentStatusEventSchema(StrictSchema):
@@ -98,7 +101,8 @@ class MessageCreateSchema(StrictSchema):
 
 
 class MessageListQuery(StrictSchema):
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0),
+                               metadata={"description": "The cursor: messages with a greater seq"})
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
@@ -142,8 +146,14 @@ class MessageSchema(Schema):
     created_at = fields.DateTime()
 
 
-class MessageListSchema(Schema):
-    items = fields.List(fields.Nested(MessageSchema))
+class MessageListSchema(PageSchema):
+    """The list envelope, paged by cursor (``after_seq``) rather than by ``offset``."""
+    items = fields.List(fields.Nested(MessageSchema), metadata={"description": "In seq order"})
+    total = fields.Integer(metadata={"description": "All the session's messages (its last_seq); notes are not "
+                                                    "messages, so both parties count the same"})
+    limit = fields.Integer()
+    offset = fields.Integer(metadata={"description": "How many messages come before this page: after_seq "
+                                                     "(at most total). Page on with after_seq = the last seq"})
     session = fields.Nested(SessionSchema)
 
 
@@ -156,6 +166,7 @@ class AvailabilityQuery(StrictSchema):
 
 class DepartmentAvailabilitySchema(Schema):
     name = fields.String()
+    display_name = fields.String()
     description = fields.String(allow_none=True)
     offline_message = fields.String(allow_none=True)
     online_agents = fields.Integer()

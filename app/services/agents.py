@@ -11,6 +11,7 @@ from app.context import AppContext
 from app.db import fetch_page
 from app.errors import Conflict, NotFound
 from app.security import audit
+from app.services import departments
 
 FIELDS = ("id", "user_id", "display_name", "role", "department", "skills", "max_tickets",
           "current_tickets", "max_chats", "active_chats", "status", "is_online", "is_available",
@@ -33,6 +34,7 @@ def _require_manager(principal: Principal) -> None:
 async def create_agent(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
     _require_manager(principal)
     async with ctx.db.transaction() as conn:
+        await departments.ensure(ctx, conn, data["department"], principal=principal, meta=meta)
         try:
             row = await ctx.db.q.insert_agent(conn, **{k: data.get(k) for k in (
                 "user_id", "display_name", "role", "department", "skills", "max_tickets", "max_chats",
@@ -86,6 +88,8 @@ async def _update(ctx: AppContext, principal: Principal, meta: RequestMeta, conn
     changes = {k: {"from": before[k], "to": v} for k, v in values.items() if before[k] != v}
     if not changes:
         return present(before)
+    if "department" in changes:
+        await departments.ensure(ctx, conn, values["department"], principal=principal, meta=meta)
     row = await ctx.db.q.update_agent(conn, id=before["id"], **values, now=ctx.clock.now())
     agent = present(row)
     await audit.record(conn, principal, meta, action, "agent", agent["id"], changes)

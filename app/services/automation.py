@@ -196,9 +196,14 @@ def ticket_response_text(row: dict, articles: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def chat_greeting_text(articles: list[dict], agent_name: str | None = None) -> str:
-    lines = [f"Hello! Thanks for reaching out. {agent_name} will reply in a moment." if agent_name else
-             "Hello! Thanks for reaching out. You are in the queue and an agent will be with you shortly."]
+DEFAULT_GREETING = "Hello! Thanks for reaching out."
+
+
+def chat_greeting_text(articles: list[dict], agent_name: str | None = None, greeting: str | None = None) -> str:
+    """``greeting`` is the department's own opening line (DEFAULT_GREETING when it has none)."""
+    opening = (greeting or DEFAULT_GREETING).strip()
+    lines = [f"{opening} {agent_name} will reply in a moment." if agent_name else
+             f"{opening} You are in the queue and an agent will be with you shortly."]
     if articles:
         lines.append("These articles may help:" if agent_name else "While you wait, these articles may help:")
         lines += [f"- {a['title']} (/help/articles/{a['id']})" for a in articles]
@@ -226,8 +231,8 @@ async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | No
     from app.services.message_writer import PendingMessage
     articles = await kb.related_articles(ctx, text_hint or "")
     async with ctx.db.connection() as conn:   # routed already? then the greeting names the agent
-        agent_name = await ctx.db.q.session_agent_name(conn, id=session_id)
-    text = chat_greeting_text(articles, agent_name)
+        said = await ctx.db.q.session_greeting(conn, id=session_id)
+    text = chat_greeting_text(articles, said and said["agent_name"], said and said["greeting"])
     item = PendingMessage(session_id=session_id, sender_id=None, sender_type="system", scope="all",
                           client_msg_id=None,
                           ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"),

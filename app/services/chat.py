@@ -8,12 +8,10 @@ Rules that hold whichever transport calls (Socket.IO, REST, gRPC):
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import secrets
 import uuid
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -24,7 +22,7 @@ from app.db import fetch_page
 from app.errors import Conflict, Forbidden, InvalidState, ValidationFailed
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
-from app.services import automation, routing, tickets
+from app.services import automation, departments, routing, tickets
 from app.services.feedback import record_sentiment
 from app.services.message_writer import PendingMessage
 from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, present_message, present_note,
@@ -43,10 +41,11 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
                      origin_sid: str | None = None) -> dict:
     """Open a session (or return the customer's open one), route it, and post the first message."""
     customer_id = _customer_for(principal, data)
-    department = data.get("department") or "general"
+    department = data.get("department") or departments.DEFAULT
     now = ctx.clock.now()
     created = False
     async with ctx.db.transaction() as conn:
+        await departments.ensure(ctx, conn, department, principal=principal, meta=meta)
         try:
             async with conn.transaction():   # savepoint: a lost race must not abort the outer one
                 row = await ctx.db.q.insert_session(
@@ -276,7 +275,7 @@ async def rate_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, re
         await audit.record(conn, principal, meta, "chat.rate", "chat_session", session["id"],
                            {"rating": rating, "feedback_id": str(feedback["id"])})
         await ctx.events.append(conn, "feedback.created", "feedback", feedback["id"],
-                                {"feedback_id": feedback["id"], "chat_session_id": session["id"],
+                                {"feedback_id": feedback["id"], "session_id": session["id"],
                                  "agent_id": session["agent_id"], "rating": rating}, actor_id=principal.user_id)
     return {"feedback_id": feedback["id"]}
 
@@ -285,7 +284,7 @@ async def leave_message(ctx: AppContext, principal: Principal, meta: RequestMeta
     """An offline message (no agent, or the queue timed out) becomes a ticket in the department."""
     if principal.role != "customer":
         raise Forbidden("Only customers leave messages")
-    department = "general"
+    department = data.get("department") or departments.DEFAULT
     session = None
     if data.get("session_id"):
         async with ctx.db.connection() as conn:
@@ -295,7 +294,7 @@ async def leave_message(ctx: AppContext, principal: Principal, meta: RequestMeta
         principal = Principal(principal.user_id, principal.role, principal.name, data["email"])
     ticket = await tickets.create_ticket(ctx, principal, meta, {
         "subject": data["subject"], "description": data["message"], "category": department,
-        "metadata": {"source": "chat_offline_message", **({"chat_session_id": str(session["id"])} if session else {})},
+        "metadata": {"source": "chat_offline_message", **({"session_id": str(session["id"])} if session else {})},
     }, channel="chat")
     if session is not None:
         async with ctx.db.transaction() as conn:
@@ -323,46 +322,20 @@ async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> d
             "limit": query["limit"], "offset": query["offset"]}
 
 
-async def availability(ctx: AppContext, department: str | None) -> dict:
-    """Who can chat now, per department: the widget offers a chat when ``available`` (within
-    business hours, and an agent online and connected; a full team still queues), else its
-    "leave a message" form."""
-    async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.chat_availability(conn, department=department)
-    now = ctx.clock.now()
-    departments = []
-    for r in rows:
-        row = dict(r)
-        hours, zone = row.pop("business_hours"), row.pop("time_zone")
-        row["open_now"] = within_business_hours(hours, zone, now)
-        row["available"] = row["open_now"] and row["online_agents"] > 0
-        departments.append(row)
-    return {"departments": departments}
-
-
-def within_business_hours(hours: Any, zone: str | None, now: dt.datetime) -> bool:
-    """``hours`` is ``{"mon": [["09:00", "17:00"]], ...}`` in the department's time zone; None
-    means always open, and a day it does not name is closed."""
-    if hours is None:
-        return True
-    try:
-        local = now.astimezone(ZoneInfo(zone or "UTC"))
-    except (ZoneInfoNotFoundError, ValueError):
-        local = now.astimezone(dt.timezone.utc)
-    clock = local.strftime("%H:%M")
-    day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
-    try:   # ranges are "HH:MM" strings, end excluded; one over midnight is written as two
-        return any(start <= clock < end for start, end in hours.get(day, []))
-    except (AttributeError, TypeError, ValueError):
-        log.warning("unreadable business hours; treating the department as open", extra={"hours": hours})
-        return True
-
-
 async def list_messages(ctx: AppContext, principal: Principal, ref: Any, after_seq: int, limit: int) -> dict:
+    """A page of the list envelope, paged by cursor: the messages after ``after_seq``.
+
+    Both parties see every message (internal notes are not messages) and seqs have no gaps, so
+    ``total`` is the session's ``last_seq`` and ``offset`` (how many come before this page) is
+    ``after_seq``, capped at ``total``.
+    """
     async with ctx.db.connection() as conn:
         session = await visible_session(ctx, conn, principal, ref)
         rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq, limit=limit)
-        return {"items": [present_message(ctx, r) for r in rows], "session": await session_view(ctx, conn, session)}
+        view = await session_view(ctx, conn, session)
+    total = max(view["last_seq"], rows[-1]["seq"] if rows else 0)   # a message may land in between
+    return {"items": [present_message(ctx, r) for r in rows], "total": total, "limit": limit,
+            "offset": min(after_seq, total), "session": view}
 
 
 async def update_session(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, data: dict) -> dict:

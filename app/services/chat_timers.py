@@ -13,10 +13,10 @@ from app.services import chat, routing
 from app.services.chat_views import session_view
 
 
-async def _end_expired(ctx: AppContext, query_name: str, cutoff: dt.datetime, status: str, reason: str) -> int:
+async def _end_expired(ctx: AppContext, query_name: str, status: str, reason: str, **params: object) -> int:
     ended = []
     async with ctx.db.transaction() as conn:
-        for session in await getattr(ctx.db.q, query_name)(conn, cutoff=cutoff):
+        for session in await getattr(ctx.db.q, query_name)(conn, **params):
             row = await chat.finish(ctx, conn, session, status, reason)
             ended.append((row, await session_view(ctx, conn, row)))
     for row, view in ended:
@@ -25,15 +25,15 @@ async def _end_expired(ctx: AppContext, query_name: str, cutoff: dt.datetime, st
 
 
 async def sweep_queue_timeouts(ctx: AppContext) -> int:
-    """Queued longer than CHAT_QUEUE_TIMEOUT_MINUTES: ends with ``queue_timeout``; the customer
-    can then leave a message (``chat:leave_message``)."""
-    cutoff = ctx.clock.now() - dt.timedelta(minutes=ctx.settings.chat_queue_timeout_minutes)
-    return await _end_expired(ctx, "expired_queue", cutoff, "timed_out", "queue_timeout")
+    """Queued longer than the department's queue timeout (else CHAT_QUEUE_TIMEOUT_MINUTES): ends
+    with ``queue_timeout``; the customer can then leave a message (``chat:leave_message``)."""
+    return await _end_expired(ctx, "expired_queue", "timed_out", "queue_timeout", now=ctx.clock.now(),
+                              default_minutes=ctx.settings.chat_queue_timeout_minutes)
 
 
 async def sweep_inactive(ctx: AppContext) -> int:
     cutoff = ctx.clock.now() - dt.timedelta(minutes=ctx.settings.chat_inactivity_timeout_minutes)
-    return await _end_expired(ctx, "inactive_sessions", cutoff, "ended", "inactivity")
+    return await _end_expired(ctx, "inactive_sessions", "ended", "inactivity", cutoff=cutoff)
 
 
 async def reconcile_presence(ctx: AppContext) -> None:

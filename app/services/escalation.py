@@ -23,6 +23,7 @@ from app.errors import Forbidden, InvalidState, NotFound
 from app.jsonutil import to_jsonable
 from app.schemas.tickets import PRIORITIES
 from app.security import audit
+from app.services import departments
 
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("open", "in_progress", "pending")
@@ -58,6 +59,7 @@ async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
     require_role(principal, "admin")
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
+        await _ensure_target_department(ctx, conn, principal, meta, data["actions"])
         row = await ctx.db.q.insert_escalation_rule(
             conn, rule_name=data["rule_name"], description=data.get("description"),
             conditions=to_jsonable(data["conditions"]), actions=to_jsonable(data["actions"]),
@@ -65,6 +67,14 @@ async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
         await audit.record(conn, principal, meta, "escalation_rule.create", "escalation_rule", row["id"],
                            {"rule_name": row["rule_name"]})
     return _rule_view(row)
+
+
+async def _ensure_target_department(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
+                                    meta: RequestMeta, actions: dict) -> None:
+    """A rule that reassigns to a department names it first: its row exists from then on."""
+    department = (actions.get("reassign_to") or {}).get("department")
+    if department:
+        await departments.ensure(ctx, conn, department, principal=principal, meta=meta)
 
 
 async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, rule_id: uuid.UUID,
@@ -77,6 +87,7 @@ async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
             raise NotFound("Escalation rule not found")
         merged = {k: to_jsonable(data[k]) if k in data else row[k]
                   for k in ("rule_name", "description", "conditions", "actions", "priority", "is_active")}
+        await _ensure_target_department(ctx, conn, principal, meta, merged["actions"])
         row = await ctx.db.q.update_escalation_rule(conn, id=rule_id, **merged, now=now)
         await audit.record(conn, principal, meta, "escalation_rule.update", "escalation_rule", rule_id,
                            {k: True for k in data})

@@ -20,7 +20,7 @@ from app.context import AppContext
 from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable, ValidationFailed
 from app.live import AGENT_NS, session_room
 from app.security import audit
-from app.services import agents as agent_service
+from app.services import agents as agent_service, departments
 from app.services.chat_views import (find_session, participant_session, present_session, session_view, session_views,
                                      summary)
 
@@ -150,6 +150,7 @@ async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: A
         if target["active_chats"] >= target["max_chats"]:
             raise Unavailable(f"{target['display_name']} has no free chat place")
         return target
+    await departments.ensure(ctx, conn, department)
     target = await ctx.db.q.pick_agent(conn, department=department, exclude_agent=session["agent_id"])
     if target is None:
         raise Unavailable(f"No agent of {department} is free right now")

@@ -16,7 +16,7 @@ from app.context import AppContext
 from app.db import contains_pattern, fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.security import audit
-from app.services import automation, kb
+from app.services import automation, departments, kb
 
 # API.md "Tickets": the legal status transitions; anything else is a 409.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -108,6 +108,8 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
                         *, channel: str | None = None) -> dict:
     """Create a ticket; ``channel`` is set by internal callers (a chat's offline message)."""
     if principal.role == "customer":
+        if data.get("customer_id") == principal.user_id:   # naming themselves is fine
+            data = {k: v for k, v in data.items() if k != "customer_id"}
         extra = set(data) - CUSTOMER_CREATE_FIELDS
         if extra:
             raise Forbidden(f"Customers may not set {', '.join(sorted(extra))}")
@@ -134,7 +136,7 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         category = data.get("category") or await automation.categorize(conn, data["subject"], data["description"])
         priority = data.get("priority") or await automation.prioritize(
             conn, data["subject"], data["description"], data.get("metadata"))
-        department = await ctx.db.q.department_for_category(conn, category=category)
+        department = await departments.for_category(ctx, conn, category, principal=principal, meta=meta)
         auto_assigned = False
         if agent_id is None and ctx.settings.ticket_auto_assignment:
             agent_id = await automation.pick_agent(ctx, conn, department, category, data.get("tags"))
@@ -237,7 +239,8 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
                 after[field] = ctx.cipher.encrypt(data[field], f"support_tickets.{field}")
         if "category" in data and data["category"] != before["category"]:
             after["category"] = data["category"]
-            after["department"] = await ctx.db.q.department_for_category(conn, category=data["category"])
+            after["department"] = await departments.for_category(ctx, conn, data["category"],
+                                                                 principal=principal, meta=meta)
         if "agent_id" in data and data["agent_id"] != before["agent_id"]:
             after["assigned_at"] = now if data["agent_id"] else None
         if "status" in data:

@@ -147,10 +147,13 @@ INSERT INTO feedback (chat_session_id, customer_id, agent_id, rating, comment, c
 VALUES (:chat_session_id, :customer_id, :agent_id, :rating, :comment, :category)
 RETURNING *;
 
--- name: expired_queue(cutoff)
--- Queued sessions that have waited past the queue timeout, locked for ending.
-SELECT * FROM chat_sessions WHERE status = 'queued' AND queued_at < :cutoff
-ORDER BY queued_at LIMIT 200 FOR UPDATE SKIP LOCKED;
+-- name: expired_queue(now, default_minutes)
+-- Queued sessions that have waited past their department's queue timeout (else the configured
+-- one), locked for ending.
+SELECT s.* FROM chat_sessions s LEFT JOIN departments d ON d.name = s.department
+WHERE s.status = 'queued'
+  AND s.queued_at < :now::timestamptz - make_interval(mins => coalesce(d.queue_timeout_minutes, :default_minutes))
+ORDER BY s.queued_at LIMIT 200 FOR UPDATE OF s SKIP LOCKED;
 
 -- name: inactive_sessions(cutoff)
 SELECT * FROM chat_sessions WHERE status = 'active' AND last_message_at < :cutoff
@@ -273,25 +276,29 @@ SELECT e.ord, TRUE, e.id, e.session_id, e.seq, e.client_msg_id, e.sender_id, e.s
 FROM earlier e;
 
 -- name: chat_availability(department)
--- Per department (one, or every configured one): agents online and connected, free chat places
--- and queued chats, for the widget's pre-chat form and its "leave a message" offer.
+-- Per department (one by name, or every public one): agents online and connected, free chat
+-- places and queued chats, for the widget's pre-chat form and its "leave a message" offer.
 WITH names AS (
-    SELECT name FROM departments WHERE :department::text IS NULL
+    SELECT name FROM departments WHERE :department::text IS NULL AND is_public
     UNION
     SELECT :department::text WHERE :department::text IS NOT NULL
 )
-SELECT n.name, d.description, d.offline_message, d.business_hours, d.time_zone,
+SELECT n.name, d.display_name, d.description, d.offline_message,
+       d.business_hours, d.time_zone,
        count(a.id)::int AS online_agents,
        coalesce(sum(greatest(a.max_chats - a.active_chats, 0)), 0)::int AS free_places,
        (SELECT count(*)::int FROM chat_sessions s WHERE s.department = n.name AND s.status = 'queued') AS queued
 FROM names n
 LEFT JOIN departments d ON d.name = n.name
 LEFT JOIN support_agents a ON a.department = n.name AND a.status = 'online' AND a.is_online AND a.is_available
-GROUP BY n.name, d.description, d.offline_message, d.business_hours, d.time_zone
+GROUP BY n.name, d.display_name, d.description, d.offline_message, d.business_hours, d.time_zone
 ORDER BY n.name;
 
--- name: session_agent_name(id)$
--- The display name of the agent an active session is with; NULL while it waits.
-SELECT a.display_name
-FROM chat_sessions s JOIN support_agents a ON a.user_id = s.agent_id
-WHERE s.id = :id AND s.status = 'active';
+-- name: session_greeting(id)^
+-- What a chat's greeting says: its department's own greeting (NULL: the default one) and the
+-- display name of the agent an active session is with (NULL while it waits).
+SELECT d.greeting, a.display_name AS agent_name
+FROM chat_sessions s
+LEFT JOIN departments d ON d.name = s.department
+LEFT JOIN support_agents a ON a.user_id = s.agent_id AND s.status = 'active'
+WHERE s.id = :id;

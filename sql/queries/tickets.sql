@@ -1,8 +1,10 @@
 -- name: department_for_category(category)$
--- The department a category routes to: a department named like it or listing it, else general.
+-- The department a category routes to (API.md): the department listing it among its categories,
+-- else the one named like it; a category nothing maps is its own department (its row is created
+-- on first use by the caller), and no category at all means general.
 SELECT coalesce(
-    (SELECT name FROM departments WHERE name = :category OR :category = ANY(categories)
-     ORDER BY (name = :category) DESC LIMIT 1),
+    (SELECT name FROM departments WHERE :category = ANY(categories) AND name <> :category LIMIT 1),
+    :category::text,
     'general');
 
 -- name: insert_ticket(customer_id, agent_id, category, subcategory, department, priority, channel, subject, description, customer_email, customer_name, tags, metadata, now)^
