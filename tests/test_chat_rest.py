@@ -230,8 +230,17 @@ async def test_get_messages_after_seq_with_limit(http: aiohttp.ClientSession, us
     assert [m["seq"] for m in page["items"]] == [2, 3, 4]
     assert [m["message"] for m in page["items"]] == ["line 1", "line 2", "line 3"]
     assert page["session"]["last_seq"] == 5
+    # The list envelope, paged by cursor: offset is how many come before the page (after_seq).
+    assert (page["total"], page["limit"], page["offset"]) == (5, 3, 1)
     page = await get(http, path, auth(users, customer.user_id, "customer"))
     assert [m["seq"] for m in page["items"]] == [1, 2, 3, 4, 5]
+    assert (page["total"], page["limit"], page["offset"]) == (5, 100, 0)
+    await agent.ok("chat:note", {"session_id": session["id"], "message": "internal, not a message"})
+    for who in ((customer.user_id, "customer"), (agent.user_id, "agent")):   # notes count for nobody
+        page = await get(http, f"{path}?after_seq=4", auth(users, *who))
+        assert ([m["seq"] for m in page["items"]], page["total"], page["offset"]) == ([5], 5, 4)
+    page = await get(http, f"{path}?after_seq=9", auth(users, agent.user_id, "agent"))
+    assert (page["items"], page["total"], page["offset"]) == ([], 5, 5)
     await get(http, path, auth(users, uuid.uuid4(), "customer"), status=404)
     body = await get(http, f"{path}?limit=0", auth(users, agent.user_id, "agent"), status=422)
     assert "limit" in body["errors"]

@@ -76,7 +76,7 @@ async def test_customer_gives_feedback_on_resolved_ticket(client, users):
     assert response.status == 201
     item = await response.json()
     assert response.headers["Location"] == f"{FEEDBACK}/{item['id']}"
-    assert item["ticket_id"] == t["ticket"]["id"] and item["chat_session_id"] is None
+    assert item["ticket_id"] == t["ticket"]["id"] and item["session_id"] is None
     assert item["customer_id"] == str(t["customer_id"]) and item["agent_id"] == str(t["agent_id"])
     assert item["rating"] == 5 and item["comment"] == POSITIVE
     assert item["category"] == "billing"
@@ -143,7 +143,7 @@ async def test_feedback_needs_a_token(client):
 
 
 @pytest.mark.parametrize(("body", "fields"), [
-    ({"rating": 4}, {"ticket_id", "chat_session_id"}),
+    ({"rating": 4}, {"ticket_id", "session_id"}),
     ({"ticket_id": "TICKET", "rating": 4}, {"ticket_id"}),
     ({"rating": 0}, {"rating"}), ({"rating": 6}, {"rating"}), ({"rating": "5"}, {"rating"}),
     ({"rating": 4.5}, {"rating"}), ({}, {"rating"}),
@@ -151,7 +151,7 @@ async def test_feedback_needs_a_token(client):
     ({"rating": 4, "sentiment_score": 1}, {"sentiment_score"}), ({"rating": 4, "comment": "a\x00b"}, {"comment"})])
 async def test_invalid_feedback_is_422(client, users, body, fields):
     _, customer = users.new("customer")
-    if "ticket_id" not in body and fields != {"ticket_id", "chat_session_id"}:
+    if "ticket_id" not in body and fields != {"ticket_id", "session_id"}:
         body = {"ticket_id": str(uuid.uuid4()), **body}
     response = await problem(await client.post(FEEDBACK, json=body, headers=customer), 422)
     assert fields <= set(response["errors"]), response["errors"]
@@ -160,7 +160,7 @@ async def test_invalid_feedback_is_422(client, users, body, fields):
 async def test_both_ticket_and_session_is_422(client, users):
     _, customer = users.new("customer")
     body = await problem(await client.post(FEEDBACK, json={"ticket_id": str(uuid.uuid4()),
-                                                           "chat_session_id": str(uuid.uuid4()), "rating": 4},
+                                                           "session_id": str(uuid.uuid4()), "rating": 4},
                                            headers=customer), 422)
     assert "ticket_id" in body["errors"]
 
@@ -170,12 +170,12 @@ async def test_both_ticket_and_session_is_422(client, users):
 
 async def test_customer_gives_feedback_on_an_answered_chat(client, users, ctx):
     c = await answered_chat(ctx, users, department="bookings")
-    item = await give(client, c["customer"], chat_session_id=str(c["session_id"]), rating=4, comment=POSITIVE)
-    assert item["chat_session_id"] == str(c["session_id"]) and item["ticket_id"] is None
+    item = await give(client, c["customer"], session_id=str(c["session_id"]), rating=4, comment=POSITIVE)
+    assert item["session_id"] == str(c["session_id"]) and item["ticket_id"] is None
     assert item["agent_id"] == str(c["agent_id"]) and item["category"] == "bookings"
     assert item["department"] == "bookings" and item["sentiment_score"] > 0.5
     assert await fetchval(ctx, "SELECT satisfaction_rating FROM chat_sessions WHERE id = $1", c["session_id"]) == 4
-    await problem(await client.post(FEEDBACK, json={"chat_session_id": str(c["session_id"]), "rating": 1},
+    await problem(await client.post(FEEDBACK, json={"session_id": str(c["session_id"]), "rating": 1},
                                     headers=c["customer"]), 409)
 
 
@@ -184,7 +184,7 @@ async def test_unanswered_chat_cannot_be_rated(client, users, ctx):
     session_id = uuid.uuid4()
     await execute(ctx, "INSERT INTO chat_sessions (id, session_id, customer_id, status, ended_at) "
                        "VALUES ($1, $2, $3, 'abandoned', now())", session_id, f"test-{uuid.uuid4().hex}", customer_id)
-    await problem(await client.post(FEEDBACK, json={"chat_session_id": str(session_id), "rating": 1},
+    await problem(await client.post(FEEDBACK, json={"session_id": str(session_id), "rating": 1},
                                     headers=customer), 409)
 
 
@@ -195,6 +195,32 @@ async def test_chat_rating_scores_sentiment_too(ctx, users):
     score = await fetchval(ctx, "SELECT sentiment_score FROM feedback WHERE id = $1", result["feedback_id"])
     assert score > decimal.Decimal("0.5")
     assert await fetchval(ctx, "SELECT department FROM feedback WHERE id = $1", result["feedback_id"]) == "general"
+
+
+async def test_feedback_names_its_chat_session_session_id(client, users, ctx):
+    """API.md: ``session_id`` is a session's UUID everywhere (bodies, responses, filters, events);
+    the column stays ``chat_session_id``."""
+    c = await answered_chat(ctx, users)
+    old_name = await problem(await client.post(FEEDBACK, json={"chat_session_id": str(c["session_id"]), "rating": 4},
+                                               headers=c["customer"]), 422)
+    assert "chat_session_id" in old_name["errors"]
+    item = await give(client, c["customer"], session_id=str(c["session_id"]), rating=4)
+    assert "chat_session_id" not in item
+    _, supervisor = users.new("supervisor")
+    listed = await (await client.get(FEEDBACK, params={"session_id": str(c["session_id"])}, headers=supervisor)).json()
+    assert [i["id"] for i in listed["items"]] == [item["id"]] and listed["items"][0]["session_id"] == item["session_id"]
+    await problem(await client.get(FEEDBACK, params={"chat_session_id": str(c["session_id"])}, headers=supervisor), 422)
+    event = await fetchval(ctx, "SELECT payload FROM support_events WHERE entity_id = $1 AND type = 'feedback.created'",
+                           item["id"])
+    assert event["session_id"] == item["session_id"] and "chat_session_id" not in event
+    audited = await fetchval(ctx, "SELECT changes FROM audit_log WHERE entity_id = $1", item["id"])
+    assert audited["session_id"] == item["session_id"] and "chat_session_id" not in audited
+    other = await answered_chat(ctx, users)   # rated over the socket path
+    rated = await chat_service.rate_chat(ctx, Principal(other["customer_id"], "customer"), RequestMeta(),
+                                         other["session_id"], 5, None)
+    event = await fetchval(ctx, "SELECT payload FROM support_events WHERE entity_id = $1 AND type = 'feedback.created'",
+                           str(rated["feedback_id"]))
+    assert event["session_id"] == str(other["session_id"]) and "chat_session_id" not in event
 
 
 # ---------------------------------------------------------------- read and list
@@ -221,7 +247,7 @@ async def test_lists_are_scoped_to_what_the_caller_may_see(client, users, ctx):
     t = await resolved_ticket(client, users)
     mine = await give(client, t["customer"], ticket_id=t["ticket"]["id"], rating=5)
     c = await answered_chat(ctx, users)
-    theirs = await give(client, c["customer"], chat_session_id=str(c["session_id"]), rating=2)
+    theirs = await give(client, c["customer"], session_id=str(c["session_id"]), rating=2)
     seen = await (await client.get(FEEDBACK, headers=t["customer"])).json()
     assert [i["id"] for i in seen["items"]] == [mine["id"]] and seen["total"] == 1
     by_agent = await (await client.get(FEEDBACK, headers=t["agent"])).json()

@@ -113,6 +113,19 @@ async def test_customers_may_not_set_staff_fields(stubs, customer):
                                            metadata=customer[1]), Code.PERMISSION_DENIED)
 
 
+async def test_a_customer_may_name_themselves_but_nobody_else(stubs, customer):
+    user_id, md = customer
+    reply = await stubs.support.CreateTicket(ticket_request(customer_id=str(user_id)), metadata=md)
+    assert reply.ticket.customer_id == str(user_id) and reply.ticket.customer_email == "cora@example.com"
+    error = await fails(stubs.support.CreateTicket(ticket_request(customer_id=str(uuid.uuid4())), metadata=md),
+                        Code.PERMISSION_DENIED)
+    assert "customer_id" in error.details()
+    error = await fails(stubs.support.CreateTicket(
+        ticket_request(customer_id=str(user_id), tags=["vip"], agent_id=str(uuid.uuid4())), metadata=md),
+        Code.PERMISSION_DENIED)
+    assert "agent_id" in error.details() and "tags" in error.details() and "customer_id" not in error.details()
+
+
 async def test_get_ticket_and_visibility(stubs, customer, callers):
     created = await stubs.support.CreateTicket(ticket_request(), metadata=customer[1])
     got = await stubs.support.GetTicket(pb.GetTicketRequest(id=created.ticket.id), metadata=customer[1])
@@ -233,6 +246,7 @@ async def test_chat_session_rpcs(stubs, service, callers):
                                                metadata=customer_md)
     assert [m.message for m in messages.items] == ["Any news?"]
     assert messages.session.last_seq == 2
+    assert (messages.total, messages.limit, messages.offset) == (2, 100, 1)
 
 
 async def test_chat_session_errors(stubs, service, callers, ctx):
@@ -334,6 +348,21 @@ async def test_feedback_rpcs(stubs, callers):
     unresolved = await stubs.support.CreateTicket(ticket_request(), metadata=customer)
     await fails(stubs.support.CreateFeedback(pb.CreateFeedbackRequest(ticket_id=unresolved.ticket.id, rating=3),
                                              metadata=customer), Code.FAILED_PRECONDITION)
+
+
+async def test_feedback_on_a_chat_names_it_session_id(stubs, callers, ctx):
+    customer_id, customer = callers.new("customer")
+    session_id = uuid.uuid4()
+    await execute(ctx, "INSERT INTO chat_sessions (id, session_id, customer_id, agent_id, department, status, "
+                       "assigned_at, ended_at) VALUES ($1, $2, $3, $4, 'general', 'ended', now(), now())",
+                  session_id, f"test-{uuid.uuid4().hex}", customer_id, uuid.uuid4())
+    created = await stubs.support.CreateFeedback(pb.CreateFeedbackRequest(session_id=str(session_id), rating=4),
+                                                 metadata=customer)
+    assert created.feedback.session_id == str(session_id) and not created.feedback.HasField("ticket_id")
+    assert to_dict(created.feedback)["session_id"] == str(session_id)
+    error = await fails(stubs.support.CreateFeedback(pb.CreateFeedbackRequest(rating=4), metadata=customer),
+                        Code.INVALID_ARGUMENT)
+    assert {"ticket_id", "session_id"} <= set(violations(error))
 
 
 async def test_feedback_analytics_and_support_analytics(stubs, callers):

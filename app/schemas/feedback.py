@@ -11,8 +11,8 @@ COMMENT = validate.Length(max=5000)
 
 
 class FeedbackCreateSchema(StrictSchema):
-    ticket_id = fields.UUID(metadata={"description": "The customer's ticket (or chat_session_id, not both)"})
-    chat_session_id = fields.UUID(metadata={"description": "The customer's chat session (or ticket_id)"})
+    ticket_id = fields.UUID(metadata={"description": "The customer's ticket (or session_id, not both)"})
+    session_id = fields.UUID(metadata={"description": "The customer's chat session's id (or ticket_id)"})
     rating = fields.Integer(required=True, strict=True, validate=RATING)
     comment = fields.String(allow_none=True, validate=COMMENT)
     category = fields.String(validate=NAME_LENGTH,
@@ -20,9 +20,9 @@ class FeedbackCreateSchema(StrictSchema):
 
     @validates_schema
     def one_subject(self, data: dict, **kwargs: object) -> None:
-        if ("ticket_id" in data) == ("chat_session_id" in data):
-            message = ["Give exactly one of ticket_id and chat_session_id."]
-            raise ValidationError({"ticket_id": message, "chat_session_id": message})
+        if ("ticket_id" in data) == ("session_id" in data):
+            message = ["Give exactly one of ticket_id and session_id."]
+            raise ValidationError({"ticket_id": message, "session_id": message})
 
 
 class FeedbackUpdateSchema(StrictSchema):
@@ -35,7 +35,7 @@ class FeedbackUpdateSchema(StrictSchema):
 class FeedbackListQuery(PageQuery):
     sort = sort_field("created_at", "rating", "sentiment_score", default="-created_at")
     ticket_id = fields.UUID()
-    chat_session_id = fields.UUID()
+    session_id = fields.UUID(metadata={"description": "A chat session's id"})
     agent_id = fields.UUID()
     customer_id = fields.UUID()
     rating = DelimitedList(fields.Integer(validate=RATING), validate=validate.Length(max=5))
@@ -48,7 +48,7 @@ class FeedbackListQuery(PageQuery):
 class FeedbackSchema(Schema):
     id = fields.UUID()
     ticket_id = fields.UUID(allow_none=True)
-    chat_session_id = fields.UUID(allow_none=True)
+    session_id = fields.UUID(allow_none=True, metadata={"description": "The chat session's id, for feedback on a chat"})
     customer_id = fields.UUID()
     agent_id = fields.UUID(allow_none=True)
     rating = fields.Integer()

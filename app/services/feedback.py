@@ -23,7 +23,8 @@ from app.db import fetch_page
 from app.errors import Conflict, Forbidden, InvalidState, NotFound
 from app.security import audit
 
-PUBLIC_FIELDS = ("id", "ticket_id", "chat_session_id", "customer_id", "agent_id", "rating", "comment", "category",
+# JSON names a chat session ``session_id`` (API.md); the column stays ``chat_session_id`` (DESIGN.md).
+PUBLIC_FIELDS = ("id", "ticket_id", "session_id", "customer_id", "agent_id", "rating", "comment", "category",
                  "department", "sentiment_score", "created_at", "updated_at")
 RATEABLE_TICKET_STATUSES = ("resolved", "closed")
 _CENT = decimal.Decimal("0.01")
@@ -53,14 +54,14 @@ async def record_sentiment(ctx: AppContext, conn: asyncpg.Connection, feedback_i
 # ---------------------------------------------------------------- presentation and access
 
 def present(ctx: AppContext, row: dict) -> dict:
-    feedback = {f: row[f] for f in PUBLIC_FIELDS}
+    feedback = {f: row["chat_session_id" if f == "session_id" else f] for f in PUBLIC_FIELDS}
     feedback["comment"] = ctx.cipher.decrypt(row["comment"], "feedback.comment")
     return feedback
 
 
 def _summary(row: dict) -> dict[str, Any]:
     """What a feedback event carries (never the comment)."""
-    return {"feedback_id": row["id"], "ticket_id": row["ticket_id"], "chat_session_id": row["chat_session_id"],
+    return {"feedback_id": row["id"], "ticket_id": row["ticket_id"], "session_id": row["chat_session_id"],
             "customer_id": row["customer_id"], "agent_id": row["agent_id"], "rating": row["rating"],
             "category": row["category"], "department": row["department"],
             "sentiment_score": row["sentiment_score"]}
@@ -89,7 +90,7 @@ async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
                 raise InvalidState("Feedback on a ticket can be given once it is resolved or closed")
             category = data.get("category") or subject["category"]
         else:
-            subject = await ctx.db.q.feedback_session(conn, id=data["chat_session_id"])
+            subject = await ctx.db.q.feedback_session(conn, id=data["session_id"])
             if subject is None or subject["customer_id"] != principal.user_id:
                 raise NotFound("Chat session not found")
             if subject["assigned_at"] is None:
@@ -98,7 +99,7 @@ async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
         try:
             async with conn.transaction():   # savepoint: the duplicate is reported, not a 500
                 row = dict(await ctx.db.q.insert_feedback(
-                    conn, ticket_id=data.get("ticket_id"), chat_session_id=data.get("chat_session_id"),
+                    conn, ticket_id=data.get("ticket_id"), chat_session_id=data.get("session_id"),
                     customer_id=principal.user_id, agent_id=subject["agent_id"], rating=data["rating"],
                     comment=ctx.cipher.encrypt(comment, "feedback.comment"), category=category,
                     department=subject["department"], sentiment_score=sentiment(comment), now=ctx.clock.now()))
@@ -108,7 +109,7 @@ async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
         if row["chat_session_id"]:
             await ctx.db.q.set_session_satisfaction(conn, id=row["chat_session_id"], rating=row["rating"])
         await audit.record(conn, principal, meta, "feedback.create", "feedback", row["id"],
-                           {"ticket_id": row["ticket_id"], "chat_session_id": row["chat_session_id"],
+                           {"ticket_id": row["ticket_id"], "session_id": row["chat_session_id"],
                             "rating": row["rating"], "category": row["category"], "has_comment": comment is not None})
         await ctx.events.append(conn, "feedback.created", "feedback", row["id"], _summary(row),
                                 actor_id=principal.user_id)
@@ -127,7 +128,7 @@ async def get_feedback(ctx: AppContext, principal: Principal, feedback_id: uuid.
 async def list_feedback(ctx: AppContext, principal: Principal, query: dict) -> dict:
     params = dict(customer_scope=principal.user_id if principal.role == "customer" else None,
                   agent_scope=principal.user_id if principal.role == "agent" else None,
-                  ticket_id=query.get("ticket_id"), chat_session_id=query.get("chat_session_id"),
+                  ticket_id=query.get("ticket_id"), chat_session_id=query.get("session_id"),
                   agent_id=query.get("agent_id"), customer_id=query.get("customer_id"),
                   rating=query.get("rating"), category=query.get("category"), department=query.get("department"),
                   created_after=query.get("created_after"), created_before=query.get("created_before"),

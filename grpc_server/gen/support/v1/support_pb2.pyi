@@ -233,12 +233,18 @@ class GetMessagesRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., after_seq: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class GetMessagesResponse(_message.Message):
-    __slots__ = ("items", "session")
+    __slots__ = ("items", "session", "total", "limit", "offset")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[_common_pb2.ChatMessage]
     session: _common_pb2.ChatSession
-    def __init__(self, items: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., session: _Optional[_Union[_common_pb2.ChatSession, _Mapping]] = ...) -> None: ...
+    total: int
+    limit: int
+    offset: int
+    def __init__(self, items: _Optional[_Iterable[_Union[_common_pb2.ChatMessage, _Mapping]]] = ..., session: _Optional[_Union[_common_pb2.ChatSession, _Mapping]] = ..., total: _Optional[int] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Article(_message.Message):
     __slots__ = ("id", "title", "content", "category", "tags", "author_id", "is_published", "view_count", "helpful_count", "not_helpful_count", "created_at", "updated_at", "published_at", "content_format")
@@ -375,10 +381,10 @@ class SearchArticlesResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ArticleSearchResult, _Mapping]]] = ..., total: _Optional[int] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class Feedback(_message.Message):
-    __slots__ = ("id", "ticket_id", "chat_session_id", "customer_id", "agent_id", "rating", "comment", "category", "sentiment_score", "created_at", "updated_at", "department")
+    __slots__ = ("id", "ticket_id", "session_id", "customer_id", "agent_id", "rating", "comment", "category", "sentiment_score", "created_at", "updated_at", "department")
     ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
-    CHAT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
@@ -390,7 +396,7 @@ class Feedback(_message.Message):
     DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
     id: str
     ticket_id: str
-    chat_session_id: str
+    session_id: str
     customer_id: str
     agent_id: str
     rating: int
@@ -400,21 +406,21 @@ class Feedback(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
     department: str
-    def __init__(self, id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., chat_session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., rating: _Optional[int] = ..., comment: _Optional[str] = ..., category: _Optional[str] = ..., sentiment_score: _Optional[float] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., department: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., ticket_id: _Optional[str] = ..., session_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., rating: _Optional[int] = ..., comment: _Optional[str] = ..., category: _Optional[str] = ..., sentiment_score: _Optional[float] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., department: _Optional[str] = ...) -> None: ...
 
 class CreateFeedbackRequest(_message.Message):
-    __slots__ = ("ticket_id", "chat_session_id", "rating", "comment", "category")
+    __slots__ = ("ticket_id", "session_id", "rating", "comment", "category")
     TICKET_ID_FIELD_NUMBER: _ClassVar[int]
-    CHAT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     RATING_FIELD_NUMBER: _ClassVar[int]
     COMMENT_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     ticket_id: str
-    chat_session_id: str
+    session_id: str
     rating: int
     comment: str
     category: str
-    def __init__(self, ticket_id: _Optional[str] = ..., chat_session_id: _Optional[str] = ..., rating: _Optional[int] = ..., comment: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
+    def __init__(self, ticket_id: _Optional[str] = ..., session_id: _Optional[str] = ..., rating: _Optional[int] = ..., comment: _Optional[str] = ..., category: _Optional[str] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
     __slots__ = ("feedback",)
