@@ -93,10 +93,10 @@ async def search(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/kb/suggest")
 @api_doc(summary="Title suggestions while typing (published articles)", tags=TAGS, query=s.SuggestQuery,
-         response=s.SuggestionsSchema, public=True)
+         response=s.SuggestionPageSchema, public=True)
 async def suggest(request: web.Request) -> web.Response:
     params = await query(request, s.SuggestQuery())
-    return json_response(await kb.suggest(context(request), params["q"], params["limit"]))
+    return json_response(await kb.suggest(context(request), params))
 
 
 @routes.get("/api/v1/kb/related")

@@ -182,11 +182,68 @@ async def test_update_cleans_html_too(client, agent):
     assert "onerror" not in (await response.json())["content"]
 
 
-async def test_markdown_is_stored_as_written(client, agent):
+MARKDOWN_AS_WRITTEN = [
+    "# Title\n\n> a quote & <b>bold</b>\n\n* item",
+    "> Quoted\n> > nested & more\n\nA & B, a < b, c > d, x && y, &copy; &amp; &#35;",
+    "See <https://example.com/a?b=1&c=2>, <mailto:help@example.com> and <help@example.com>.",
+    "[docs](https://example.com/docs \"Docs\") ![logo](/static/logo.png) [ref][1]\n\n[1]: https://example.com/ref",
+    "Inline `<script>shown as code</script>` stays.",
+    "```html\n<script src=\"https://support.example/static/widget.js\"></script>\n<div onclick=\"x\">\n```\n\nEmbed it.",
+    "1. one\n2. two\n\n- [ ] task\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n---\n\n**bold** _em_ ~~del~~",
+    'Allowed HTML: <a href="https://example.com" title="t" rel="noopener noreferrer">link</a> <br> <sub>2</sub>',
+]
+
+
+@pytest.mark.parametrize("text", MARKDOWN_AS_WRITTEN)
+def test_markdown_syntax_is_stored_as_written(text):
+    assert kb_service._stored_content(text, "markdown") == text
+
+
+@pytest.mark.parametrize("text, kept, gone", [
+    ("Hi <script>alert(1)</script> there", "Hi  there", ["<script", "alert"]),
+    ("<img src=x onerror=alert(1)> ok", '<img src="x"> ok', ["onerror"]),
+    ('<a href="javascript:alert(1)" onclick="x()">x</a>', '<a rel="noopener noreferrer">x</a>', ["javascript", "onclick"]),
+    ('<a href="jav&#x61;script:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>', ["script"]),
+    ("<iframe src=\"https://evil.example\"></iframe>text", "text", ["iframe"]),
+    ("<div onmouseover=\"alert(1)\">\n`<script>alert(1)</script>`\n</div>", "\n``\n", ["script", "onmouseover"]),
+    ("<pre>\n\n`<script>alert(1)</script>`\n</pre>", "<pre>\n\n``\n</pre>", ["script"]),
+    ("- <div>\n  `<img src=x onerror=alert(1)>`", '- \n  `<img src="x">`', ["onerror"]),
+    ("<!-- hidden --><style>p{}</style>Text", "Text", ["hidden", "style"]),
+    ("[x](javascript:alert(1)) [y](data:text/html,hi) <javascript:alert(1)>", "[x](#) [y](#) &lt;javascript:alert(1)>",
+     ["](javascript", "](data", "<javascript"]),
+    ("[r]: vbscript:msgbox\n\n[go][r]", "[r]: #\n\n[go][r]", ["vbscript"]),
+    ("a <img/src=x/onerror=alert(1)> b", "a &lt;img/src=x/onerror=alert(1)> b", ["<img"]),
+    ("<script>\nalert(1)\n</script>\n\nAfter", "\n\nAfter", ["alert"]),
+])
+def test_html_in_markdown_is_cleaned(text, kept, gone):
+    stored = kb_service._stored_content(text, "markdown")
+    assert stored == kept
+    for bad in gone:
+        assert bad not in stored
+
+
+async def test_markdown_and_titles_are_cleaned_over_the_api(client, agent):
     _, headers = agent
-    text = "# Title\n\n> a quote & <b>bold</b>\n\n* item"
-    article = await create_article(client, headers, content=text)
-    assert article["content"] == text
+    article = await create_article(client, headers, title='<b onclick="x()">Pay</b> & <script>alert(1)</script>ship',
+                                   content="> Quote & <img src=x onerror=alert(1)> <https://example.com>")
+    assert article["title"] == "Pay & ship"
+    assert article["content"] == '> Quote & <img src="x"> <https://example.com>'
+    response = await client.put(f"{ARTICLES}/{article['id']}", headers=headers,
+                                json={"title": "Q&A <i>now</i>", "content": "<script>x()</script>Fine & well"})
+    assert response.status == 200
+    updated = await response.json()
+    assert updated["title"] == "Q&A now" and updated["content"] == "Fine & well"
+    body = await problem(await client.put(f"{ARTICLES}/{article['id']}", headers=headers,
+                                          json={"title": "<script>alert(1)</script>"}), 422)
+    assert "title" in body["errors"]
+
+
+def test_titles_lose_every_tag():
+    from app.security.sanitize import clean_title
+    assert clean_title("<b>Bold</b> & <em>co</em>") == "Bold & co"
+    assert clean_title("a < b > c") == "a < b > c"
+    assert clean_title("&lt;script&gt;alert(1)&lt;/script&gt;Hi") == "Hi"   # entities cannot smuggle a tag
+    assert clean_title('<a href="https://x">Link</a>  text') == "Link text"
 
 
 def test_plain_text_of_markdown_and_html():
@@ -434,7 +491,7 @@ async def test_drafts_never_leak_through_search_or_suggest(client, users, agent)
         found = await (await client.get(SEARCH, params={"q": term}, headers=caller)).json()
         assert found["items"] == [] and found["total"] == 0
         suggested = await (await client.get(SUGGEST, params={"q": term}, headers=caller)).json()
-        assert suggested["items"] == []
+        assert suggested["items"] == [] and suggested["total"] == 0
     listed = await (await client.get(ARTICLES, params={"q": term}, headers=customer)).json()
     assert listed["items"] == []
 
@@ -458,6 +515,23 @@ async def test_suggest_returns_titles_for_a_prefix(client, agent):
     assert response.status == 200
     items = (await response.json())["items"]
     assert items[0] == {"id": wanted["id"], "title": wanted["title"], "category": wanted["category"]}
+
+
+async def test_suggest_answers_the_list_envelope(client, agent):
+    _, headers = agent
+    term = f"wombat{uuid.uuid4().hex[:6]}"
+    made = [await create_article(client, headers, is_published=True, title=f"{term} guide {i}") for i in range(3)]
+    await create_article(client, headers, is_published=False, title=f"{term} draft")
+    page = await (await client.get(SUGGEST, params={"q": term, "limit": "2"})).json()
+    assert set(page) == {"items", "total", "limit", "offset"}
+    assert page["total"] == 3 and page["limit"] == 2 and page["offset"] == 0 and len(page["items"]) == 2
+    rest = await (await client.get(SUGGEST, params={"q": term, "limit": "2", "offset": "2"})).json()
+    assert rest["total"] == 3 and rest["offset"] == 2 and len(rest["items"]) == 1
+    assert {i["id"] for i in page["items"] + rest["items"]} == {a["id"] for a in made}
+    beyond = await (await client.get(SUGGEST, params={"q": term, "offset": "10"})).json()
+    assert beyond["items"] == [] and beyond["total"] == 3
+    empty = await (await client.get(SUGGEST, params={"q": f"none{uuid.uuid4().hex[:8]}"})).json()
+    assert empty == {"items": [], "total": 0, "limit": 5, "offset": 0}
 
 
 # ---------------------------------------------------------------- the API document

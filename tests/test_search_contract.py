@@ -121,7 +121,7 @@ async def test_drafts_are_never_found(ctx, backend):
     draft = await article(ctx, f"Secret {term}", f"Unreleased {term} policy.", category(), published=False)
     await settle(ctx, backend)
     assert (await backend.search(term)).total == 0
-    assert await backend.suggest(term) == []
+    assert (await backend.suggest(term)).items == []
     assert str(draft["id"]) not in ids(await backend.search("secret unreleased policy"))
 
 
@@ -135,7 +135,7 @@ async def test_unpublished_and_deleted_articles_disappear(ctx, backend):
     await kb.delete_article(ctx, EDITOR, META, second["id"])
     await settle(ctx, backend)
     assert (await backend.search(term, category=cat)).total == 0
-    assert await backend.suggest(term) == []
+    assert (await backend.suggest(term)).items == []
 
 
 async def test_updates_are_searchable(ctx, backend):
@@ -205,10 +205,12 @@ async def test_suggest_completes_titles_being_typed(ctx, backend):
     await article(ctx, "Unrelated", f"Body mentions {term} only.", category())
     await settle(ctx, backend)
     for typed in (term[:5], f"chang {term[:4]}", term):
-        found = await backend.suggest(typed, limit=5)
+        found = (await backend.suggest(typed, limit=5)).items
         assert [s["id"] for s in found][:1] == [wanted["id"]], typed
         assert set(found[0]) == {"id", "title", "category"}
-    assert len(await backend.suggest(term, limit=1)) == 1
+    first = await backend.suggest(term, limit=1)
+    assert len(first.items) == 1 and first.total >= 1
+    assert (await backend.suggest(term, limit=1, offset=first.total)).items == []
 
 
 async def test_query_syntax_in_user_input_is_harmless(ctx, backend):

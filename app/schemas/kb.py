@@ -53,7 +53,7 @@ class SearchQuery(PageQuery):
                          metadata={"description": "Comma-separated; an article must have every tag"})
 
 
-class SuggestQuery(StrictSchema):
+class SuggestQuery(PageQuery):
     q = fields.String(required=True, validate=validate.Length(min=2, max=100))
     limit = fields.Integer(load_default=5, validate=validate.Range(min=1, max=10))
 
@@ -108,4 +108,5 @@ class SuggestionsSchema(Schema):
 
 
 ArticlePageSchema = page_of(ArticleSchema, "ArticlePageSchema")
+SuggestionPageSchema = page_of(SuggestionSchema, "SuggestionPageSchema")
 SearchPageSchema = page_of(SearchHitSchema, "SearchPageSchema")

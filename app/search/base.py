@@ -42,6 +42,12 @@ class SearchPage:
     total: int
 
 
+@dataclasses.dataclass(frozen=True)
+class SuggestionPage:
+    items: list[dict]     # [{id, title, category}]
+    total: int            # every published title that matches, over all pages
+
+
 def render_snippet(raw: str | None) -> str:
     """Plain text with match markers -> HTML-safe text with matches in <mark>...</mark>."""
     text = " ".join((raw or "").split())
@@ -69,8 +75,9 @@ class SearchBackend(abc.ABC):
         """Published articles matching ``q``, best first, with ``total`` over all pages."""
 
     @abc.abstractmethod
-    async def suggest(self, q: str, *, limit: int = 5) -> list[dict]:
-        """``[{id, title, category}]``: published titles for what has been typed so far."""
+    async def suggest(self, q: str, *, limit: int = 5, offset: int = 0) -> SuggestionPage:
+        """Published titles for what has been typed so far (``[{id, title, category}]``), best
+        first, with ``total`` over all pages."""
 
     async def upsert(self, articles: list[dict]) -> None:
         """Index (or re-index) these published articles."""

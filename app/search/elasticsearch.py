@@ -19,7 +19,7 @@ from elasticsearch.helpers import async_bulk
 
 from app.config import Settings
 from app.search.base import (MARK_END, MARK_START, ArticleBatches, SearchBackend, SearchHit,
-                             SearchPage, SearchUnavailable, render_snippet)
+                             SearchPage, SearchUnavailable, SuggestionPage, render_snippet)
 
 ANALYSIS = {
     "filter": {
@@ -110,7 +110,7 @@ def search_body(q: str, category: str | None, tags: list[str] | None, limit: int
     }
 
 
-def suggest_body(q: str, limit: int) -> dict:
+def suggest_body(q: str, limit: int, offset: int = 0) -> dict:
     return {
         "query": {"bool": {
             "should": [
@@ -120,7 +120,7 @@ def suggest_body(q: str, limit: int) -> dict:
             "minimum_should_match": 1,
             "filter": filters(None, None),
         }},
-        "_source": ["title", "category"], "size": limit,
+        "_source": ["title", "category"], "from": offset, "size": limit, "track_total_hits": True,
     }
 
 
@@ -156,13 +156,14 @@ class ElasticsearchSearch(SearchBackend):
                                    tags=list(source.get("tags") or [])))
         return SearchPage(items=items, total=int(found["hits"]["total"]["value"]))
 
-    async def suggest(self, q: str, *, limit: int = 5) -> list[dict]:
+    async def suggest(self, q: str, *, limit: int = 5, offset: int = 0) -> SuggestionPage:
         try:
-            found = await self.client.search(index=self._alias, **_call(suggest_body(q, limit)))
+            found = await self.client.search(index=self._alias, **_call(suggest_body(q, limit, offset)))
         except (ApiError, TransportError) as exc:
             raise SearchUnavailable(f"elasticsearch: {exc}") from exc
-        return [{"id": uuid.UUID(h["_id"]), "title": h["_source"]["title"], "category": h["_source"]["category"]}
-                for h in found["hits"]["hits"]]
+        items = [{"id": uuid.UUID(h["_id"]), "title": h["_source"]["title"], "category": h["_source"]["category"]}
+                 for h in found["hits"]["hits"]]
+        return SuggestionPage(items=items, total=int(found["hits"]["total"]["value"]))
 
     async def upsert(self, articles: list[dict]) -> None:
         if articles:

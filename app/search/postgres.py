@@ -7,7 +7,7 @@ at once. Ranking, prefix matching, typo tolerance and snippets are in ``search_a
 from __future__ import annotations
 
 from app.db import Database, fetch_page
-from app.search.base import SearchBackend, SearchHit, SearchPage, render_snippet
+from app.search.base import SearchBackend, SearchHit, SearchPage, SuggestionPage, render_snippet
 
 
 class PostgresSearch(SearchBackend):
@@ -26,10 +26,11 @@ class PostgresSearch(SearchBackend):
                  for r in rows]
         return SearchPage(items=items, total=total)
 
-    async def suggest(self, q: str, *, limit: int = 5) -> list[dict]:
+    async def suggest(self, q: str, *, limit: int = 5, offset: int = 0) -> SuggestionPage:
         async with self._db.connection() as conn:
-            rows = await self._db.q.suggest_articles(conn, q=q, limit=limit)
-        return [{"id": r["id"], "title": r["title"], "category": r["category"]} for r in rows]
+            rows, total = await fetch_page(self._db.q.suggest_articles, conn, q=q, limit=limit, offset=offset)
+        return SuggestionPage(items=[{"id": r["id"], "title": r["title"], "category": r["category"]} for r in rows],
+                              total=total)
 
     async def health(self) -> dict:
         return {"backend": self.name}

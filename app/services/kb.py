@@ -23,11 +23,11 @@ from app.auth import Principal, RequestMeta
 from app.cache import RowCache
 from app.context import AppContext
 from app.db import fetch_page
-from app.errors import Forbidden, InvalidState, NotFound
+from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.search.base import MARK_END, MARK_START, SearchUnavailable
 from app.search.postgres import PostgresSearch
 from app.security import audit
-from app.security.sanitize import clean_html
+from app.security.sanitize import clean_html, clean_markdown, clean_title
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,17 @@ def plain_text(content: str, content_format: str) -> str:
 
 
 def _stored_content(content: str, content_format: str) -> str:
-    """HTML is cleaned with the allow-list on write; Markdown is stored as written."""
-    return clean_html(content) if content_format == "html" else content
+    """Cleaned with the allow-list on write whatever the format: HTML as a whole, Markdown's raw
+    HTML (the Markdown itself is stored as written). Articles stored before stay as they were."""
+    return clean_html(content) if content_format == "html" else clean_markdown(content)
+
+
+def _stored_title(title: str) -> str:
+    """Titles are text: every tag goes."""
+    cleaned = clean_title(title)
+    if not cleaned:
+        raise ValidationFailed(details={"title": ["Nothing is left once HTML is removed."]})
+    return cleaned
 
 
 # ---------------------------------------------------------------- presentation and access
@@ -159,17 +168,20 @@ async def search(ctx: AppContext, query: dict) -> dict:
             "limit": query["limit"], "offset": query["offset"]}
 
 
-async def suggest(ctx: AppContext, q: str, limit: int) -> dict:
+async def suggest(ctx: AppContext, query: dict) -> dict:
+    """Published titles matching what has been typed: the list envelope, ``total`` counting
+    every match (the widget shows the first few)."""
     backend = ctx.search
     started = time.perf_counter()
+    args = dict(limit=query["limit"], offset=query["offset"])
     try:
-        items = await backend.suggest(q, limit=limit)
+        page = await backend.suggest(query["q"], **args)
     except SearchUnavailable:
         log.warning("search backend unavailable; suggesting from PostgreSQL", exc_info=True)
         backend = PostgresSearch(ctx.db)
-        items = await backend.suggest(q, limit=limit)
+        page = await backend.suggest(query["q"], **args)
     metrics.KB_SEARCH_LATENCY.labels(backend=backend.name, kind="suggest").observe(time.perf_counter() - started)
-    return {"items": items}
+    return {"items": page.items, "total": page.total, "limit": query["limit"], "offset": query["offset"]}
 
 
 async def related_articles(ctx: AppContext, text: str, limit: int = 3) -> list[dict]:
@@ -201,10 +213,11 @@ async def create_article(ctx: AppContext, principal: Principal, meta: RequestMet
     _require_editor(principal)
     content_format = data.get("content_format", "markdown")
     content = _stored_content(data["content"], content_format)
+    title = _stored_title(data["title"])
     published = data.get("is_published", False)
     async with ctx.db.transaction() as conn:
         row = dict(await ctx.db.q.insert_article(
-            conn, title=data["title"], content=content, content_text=plain_text(content, content_format),
+            conn, title=title, content=content, content_text=plain_text(content, content_format),
             content_format=content_format, category=data["category"], tags=data.get("tags", []),
             author_id=principal.user_id, is_published=published, now=ctx.clock.now()))
         await audit.record(conn, principal, meta, "kb_article.create", "kb_article", row["id"],
@@ -234,6 +247,8 @@ async def update_article(ctx: AppContext, principal: Principal, meta: RequestMet
         for field in ("title", "category", "tags", "is_published", "content_format"):
             if field in data:
                 after[field] = data[field]
+        if "title" in data:
+            after["title"] = _stored_title(data["title"])
         if "content" in data or after["content_format"] != before["content_format"]:
             after["content"] = _stored_content(data.get("content", before["content"]), after["content_format"])
         if after["is_published"] != before["is_published"]:

@@ -108,15 +108,16 @@ SELECT a.id, a.title, a.category, a.tags, h.score, h.total,
 FROM hits h JOIN kb_articles a ON a.id = h.id, query
 ORDER BY h.score DESC, h.id;
 
--- name: suggest_articles(q, limit)
+-- name: suggest_articles(q, limit, offset)
 -- Title suggestions while the customer types: every word in the title (prefixes, completions,
--- typo corrections as in search), best title match first, then the most read.
+-- typo corrections as in search), best title match first, then the most read; `total` counts
+-- every match.
 WITH query AS (SELECT kb_search_query(:q::text) AS words)
-SELECT a.id, a.title, a.category
+SELECT a.id, a.title, a.category, count(*) OVER () AS total
 FROM kb_articles a, query
 WHERE a.title_vector @@ query.words AND a.is_published
 ORDER BY ts_rank(a.title_vector, query.words) DESC, a.view_count DESC, a.id
-LIMIT :limit;
+LIMIT :limit OFFSET :offset;
 
 -- name: count_published_articles()$
 SELECT count(*) FROM kb_articles WHERE is_published;
