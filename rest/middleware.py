@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from app import metrics
-from app.errors import TRANSPORT_CODES, DomainError, RateLimited
+from app.errors import TRANSPORT_CODES, DomainError, NotFound, RateLimited
 from app.jsonutil import dumps
 from app.logs import request_id_var
 from rest.common import REQUEST_ID, client_ip, context, try_principal
@@ -28,7 +28,8 @@ def problem(status: int, title: str, detail: str, *, errors: dict | None = None,
             "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    return web.Response(text=dumps(body), status=status, headers=headers,
+    return web.Response(text=dumps(body), status=status,
+                        headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
                         content_type="application/problem+json")
 
 
@@ -84,11 +85,35 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(exc.status, exc.reason, exc.text or exc.reason,
-                       headers={k: v for k, v in exc.headers.items() if k.lower() in ("allow",)})
+        return _http_problem(request, exc)
     except Exception:
         log.exception("unhandled error")
         return problem(500, "Internal error", "Something went wrong; the request id identifies it in the logs")
+
+
+_STATUS_CODES = {status: code for code, (status, _) in TRANSPORT_CODES.items() if code != "invalid_state"}
+_STATUS_CODES.update({405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"})
+
+
+def _http_problem(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route, wrong method, body too large...) in our words and types."""
+    where = f"{request.method} {request.path}"
+    default_text = f"{exc.status}: {exc.reason}"
+    detail = exc.text if exc.text and exc.text != default_text else None
+    headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+    code = _STATUS_CODES.get(exc.status) or re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
+    title = exc.reason
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        headers["Allow"] = ", ".join(allowed)
+        title = "Method not allowed"
+        detail = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}"
+    elif exc.status == 404:
+        title = NotFound.title
+        if request.match_info.http_exception is not None:    # no route matched at all
+            detail = f"No such endpoint: {where}"
+        detail = detail or f"Nothing here: {where}"
+    return problem(exc.status, title, detail or f"{exc.reason}: {where}", code=code, headers=headers)
 
 
 def cors(allowed: tuple[str, ...]) -> Callable:

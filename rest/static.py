@@ -83,7 +83,7 @@ def _asset(path: Path, mtime_ns: int) -> _Asset:
 async def static_file(request: web.Request) -> web.StreamResponse:
     path = _resolve(request.match_info["name"])
     if path is None:
-        raise web.HTTPNotFound()
+        raise web.HTTPNotFound(text=f"No such file: {request.path}")
     asset = _asset(path, path.stat().st_mtime_ns)
     headers = {
         "Content-Type": _content_type(path) or "application/octet-stream",

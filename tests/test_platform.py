@@ -499,3 +499,42 @@ async def test_request_id_is_on_error_responses(client):
     response = await client.get(TICKETS, headers={"X-Request-ID": "trace-err-1"})
     assert response.status == 401
     assert response.headers["X-Request-ID"] == "trace-err-1"
+
+
+# ---------------------------------------------------------------- routes that do not exist
+
+
+async def test_an_unknown_route_is_a_404_problem_naming_it(client, users):
+    _, headers = users.new("agent")
+    for path in ("/api/v1/nope", "/api/v1/tickets/x/y/z", "/nothing-here"):
+        response = await client.get(path, headers=headers)
+        body = await problem(response, 404)
+        assert body["type"] == "https://support-service.dev/problems/not_found"
+        assert body["detail"] == f"No such endpoint: GET {path}" and body["title"] == "Not found"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    body = await problem(await client.post("/api/v1/nope", json={}), 404)   # no token needed to learn that
+    assert body["detail"] == "No such endpoint: POST /api/v1/nope"
+
+
+async def test_a_wrong_method_is_a_405_problem_with_allow(client, users):
+    _, headers = users.new("agent")
+    response = await client.patch("/api/v1/kb/suggest", json={}, headers=headers)
+    body = await problem(response, 405)
+    assert body["type"] == "https://support-service.dev/problems/method_not_allowed"
+    assert body["title"] == "Method not allowed"
+    assert set(response.headers["Allow"].split(", ")) >= {"GET"}
+    assert body["detail"] == f"PATCH is not allowed on /api/v1/kb/suggest; allowed: {response.headers['Allow']}"
+    response = await client.delete("/api/v1/tickets", headers=headers)
+    body = await problem(response, 405)
+    assert {"GET", "POST"} <= set(response.headers["Allow"].split(", "))
+    assert "DELETE is not allowed on /api/v1/tickets" in body["detail"]
+
+
+async def test_missing_static_files_and_pages_are_404_problems(client):
+    body = await problem(await client.get("/static/no-such-file.js"), 404)
+    assert body["detail"] == "No such file: /static/no-such-file.js"
+    assert body["type"] == "https://support-service.dev/problems/not_found"
+    body = await problem(await client.get("/help/articles/not-an-id"), 404)
+    assert body["detail"] == "No such endpoint: GET /help/articles/not-an-id"
+    body = await problem(await client.post("/console"), 405)
+    assert "allowed: " in body["detail"]

@@ -58,6 +58,28 @@ async def test_customer_cannot_create_ticket_for_another_customer(client, users,
     assert await fetchval(ctx, "SELECT count(*) FROM support_tickets WHERE customer_id = $1", other_id) == 0
 
 
+async def test_customer_may_name_themselves_as_customer_id(client, users):
+    customer_id, headers = users.new("customer", email="me@example.com")
+    response = await client.post(TICKETS, json=ticket_body(customer_id=str(customer_id)), headers=headers)
+    assert response.status == 201, await response.text()
+    ticket = await response.json()
+    assert ticket["customer_id"] == str(customer_id) and ticket["customer_email"] == "me@example.com"
+    other_id, _ = users.new("customer")
+    body = await problem(await client.post(TICKETS, json=ticket_body(customer_id=str(other_id)), headers=headers), 403)
+    assert "customer_id" in body["detail"]
+
+
+async def test_the_403_names_every_staff_field_a_customer_sent(client, users):
+    customer_id, headers = users.new("customer")
+    body = await problem(await client.post(TICKETS, json=ticket_body(
+        customer_id=str(customer_id), priority="urgent", tags=["vip"], agent_id=str(uuid.uuid4())), headers=headers), 403)
+    assert body["detail"] == "Customers may not set agent_id, priority, tags"
+    ticket = await create_ticket(client, headers)
+    body = await problem(await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "urgent", "tags": ["x"]},
+                                          headers=headers), 403)
+    assert body["detail"] == "Customers may not change priority, tags"
+
+
 async def test_customer_cannot_override_contact_details_from_token(client, users, ctx):
     customer_id, headers = users.new("customer", email="real@example.com")
     response = await client.post(TICKETS, json=ticket_body(customer_email="fake@example.com"),
