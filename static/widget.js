@@ -624,10 +624,10 @@
         return;
       }
       if (!self.o.department && open.length > 1) {
-        open.forEach(function (d) { select.appendChild(h("option", { value: d.name, text: d.description || d.name })); });
+        open.forEach(function (d) { select.appendChild(h("option", { value: d.name, text: d.display_name || d.name })); });
         row.hidden = false;
       } else if (!self.o.department) {
-        select.appendChild(h("option", { value: open[0].name, text: open[0].name }));
+        select.appendChild(h("option", { value: open[0].name, text: open[0].display_name || open[0].name }));
       }
       note.textContent = self.availabilityText(open);
     }, function () { note.textContent = "Our team will answer as soon as possible."; });

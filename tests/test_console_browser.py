@@ -16,11 +16,12 @@ import aiohttp
 import pytest
 from playwright.async_api import Locator, Page, WebSocketRoute, expect
 
-from app.auth import issue_token
+from app.auth import RequestMeta, issue_token
+from app.services import departments
 from browser_support import (DESKTOP, PHONE, UI_TIMEOUT_MS, CuttableProxy, accessibility_violations, screenshot,
                              token)
 from browser_support import open_console as signed_in_console
-from chat_support import Cast, ChatServer, Peer, for_session, make_agent
+from chat_support import ADMIN, Cast, ChatServer, Peer, for_session, make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 
@@ -604,6 +605,7 @@ async def test_supervisor_sees_agents_load_and_queues_change_live(
     ctx = chat_server.ctx
     xavier_id = await make_agent(ctx, department, max_chats=2, name="Xavier Agent")
     yara_id = await make_agent(ctx, department, max_chats=3, name="Yara Agent")
+    await departments.update_department(ctx, ADMIN, RequestMeta(), department, {"display_name": "Front Desk"})
     supervisor_id = uuid.uuid4()                                  # a supervisor with no agent profile
     page = await open_console(open_page, chat_server, supervisor_id, role="supervisor", name="Sam Supervisor")
     await expect(page.get_by_test_id("agent-role")).to_have_text("Supervisor")
@@ -628,6 +630,8 @@ async def test_supervisor_sees_agents_load_and_queues_change_live(
     await expect(queue.get_by_test_id("team-queue-count")).to_have_text("0")
     await start_chat(cast, department, "Airport shuttle")             # Xavier is full: it waits
     await expect(queue.get_by_test_id("team-queue-count")).to_have_text("1")
+    await expect(queue.locator(".team-queue-head strong")).to_have_text("Front Desk")   # display names
+    await expect(xavier.locator(".col-dept")).to_have_text("Front Desk")
     await screenshot(page, "console-supervisor-desktop", screenshot_dir)
     assert await accessibility_violations(page) == []
 

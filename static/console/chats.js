@@ -9,7 +9,7 @@
 
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
 import { customerLabel, el, formatTime, label } from "./lib.js";
-import { agentName, chatsOnScreen, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
+import { agentName, chatsOnScreen, departmentLabel, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
 
 const chats = new Map();   // session id -> chat
 let focusedId = null;
@@ -248,11 +248,11 @@ function applySession(chat, session) {
   dom.tabLabel.textContent = chatTitle(session);
   dom.title.textContent = chatTitle(session);
   const since = session.assigned_at || session.started_at;
-  dom.sub.textContent = [session.department, customerLabel(session),
+  dom.sub.textContent = [departmentLabel(session.department), customerLabel(session),
     since ? `since ${formatTime(since)}` : ""].filter(Boolean).join(" · ");
   if (ENDED.has(session.status)) markEnded(chat);
   else if (chat.ended) reopen(chat);
-  dom.tabMeta.textContent = `${session.department} · ${label(session.status)}`;
+  dom.tabMeta.textContent = `${departmentLabel(session.department)} · ${label(session.status)}`;
   updateStatuses(chat);
   if (session.status === "active" && session.agent_id && String(session.agent_id) !== String(state.userId)
       && state.role === "agent") {
@@ -736,7 +736,7 @@ async function transfer(chat, target) {
     toast("Choose an agent or a department", { kind: "error" });
     return;
   }
-  const who = target.to_agent_id ? agentName(target.to_agent_id) : target.department;
+  const who = target.to_agent_id ? agentName(target.to_agent_id) : departmentLabel(target.department);
   try {
     await call("chat:transfer", { session_id: chat.id, ...target });
     removeChat(chat, `Transferred to ${who}`);

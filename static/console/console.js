@@ -36,7 +36,7 @@ import { initContext } from "./context.js";
 import { api, ApiError, el, label, setAuth, tokenClaims } from "./lib.js";
 import { connectLive } from "./live.js";
 import { applySnapshotQueue, initQueue, onQueueUpdated, renderQueue } from "./queue.js";
-import { isSupervisor, on, rememberDepartment, setSection, state } from "./state.js";
+import { departmentLabel, isSupervisor, on, rememberDepartment, setSection, state } from "./state.js";
 import { initTeam, loadRoster, applySnapshotAgents, onPresence } from "./team.js";
 import { initTickets, onTicketPush, showTicket } from "./tickets.js";
 
@@ -224,13 +224,16 @@ async function loadCanned() {
   }
 }
 
-/** Department names for transfers (the availability list, when the server offers it). */
+/** Departments with their display names, for transfers, queues and the team view. */
 async function loadDepartments() {
   try {
-    const data = await api("/api/v1/chat/availability");
-    for (const d of data.departments || []) rememberDepartment(d.name);
+    for (let offset = 0; offset < 1000; offset += 100) {
+      const page = await api("/api/v1/departments", { query: { limit: 100, offset } });
+      for (const d of page.items) rememberDepartment(d.name, d.display_name);
+      if (offset + page.items.length >= page.total) break;
+    }
   } catch {
-    // the queue's departments are known anyway
+    // the queue's departments are known anyway (shown by name)
   }
   renderDepartments();
 }
@@ -241,7 +244,8 @@ function renderDepartments() {
     list = el("datalist", { id: "departments-list" });
     document.body.append(list);
   }
-  list.replaceChildren(...[...state.departments].sort().map((name) => el("option", { value: name })));
+  list.replaceChildren(...[...state.departments].sort().map((name) =>
+    el("option", { value: name, label: departmentLabel(name) })));
 }
 
 // ---------------------------------------------------------------- boot

@@ -3,7 +3,7 @@
 
 import { toast } from "./alerts.js";
 import { customerLabel, el, formatDuration, secondsSince } from "./lib.js";
-import { emit, isSupervisor, rememberDepartment, state } from "./state.js";
+import { departmentLabel, emit, isSupervisor, on, rememberDepartment, state } from "./state.js";
 
 const LONG_WAIT_SECONDS = 120;
 const nodes = new Map();   // session id -> queue item element
@@ -12,6 +12,7 @@ let onAccepted = () => {};
 export function initQueue({ accepted }) {
   onAccepted = accepted;
   setInterval(tickWaits, 1000);
+  on("departments", renderQueue);   // display names arrived
 }
 
 /** The queued part of a queue:snapshot: every department it covers is replaced. */
@@ -59,7 +60,7 @@ export function renderQueue() {
     });
     return el("section", { class: "queue-department", testid: "queue-department", dataset: { department } },
       el("h3", { class: "queue-department-title" },
-        el("span", { text: department }),
+        el("span", { text: departmentLabel(department), title: department }),
         el("span", { class: "count", testid: "queue-count", text: String(sessions.length),
           "aria-label": `${sessions.length} waiting` })),
       items.length ? el("ul", { class: "queue-items" }, items)

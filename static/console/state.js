@@ -11,6 +11,7 @@ export const state = {
   queues: new Map(),   // department -> [Session] waiting
   roster: new Map(),   // agent user id -> {id, display_name, status, active_chats, capacity, department?}
   departments: new Set(),
+  departmentNames: new Map(),   // department name -> display name (GET /api/v1/departments)
   accepting: new Set(),   // session ids this console is accepting right now
   section: "queue",    // queue | chat | tickets | team
 };
@@ -62,8 +63,17 @@ export function agentName(userId) {
 let departmentsAnnounced = true;
 
 /** Note a department name; listeners hear once per batch of new names. */
-export function rememberDepartment(name) {
-  if (!name || state.departments.has(name)) return;
+/** How a department reads on screen: its display name once known, else its name. */
+export function departmentLabel(name) {
+  return state.departmentNames.get(name) || name;
+}
+
+export function rememberDepartment(name, displayName) {
+  if (!name) return;
+  const known = state.departments.has(name);
+  const renamed = displayName && state.departmentNames.get(name) !== displayName;
+  if (renamed) state.departmentNames.set(name, displayName);
+  if (known && !renamed) return;
   state.departments.add(name);
   if (departmentsAnnounced) {
     departmentsAnnounced = false;

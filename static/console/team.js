@@ -2,7 +2,7 @@
 // queues of all departments, optionally narrowed to one department.
 
 import { api, el, formatDuration, label, secondsSince } from "./lib.js";
-import { emit, isSupervisor, on, rememberDepartment, state } from "./state.js";
+import { departmentLabel, emit, isSupervisor, on, rememberDepartment, state } from "./state.js";
 
 const ROSTER_PAGE = 100;
 const ROSTER_MAX = 1000;
@@ -71,7 +71,7 @@ function renderDepartmentFilter() {
   const select = document.getElementById("team-department");
   const current = select.value;
   select.replaceChildren(el("option", { value: "", text: "All departments" }),
-    ...[...state.departments].sort().map((name) => el("option", { value: name, text: name })));
+    ...[...state.departments].sort().map((name) => el("option", { value: name, text: departmentLabel(name) })));
   select.value = current;
 }
 
@@ -99,7 +99,7 @@ function agentRow(agent) {
     el("td", {},
       el("span", { class: "team-agent-name", testid: "team-agent-name", text: agent.display_name || "Agent" }),
       agent.role && agent.role !== "agent" ? el("span", { class: "muted", text: ` · ${label(agent.role)}` }) : null),
-    el("td", { class: "muted col-dept", text: agent.department || "—" }),
+    el("td", { class: "muted col-dept", text: agent.department ? departmentLabel(agent.department) : "—" }),
     el("td", {}, el("span", { class: `status-dot status-${agent.status}`, testid: "agent-status",
       text: label(agent.status) })),
     el("td", {}, el("div", { class: "load" },
@@ -116,7 +116,7 @@ function renderQueues(department) {
     return el("div", { class: `team-queue ${sessions.length ? "has-waiting" : ""}`, testid: "team-queue",
       dataset: { department: name } },
     el("div", { class: "team-queue-head" },
-      el("strong", { text: name }),
+      el("strong", { text: departmentLabel(name), title: name }),
       el("span", { class: "count", testid: "team-queue-count", text: String(sessions.length) })),
     el("p", { class: "muted" }, sessions.length
       ? ["Longest wait ", el("span", { class: "js-wait", dataset: { since: oldest },
