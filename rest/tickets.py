@@ -24,7 +24,7 @@ async def list_tickets(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/tickets")
 @api_doc(summary="Create a ticket", tags=TAGS, body=s.TicketCreateSchema, response=s.TicketSchema,
-         status=201)
+         status=201, description=s.CUSTOMER_CREATE_RULES)
 async def create_ticket(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.TicketCreateSchema())
@@ -42,7 +42,7 @@ async def get_ticket(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/tickets/{id}")
 @api_doc(summary="Update a ticket (partial)", tags=TAGS, body=s.TicketUpdateSchema,
-         response=s.TicketSchema, errors=(404, 409))
+         response=s.TicketSchema, errors=(404, 409), description=s.CUSTOMER_UPDATE_RULES)
 async def update_ticket(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")

@@ -554,3 +554,28 @@ def test_openapi_document_covers_kb_feedback_and_analytics(client):
     assert paths["/api/v1/kb/articles/{id}"]["put"]["security"] != []
     assert {p["name"] for p in paths["/api/v1/analytics/chat"]["get"]["parameters"]} >= {
         "from", "to", "granularity", "tz", "department", "agent_id"}
+
+
+def test_openapi_document_states_the_contract_points(client):
+    """Issue 13: list envelopes, feedback's session_id, and what customers may set on tickets."""
+    from rest.openapi import build_spec
+    spec = build_spec(client.server.app)
+    schemas, paths = spec["components"]["schemas"], spec["paths"]
+
+    def response_schema(path: str, method: str = "get") -> dict:
+        ref = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        return schemas[ref.rsplit("/", 1)[1]]
+
+    for path in ("/api/v1/chat/sessions/{id}/messages", "/api/v1/kb/suggest"):
+        assert {"items", "total", "limit", "offset"} <= set(response_schema(path)["properties"]), path
+    assert "offset" in {p["name"] for p in paths["/api/v1/kb/suggest"]["get"]["parameters"]}
+    feedback_names = {name for name, schema in schemas.items() if name.startswith("Feedback")}
+    for name in feedback_names:
+        assert "chat_session_id" not in schemas[name].get("properties", {}), name
+    assert "session_id" in schemas["Feedback"]["properties"]
+    assert "session_id" in {p["name"] for p in paths["/api/v1/feedback"]["get"]["parameters"]}
+    create = paths["/api/v1/tickets"]["post"]["description"]
+    update = paths["/api/v1/tickets/{id}"]["put"]["description"]
+    for text in (create, update):
+        assert "product decision" in text and "403" in text and "priority" in text and "tags" in text
+    assert "their own id" in create

@@ -15,19 +15,42 @@ DESCRIPTION = validate.Length(min=1, max=20_000)
 MESSAGE = validate.Length(min=1, max=20_000)
 
 
+# What customers may set on their own tickets is a product decision (README "Tickets"): priority
+# comes from staff and rules, not from the customer's own judgement. app.services.tickets enforces it.
+CUSTOMER_CREATE_RULES = (
+    "**Customers** create tickets for themselves and may set `subject`, `description`, `category`, "
+    "`subcategory` and `metadata` (`customer_id` only when it is their own id). `priority`, `tags`, "
+    "`agent_id`, `channel`, another customer's `customer_id` and the contact details (`customer_email`, "
+    "`customer_name`, taken from the token) are staff fields: a customer sending any of them gets 403 "
+    "naming the fields. This is a product decision: priority comes from staff and automation rules, not "
+    "from the customer's own judgement. Staff and services must name the `customer_id`.")
+CUSTOMER_UPDATE_RULES = (
+    "**Customers** may change the `subject` and `description` of their own tickets, and `status` only to "
+    "`closed` or `open` (close, reopen); any other field (`priority`, `tags`, `agent_id`, `category`, ...) "
+    "is a 403 naming the fields (the same product decision as on create). `agent_id` is for supervisors, "
+    "admins and services.")
+_STAFF = "Staff and services; a customer sending it gets 403"
+
+
 class TicketCreateSchema(StrictSchema):
     subject = fields.String(required=True, validate=SUBJECT)
     description = fields.String(required=True, validate=DESCRIPTION)
     category = fields.String(validate=NAME_LENGTH)
     subcategory = fields.String(allow_none=True, validate=NAME_LENGTH)
-    priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    channel = fields.String(validate=validate.OneOf(CHANNELS))
-    tags = tags_field()
+    priority = fields.String(validate=validate.OneOf(PRIORITIES),
+                             metadata={"description": f"{_STAFF}; else set by the priority rules"})
+    channel = fields.String(validate=validate.OneOf(CHANNELS), metadata={"description": _STAFF})
+    tags = tags_field(metadata={"description": _STAFF})
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
-    customer_id = fields.UUID(metadata={"description": "Staff and services: the customer the ticket is for"})
-    customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255))
-    customer_name = fields.String(allow_none=True, validate=validate.Length(max=255))
-    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors and admins: assign at once"})
+    customer_id = fields.UUID(metadata={"description": "Staff and services: the customer the ticket is for "
+                                                       "(required). A customer may only name themselves"})
+    customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255),
+                                  metadata={"description": f"{_STAFF} (a customer's comes from the token)"})
+    customer_name = fields.String(allow_none=True, validate=validate.Length(max=255),
+                                  metadata={"description": f"{_STAFF} (a customer's comes from the token)"})
+    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors, admins and services: assign "
+                                                                     "at once (an agent only themselves); "
+                                                                     "a customer gets 403"})
 
 
 class TicketUpdateSchema(StrictSchema):
@@ -36,13 +59,15 @@ class TicketUpdateSchema(StrictSchema):
     description = fields.String(validate=DESCRIPTION)
     category = fields.String(validate=NAME_LENGTH)
     subcategory = fields.String(allow_none=True, validate=NAME_LENGTH)
-    priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    status = fields.String(validate=validate.OneOf(STATUSES))
-    tags = tags_field()
+    priority = fields.String(validate=validate.OneOf(PRIORITIES), metadata={"description": _STAFF})
+    status = fields.String(validate=validate.OneOf(STATUSES),
+                           metadata={"description": "Customers: only closed or open (close, reopen)"})
+    tags = tags_field(metadata={"description": _STAFF})
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
     customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255))
     customer_name = fields.String(allow_none=True, validate=validate.Length(max=255))
-    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors and admins; null unassigns"})
+    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors, admins and services; null "
+                                                                     "unassigns; others get 403"})
 
 
 class TicketStatusSchema(StrictSchema):
