@@ -332,3 +332,18 @@ async def test_a_department_greeting_opens_the_automatic_greeting(test_env, user
         texts = [actx.cipher.decrypt(r["message"], "chat_messages.message") for r in rows]
     assert len(texts) == 1
     assert texts[0].startswith("Moin! Thanks for writing to Billing. You are in the queue")
+
+
+async def test_analytics_of_a_department_count_the_tickets_its_categories_route_to_it(client, users, admin):
+    category = f"invoices-{uuid.uuid4().hex[:6]}"
+    dept = await create(client, admin, categories=[category])
+    _, staff = users.new("admin")
+    for _ in range(2):
+        await create_for(client, staff, uuid.uuid4(), category=category)
+    await create_for(client, staff, uuid.uuid4(), category=dept["name"])     # its own name routes there too
+    now = dt.datetime.now(dt.timezone.utc)
+    window = {"from": (now - dt.timedelta(hours=1)).isoformat(), "to": (now + dt.timedelta(hours=1)).isoformat(),
+              "department": dept["name"]}
+    report = await (await client.get("/api/v1/analytics/tickets", params=window, headers=admin)).json()
+    assert report["totals"]["created"] == 3
+    assert report["by_category"] == {category: 2, dept["name"]: 1}
