@@ -404,6 +404,7 @@ async def test_leaving_a_message_creates_a_chat_ticket_linked_to_the_session(
     ticket = data["ticket"]
     assert ticket["channel"] == "chat" and ticket["category"] == department
     assert ticket["customer_id"] == str(customer.user_id) and ticket["subject"] == "Nobody answered"
+    assert ticket["metadata"] == {"source": "chat_offline_message", "session_id": session["id"]}   # API.md's name
     assert (await session_row(ctx, session["id"]))["ticket_id"] == uuid.UUID(ticket["id"])
     synced = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})
     assert synced["session"]["ticket_id"] == ticket["id"]
