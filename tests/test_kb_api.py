@@ -214,6 +214,11 @@ def test_markdown_syntax_is_stored_as_written(text):
     ("[r]: vbscript:msgbox\n\n[go][r]", "[r]: #\n\n[go][r]", ["vbscript"]),
     ("a <img/src=x/onerror=alert(1)> b", "a &lt;img/src=x/onerror=alert(1)> b", ["<img"]),
     ("<script>\nalert(1)\n</script>\n\nAfter", "\n\nAfter", ["alert"]),
+    ("<<x>script>alert(1)</script>", "", ["script"]),                      # removing <x> makes no new tag
+    ("</div>[a](javascript:b)", "[a](#)", ["javascript"]),                  # a link once the tag is gone
+    ("]([a](javascript:alert(1))", "]([a](#)", ["javascript"]),             # each "](" is checked
+    ("[r]:\n  javascript:alert(1)\n\n[go][r]", "[r]:\n  #\n\n[go][r]", ["javascript"]),
+    ("- item\n   ```\n<script>alert(1)</script>\n   ```", "- item\n   ```\n\n   ```", ["script"]),
 ])
 def test_html_in_markdown_is_cleaned(text, kept, gone):
     stored = kb_service._stored_content(text, "markdown")
@@ -236,6 +241,12 @@ async def test_markdown_and_titles_are_cleaned_over_the_api(client, agent):
     body = await problem(await client.put(f"{ARTICLES}/{article['id']}", headers=headers,
                                           json={"title": "<script>alert(1)</script>"}), 422)
     assert "title" in body["errors"]
+
+
+def test_cleaning_markdown_twice_changes_nothing():
+    for text in MARKDOWN_AS_WRITTEN + ["<<x>img src=x onerror=alert(1)>", "<div>\n<b onclick=x>hi</b>\n</div>"]:
+        once = kb_service._stored_content(text, "markdown")
+        assert kb_service._stored_content(once, "markdown") == once
 
 
 def test_titles_lose_every_tag():

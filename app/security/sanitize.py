@@ -148,8 +148,9 @@ _HTML_BLOCK_ENDS = [
     (re.compile(r"<![A-Za-z]"), re.compile(r">")),
     (re.compile(r"<!\[CDATA\["), re.compile(r"\]\]>")),
 ]
-_LINK_DESTINATION = re.compile(r"(\]\(\s*)(<[^<>\n]*>|[^\s()<>]*(?:\([^\s()]*\)[^\s()<>]*)*)")
-_DEFINITION = re.compile(r"^( {0,3}\[[^\]\n]+\]:[ \t]*)(<[^<>\n]*>|\S+)", re.M)
+# No brackets in a destination here, so one match never swallows the next link ("](" each checked).
+_LINK_DESTINATION = re.compile(r"(\]\(\s*)(<[^<>\n]*>|[^\s()<>\[\]]*(?:\([^\s()\[\]]*\)[^\s()<>\[\]]*)*)")
+_DEFINITION = re.compile(r"^( {0,3}\[[^\]]+\]:[ \t]*\n?[ \t]*)(<[^<>\n]*>|\S+)", re.M)  # URL may be on the next line
 
 
 def _clean_link_destinations(text: str) -> str:
@@ -162,7 +163,17 @@ def _clean_link_destinations(text: str) -> str:
 
 
 def clean_markdown(text: str) -> str:
-    """Markdown with its raw HTML cleaned (see the module docstring)."""
+    """Markdown with its raw HTML cleaned (see the module docstring). Repeated until nothing
+    changes: removing a tag must not join what is left into a new one (``<<x>script>``)."""
+    for _ in range(20):
+        cleaned = _clean_markdown_once(text)
+        if cleaned == text:
+            return cleaned
+        text = cleaned
+    return html.escape(text, quote=False)    # never reached in practice: give up on markup
+
+
+def _clean_markdown_once(text: str) -> str:
     out: list[str] = []
     prose: list[str] = []      # a run of Markdown lines (code spans kept)
     block: list[str] = []      # a run of raw HTML lines (no code in there)
@@ -173,8 +184,8 @@ def clean_markdown(text: str) -> str:
         if prose:
             out.append(_clean_link_destinations(_clean_inline("\n".join(prose), code_spans=True)))
             prose.clear()
-        if block:
-            out.append(_clean_inline("\n".join(block), code_spans=False))
+        if block:   # a renderer reads no links in raw HTML, but once tags go it may
+            out.append(_clean_link_destinations(_clean_inline("\n".join(block), code_spans=False)))
             block.clear()
 
     for line in text.split("\n"):
