@@ -140,6 +140,7 @@ VARS: tuple[Var, ...] = (
     Var("TICKET_AUTO_ASSIGNMENT", "ticket_auto_assignment", _bool, True, "Assign new tickets to an available agent"),
     Var("TICKET_ESCALATION_TIMEOUT_HOURS", "ticket_escalation_timeout_hours", _int(1), 24, "Default rule: escalate tickets unresolved this long"),
     Var("CHAT_QUEUE_TIMEOUT_MINUTES", "chat_queue_timeout_minutes", _int(1), 5, "A queued chat ends (queue_timeout) after this long, unless its department sets queue_timeout_minutes"),
+    Var("QUEUE_ALERT_MINUTES", "queue_alert_minutes", _int(0), 2, "Supervisors are alerted when a department's longest chat wait passes this (0: never), unless the department sets queue_alert_minutes"),
     Var("CHAT_INACTIVITY_TIMEOUT_MINUTES", "chat_inactivity_timeout_minutes", _int(1), 30, "An active chat with no message this long ends"),
     Var("AGENT_DISCONNECT_GRACE_SECONDS", "agent_disconnect_grace_seconds", _int(0), 30, "Disconnected agents go offline after this long"),
     Var("MAX_TICKETS_PER_AGENT", "max_tickets_per_agent", _int(1), 15, "Ceiling on open tickets per agent for auto-assignment"),
@@ -207,6 +208,7 @@ class Settings:
     ticket_escalation_timeout_hours: int
     chat_queue_timeout_minutes: int
     chat_inactivity_timeout_minutes: int
+    queue_alert_minutes: int
     agent_disconnect_grace_seconds: int
     max_tickets_per_agent: int
     auto_response_enabled: bool

@@ -47,6 +47,18 @@ async def set_my_status(request: web.Request) -> web.Response:
     return json_response(await agents.set_my_status(context(request), principal, meta(request), data["status"]))
 
 
+@routes.get("/api/v1/agents/stats")
+@api_doc(summary="Each agent's status, load and today's figures (supervisors, admins)", tags=TAGS,
+         query=s.AgentStatsQuery, response=s.AgentStatsPageSchema,
+         description="Today starts at midnight in `tz`; `from`/`to` choose another window. First response "
+                     "is assigned -> first agent message (chats assigned in the window); handle time is "
+                     "assigned -> ended (chats that ended in it); ratings are those received in it.")
+async def agent_stats(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    params = await query(request, s.AgentStatsQuery())
+    return json_response(await agents.stats(context(request), principal, params))
+
+
 @routes.get("/api/v1/agents/{id}")
 @api_doc(summary="Get an agent (supervisors, admins)", tags=TAGS, response=s.AgentSchema, errors=(404,))
 async def get_agent(request: web.Request) -> web.Response:

@@ -54,6 +54,14 @@ async def transfer(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
                                               d.get("department"))}
 
 
+async def watch(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
+    return await chat.watch(ctx, p, d["session_id"], sid)
+
+
+async def unwatch(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
+    await chat.unwatch(ctx, p, d["session_id"], sid)
+
+
 async def note(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
     return {"note": await chat.add_note(ctx, p, meta(sid), d["session_id"], d["message"])}
 
@@ -64,6 +72,8 @@ EVENTS = {
     "chat:accept": (s.SessionRef(), accept),
     "chat:transfer": (s.TransferSchema(), transfer),
     "chat:note": (s.NoteSchema(), note),
+    "chat:watch": (s.SessionRef(), watch),
+    "chat:unwatch": (s.SessionRef(), unwatch),
     # the same as for customers; the services apply the agent's rights
     "chat:message": (s.ChatMessageSchema(), customer.message),
     "chat:sync": (s.ChatSyncSchema(), customer.sync),

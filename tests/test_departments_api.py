@@ -58,6 +58,7 @@ async def test_admin_creates_a_department_with_201_location_and_defaults(client,
     assert dept["categories"] == [f"refund-{dept_name}"]
     assert (dept["time_zone"], dept["business_hours"], dept["is_public"]) == ("UTC", None, True)
     assert (dept["queue_timeout_minutes"], dept["greeting"], dept["offline_message"]) == (None, None, None)
+    assert (dept["queue_alert_minutes"], dept["queue_alert_raised_at"]) == (None, None)
     by_id = await client.get(response.headers["Location"], headers=admin)
     by_name = await client.get(f"{DEPARTMENTS}/{dept_name}", headers=admin)
     assert await by_id.json() == await by_name.json() == dept

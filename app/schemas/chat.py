@@ -123,6 +123,8 @@ class SessionSchema(Schema):
     ticket_id = fields.UUID(allow_none=True)
     subject = fields.String(allow_none=True)
     queue_position = fields.Integer(allow_none=True)
+    preview = fields.String(allow_none=True, metadata={
+        "description": "While queued: the start of the customer's first message (for agents deciding to accept)"})
     started_at = fields.DateTime()
     assigned_at = fields.DateTime(allow_none=True)
     ended_at = fields.DateTime(allow_none=True)

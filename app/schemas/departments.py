@@ -74,6 +74,9 @@ class _DepartmentFields(StrictSchema):
         "description": "A queued chat ends after this long (null: CHAT_QUEUE_TIMEOUT_MINUTES)"})
     greeting = fields.String(allow_none=True, validate=validate.Length(max=500), metadata={
         "description": "Opening line of the automatic chat greeting (null: the default one)"})
+    queue_alert_minutes = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=1440), metadata={
+        "description": "Supervisors are alerted when the longest chat wait passes this "
+                       "(null: QUEUE_ALERT_MINUTES; 0: never)"})
 
     @validates("categories")
     def _distinct(self, value: list[str], **kwargs: Any) -> None:
@@ -116,6 +119,9 @@ class DepartmentSchema(Schema):
     is_public = fields.Boolean()
     queue_timeout_minutes = fields.Integer(allow_none=True)
     greeting = fields.String(allow_none=True)
+    queue_alert_minutes = fields.Integer(allow_none=True)
+    queue_alert_raised_at = fields.DateTime(allow_none=True, metadata={
+        "description": "Since when the longest chat wait is past the alert threshold (null: no alert)"})
     open_now = fields.Boolean(metadata={"description": "Customers only: within business hours now"})
     available = fields.Boolean(metadata={"description": "Customers only: open now and an agent is online"})
     created_at = fields.DateTime()

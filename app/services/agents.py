@@ -1,8 +1,10 @@
 """Support agents: the roster supervisors manage, and each agent's own profile and status."""
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -132,3 +134,30 @@ async def delete_agent(ctx: AppContext, principal: Principal, meta: RequestMeta,
                            {"user_id": str(row["user_id"]), "display_name": row["display_name"]})
         await ctx.events.append(conn, "agent.deleted", "agent", agent_id, _summary(present(row)),
                                 actor_id=principal.user_id)
+
+
+async def stats(ctx: AppContext, principal: Principal, query: dict) -> dict:
+    """The supervisor's team view: each agent's status and load, and today's (or the window's)
+    chats, average first response and handle time, and ratings."""
+    _require_manager(principal)
+    now = ctx.clock.now()
+    until = query.get("until") or now
+    since = query.get("since") or now.astimezone(ZoneInfo(query["tz"])).replace(
+        hour=0, minute=0, second=0, microsecond=0).astimezone(dt.timezone.utc)
+    async with ctx.db.connection() as conn:
+        rows, total = await fetch_page(ctx.db.q.agent_stats, conn, department=query.get("department"),
+                                       since=since, until=until, limit=query["limit"], offset=query["offset"])
+    return {"items": [_stats_view(r) for r in rows], "total": total, "limit": query["limit"],
+            "offset": query["offset"], "from": since, "to": until}
+
+
+def _stats_view(row: Any) -> dict:
+    def average(value: Any, count: Any) -> dict:
+        return {"avg": round(float(value), 1) if value is not None else None, "count": count or 0}
+    return {**{k: row[k] for k in ("id", "user_id", "display_name", "department", "role", "status", "is_online",
+                                   "active_chats", "max_chats")},
+            "chats": row["chats"] or 0,
+            "first_response_seconds": average(row["first_response_avg"], row["first_response_count"]),
+            "handle_seconds": average(row["handle_avg"], row["handle_count"]),
+            "ratings": {"avg": round(float(row["rating_avg"]), 2) if row["rating_avg"] is not None else None,
+                        "count": row["ratings"] or 0}}

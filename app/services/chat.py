@@ -16,14 +16,14 @@ from typing import Any
 import asyncpg
 
 from app import metrics
-from app.auth import Principal, RequestMeta
+from app.auth import Principal, RequestMeta, require_role
 from app.context import AppContext
 from app.db import fetch_page
 from app.errors import Conflict, Forbidden, InvalidState, ValidationFailed
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
 from app.services import automation, departments, routing, tickets
-from app.services.feedback import record_sentiment
+from app.services.feedback import announce_rating, record_sentiment
 from app.services.message_writer import PendingMessage
 from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, present_message, present_note,
                                      session_view, session_views, summary as _summary, visible_session)
@@ -178,6 +178,26 @@ async def sync(ctx: AppContext, principal: Principal, ref: Any, after_seq: int) 
     return result
 
 
+async def watch(ctx: AppContext, principal: Principal, ref: Any, sid: str) -> dict:
+    """A supervisor follows any chat live without taking it (``chat:watch``): this socket joins
+    the session's room and gets its history (``chat:sync``'s reply); ``chat:unwatch`` leaves."""
+    require_role(principal, "supervisor", "admin")
+    result = await sync(ctx, principal, ref, 0)
+    if ctx.live.emitter is not None:
+        await ctx.live.emitter.enter_room(sid, session_room(result["session"]["id"]), namespace=AGENT_NS)
+    return result
+
+
+async def unwatch(ctx: AppContext, principal: Principal, ref: Any, sid: str) -> None:
+    require_role(principal, "supervisor", "admin")
+    async with ctx.db.connection() as conn:
+        session = await visible_session(ctx, conn, principal, ref)
+    if session["agent_id"] == principal.user_id:
+        return   # their own chat: they stay in its room
+    if ctx.live.emitter is not None:
+        await ctx.live.emitter.leave_room(sid, session_room(session["id"]), namespace=AGENT_NS)
+
+
 async def typing(ctx: AppContext, principal: Principal, ref: Any, is_typing: bool,
                  origin_sid: str | None = None) -> None:
     async with ctx.db.connection() as conn:
@@ -277,6 +297,7 @@ async def rate_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, re
         await ctx.events.append(conn, "feedback.created", "feedback", feedback["id"],
                                 {"feedback_id": feedback["id"], "session_id": session["id"],
                                  "agent_id": session["agent_id"], "rating": rating}, actor_id=principal.user_id)
+    await announce_rating(ctx, session["agent_id"], rating=rating, comment=comment, session_id=session["id"])
     return {"feedback_id": feedback["id"]}
 
 

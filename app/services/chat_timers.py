@@ -9,7 +9,7 @@ import datetime as dt
 
 from app.context import AppContext
 from app.live import AGENT_NS
-from app.services import chat, routing
+from app.services import chat, queue_alerts, routing
 from app.services.chat_views import session_view
 
 
@@ -66,4 +66,5 @@ async def run_all(ctx: AppContext) -> None:
     await reconcile_presence(ctx)
     await sweep_lapsed_agents(ctx)
     await sweep_queue_timeouts(ctx)
+    await queue_alerts.sweep(ctx)
     await sweep_inactive(ctx)

@@ -33,10 +33,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT = "general"
 FIELDS = ("id", "name", "display_name", "description", "categories", "business_hours", "time_zone",
-          "offline_message", "is_public", "queue_timeout_minutes", "greeting", "created_at", "updated_at")
+          "offline_message", "is_public", "queue_timeout_minutes", "greeting", "queue_alert_minutes",
+          "queue_alert_raised_at", "created_at", "updated_at")
 PUBLIC_FIELDS = ("name", "display_name", "business_hours", "time_zone", "offline_message")
 MUTABLE = ("display_name", "description", "categories", "business_hours", "time_zone", "offline_message",
-           "is_public", "queue_timeout_minutes", "greeting")
+           "is_public", "queue_timeout_minutes", "greeting", "queue_alert_minutes")
 SYSTEM = RequestMeta(transport="system")
 
 

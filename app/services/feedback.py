@@ -77,6 +77,18 @@ def _can_read(principal: Principal, row: dict) -> bool:
 
 # ---------------------------------------------------------------- commands
 
+async def announce_rating(ctx: AppContext, agent_id: uuid.UUID | None, *, rating: int, comment: str | None,
+                          session_id: uuid.UUID | None = None, ticket_id: uuid.UUID | None = None) -> None:
+    """Tell the rated agent at once (``chat:rated`` / ``ticket:rated``, additions to PROTOCOL.md),
+    so the console shows the rating beside the chat or ticket it belongs to."""
+    if agent_id is None:
+        return
+    if session_id is not None:
+        await ctx.live.to_agent(agent_id, "chat:rated", {"session_id": session_id, "rating": rating, "comment": comment})
+    else:
+        await ctx.live.to_agent(agent_id, "ticket:rated", {"ticket_id": ticket_id, "rating": rating, "comment": comment})
+
+
 async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
     if principal.role != "customer":
         raise Forbidden("Feedback is given by the customer")
@@ -114,6 +126,8 @@ async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
         await ctx.events.append(conn, "feedback.created", "feedback", row["id"], _summary(row),
                                 actor_id=principal.user_id)
     metrics.FEEDBACK_RECEIVED.labels(rating=str(row["rating"])).inc()
+    await announce_rating(ctx, row["agent_id"], rating=row["rating"], comment=comment,
+                          session_id=row["chat_session_id"], ticket_id=row["ticket_id"])
     return present(ctx, row)
 
 

@@ -21,8 +21,8 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable,
 from app.live import AGENT_NS, session_room
 from app.security import audit
 from app.services import agents as agent_service, departments
-from app.services.chat_views import (find_session, participant_session, present_session, session_view, session_views,
-                                     summary)
+from app.services.chat_views import (find_session, participant_session, present_session, queue_views, session_view,
+                                     session_views, summary)
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,8 @@ async def snapshot(ctx: AppContext, principal: Principal, department: str | None
         mine = await ctx.db.q.open_sessions_of_agent(conn, agent_id=principal.user_id)
         roster = await ctx.db.q.agents_snapshot(conn, department=scope)
         mine_views = await session_views(ctx, conn, mine)
-    return {"queued": [present_session(ctx, r, None, r["position"]) for r in queued],
-            "mine": mine_views, "agents": [agent_view(a) for a in roster]}
+        queued_views = await queue_views(ctx, conn, queued)
+    return {"queued": queued_views, "mine": mine_views, "agents": [agent_view(a) for a in roster]}
 
 
 # ---------------------------------------------------------------- queue notifications
@@ -278,8 +278,8 @@ class QueueNotifier:
         async with ctx.db.connection() as conn:
             rows = await ctx.db.q.queue_of(conn, department=department)
             rate = await ctx.db.q.queue_rate(conn, department=department, since=now - dt.timedelta(minutes=30), now=now)
+            views = await queue_views(ctx, conn, rows)
         metrics.CHAT_QUEUE_LENGTH.labels(department=department).set(len(rows))
-        views = [present_session(ctx, r, None, r["position"]) for r in rows]
         await ctx.live.to_agents("queue:updated", {"department": department, "queued": views}, department=department)
         key = f"queue:positions:{department}"
         previous = await ctx.redis.hgetall(key)

@@ -302,3 +302,11 @@ FROM chat_sessions s
 LEFT JOIN departments d ON d.name = s.department
 LEFT JOIN support_agents a ON a.user_id = s.agent_id AND s.status = 'active'
 WHERE s.id = :id;
+
+-- name: first_customer_messages(ids)
+-- The first message each session's customer wrote (queue previews: agents see what a waiting
+-- customer asked before they accept).
+SELECT DISTINCT ON (m.session_id) m.session_id, m.message
+FROM chat_messages m
+WHERE m.session_id = ANY(:ids::uuid[]) AND m.sender_type = 'customer'
+ORDER BY m.session_id, m.seq;

@@ -36,11 +36,12 @@ FROM departments
 WHERE (:id::uuid IS NULL OR id <> :id)
   AND (categories && :names::text[] OR name = ANY(:names::text[]));
 
--- name: insert_department(name, display_name, description, categories, business_hours, time_zone, offline_message, is_public, queue_timeout_minutes, greeting, now)^
+-- name: insert_department(name, display_name, description, categories, business_hours, time_zone, offline_message, is_public, queue_timeout_minutes, greeting, queue_alert_minutes, now)^
 INSERT INTO departments (name, display_name, description, categories, business_hours, time_zone,
-                         offline_message, is_public, queue_timeout_minutes, greeting, created_at, updated_at)
+                         offline_message, is_public, queue_timeout_minutes, greeting, queue_alert_minutes,
+                         created_at, updated_at)
 VALUES (:name, :display_name, :description, :categories, :business_hours, :time_zone,
-        :offline_message, :is_public, :queue_timeout_minutes, :greeting, :now, :now)
+        :offline_message, :is_public, :queue_timeout_minutes, :greeting, :queue_alert_minutes, :now, :now)
 RETURNING *;
 
 -- name: ensure_department(name, display_name, now)^
@@ -51,13 +52,13 @@ VALUES (:name, :display_name, :now, :now)
 ON CONFLICT (name) DO NOTHING
 RETURNING *;
 
--- name: update_department(id, display_name, description, categories, business_hours, time_zone, offline_message, is_public, queue_timeout_minutes, greeting, now)^
+-- name: update_department(id, display_name, description, categories, business_hours, time_zone, offline_message, is_public, queue_timeout_minutes, greeting, queue_alert_minutes, now)^
 -- Write back every mutable column of a department locked with lock_department.
 UPDATE departments
 SET display_name = :display_name, description = :description, categories = :categories,
     business_hours = :business_hours, time_zone = :time_zone, offline_message = :offline_message,
     is_public = :is_public, queue_timeout_minutes = :queue_timeout_minutes, greeting = :greeting,
-    updated_at = :now
+    queue_alert_minutes = :queue_alert_minutes, updated_at = :now
 WHERE id = :id
 RETURNING *;
 
@@ -73,3 +74,25 @@ DELETE FROM departments WHERE id = :id RETURNING *;
 
 -- name: department_display_names(names)
 SELECT name, display_name FROM departments WHERE name = ANY(:names::text[]);
+
+-- name: queue_alert_changes(now, default_minutes)
+-- Departments whose alert must be raised (the oldest queued chat waited past the threshold)
+-- or cleared (none does any more). Runs in the chat-timers cluster duty: one sweep at a time.
+WITH waits AS (
+    SELECT d.id, d.name, d.queue_alert_raised_at,
+           coalesce(d.queue_alert_minutes, :default_minutes) AS threshold_minutes,
+           (SELECT min(coalesce(s.queued_at, s.started_at)) FROM chat_sessions s
+            WHERE s.department = d.name AND s.status = 'queued') AS oldest
+    FROM departments d
+)
+SELECT w.*, count_waiting.n AS waiting
+FROM waits w
+CROSS JOIN LATERAL (SELECT count(*)::int AS n FROM chat_sessions s
+                    WHERE s.department = w.name AND s.status = 'queued') count_waiting
+WHERE (w.queue_alert_raised_at IS NULL AND w.threshold_minutes > 0 AND w.oldest IS NOT NULL
+       AND w.oldest < :now::timestamptz - make_interval(mins => w.threshold_minutes))
+   OR (w.queue_alert_raised_at IS NOT NULL AND (w.threshold_minutes = 0 OR w.oldest IS NULL
+       OR w.oldest >= :now::timestamptz - make_interval(mins => w.threshold_minutes)));
+
+-- name: set_queue_alert(id, raised_at)^
+UPDATE departments SET queue_alert_raised_at = :raised_at WHERE id = :id RETURNING *;

@@ -181,7 +181,7 @@ class AgentRef(_message.Message):
     def __init__(self, id: _Optional[str] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class ChatSession(_message.Message):
-    __slots__ = ("id", "session_key", "status", "customer_id", "agent_id", "agent", "department", "ticket_id", "subject", "queue_position", "started_at", "assigned_at", "ended_at", "end_reason", "duration_seconds", "satisfaction_rating", "last_seq", "customer_last_read_seq", "agent_last_read_seq", "customer_name")
+    __slots__ = ("id", "session_key", "status", "customer_id", "agent_id", "agent", "department", "ticket_id", "subject", "queue_position", "started_at", "assigned_at", "ended_at", "end_reason", "duration_seconds", "satisfaction_rating", "last_seq", "customer_last_read_seq", "agent_last_read_seq", "customer_name", "preview")
     ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +202,7 @@ class ChatSession(_message.Message):
     CUSTOMER_LAST_READ_SEQ_FIELD_NUMBER: _ClassVar[int]
     AGENT_LAST_READ_SEQ_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_NAME_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
     id: str
     session_key: str
     status: ChatSessionStatus
@@ -222,7 +223,8 @@ class ChatSession(_message.Message):
     customer_last_read_seq: int
     agent_last_read_seq: int
     customer_name: str
-    def __init__(self, id: _Optional[str] = ..., session_key: _Optional[str] = ..., status: _Optional[_Union[ChatSessionStatus, str]] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent: _Optional[_Union[AgentRef, _Mapping]] = ..., department: _Optional[str] = ..., ticket_id: _Optional[str] = ..., subject: _Optional[str] = ..., queue_position: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_reason: _Optional[str] = ..., duration_seconds: _Optional[int] = ..., satisfaction_rating: _Optional[int] = ..., last_seq: _Optional[int] = ..., customer_last_read_seq: _Optional[int] = ..., agent_last_read_seq: _Optional[int] = ..., customer_name: _Optional[str] = ...) -> None: ...
+    preview: str
+    def __init__(self, id: _Optional[str] = ..., session_key: _Optional[str] = ..., status: _Optional[_Union[ChatSessionStatus, str]] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent: _Optional[_Union[AgentRef, _Mapping]] = ..., department: _Optional[str] = ..., ticket_id: _Optional[str] = ..., subject: _Optional[str] = ..., queue_position: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_reason: _Optional[str] = ..., duration_seconds: _Optional[int] = ..., satisfaction_rating: _Optional[int] = ..., last_seq: _Optional[int] = ..., customer_last_read_seq: _Optional[int] = ..., agent_last_read_seq: _Optional[int] = ..., customer_name: _Optional[str] = ..., preview: _Optional[str] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("id", "session_id", "seq", "client_msg_id", "sender_type", "sender_id", "message_type", "message", "created_at", "type", "after_seq", "error_code", "error_message", "session")
