@@ -58,8 +58,8 @@ async def test_customer_and_agent_chat_from_queue_to_rating_in_two_browsers(
         "Can I check in after midnight?", "Yes, the key box code will be sent to you.", "Perfect, thank you!"])
     await screenshot(console, "console-chat-with-widget-desktop", screenshot_dir)
 
-    console.once("dialog", lambda dialog: dialog.accept())                  # in case ending asks to confirm
     await pane.get_by_test_id("end-chat").click()
+    await pane.get_by_test_id("end-confirm").click()                        # ending asks first
     await expect(widget.get_by_test_id("ended")).to_have_text("This chat has ended.")
     await widget.get_by_test_id("rating").locator("label[for=sw-star-5]").click()
     await widget.get_by_test_id("rating-submit").click()

@@ -6,6 +6,7 @@ axe-core finding no serious WCAG 2 A/AA problem in any screen it photographs.
 Every test works in its own department; customers are python-socketio peers (``cast``)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import uuid
@@ -17,7 +18,10 @@ import pytest
 from playwright.async_api import Locator, Page, WebSocketRoute, expect
 
 from app.auth import RequestMeta, issue_token
-from app.services import departments
+from app.clock import FrozenClock
+from app.context import open_context
+from app.services import departments, queue_alerts
+from app.services.departments import default_display_name
 from browser_support import (DESKTOP, PHONE, UI_TIMEOUT_MS, CuttableProxy, accessibility_violations, screenshot,
                              token)
 from browser_support import open_console as signed_in_console
@@ -152,6 +156,7 @@ async def test_queue_updates_live_with_waiting_times(chat_server, cast, open_pag
     await expect(own.get_by_test_id("queue-item")).to_have_count(1)
     item = queue_item(page, first["id"])
     await expect(item.get_by_test_id("queue-subject")).to_have_text("Booking #1042 not confirmed")
+    await expect(item.get_by_test_id("queue-preview")).to_have_text("“Hello?”")   # what they asked, before accepting
     waiting = item.get_by_test_id("waiting")
     await expect(waiting).to_have_text(WAIT)
     shown = await waiting.text_content()
@@ -164,6 +169,7 @@ async def test_queue_updates_live_with_waiting_times(chat_server, cast, open_pag
     await expect(own.get_by_test_id("queue-subject")).to_have_text(
         ["Booking #1042 not confirmed", "Change my check-in date"])    # serving order
     await expect(queue_item(page, second["id"]).get_by_test_id("waiting")).to_have_text(WAIT)
+    await expect(queue_item(page, second["id"]).get_by_test_id("queue-preview")).to_be_hidden()   # no message yet
     await screenshot(page, "console-queue-desktop", screenshot_dir)
     assert await accessibility_violations(page) == []
 
@@ -272,12 +278,33 @@ async def test_accept_then_chat_both_ways_with_typing_receipts_notes_and_end(
     await screenshot(phone, "console-chat-phone", screenshot_dir)
     assert await accessibility_violations(phone) == []
 
-    # end the chat
+    # end the chat: it asks first, and "Keep chatting" changes nothing
     await pane_a.get_by_test_id("end-chat").click()
+    await expect(pane_a.get_by_test_id("end-confirm-bar")).to_be_visible()
+    await pane_a.get_by_test_id("end-cancel").click()
+    await expect(pane_a.get_by_test_id("end-confirm-bar")).to_be_hidden()
+    await expect(pane_a.get_by_test_id("composer")).to_be_enabled()
+    await pane_a.get_by_test_id("end-chat").click()
+    await pane_a.get_by_test_id("end-confirm").click()
     ended = await anna.expect("chat:ended", for_session(chat_a["id"]))
     assert ended["reason"] == "agent"
     await expect(pane_a.get_by_test_id("chat-ended")).to_be_visible()
     await expect(pane_a.get_by_test_id("composer")).to_be_disabled()
+    # the ended notice comes after the conversation, not above it
+    assert await pane_a.evaluate("""pane => {
+        const list = pane.querySelector('[role=log]'), ended = pane.querySelector('[data-testid=chat-ended]');
+        return Boolean(list.compareDocumentPosition(ended) & Node.DOCUMENT_POSITION_FOLLOWING);
+    }""")
+    # the customer's rating appears beside the ended chat at once
+    await anna.ok("chat:rate", {"session_id": chat_a["id"], "rating": 4, "comment": "Fast refund, thanks"})
+    await expect(pane_a.get_by_test_id("chat-rating").get_by_test_id("rating-value")).to_have_text(" Rated 4/5")
+    await expect(pane_a.get_by_test_id("rating-comment")).to_have_text("Fast refund, thanks")
+    # and in the agent's own profile panel
+    await page.get_by_test_id("profile-toggle").click()
+    await expect(page.get_by_test_id("my-rating").first).to_contain_text("Fast refund, thanks")
+    await expect(page.get_by_test_id("my-rating-summary")).to_contain_text("4.0 ★ average from 1 rating")
+    await page.keyboard.press("Escape")
+    await expect(page.get_by_test_id("profile-panel")).to_be_hidden()
     await pane_a.get_by_test_id("close-chat").click()
     await expect(chat_tab(page, chat_a["id"])).to_have_count(0)
     await expect(pane_b).to_be_visible()
@@ -643,3 +670,109 @@ async def test_supervisor_sees_agents_load_and_queues_change_live(
                  .get_by_test_id("agent-load")).to_have_text("2 / 2")
     await screenshot(phone, "console-supervisor-phone", screenshot_dir)
     assert await accessibility_violations(phone) == []
+
+
+# ------------------------------------------------------------------ ratings on tickets
+
+async def test_a_ticket_row_opens_from_anywhere_and_shows_the_customers_rating(chat_server, cast, open_page, department):
+    agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
+    customer_id = uuid.uuid4()
+    ticket = await rest(chat_server, "POST", "/api/v1/tickets", uuid.uuid4(), "admin", expected=201, payload={
+        "subject": f"Broken lock {uuid.uuid4().hex[:6]}", "description": "The door", "category": department,
+        "customer_id": str(customer_id), "agent_id": str(agent_id)})
+    await rest(chat_server, "PATCH", f"/api/v1/tickets/{ticket['id']}/status", agent_id, "agent",
+               payload={"status": "resolved"})
+    page = await open_console(open_page, chat_server, agent_id)
+    await page.get_by_test_id("nav-tickets").click()
+    row = page.locator(f'[data-testid="ticket-row"][data-ticket-id="{ticket["id"]}"]')
+    await row.get_by_test_id("ticket-row-status").click()                 # not the link: the row itself
+    await expect(page.get_by_test_id("ticket-subject")).to_have_text(ticket["subject"])
+    await expect(page.get_by_test_id("ticket-rating")).to_be_hidden()
+    await rest(chat_server, "POST", "/api/v1/feedback", customer_id, "customer", expected=201,
+               payload={"ticket_id": ticket["id"], "rating": 2, "comment": "Took three days"})
+    rating = page.get_by_test_id("ticket-rating")                          # live, from ticket:rated
+    await expect(rating.get_by_test_id("rating-value")).to_have_text(" Rated 2/5")
+    await expect(rating.get_by_test_id("rating-comment")).to_have_text("Took three days")
+    await page.reload()                                                    # and read back later
+    await page.get_by_test_id("nav-tickets").click()
+    await page.locator(f'[data-testid="ticket-row"][data-ticket-id="{ticket["id"]}"]').click()
+    await expect(page.get_by_test_id("ticket-rating").get_by_test_id("rating-comment")).to_have_text("Took three days")
+
+
+# ------------------------------------------------------------------ supervision
+
+async def test_a_supervisor_watches_a_live_chat_adds_a_note_and_takes_it_over(
+        chat_server, cast, open_page, department, screenshot_dir):
+    ctx = chat_server.ctx
+    agent_id = await make_agent(ctx, department, name="Ada Agent")
+    agent = await cast.staff(agent_id)
+    sam_id = await make_agent(ctx, department, role="supervisor", name="Sam Supervisor")
+    customer, session = await start_chat(cast, department, "Lost keys", "I lost my keys")
+    sid = session["id"]
+    await agent.expect("chat:assigned", for_session(sid))
+    await departments.update_department(ctx, ADMIN, RequestMeta(), department, {"queue_alert_minutes": 0})
+
+    page = await open_console(open_page, chat_server, sam_id, role="supervisor", name="Sam Supervisor")
+    await page.get_by_test_id("presence").select_option("online")
+    await page.get_by_test_id("nav-team").click()
+    await page.get_by_test_id("team-department").select_option(department)
+    ada = page.locator(f'[data-testid="agent-row"][data-agent-id="{agent_id}"]')
+    await expect(ada.get_by_test_id("agent-chats-today")).to_have_text("1")          # today's figures
+    await expect(ada.get_by_test_id("agent-rating-today")).to_have_text("—")
+    live = page.locator(f'[data-testid="live-chat"][data-session-id="{sid}"]')
+    await live.get_by_test_id("watch-chat").click()
+
+    pane = chat_pane(page, sid)
+    await expect(pane).to_be_visible()
+    await expect(pane.get_by_test_id("watching-banner")).to_be_visible()
+    await expect(texts(pane, "I lost my keys")).to_have_count(1)
+    await expect(pane.get_by_test_id("end-chat")).to_be_hidden()
+    await say(customer, sid, "They were in room 12")                                # it updates live
+    await expect(texts(pane, "They were in room 12")).to_have_count(1)
+    await say(agent, sid, "Let me check with the front desk")
+    await expect(texts(pane, "Let me check with the front desk")).to_have_count(1)
+
+    composer = pane.get_by_test_id("composer")                                     # watching, it writes notes
+    await composer.fill("Offer a new key card at once")
+    await composer.press("Enter")
+    await expect(pane.get_by_test_id("note").get_by_test_id("message-text")).to_have_text("Offer a new key card at once")
+    seen_by_agent = await agent.expect("chat:note", for_session(sid))
+    assert seen_by_agent["message"] == "Offer a new key card at once"
+    await customer.catch_up()
+    assert customer.seen("chat:note") == [] and not customer.seen("chat:message", lambda m: "key card" in m["message"])
+    await screenshot(page, "console-supervisor-watching-desktop", screenshot_dir)
+    assert await accessibility_violations(page) == []
+
+    await pane.get_by_test_id("take-over").click()                                 # a transfer to themselves
+    moved = await customer.expect("chat:transferred", for_session(sid))
+    assert moved["to_agent_id"] == str(sam_id)
+    await expect(pane.get_by_test_id("watching-banner")).to_be_hidden()
+    await expect(pane.get_by_test_id("end-chat")).to_be_visible()
+    await composer.fill("Sam here, a new card is on its way")
+    await composer.press("Enter")
+    reply = await customer.expect("chat:message", lambda m: m["sender_type"] == "agent" and "Sam here" in m["message"])
+    assert reply["sender_id"] == str(sam_id)
+
+
+async def test_a_queue_waiting_too_long_is_flagged_for_supervisors(chat_server, cast, open_page, department):
+    ctx = chat_server.ctx
+    await make_agent(ctx, department, max_chats=0)                     # nobody can take the chat
+    await departments.update_department(ctx, ADMIN, RequestMeta(), department, {"queue_alert_minutes": 1})
+    page = await open_console(open_page, chat_server, uuid.uuid4(), role="supervisor", name="Sam Supervisor")
+    await page.get_by_test_id("nav-team").click()
+    await page.get_by_test_id("team-department").select_option(department)
+    queue = page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
+    await expect(queue.get_by_test_id("team-queue-alert")).to_have_count(0)
+    await start_chat(cast, department, "Anyone there?", "Hello")
+    await expect(queue.get_by_test_id("team-queue-count")).to_have_text("1")
+    clock = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))   # two minutes on
+    async with open_context(chat_server.settings, clock=clock) as later:
+        later.live.emitter = ctx.live.emitter
+        await queue_alerts.sweep(later)
+    await expect(queue.get_by_test_id("team-queue-alert")).to_have_text("Over 1 min")
+    label = f"Queue alert · {default_display_name(department)}"              # other tests' queues may alert too
+    await expect(page.get_by_test_id("toast").filter(has_text=label)).to_be_visible()
+    await page.reload()                                                # the flag is the server's, not the page's
+    await page.get_by_test_id("nav-team").click()
+    await expect(page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
+                 .get_by_test_id("team-queue-alert")).to_be_visible()

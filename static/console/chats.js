@@ -8,7 +8,7 @@
 // ids (the server returns the first message again for a repeated id).
 
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
-import { customerLabel, el, formatTime, label } from "./lib.js";
+import { api, customerLabel, el, formatTime, label, ratingNodes } from "./lib.js";
 import { agentName, chatsOnScreen, departmentLabel, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
 
 const chats = new Map();   // session id -> chat
@@ -55,11 +55,12 @@ function chatTitle(session) {
 
 // ---------------------------------------------------------------- opening and closing
 
-/** Show a chat (idempotent): build it, load its history, maybe focus it. */
-export function openChat(session, { focus = false, reveal = false, alert = null } = {}) {
+/** Show a chat (idempotent): build it, load its history, maybe focus it. ``watch``: a supervisor
+ * follows someone else's chat read-only (chat:watch), with notes and a take-over. */
+export function openChat(session, { focus = false, reveal = false, alert = null, watch = false } = {}) {
   let chat = chats.get(session.id);
   if (!chat) {
-    chat = createChat(session);
+    chat = createChat(session, watch);
     chats.set(session.id, chat);
     document.getElementById("chat-list").append(chat.dom.tab);
     document.getElementById("chat-area").append(chat.dom.pane);
@@ -73,11 +74,13 @@ export function openChat(session, { focus = false, reveal = false, alert = null 
   return chat;
 }
 
-function createChat(session) {
+function createChat(session, watching = false) {
   rememberDepartment(session.department);
   const chat = {
     id: session.id,
     session,
+    watching,              // a supervisor following the chat without being its agent
+    rated: null,           // {rating, comment} once the customer rated the chat
     messages: new Map(),   // seq -> message
     notes: new Map(),      // id -> note
     outbox: new Map(),     // client_msg_id -> {client_msg_id, message, status: sending | failed, error}
@@ -99,6 +102,7 @@ function createChat(session) {
   };
   chat.dom = buildChat(chat);
   applySession(chat, session);
+  setWatching(chat, watching);
   return chat;
 }
 
@@ -123,6 +127,7 @@ function focusChat(id, { reveal = false } = {}) {
 
 function removeChat(chat, reason = "") {
   if (chats.get(chat.id) !== chat) return;
+  if (chat.watching && state.live?.connected()) call("chat:unwatch", { session_id: chat.id }).catch(() => {});
   chats.delete(chat.id);
   clearTimeout(chat.typingTimer);
   clearTimeout(chat.peerTypingTimer);
@@ -201,7 +206,22 @@ function buildChat(chat) {
   });
   const endButton = el("button", {
     type: "button", class: "btn btn-small btn-danger", testid: "end-chat", text: "End chat",
-    onclick: () => endChat(chat),
+    onclick: () => askToEnd(chat, true),
+  });
+  const endConfirm = el("div", { class: "end-confirm", testid: "end-confirm-bar", role: "group",
+    "aria-label": "End this chat?", hidden: true },
+  el("span", { class: "end-confirm-text", text: "End this chat for both of you?" }),
+  el("button", { type: "button", class: "btn btn-small btn-danger", testid: "end-confirm", text: "End chat",
+    onclick: () => endChat(chat) }),
+  el("button", { type: "button", class: "btn btn-small", testid: "end-cancel", text: "Keep chatting",
+    onclick: () => askToEnd(chat, false) }));
+  const takeOverButton = el("button", {
+    type: "button", class: "btn btn-small btn-primary", testid: "take-over", text: "Take over", hidden: true,
+    onclick: () => takeOver(chat),
+  });
+  const stopWatchingButton = el("button", {
+    type: "button", class: "btn btn-small", testid: "stop-watching", text: "Stop watching", hidden: true,
+    onclick: () => removeChat(chat),
   });
   const closeButton = el("button", {
     type: "button", class: "btn btn-small", testid: "close-chat", text: "Close", hidden: true,
@@ -218,16 +238,23 @@ function buildChat(chat) {
       el("div", { class: "chat-heading" },
         el("h2", { class: "chat-title", testid: "chat-title" }),
         el("p", { class: "chat-sub muted" })),
-      el("div", { class: "chat-actions" }, transferButton, endButton, closeButton)),
+      el("div", { class: "chat-actions" }, takeOverButton, transferButton, endButton, stopWatchingButton,
+        closeButton)),
+    endConfirm,
+    el("p", { class: "watching-banner", testid: "watching-banner", hidden: true,
+      text: "You are watching this chat. The customer sees nothing you write here: notes are for agents only." }),
     transferPanel,
-    el("p", { class: "chat-ended", testid: "chat-ended", role: "status", hidden: true }),
     list,
     el("p", { class: "typing", testid: "typing", hidden: true, text: "Customer is typing…" }),
+    el("p", { class: "chat-ended", testid: "chat-ended", role: "status", hidden: true }),
+    el("p", { class: "chat-rating", testid: "chat-rating", hidden: true }),
     form);
 
   const dom = {
     tab, tabButton, pane, list, composer, noteToggle, cannedSelect, send, transferPanel, transferAgent,
-    transferDepartment, transferButton, endButton, closeButton,
+    transferDepartment, transferButton, endButton, endConfirm, takeOverButton, stopWatchingButton, closeButton,
+    watchingBanner: pane.querySelector(".watching-banner"),
+    rating: pane.querySelector(".chat-rating"),
     tabLabel: tabButton.querySelector(".chat-tab-label"),
     tabMeta: tabButton.querySelector(".chat-tab-meta"),
     unread: tabButton.querySelector(".badge"),
@@ -250,9 +277,13 @@ function applySession(chat, session) {
   const since = session.assigned_at || session.started_at;
   dom.sub.textContent = [departmentLabel(session.department), customerLabel(session),
     since ? `since ${formatTime(since)}` : ""].filter(Boolean).join(" · ");
+  if (chat.watching && session.agent_id && String(session.agent_id) === String(state.userId)) {
+    setWatching(chat, false);   // taken over
+  }
   if (ENDED.has(session.status)) markEnded(chat);
   else if (chat.ended) reopen(chat);
-  dom.tabMeta.textContent = `${departmentLabel(session.department)} · ${label(session.status)}`;
+  dom.tabMeta.textContent = `${chat.watching ? "Watching · " : ""}${departmentLabel(session.department)} · `
+    + label(session.status);
   updateStatuses(chat);
   if (session.status === "active" && session.agent_id && String(session.agent_id) !== String(state.userId)
       && state.role === "agent") {
@@ -274,7 +305,11 @@ function sync(chat) {
         chat.resync = false;
         let more = true;
         while (more) {
-          const data = await call("chat:sync", { session_id: chat.id, after_seq: chat.syncedSeq });
+          // a watched chat joins its room first (chat:watch answers like chat:sync from 0)
+          const data = chat.watching && !chat.joined
+            ? await call("chat:watch", { session_id: chat.id })
+            : await call("chat:sync", { session_id: chat.id, after_seq: chat.syncedSeq });
+          if (chat.watching) chat.joined = true;
           if (chats.get(chat.id) !== chat) return;
           for (const note of data.notes || []) chat.notes.set(note.id, note);
           addMessages(chat, data.messages || [], { live: chat.loaded });
@@ -310,7 +345,7 @@ function addMessages(chat, messages, { live }) {
   if (fromCustomer.length) showPeerTyping(chat, false);
   if (isSeen(chat)) markSeen(chat);
   else updateUnread(chat);
-  if (live && fromCustomer.length && !isSeen(chat)) {
+  if (live && fromCustomer.length && !isSeen(chat) && !chat.watching) {
     alertChat(chat, "message", fromCustomer[fromCustomer.length - 1].message);
   }
   const newest = Math.max(...chat.messages.keys());
@@ -380,6 +415,7 @@ export function onTransferred({ session, from_agent_id: from, to_agent_id: to })
 
 /** After a reconnect: fetch what was missed in every chat, then resend what was not acknowledged. */
 export async function resumeAll(mine) {
+  for (const chat of chats.values()) chat.joined = false;   // a new socket is in no watched room yet
   for (const session of mine) openChat(session);
   await Promise.all(openChats().map(async (chat) => {
     await sync(chat);
@@ -521,7 +557,8 @@ function markSeen(chat) {
   const newest = chat.syncedSeq;
   chat.readSeq = Math.max(chat.readSeq, newest);
   updateUnread(chat);
-  if (newest > chat.sentReadSeq && !chat.ended && state.live?.connected()) {
+  // a supervisor watching is not the reader the customer's "Seen" means
+  if (newest > chat.sentReadSeq && !chat.ended && !chat.watching && state.live?.connected()) {
     const previous = chat.sentReadSeq;
     chat.sentReadSeq = newest;
     call("chat:read", { session_id: chat.id, up_to_seq: newest }).catch(() => {
@@ -573,7 +610,7 @@ function stopTyping(chat) {
   call("chat:typing", { session_id: chat.id, typing: false }).catch(() => {});
 }
 
-function setNoteMode(chat, noteMode) {
+function setNoteMode(chat, noteMode, { focus = true } = {}) {
   if (noteMode) stopTyping(chat);
   chat.noteMode = noteMode;
   const { dom } = chat;
@@ -581,7 +618,7 @@ function setNoteMode(chat, noteMode) {
   dom.pane.classList.toggle("is-note-mode", noteMode);
   dom.composer.placeholder = noteMode ? "Internal note: only agents see this…" : "Write a reply…";
   dom.send.textContent = noteMode ? "Add note" : "Send";
-  dom.composer.focus();
+  if (focus) dom.composer.focus();
 }
 
 function submit(chat) {
@@ -745,7 +782,17 @@ async function transfer(chat, target) {
   }
 }
 
+/** "End chat" asks first: ending is for both parties and cannot be undone. */
+function askToEnd(chat, asking) {
+  chat.dom.endConfirm.hidden = !asking;
+  chat.dom.endButton.hidden = asking;
+  if (asking) chat.dom.endConfirm.querySelector("[data-testid=end-cancel]").focus();
+  else chat.dom.endButton.focus();
+}
+
 async function endChat(chat) {
+  chat.dom.endConfirm.hidden = true;
+  chat.dom.endButton.hidden = false;
   chat.dom.endButton.disabled = true;
   try {
     const data = await call("chat:end", { session_id: chat.id });
@@ -773,6 +820,9 @@ function markEnded(chat) {
     control.disabled = true;
   }
   dom.transferPanel.hidden = true;
+  dom.endConfirm.hidden = true;
+  dom.takeOverButton.hidden = true;
+  loadRating(chat);
   for (const entry of chat.outbox.values()) {   // what never reached the server stays unsent
     entry.status = "failed";
     entry.error = "The chat has ended";
@@ -780,8 +830,74 @@ function markEnded(chat) {
   }
   dom.endButton.hidden = true;
   dom.transferButton.hidden = true;
+  dom.stopWatchingButton.hidden = true;
   dom.closeButton.hidden = false;
   dom.tab.classList.add("is-ended");
+}
+
+// ---------------------------------------------------------------- ratings
+
+/** The customer's rating of an ended chat (kept from chat:rated, else read once over REST). */
+async function loadRating(chat) {
+  if (chat.rated || !chat.session.satisfaction_rating || chat.ratingRequested) {
+    showRating(chat);
+    return;
+  }
+  chat.ratingRequested = true;
+  try {
+    const page = await api("/api/v1/feedback", { query: { session_id: chat.id, limit: 1 } });
+    const [feedback] = page.items;
+    if (feedback) chat.rated = { rating: feedback.rating, comment: feedback.comment };
+  } catch {
+    chat.rated = { rating: chat.session.satisfaction_rating, comment: null };
+  }
+  showRating(chat);
+}
+
+function showRating(chat) {
+  const node = chat.dom.rating;
+  node.hidden = !chat.rated;
+  if (!chat.rated) return;
+  node.replaceChildren(ratingNodes(chat.rated));
+}
+
+export function onRated({ session_id: id, rating, comment }) {
+  const chat = chats.get(id);
+  if (!chat) return;
+  chat.rated = { rating, comment };
+  showRating(chat);
+  if (!isSeen(chat)) toast(comment || `Rated ${rating}/5`, { title: `Rated ${rating}/5 · ${chatTitle(chat.session)}` });
+}
+
+// ---------------------------------------------------------------- supervisors watching
+
+function setWatching(chat, watching) {
+  const { dom } = chat;
+  chat.watching = watching;
+  dom.pane.classList.toggle("is-watching", watching);
+  dom.watchingBanner.hidden = !watching;
+  dom.takeOverButton.hidden = !watching || !state.me || chat.ended;
+  dom.stopWatchingButton.hidden = !watching || chat.ended;
+  dom.transferButton.hidden = watching || chat.ended;
+  dom.endButton.hidden = watching || chat.ended;
+  dom.noteToggle.hidden = watching;   // watching, everything written is a note
+  setNoteMode(chat, watching, { focus: false });
+  dom.tab.classList.toggle("is-watching", watching);
+}
+
+/** The supervisor becomes the chat's agent: a transfer to themselves. */
+async function takeOver(chat) {
+  chat.dom.takeOverButton.disabled = true;
+  try {
+    const data = await call("chat:transfer", { session_id: chat.id, to_agent_id: state.userId });
+    setWatching(chat, false);
+    applySession(chat, data.session);
+    toast("The customer now chats with you", { title: chatTitle(chat.session) });
+  } catch (error) {
+    toast(error.message, { title: "Could not take the chat over", kind: "error" });
+  } finally {
+    chat.dom.takeOverButton.disabled = false;
+  }
 }
 
 function reopen(chat) {

@@ -37,8 +37,9 @@ import { api, ApiError, el, label, setAuth, tokenClaims } from "./lib.js";
 import { connectLive } from "./live.js";
 import { applySnapshotQueue, initQueue, onQueueUpdated, renderQueue } from "./queue.js";
 import { departmentLabel, isSupervisor, on, rememberDepartment, setSection, state } from "./state.js";
-import { initTeam, loadRoster, applySnapshotAgents, onPresence } from "./team.js";
-import { initTickets, onTicketPush, showTicket } from "./tickets.js";
+import { initProfile } from "./profile.js";
+import { initTeam, loadRoster, applySnapshotAgents, onPresence, onQueueAlert, refreshFiguresSoon } from "./team.js";
+import { initTickets, onTicketPush, onTicketRated, showTicket } from "./tickets.js";
 
 const TOKEN_KEY = "support-console-token";
 const ERROR_KEY = "support-console-signin-error";   // a message for the sign-in form after a reload
@@ -126,7 +127,11 @@ function startApp() {
   chats.initChats();
   initContext({ showTicket });
   initTickets();
-  initTeam();
+  initTeam({ watch: (session) => {
+    chats.openChat(session, { watch: true, focus: true });
+    setSection("chat");
+  } });
+  initProfile();
   setSection("queue");
   if (state.me) rememberOwnDepartment();
   renderQueue();
@@ -157,6 +162,7 @@ function connect() {
   live.on("queue:updated", onQueueUpdated);
   live.on("presence:updated", (data) => {
     onPresence(data);
+    refreshFiguresSoon();
     if (String(data.agent_id) === state.userId) reflectPresence(data.status);
   });
   live.on("chat:assigned", chats.onAssigned);
@@ -166,6 +172,9 @@ function connect() {
   live.on("chat:ended", chats.onEnded);
   live.on("chat:transferred", chats.onTransferred);
   live.on("chat:note", chats.onNote);
+  live.on("chat:rated", chats.onRated);
+  live.on("ticket:rated", onTicketRated);
+  live.on("queue:alert", onQueueAlert);
   for (const event of ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned", "ticket:message"]) {
     live.on(event, (data) => onTicketPush(event, data));
   }
@@ -229,7 +238,11 @@ async function loadDepartments() {
   try {
     for (let offset = 0; offset < 1000; offset += 100) {
       const page = await api("/api/v1/departments", { query: { limit: 100, offset } });
-      for (const d of page.items) rememberDepartment(d.name, d.display_name);
+      for (const d of page.items) {
+        rememberDepartment(d.name, d.display_name);
+        if (d.queue_alert_raised_at) state.alerts.set(d.name, { department: d.name, raised: true,
+          raised_at: d.queue_alert_raised_at, threshold_minutes: d.queue_alert_minutes });
+      }
       if (offset + page.items.length >= page.total) break;
     }
   } catch {

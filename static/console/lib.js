@@ -149,3 +149,11 @@ export async function api(path, { method = "GET", query, body } = {}) {
   }
   return data;
 }
+
+/** "★★★★☆ 4/5 · “comment”": the stars are decoration, the words say it. */
+export function ratingNodes({ rating, comment }) {
+  return el("span", { class: "rating" },
+    el("span", { class: "stars", "aria-hidden": "true", text: "★".repeat(rating) + "☆".repeat(5 - rating) }),
+    el("span", { testid: "rating-value", text: ` Rated ${rating}/5` }),
+    comment ? el("q", { class: "rating-comment", testid: "rating-comment", text: comment }) : null);
+}

@@ -80,6 +80,7 @@ function queueItem(session) {
     node = el("li", { class: "queue-item", testid: "queue-item", dataset: { sessionId: session.id } },
       el("span", { class: "queue-subject", testid: "queue-subject", text: subject }),
       el("span", { class: "queue-meta muted" }),
+      el("span", { class: "queue-preview", testid: "queue-preview" }),
       el("span", { class: "waiting", testid: "waiting", dataset: { since: session.started_at },
         title: "Waiting time" }),
       state.me ? el("button", {
@@ -90,6 +91,9 @@ function queueItem(session) {
   }
   const position = session.queue_position ? `#${session.queue_position} · ` : "";
   node.querySelector(".queue-meta").textContent = `${position}${customerLabel(session)}`;
+  const preview = node.querySelector(".queue-preview");   // what they asked, before accepting blind
+  preview.textContent = session.preview ? `“${session.preview}”` : "";
+  preview.hidden = !session.preview;
   return node;
 }
 

@@ -12,6 +12,7 @@ export const state = {
   roster: new Map(),   // agent user id -> {id, display_name, status, active_chats, capacity, department?}
   departments: new Set(),
   departmentNames: new Map(),   // department name -> display name (GET /api/v1/departments)
+  alerts: new Map(),   // department name -> its raised queue alert (queue:alert)
   accepting: new Set(),   // session ids this console is accepting right now
   section: "queue",    // queue | chat | tickets | team
 };

@@ -1,21 +1,68 @@
-// Supervisors and admins: every agent's status and load (live from presence:updated) and the
-// queues of all departments, optionally narrowed to one department.
+// Supervisors and admins: every agent's status and load (live from presence:updated) with
+// today's figures (GET /api/v1/agents/stats), the queues of all departments with their alerts
+// (queue:alert), and the live chats, each of which a supervisor can watch, note and take over.
 
-import { api, el, formatDuration, label, secondsSince } from "./lib.js";
+import { toast } from "./alerts.js";
+import { api, customerLabel, el, formatDuration, label, secondsSince } from "./lib.js";
 import { departmentLabel, emit, isSupervisor, on, rememberDepartment, state } from "./state.js";
 
 const ROSTER_PAGE = 100;
 const ROSTER_MAX = 1000;
+const STATS_EVERY_MS = 30000;
 let rosterTimer = null;
+let refreshTimer = null;
+let onWatch = () => {};
+const stats = new Map();       // agent user id -> today's figures
+const liveChats = new Map();   // session id -> active Session
 
-export function initTeam() {
+export function initTeam({ watch } = {}) {
+  onWatch = watch || onWatch;
   on("queues", renderTeam);
   on("roster", renderTeam);
   on("departments", () => {
     renderDepartmentFilter();
     renderTeam();
   });
+  on("section", (section) => { if (section === "team") refreshFigures(); });
   document.getElementById("team-department").addEventListener("change", renderTeam);
+  if (isSupervisor()) setInterval(() => { if (state.section === "team") refreshFigures(); }, STATS_EVERY_MS);
+}
+
+/** Today's figures per agent and the live chats; soon after presence changes (load moved). */
+export function refreshFiguresSoon() {
+  if (!isSupervisor()) return;
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refreshFigures, 400);
+}
+
+async function refreshFigures() {
+  if (!isSupervisor()) return;
+  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  try {
+    const [figures, sessions] = await Promise.all([
+      api("/api/v1/agents/stats", { query: { tz, limit: 100 } }),
+      api("/api/v1/chat/sessions", { query: { status: "active", limit: 100, sort: "-started_at" } }),
+    ]);
+    stats.clear();
+    for (const item of figures.items) stats.set(String(item.user_id), item);
+    liveChats.clear();
+    for (const session of sessions.items) liveChats.set(session.id, session);
+    renderTeam();
+  } catch {
+    // the live roster still shows status and load
+  }
+}
+
+/** queue:alert — a department's longest wait passed (or fell back under) its threshold. */
+export function onQueueAlert(alert) {
+  if (alert.raised) {
+    state.alerts.set(alert.department, alert);
+    toast(`${alert.waiting} waiting, the longest for ${formatDuration(alert.longest_wait_seconds)}`,
+      { title: `Queue alert · ${departmentLabel(alert.department)}`, kind: "warning" });
+  } else {
+    state.alerts.delete(alert.department);
+  }
+  renderTeam();
 }
 
 /** Names and departments come from GET /api/v1/agents; status and load from the socket. */
@@ -89,6 +136,7 @@ function renderTeam() {
   document.getElementById("team-summary").textContent =
     `${online} of ${agents.length} online · ${busy} of ${places} chat places in use`;
   renderQueues(department);
+  renderLiveChats(department);
 }
 
 function agentRow(agent) {
@@ -104,7 +152,23 @@ function agentRow(agent) {
       text: label(agent.status) })),
     el("td", {}, el("div", { class: "load" },
       el("span", { class: `load-bar ${share >= 1 ? "is-full" : ""}`, "aria-hidden": "true" }, fill),
-      el("span", { testid: "agent-load", text: `${agent.active_chats} / ${agent.capacity}` }))));
+      el("span", { testid: "agent-load", text: `${agent.active_chats} / ${agent.capacity}` }))),
+    ...figureCells(stats.get(String(agent.id))));
+}
+
+function seconds(value) {
+  return value && value.avg != null ? formatDuration(Math.round(value.avg)) : "—";
+}
+
+/** Today: chats, average first response, average handle time, ratings. */
+function figureCells(figures) {
+  const rating = figures?.ratings?.count ? `${figures.ratings.avg.toFixed(1)} ★ (${figures.ratings.count})` : "—";
+  return [
+    el("td", { class: "num", testid: "agent-chats-today", text: figures ? String(figures.chats) : "—" }),
+    el("td", { class: "num col-wide", testid: "agent-first-response", text: seconds(figures?.first_response_seconds) }),
+    el("td", { class: "num col-wide", testid: "agent-handle-time", text: seconds(figures?.handle_seconds) }),
+    el("td", { class: "num", testid: "agent-rating-today", text: rating }),
+  ];
 }
 
 function renderQueues(department) {
@@ -113,14 +177,33 @@ function renderQueues(department) {
   document.getElementById("team-queues").replaceChildren(...(departments.length ? departments.map((name) => {
     const sessions = state.queues.get(name) || [];
     const oldest = sessions.reduce((min, s) => (!min || s.started_at < min ? s.started_at : min), null);
-    return el("div", { class: `team-queue ${sessions.length ? "has-waiting" : ""}`, testid: "team-queue",
-      dataset: { department: name } },
+    const alert = state.alerts.get(name);
+    return el("div", { class: `team-queue ${sessions.length ? "has-waiting" : ""} ${alert ? "is-alert" : ""}`,
+      testid: "team-queue", dataset: { department: name } },
     el("div", { class: "team-queue-head" },
       el("strong", { text: departmentLabel(name), title: name }),
+      alert ? el("span", { class: "alert-badge", testid: "team-queue-alert",
+        text: alert.threshold_minutes ? `Over ${alert.threshold_minutes} min` : "Long wait", title: "The longest wait passed this department's alert threshold" })
+        : null,
       el("span", { class: "count", testid: "team-queue-count", text: String(sessions.length) })),
     el("p", { class: "muted" }, sessions.length
       ? ["Longest wait ", el("span", { class: "js-wait", dataset: { since: oldest },
         text: formatDuration(secondsSince(oldest)) })]
       : "Nobody waiting"));
   }) : [el("p", { class: "empty", text: "No queues yet." })]));
+}
+
+function renderLiveChats(department) {
+  const sessions = [...liveChats.values()].filter((s) => !department || s.department === department);
+  const rows = sessions.map((session) => el("li", { class: "live-chat", testid: "live-chat",
+    dataset: { sessionId: session.id } },
+  el("span", { class: "live-chat-who" },
+    el("strong", { text: session.subject || customerLabel(session) }),
+    el("span", { class: "muted", text: ` · ${customerLabel(session)} with ${session.agent?.display_name || "an agent"}` })),
+  el("span", { class: "muted js-wait", dataset: { since: session.assigned_at || session.started_at },
+    text: formatDuration(secondsSince(session.assigned_at || session.started_at)) }),
+  el("button", { type: "button", class: "btn btn-small", testid: "watch-chat", text: "Watch",
+    "aria-label": `Watch the chat with ${customerLabel(session)}`, onclick: () => onWatch(session) })));
+  document.getElementById("team-chats").replaceChildren(...(rows.length ? rows
+    : [el("li", { class: "empty", text: "No live chats." })]));
 }

@@ -3,7 +3,7 @@
 // ticket:* socket pushes.
 
 import { toast } from "./alerts.js";
-import { api, el, formatDateTime, label } from "./lib.js";
+import { api, el, formatDateTime, label, ratingNodes } from "./lib.js";
 import { emit, on, setSection, state } from "./state.js";
 
 const PAGE = 20;
@@ -76,6 +76,8 @@ function renderList() {
   const rows = list.items.map((ticket) => el("tr", {
     class: "ticket-row", testid: "ticket-row", dataset: { ticketId: ticket.id },
     "aria-selected": current && current.id === ticket.id ? "true" : "false",
+    // the whole row opens the ticket; its button is the keyboard's way in
+    onclick: (event) => { if (!event.target.closest("button")) showTicket(ticket.id); },
   },
   el("td", {},
     el("button", { type: "button", class: "row-link", onclick: () => showTicket(ticket.id) },
@@ -128,6 +130,7 @@ export async function showTicket(id) {
     pane.replaceChildren(buildDetail());
     renderHead();
     renderList();
+    loadRating(id);
     await loadThread(id);
     pane.querySelector("[data-testid=ticket-subject]").focus();
   } catch (error) {
@@ -174,6 +177,7 @@ function buildDetail() {
       el("button", { type: "button", class: "btn btn-small btn-warning", testid: "ticket-escalate", text: "Escalate",
         onclick: escalate })),
     el("p", { class: "form-error", testid: "ticket-error", role: "alert", hidden: true }),
+    el("p", { class: "ticket-rating", testid: "ticket-rating", hidden: true }),
     el("section", { class: "ticket-section" },
       el("h3", { class: "section-title", text: "Description" }),
       el("p", { class: "ticket-description", testid: "ticket-description" })),
@@ -207,6 +211,30 @@ function renderHead() {
     ...(TRANSITIONS[t.status] || []).map((s) => el("option", { value: s, text: label(s) })));
   $("ticket-escalate").disabled = t.status === "resolved" || t.status === "closed";
   $("ticket-send").disabled = t.status === "closed";
+}
+
+/** The customer's rating, once they gave one (resolved and closed tickets can be rated). */
+async function loadRating(id) {
+  try {
+    const page = await api("/api/v1/feedback", { query: { ticket_id: id, limit: 1 } });
+    const [feedback] = page.items;
+    if (feedback && current && current.id === id) showRating(feedback);
+  } catch {
+    // no rating shown; the ticket itself is what matters here
+  }
+}
+
+function showRating({ rating, comment }) {
+  const node = $("ticket-rating");
+  if (!node) return;
+  node.hidden = false;
+  node.replaceChildren(el("span", { class: "section-title", text: "Customer rating " }), ratingNodes({ rating, comment }));
+}
+
+/** ticket:rated: the customer just rated a ticket of this agent. */
+export function onTicketRated({ ticket_id: id, rating, comment }) {
+  if (current && current.id === id) showRating({ rating, comment });
+  else toast(comment || `Rated ${rating}/5`, { title: `Ticket rated ${rating}/5`, onOpen: () => showTicket(id) });
 }
 
 function setPill(node, cls, text) {
