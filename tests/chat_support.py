@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import socketio
 from aiohttp import web
@@ -333,3 +334,16 @@ def replica_env(test_env: dict[str, str], **extra: str) -> dict[str, str]:
 def spare_replica(test_env: dict[str, str], replica_logs: Path, name: str) -> Replica:
     env = replica_env(test_env)
     return Replica(name, f"http://127.0.0.1:{env['SERVER_PORT']}", env, log_path=replica_logs / f"replica-{name}.log")
+
+
+@contextlib.asynccontextmanager
+async def chat_timers_paused(settings: Settings) -> AsyncIterator[None]:
+    """Hold the cluster-wide chat-timers duty lock (waiting for a run in progress to finish), so
+    no replica's own timer loop sweeps while a test moves a clock and sweeps itself."""
+    from app import duties
+    holder = await asyncpg.connect(settings.dsn)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", duties._lock_key("chat-timers"))
+        yield
+    finally:
+        await holder.close()

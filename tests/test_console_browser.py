@@ -25,7 +25,7 @@ from app.services.departments import default_display_name
 from browser_support import (DESKTOP, PHONE, UI_TIMEOUT_MS, CuttableProxy, accessibility_violations, screenshot,
                              token)
 from browser_support import open_console as signed_in_console
-from chat_support import ADMIN, Cast, ChatServer, Peer, for_session, make_agent
+from chat_support import ADMIN, Cast, ChatServer, Peer, chat_timers_paused, for_session, make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 
@@ -758,21 +758,22 @@ async def test_a_queue_waiting_too_long_is_flagged_for_supervisors(chat_server, 
     ctx = chat_server.ctx
     await make_agent(ctx, department, max_chats=0)                     # nobody can take the chat
     await departments.update_department(ctx, ADMIN, RequestMeta(), department, {"queue_alert_minutes": 1})
-    page = await open_console(open_page, chat_server, uuid.uuid4(), role="supervisor", name="Sam Supervisor")
-    await page.get_by_test_id("nav-team").click()
-    await page.get_by_test_id("team-department").select_option(department)
-    queue = page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
-    await expect(queue.get_by_test_id("team-queue-alert")).to_have_count(0)
-    await start_chat(cast, department, "Anyone there?", "Hello")
-    await expect(queue.get_by_test_id("team-queue-count")).to_have_text("1")
-    clock = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))   # two minutes on
-    async with open_context(chat_server.settings, clock=clock) as later:
-        later.live.emitter = ctx.live.emitter
-        await queue_alerts.sweep(later)
-    await expect(queue.get_by_test_id("team-queue-alert")).to_have_text("Over 1 min")
-    label = f"Queue alert · {default_display_name(department)}"              # other tests' queues may alert too
-    await expect(page.get_by_test_id("toast").filter(has_text=label)).to_be_visible()
-    await page.reload()                                                # the flag is the server's, not the page's
-    await page.get_by_test_id("nav-team").click()
-    await expect(page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
-                 .get_by_test_id("team-queue-alert")).to_be_visible()
+    async with chat_timers_paused(chat_server.settings):               # only this test's clock sweeps
+        page = await open_console(open_page, chat_server, uuid.uuid4(), role="supervisor", name="Sam Supervisor")
+        await page.get_by_test_id("nav-team").click()
+        await page.get_by_test_id("team-department").select_option(department)
+        queue = page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
+        await expect(queue.get_by_test_id("team-queue-alert")).to_have_count(0)
+        await start_chat(cast, department, "Anyone there?", "Hello")
+        await expect(queue.get_by_test_id("team-queue-count")).to_have_text("1")
+        clock = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))   # two minutes on
+        async with open_context(chat_server.settings, clock=clock) as later:
+            later.live.emitter = ctx.live.emitter
+            await queue_alerts.sweep(later)
+        await expect(queue.get_by_test_id("team-queue-alert")).to_have_text("Over 1 min")
+        label = f"Queue alert · {default_display_name(department)}"          # other tests' queues may alert too
+        await expect(page.get_by_test_id("toast").filter(has_text=label)).to_be_visible()
+        await page.reload()                                            # the flag is the server's, not the page's
+        await page.get_by_test_id("nav-team").click()
+        await expect(page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
+                     .get_by_test_id("team-queue-alert")).to_be_visible()
