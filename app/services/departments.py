@@ -194,10 +194,7 @@ async def update_department(ctx: AppContext, principal: Principal, meta: Request
                             data: dict) -> dict:
     require_writer(principal)
     async with ctx.db.transaction() as conn:
-        await ctx.db.q.lock_department_catalogue(conn)
-        before = await _find(ctx, conn, ref, lock=True)
-        if before is None:
-            raise NotFound("Department not found")
+        before = await _lock_for_write(ctx, conn, ref)
         after = {**{f: before[f] for f in MUTABLE}, **data}
         changes = {k: {"from": before[k], "to": after[k]} for k in data if before[k] != after[k]}
         if not changes:
@@ -212,10 +209,7 @@ async def update_department(ctx: AppContext, principal: Principal, meta: Request
 async def delete_department(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: str) -> None:
     require_writer(principal)
     async with ctx.db.transaction() as conn:
-        await ctx.db.q.lock_department_catalogue(conn)
-        row = await _find(ctx, conn, ref, lock=True)
-        if row is None:
-            raise NotFound("Department not found")
+        row = await _lock_for_write(ctx, conn, ref)
         if row["name"] == DEFAULT:
             raise Conflict("The general department takes work no other department serves; it stays")
         use = dict(await ctx.db.q.department_in_use(conn, name=row["name"]))
@@ -224,6 +218,15 @@ async def delete_department(ctx: AppContext, principal: Principal, meta: Request
                            details=use)
         await ctx.db.q.delete_department(conn, id=row["id"])
         await _record(ctx, conn, principal, meta, "delete", row, {"name": row["name"]})
+
+
+async def _lock_for_write(ctx: AppContext, conn: asyncpg.Connection, ref: str) -> Any:
+    """The department, locked, with the catalogue of names and categories held for this transaction."""
+    await ctx.db.q.lock_department_catalogue(conn)
+    row = await _find(ctx, conn, ref, lock=True)
+    if row is None:
+        raise NotFound("Department not found")
+    return row
 
 
 async def _refuse_clashes(ctx: AppContext, conn: asyncpg.Connection, dept_id: uuid.UUID | None,
