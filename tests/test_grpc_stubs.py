@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from grpc_server.gen import GEN_DIR, PROTO_PACKAGE, USER_PROTO_PACKAGE, generate
+from grpc_server.gen import BOOKING_PROTO_PACKAGE, GEN_DIR, PROTO_PACKAGE, USER_PROTO_PACKAGE, generate
+from grpc_server.gen.booking.v1 import booking_pb2
 from grpc_server.gen.support.v1 import chat_pb2, events_pb2, support_pb2
 from grpc_server.gen.user.v1 import user_pb2
 from grpc_server.server import server_options
@@ -24,14 +25,15 @@ SEED_RPCS = {
 def test_committed_stubs_are_what_the_protos_generate(tmp_path: Path) -> None:
     generate(tmp_path)
     fresh = {p.relative_to(tmp_path): p.read_text()
-             for top in ("support", "user") for p in (tmp_path / top).rglob("*.py*")}
+             for top in ("support", "user", "booking") for p in (tmp_path / top).rglob("*.py*")}
     committed = {p.relative_to(GEN_DIR): p.read_text()
-                 for top in ("support", "user") for p in (GEN_DIR / top).rglob("*.py*")}
+                 for top in ("support", "user", "booking") for p in (GEN_DIR / top).rglob("*.py*")}
     assert set(fresh) == set(committed), "stub files differ: run `python -m grpc_server.gen`"
     stale = sorted(str(name) for name in fresh if fresh[name] != committed[name])
     assert not stale, f"stale stubs {stale}: run `python -m grpc_server.gen` and commit the result"
     assert (Path(PROTO_PACKAGE) / "support_pb2_grpc.py") in fresh
     assert (Path(USER_PROTO_PACKAGE) / "user_pb2_grpc.py") in fresh
+    assert (Path(BOOKING_PROTO_PACKAGE) / "booking_pb2_grpc.py") in fresh
 
 
 def test_the_assumed_user_service_contract() -> None:
@@ -40,6 +42,18 @@ def test_the_assumed_user_service_contract() -> None:
     assert {m.name for m in service.methods} == {"GetUser"}
     assert list(user_pb2.GetUserRequest.DESCRIPTOR.fields_by_name) == ["id"]
     assert list(user_pb2.User.DESCRIPTOR.fields_by_name) == ["id", "email", "name", "role"]
+
+
+def test_the_assumed_booking_service_contract() -> None:
+    service = booking_pb2.DESCRIPTOR.services_by_name["BookingService"]
+    assert service.full_name == "booking.v1.BookingService"
+    assert {m.name for m in service.methods} == {"ListCustomerBookings", "GetBooking"}
+    assert list(booking_pb2.ListCustomerBookingsRequest.DESCRIPTOR.fields_by_name) == ["customer_id", "limit"]
+    assert list(booking_pb2.ListCustomerBookingsResponse.DESCRIPTOR.fields_by_name) == ["bookings"]
+    assert list(booking_pb2.GetBookingRequest.DESCRIPTOR.fields_by_name) == ["id"]
+    assert list(booking_pb2.Booking.DESCRIPTOR.fields_by_name) == [
+        "id", "reference", "customer_id", "status", "property_name", "check_in", "check_out",
+        "total_amount", "currency", "created_at"]
 
 
 def test_the_services_have_the_rpcs_of_the_seed() -> None:

@@ -1,5 +1,6 @@
-"""Python stubs generated from ``protos/support/v1/*.proto`` and ``protos/user/v1/*.proto`` (the
-``support`` and ``user`` packages below; ``user.v1`` is the assumed User Service contract).
+"""Python stubs generated from ``protos/support/v1/*.proto``, ``protos/user/v1/*.proto`` and
+``protos/booking/v1/*.proto`` (the ``support``, ``user`` and ``booking`` packages below; ``user.v1``
+and ``booking.v1`` are the assumed User Service and Booking Service contracts).
 
 Regenerate with one command after changing a .proto file::
 
@@ -19,8 +20,9 @@ GEN_DIR = Path(__file__).resolve().parent
 PROTO_ROOT = GEN_DIR.parent.parent / "protos"
 PROTO_PACKAGE = Path("support") / "v1"
 USER_PROTO_PACKAGE = Path("user") / "v1"
-PROTO_PACKAGES = (PROTO_PACKAGE, USER_PROTO_PACKAGE)
-_IMPORT = re.compile(r"^(from|import) (support|user)\.v1(\b)", re.MULTILINE)
+BOOKING_PROTO_PACKAGE = Path("booking") / "v1"
+PROTO_PACKAGES = (PROTO_PACKAGE, USER_PROTO_PACKAGE, BOOKING_PROTO_PACKAGE)
+_IMPORT = re.compile(r"^(from|import) (support|user|booking)\.v1(\b)", re.MULTILINE)
 
 
 def proto_files() -> list[Path]:
