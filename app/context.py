@@ -38,6 +38,7 @@ class AppContext:
     message_writer: Any = None   # app.services.message_writer.MessageWriter, likewise
     search: Any = None           # app.search.SearchBackend (PostgreSQL or Elasticsearch), likewise
     users: Any = None            # app.clients.user_service.UserDirectory when GRPC_USER_SERVICE_URL is set
+    bookings: Any = None         # app.clients.booking_service.BookingDirectory when GRPC_BOOKING_SERVICE_URL is set
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +48,7 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
                                                     max_connections=64, timeout=10)
     redis = aioredis.Redis(connection_pool=pool)
-    search = users = None
+    search = users = bookings = None
     try:
         ctx = AppContext(
             settings=settings,
@@ -72,8 +73,13 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
         if settings.grpc_user_service_url:
             from app.clients.user_service import UserDirectory
             ctx.users = users = UserDirectory(settings.grpc_user_service_url)
+        if settings.grpc_booking_service_url:
+            from app.clients.booking_service import BookingDirectory
+            ctx.bookings = bookings = BookingDirectory(settings.grpc_booking_service_url)
         yield ctx
     finally:
+        if bookings is not None:
+            await bookings.close()
         if users is not None:
             await users.close()
         if search is not None:
