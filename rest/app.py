@@ -20,6 +20,7 @@ from rest import (
     analytics,
     audit,
     automation,
+    bookings,
     canned,
     chat,
     departments,
@@ -73,6 +74,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app.cleanup_ctx.append(automation_service.background)
     for module in (tickets, chat, departments, agents, audit, health, kb, feedback, analytics, canned, automation, escalation):
         app.router.add_routes(module.routes)
+    app.router.add_routes(bookings.routes)   # beside the chat and ticket (README "Bookings")
     setup_docs(app)
     setup_static(app)
     return app
