@@ -1,6 +1,7 @@
 // Agent console: sign-in, header (presence, connection), sections, and the socket's events.
 // Modules: lib.js (DOM and REST helpers), live.js (Socket.IO), state.js (shared state),
-// queue.js, chats.js, context.js (customer tickets, KB), tickets.js, team.js, alerts.js.
+// queue.js, chats.js, context.js (customer tickets, KB), bookings.js (the customer's bookings beside
+// the chat and ticket), tickets.js, team.js, alerts.js.
 //
 // data-testid attributes (stable; tests and tools rely on them):
 //   sign-in     signin, token-input, signin-submit, signin-error
@@ -18,6 +19,10 @@
 //               composer, note-toggle (aria-pressed), canned, send
 //   context     customer-tickets, customer-ticket (data-ticket-id), kb-query, kb-search,
 //               kb-result (data-article-id), kb-insert
+//   bookings    customer-bookings (beside the chat), ticket-booking (the linked one), ticket-bookings,
+//               booking-list, booking (data-booking-id), booking-reference, booking-status,
+//               booking-property, booking-dates, booking-amount, booking-link, booking-unlink,
+//               bookings-empty, bookings-unavailable
 //   tickets     tickets-view, ticket-filter-status, ticket-filter-priority, ticket-filter-category,
 //               ticket-filter-q, ticket-row (data-ticket-id), ticket-row-status, tickets-empty,
 //               tickets-prev, tickets-next, tickets-range, ticket-view, ticket-back,
@@ -31,6 +36,7 @@
 //   alerts      toasts, toast
 
 import { setupNotificationButton, toast } from "./alerts.js";
+import { initBookings } from "./bookings.js";
 import * as chats from "./chats.js";
 import { initContext } from "./context.js";
 import { api, ApiError, el, label, setAuth, tokenClaims } from "./lib.js";
@@ -126,6 +132,7 @@ function startApp() {
   initQueue({ accepted: (session) => chats.openChat(session, { focus: true, reveal: true }) });
   chats.initChats();
   initContext({ showTicket });
+  initBookings();
   initTickets();
   initTeam({ watch: (session) => {
     chats.openChat(session, { watch: true, focus: true });

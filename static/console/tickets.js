@@ -3,6 +3,7 @@
 // ticket:* socket pushes.
 
 import { toast } from "./alerts.js";
+import { renderTicketBookings, ticketBookingsSection } from "./bookings.js";
 import { api, el, formatDateTime, label, ratingNodes } from "./lib.js";
 import { emit, on, setSection, state } from "./state.js";
 
@@ -181,6 +182,7 @@ function buildDetail() {
     el("section", { class: "ticket-section" },
       el("h3", { class: "section-title", text: "Description" }),
       el("p", { class: "ticket-description", testid: "ticket-description" })),
+    ticketBookingsSection(),
     el("section", { class: "ticket-section" },
       el("h3", { class: "section-title", text: "Conversation" }),
       el("ol", { class: "ticket-thread", testid: "ticket-thread", "aria-live": "polite" })),
@@ -211,6 +213,7 @@ function renderHead() {
     ...(TRANSITIONS[t.status] || []).map((s) => el("option", { value: s, text: label(s) })));
   $("ticket-escalate").disabled = t.status === "resolved" || t.status === "closed";
   $("ticket-send").disabled = t.status === "closed";
+  renderTicketBookings(t, act);
 }
 
 /** The customer's rating, once they gave one (resolved and closed tickets can be rated). */
