@@ -118,7 +118,7 @@ VARS: tuple[Var, ...] = (
     Var("GRPC_SERVER_PORT", "grpc_server_port", _int(0), 50061, "gRPC port"),
     Var("GRPC_AUTH_SERVICE_URL", "grpc_auth_service_url", _str, None, "Auth Service address (optional)"),
     Var("GRPC_USER_SERVICE_URL", "grpc_user_service_url", _str, None, "User Service address, for contact details (optional)"),
-    Var("GRPC_BOOKING_SERVICE_URL", "grpc_booking_service_url", _str, None, "Booking Service address (optional)"),
+    Var("GRPC_BOOKING_SERVICE_URL", "grpc_booking_service_url", _str, None, "Booking Service address (optional): customers' bookings beside chats and tickets"),
     Var("GRPC_EMAIL_SERVICE_URL", "grpc_email_service_url", _str, None, "E-mail worker gRPC address (optional)"),
     Var("GRPC_MAX_RECEIVE_MESSAGE_SIZE", "grpc_max_receive_message_size", _int(1024), 4194304, "Largest gRPC message accepted, bytes"),
     Var("GRPC_MAX_SEND_MESSAGE_SIZE", "grpc_max_send_message_size", _int(1024), 4194304, "Largest gRPC message sent, bytes"),
