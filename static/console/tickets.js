@@ -293,6 +293,7 @@ function historyText(entry) {
     case "ticket.message_added":
       return p.is_internal ? "Internal note added" : `Reply from the ${p.sender_type}`;
     case "ticket.updated":
+      if ("booking_id" in p) return p.booking_id ? `Booking ${p.booking_reference || p.booking_id} linked` : "Booking unlinked";
       return `Updated: ${Object.keys(p.changes || {}).map((f) => f.replace(/_/g, " ")).join(", ")}`;
     default:
       return entry.type;
