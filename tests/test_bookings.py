@@ -335,7 +335,9 @@ async def test_who_may_link(client, users, ctx, fake):
     await problem(await client.delete(path, headers=customer), 403)
     await problem(await client.put(path, json={"booking_id": booking.id}, headers=agent), 404)  # not theirs
     await start_active_chat(ctx, customer_id, agent_id)
+    asked = len(fake.requests)
     await problem(await client.put(path, json={"booking_id": booking.id}, headers=agent), 403)  # reads, not writes
+    assert len(fake.requests) == asked                                  # refused before asking the service
     await problem(await client.put(path, json={"booking_id": ""}, headers=supervisor), 422)
     await problem(await client.put(path, json={"booking_id": booking.id, "x": 1}, headers=supervisor), 422)
     await problem(await client.put(f"{TICKETS}/{uuid.uuid4()}/booking", json={"booking_id": booking.id},

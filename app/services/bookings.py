@@ -21,7 +21,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from app.auth import Principal, RequestMeta
+from app.auth import Principal, RequestMeta, is_party
 from app.context import AppContext
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.schemas.tickets import PRIORITIES
@@ -134,6 +134,8 @@ async def link_booking(ctx: AppContext, principal: Principal, meta: RequestMeta,
     """Link a booking to the ticket (replacing any earlier one); returns the ticket."""
     check_may_link(principal)
     ticket = await tickets.get_ticket(ctx, principal, ticket_id)   # 404 before asking the Booking Service
+    if not is_party(principal, ticket):                             # 403 too (locked_for_write checks again)
+        raise Forbidden("Only the assigned agent, a supervisor or an admin may change this ticket")
     booking = await _verified(ctx, ticket, booking_id)              # outside the ticket's lock: up to 2 s
     return await _write(ctx, principal, meta, ticket_id, booking, "ticket.booking_link")
 
