@@ -75,6 +75,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("SPRING_PROFILES_ACTIVE", "dev")
     env.setdefault("CORS_ALLOWED_ORIGINS", "*")
+    env.setdefault("ATTACHMENT_STORAGE_DIR", str(data_dir / "attachments"))
     for key, value in _dev_secrets(data_dir).items():
         env.setdefault(key, value)
     servers = []

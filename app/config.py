@@ -146,6 +146,21 @@ VARS: tuple[Var, ...] = (
     Var("MAX_TICKETS_PER_AGENT", "max_tickets_per_agent", _int(1), 15, "Ceiling on open tickets per agent for auto-assignment"),
     Var("AUTO_RESPONSE_ENABLED", "auto_response_enabled", _bool, True, "Automatic first responses on tickets and chats"),
     Var("EVENT_RETENTION_DAYS", "event_retention_days", _int(1), 30, "Published events older than this are pruned"),
+    Var("ATTACHMENT_MAX_BYTES", "attachment_max_bytes", _int(1), 10485760, "Largest attachment accepted, bytes (larger uploads get 413)"),
+    Var("ATTACHMENT_STORAGE_DIR", "attachment_storage_dir", _str, ".data/attachments",
+        "Directory of the local attachment store (used unless ATTACHMENT_S3_BUCKET is set)"),
+    Var("ATTACHMENT_S3_BUCKET", "attachment_s3_bucket", _str, None, "S3 bucket for attachments; the local directory is used when unset"),
+    Var("ATTACHMENT_S3_ENDPOINT_URL", "attachment_s3_endpoint_url", _str, None,
+        "Endpoint of an S3-compatible store (MinIO, Ceph, R2...); AWS when unset"),
+    Var("ATTACHMENT_S3_REGION", "attachment_s3_region", _str, "us-east-1", "Region of the attachment bucket"),
+    Var("ATTACHMENT_S3_ACCESS_KEY_ID", "attachment_s3_access_key_id", _str, None,
+        "Access key of the attachment store (else the usual AWS credential chain)"),
+    Var("ATTACHMENT_S3_SECRET_ACCESS_KEY", "attachment_s3_secret_access_key", _str, None, "Secret key of the attachment store"),
+    Var("ATTACHMENT_S3_PREFIX", "attachment_s3_prefix", _str, "", "Prefix of every attachment key in the bucket"),
+    Var("ATTACHMENT_URL_TTL_SECONDS", "attachment_url_ttl_seconds", _int(10), 3600,
+        "Lifetime of the signed download links in messages"),
+    Var("ATTACHMENT_UNREFERENCED_HOURS", "attachment_unreferenced_hours", _int(1), 24,
+        "Uploads no message references within this long are removed by the retention run"),
     Var("JWT_SECRET", "jwt_secret", _str, None, "HS256 secret shared with the Auth Service (at least 32 bytes in serve)"),
     Var("JWT_PUBLIC_KEY", "jwt_public_key", _str, None, "PEM public key; when set, RS256 tokens are accepted too"),
     Var("JWT_EXPIRATION", "jwt_expiration", _int(1), 3600, "Lifetime in seconds of the tokens dev prints"),
@@ -213,6 +228,16 @@ class Settings:
     max_tickets_per_agent: int
     auto_response_enabled: bool
     event_retention_days: int
+    attachment_max_bytes: int
+    attachment_storage_dir: str
+    attachment_s3_bucket: str | None
+    attachment_s3_endpoint_url: str | None
+    attachment_s3_region: str
+    attachment_s3_access_key_id: str | None
+    attachment_s3_secret_access_key: str | None
+    attachment_s3_prefix: str
+    attachment_url_ttl_seconds: int
+    attachment_unreferenced_hours: int
     jwt_secret: str | None
     jwt_public_key: str | None
     jwt_expiration: int

@@ -39,6 +39,7 @@ class AppContext:
     search: Any = None           # app.search.SearchBackend (PostgreSQL or Elasticsearch), likewise
     users: Any = None            # app.clients.user_service.UserDirectory when GRPC_USER_SERVICE_URL is set
     bookings: Any = None         # app.clients.booking_service.BookingDirectory when GRPC_BOOKING_SERVICE_URL is set
+    files: Any = None            # app.storage.BlobStore (local directory or S3) for attachments
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +49,7 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
                                                     max_connections=64, timeout=10)
     redis = aioredis.Redis(connection_pool=pool)
-    search = users = bookings = None
+    search = users = bookings = files = None
     try:
         ctx = AppContext(
             settings=settings,
@@ -70,6 +71,8 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
         ctx.message_writer = MessageWriter(ctx)
         from app.search import create_backend
         ctx.search = search = create_backend(settings, db)
+        from app.storage import create_store
+        ctx.files = files = await create_store(settings)
         if settings.grpc_user_service_url:
             from app.clients.user_service import UserDirectory
             ctx.users = users = UserDirectory(settings.grpc_user_service_url)
@@ -84,6 +87,8 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
             await users.close()
         if search is not None:
             await search.close()
+        if files is not None:
+            await files.close()
         await redis.aclose()
         await pool.aclose()
         await db.close()

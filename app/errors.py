@@ -58,6 +58,14 @@ class RateLimited(DomainError):
         self.retry_after_ms = retry_after_ms
 
 
+class PayloadTooLarge(DomainError):
+    code, title = "payload_too_large", "Payload too large"
+
+
+class UnsupportedMediaType(DomainError):
+    code, title = "unsupported_media_type", "Unsupported media type"
+
+
 class Unavailable(DomainError):
     code, title = "unavailable", "Service unavailable"
 
@@ -72,6 +80,8 @@ TRANSPORT_CODES: dict[str, tuple[int, str]] = {
     "conflict": (409, "ALREADY_EXISTS"),
     "invalid_state": (409, "FAILED_PRECONDITION"),
     "rate_limited": (429, "RESOURCE_EXHAUSTED"),
+    "payload_too_large": (413, "INVALID_ARGUMENT"),
+    "unsupported_media_type": (415, "INVALID_ARGUMENT"),
     "unavailable": (503, "UNAVAILABLE"),
     "internal": (500, "INTERNAL"),
 }

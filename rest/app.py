@@ -18,6 +18,7 @@ from app.services import automation as automation_service
 from rest import (
     agents,
     analytics,
+    attachments,
     audit,
     automation,
     bookings,
@@ -72,7 +73,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app.cleanup_ctx.append(kb.background)
     app.cleanup_ctx.append(escalation.background)
     app.cleanup_ctx.append(automation_service.background)
-    for module in (tickets, chat, departments, agents, audit, health, kb, feedback, analytics, canned, automation, escalation):
+    app.cleanup_ctx.append(attachments.background)
+    for module in (tickets, chat, departments, agents, audit, health, kb, feedback, analytics, canned, automation, escalation,
+                   attachments):
         app.router.add_routes(module.routes)
     app.router.add_routes(bookings.routes)   # beside the chat and ticket (README "Bookings")
     setup_docs(app)

@@ -75,7 +75,8 @@ async def send_message(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.MessageCreateSchema())
     sent = await chat.send_message(context(request), principal, meta(request), _ref(request),
-                                   data.get("client_msg_id"), data["message"], data["message_type"])
+                                   data.get("client_msg_id"), data["message"], data["message_type"],
+                                   attachment_ids=data.get("attachments"))
     message = sent["message"]
     location = f"/api/v1/chat/sessions/{message['session_id']}/messages?after_seq={message['seq'] - 1}&limit=1"
     if sent["duplicate"]:

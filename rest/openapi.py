@@ -24,7 +24,8 @@ def api_doc(*, summary: str, tags: list[str], query: type[ma.Schema] | ma.Schema
             body: type[ma.Schema] | ma.Schema | None = None,
             response: type[ma.Schema] | ma.Schema | None = None, status: int = 200,
             errors: tuple[int, ...] = (), public: bool = False,
-            description: str | None = None) -> Callable:
+            description: str | None = None, body_media_type: str | None = None,
+            binary_response: str | None = None) -> Callable:
     """Attach OpenAPI metadata to a handler.
 
     ``query``/``body``/``response`` are marshmallow schemas (classes or instances); ``status`` is
@@ -35,6 +36,7 @@ def api_doc(*, summary: str, tags: list[str], query: type[ma.Schema] | ma.Schema
         setattr(handler, DOC_ATTR, {
             "summary": summary, "tags": tags, "query": query, "body": body, "response": response,
             "status": status, "errors": errors, "public": public, "description": description,
+            "body_media_type": body_media_type, "binary_response": binary_response,
         })
         return handler
     return decorate
@@ -77,6 +79,8 @@ _ERROR_RESPONSES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
     403: ("Forbidden", "The caller's role may not do this", "Problem", {}),
     404: ("NotFound", "The resource does not exist or the caller may not see it", "Problem", {}),
     409: ("Conflict", "Conflict with the resource's current state", "Problem", {}),
+    413: ("PayloadTooLarge", "The file is larger than ATTACHMENT_MAX_BYTES", "Problem", {}),
+    415: ("UnsupportedMediaType", "The file's content is not of an allowed type", "Problem", {}),
     422: ("ValidationFailed", "Validation failed; `errors` names each field", "ValidationProblem",
           {}),
     429: ("TooManyRequests", "Rate limited; retry after the given number of seconds", "Problem",
@@ -173,11 +177,13 @@ def _operation(doc: dict, operation_id: str) -> dict:
         op["parameters"] = [{"in": "query", "schema": doc["query"]}]
     if doc.get("body") is not None:
         op["requestBody"] = {"required": True,
-                             "content": {JSON_MEDIA_TYPE: {"schema": doc["body"]}}}
+                             "content": {doc.get("body_media_type") or JSON_MEDIA_TYPE: {"schema": doc["body"]}}}
 
     success: dict[str, Any] = {"description": HTTPStatus(status).phrase}
     if doc.get("response") is not None and status != 204:
         success["content"] = {JSON_MEDIA_TYPE: {"schema": doc["response"]}}
+    if doc.get("binary_response"):
+        success["content"] = {doc["binary_response"]: {"schema": {"type": "string", "format": "binary"}}}
     if status == 201:
         success["headers"] = {"Location": {"description": "URL of the created resource",
                                            "schema": {"type": "string",

@@ -31,7 +31,7 @@ async def start(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
 
 async def message(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
     sent = await chat.send_message(ctx, p, meta(sid), d["session_id"], d["client_msg_id"], d["message"],
-                                   d["message_type"], origin_sid=sid)
+                                   d["message_type"], origin_sid=sid, attachment_ids=d.get("attachments"))
     return {"message": sent["message"]}
 
 

@@ -101,6 +101,7 @@ def test_env(service_urls: tuple[str, str]) -> Iterator[dict[str, str]]:
         "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "100000",
         "LOG_LEVEL": "WARNING",
         "GRPC_SERVER_PORT": "0",   # any free port: never clash with a running dev server
+        "ATTACHMENT_STORAGE_DIR": tempfile.mkdtemp(prefix="support-test-files-"),
         # Automation off by default so the suite keeps its expectations; automation tests open
         # their own context with these on.
         "TICKET_AUTO_ASSIGNMENT": "false",

@@ -1,8 +1,11 @@
 """Chat payloads: Socket.IO events (PROTOCOL.md) and the chat REST endpoints share these."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
 
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.schemas.attachments import REFERENCE_HELP, AttachmentId, MessageAttachmentSchema
 from app.schemas.common import NAME_LENGTH, PageQuery, PageSchema, StrictSchema, page_of, sort_field
 
 SESSION_STATUSES = ("queued", "active", "ended", "timed_out", "abandoned")
@@ -24,10 +27,23 @@ class ChatStartSchema(StrictSchema):
     customer_id = fields.UUID(metadata={"description": "Services and staff: the customer the chat is for"})
 
 
-class ChatMessageSchema(SessionRef):
+def _attachment_ids() -> fields.List:
+    return fields.List(AttachmentId(), validate=validate.Length(max=10), metadata={"description": REFERENCE_HELP})
+
+
+class _TextOrFiles:
+    @validates_schema
+    def text_or_files(self, data: dict, **kwargs: Any) -> None:
+        if not data.get("message", "").strip() and not data.get("attachments"):
+            raise ValidationError("Write a message or attach a file.", "message")
+
+
+class ChatMessageSchema(_TextOrFiles, SessionRef):
     client_msg_id = fields.String(required=True, validate=CLIENT_MSG_ID)
-    message = fields.String(required=True, validate=MESSAGE_TEXT)
+    message = fields.String(load_default="", validate=validate.Length(max=5000),
+                            metadata={"description": "Required unless the message has attachments"})
     message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
+    attachments = _attachment_ids()
 
 
 class ChatSyncSchema(SessionRef):
@@ -93,11 +109,13 @@ class SessionUpdateSchema(StrictSchema):
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
 
 
-class MessageCreateSchema(StrictSchema):
+class MessageCreateSchema(_TextOrFiles, StrictSchema):
     client_msg_id = fields.String(validate=CLIENT_MSG_ID,
                                   metadata={"description": "Idempotency key; a resend returns the first message"})
-    message = fields.String(required=True, validate=MESSAGE_TEXT)
+    message = fields.String(load_default="", validate=validate.Length(max=5000),
+                            metadata={"description": "Required unless the message has attachments"})
     message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
+    attachments = _attachment_ids()
 
 
 class MessageListQuery(StrictSchema):
@@ -145,6 +163,8 @@ class MessageSchema(Schema):
     sender_id = fields.UUID(allow_none=True)
     message_type = fields.String()
     message = fields.String()
+    attachments = fields.List(fields.Nested(MessageAttachmentSchema), allow_none=True,
+                              metadata={"description": "The message's files, with signed links"})
     created_at = fields.DateTime()
 
 

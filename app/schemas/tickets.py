@@ -1,9 +1,12 @@
 """Ticket request and response schemas (REST JSON uses SEED.md's column names)."""
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from webargs.fields import DelimitedList
 
+from app.schemas.attachments import REFERENCE_HELP, AttachmentId, MessageAttachmentSchema
 from app.schemas.common import (NAME_LENGTH, PageQuery, StrictSchema, UtcDateTime, page_of, sort_field,
                                 tags_field)
 
@@ -99,11 +102,28 @@ class AttachmentSchema(StrictSchema):
     size = fields.Integer(validate=validate.Range(min=0))
 
 
+class AttachmentRef(fields.Field):
+    """An uploaded file's id, or (as before uploads existed) a link object {name, url, ...}."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, dict):
+            return AttachmentSchema().load(value)
+        return AttachmentId()._deserialize(value, attr, data, **kwargs)
+
+
 class TicketMessageCreateSchema(StrictSchema):
-    message = fields.String(required=True, validate=MESSAGE)
+    message = fields.String(load_default="", validate=validate.Length(max=20_000),
+                            metadata={"description": "Required unless the message has attachments"})
     message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
-    attachments = fields.List(fields.Nested(AttachmentSchema), validate=validate.Length(max=10))
+    attachments = fields.List(AttachmentRef(metadata={"description": "An attachment id, or a link object "
+                                                                     "{name, url, content_type?, size?}"}),
+                              validate=validate.Length(max=10), metadata={"description": REFERENCE_HELP})
     is_internal = fields.Boolean(load_default=False, metadata={"description": "Agents and up: internal note"})
+
+    @validates_schema
+    def text_or_files(self, data: dict, **kwargs: Any) -> None:
+        if not data.get("message", "").strip() and not data.get("attachments"):
+            raise ValidationError("Write a message or attach a file.", "message")
 
 
 class TicketSchema(Schema):
@@ -144,7 +164,7 @@ class TicketMessageSchema(Schema):
     sender_type = fields.String()
     message = fields.String()
     message_type = fields.String()
-    attachments = fields.List(fields.Nested(AttachmentSchema), allow_none=True)
+    attachments = fields.List(fields.Nested(MessageAttachmentSchema), allow_none=True)
     is_internal = fields.Boolean()
     created_at = fields.DateTime()
 

@@ -214,7 +214,7 @@ async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, ro
                                    articles: list[dict]) -> None:
     from app.services.tickets import event_summary
     message = await ctx.db.q.insert_ticket_message(
-        conn, ticket_id=row["id"], sender_id=None, sender_type="system",
+        conn, id=None, ticket_id=row["id"], sender_id=None, sender_type="system",
         message=ctx.cipher.encrypt(ticket_response_text(row, articles), "ticket_messages.message"),
         message_type="text", attachments=None, is_internal=False, now=row["created_at"])
     await ctx.events.append(conn, "ticket.message_added", "ticket", row["id"],

@@ -22,7 +22,7 @@ from app.db import fetch_page
 from app.errors import Conflict, Forbidden, InvalidState, ValidationFailed
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from app.security import audit
-from app.services import automation, departments, routing, tickets
+from app.services import attachments, automation, departments, routing, tickets
 from app.services.feedback import announce_rating, record_sentiment
 from app.services.message_writer import PendingMessage
 from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, present_message, present_note,
@@ -116,19 +116,29 @@ def _new_session_key() -> str:
 
 async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any,
                        client_msg_id: str | None, text: str, message_type: str = "text",
-                       origin_sid: str | None = None) -> dict:
+                       origin_sid: str | None = None, attachment_ids: list | None = None) -> dict:
     """Persist (batched with concurrent sends), then return ``{"message", "duplicate"}``;
-    only a new message is broadcast, after it has committed."""
+    only a new message is broadcast, after it has committed. ``attachment_ids`` name the
+    sender's own uploads (app.services.attachments); a message may be files alone."""
     await ctx.limiter.check("chat", str(principal.user_id), ctx.settings.chat_rate_limit_messages_per_minute)
     session_id = await _session_uuid(ctx, ref)
     sender_type = principal.sender_type
+    files = None
+    if attachment_ids:
+        if session_id is None:
+            await _explain_refusal(ctx, principal, ref)
+        await _explain_refusal(ctx, principal, session_id, only_access=True)
+        files = await attachments.claim_for_chat(ctx, principal, session_id, attachment_ids)
     item = PendingMessage(
         session_id=session_id, sender_id=principal.user_id, sender_type=sender_type,
         scope=_SCOPES.get(principal.role, "all"), client_msg_id=client_msg_id,
-        ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type)
+        ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type,
+        attachments=files)
     row = await ctx.message_writer.write(item) if session_id is not None else None
     if row is None:
         await _explain_refusal(ctx, principal, ref)
+    if files:
+        await attachments.bind_chat_message(ctx, row)
     message = present_message(ctx, row)
     if row["duplicate"]:
         return {"message": message, "duplicate": True}
@@ -149,11 +159,15 @@ async def _session_uuid(ctx: AppContext, ref: Any) -> uuid.UUID | None:
         return row["id"] if row else None
 
 
-async def _explain_refusal(ctx: AppContext, principal: Principal, ref: Any) -> None:
-    """A message was not stored: say why (the slow path, taken only on errors)."""
+async def _explain_refusal(ctx: AppContext, principal: Principal, ref: Any, *, only_access: bool = False) -> None:
+    """A message was not stored: say why (the slow path, taken only on errors). With
+    ``only_access``, a check before files are tied to the chat: raises only when the caller may
+    not write there."""
     async with ctx.db.connection() as conn:
         session = await participant_session(ctx, conn, principal, ref)
     _check_participant(principal, session)
+    if only_access and session["status"] in OPEN:
+        return
     raise InvalidState(f"The chat is {session['status']}; start a new one")
 
 

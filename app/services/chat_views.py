@@ -10,6 +10,7 @@ import asyncpg
 from app.auth import Principal, is_party
 from app.context import AppContext
 from app.errors import Forbidden, NotFound
+from app.services import attachments
 
 CUSTOMER_NAME_FIELD = "chat_sessions.customer_name"   # the AES-GCM associated data of that column
 PREVIEW_LENGTH = 200   # characters of a waiting customer's first message shown in the queue
@@ -80,6 +81,7 @@ def present_message(ctx: AppContext, row: Any) -> dict:
             "client_msg_id": row["client_msg_id"], "sender_type": row["sender_type"],
             "sender_id": row["sender_id"], "message_type": row["message_type"],
             "message": ctx.cipher.decrypt(row["message"], "chat_messages.message"),
+            "attachments": attachments.present_refs(ctx, row.get("attachments")) or [],
             "created_at": row["created_at"]}
 
 

@@ -30,6 +30,7 @@ class PendingMessage:
     client_msg_id: str | None
     ciphertext: str
     message_type: str
+    attachments: str | None = None   # JSON text: the message's file references
     id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
 
     @property
@@ -96,6 +97,7 @@ class MessageWriter:
             sender_ids=[i.sender_id for i in items], sender_types=[i.sender_type for i in items],
             scopes=[i.scope for i in items], client_msg_ids=[i.client_msg_id for i in items],
             bodies=[i.ciphertext for i in items], message_types=[i.message_type for i in items],
+            attachments=[i.attachments for i in items],
             topic=ctx.events.topic_for("chat.message"), now=ctx.clock.now())
         for attempt in (1, 2, 3):
             try:

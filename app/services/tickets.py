@@ -16,7 +16,7 @@ from app.context import AppContext
 from app.db import contains_pattern, fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.security import audit
-from app.services import automation, departments, kb
+from app.services import attachments, automation, departments, kb
 
 # API.md "Tickets": the legal status transitions; anything else is a 409.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -71,6 +71,9 @@ async def _can_read(ctx: AppContext, conn: asyncpg.Connection | None, principal:
                 own, agent_id=principal.user_id, customer_id=row["customer_id"])
     return await ctx.db.q.agent_chats_with_customer(
         conn, agent_id=principal.user_id, customer_id=row["customer_id"])
+
+
+can_read = _can_read   # app.services.attachments: who may download a ticket's files
 
 
 async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
@@ -311,6 +314,7 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         row = await ctx.db.q.lock_ticket(conn, id=ticket_id)
         if row is None:
             raise NotFound("Ticket not found")
+        files = await attachments.on_ticket_deleted(ctx, conn, principal, meta, ticket_id)
         await ctx.db.q.delete_ticket(conn, id=ticket_id)
         freed = await automation.adjust_load(conn, dict(row), None)
         await audit.record(conn, principal, meta, "ticket.delete", "ticket", ticket_id,
@@ -318,6 +322,8 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         await ctx.events.append(conn, "ticket.deleted", "ticket", ticket_id, event_summary(dict(row)),
                                 actor_id=principal.user_id)
     await ctx.ticket_cache.invalidate(ticket_id)
+    if files:
+        await attachments.purge(ctx)
     await automation.after_capacity_freed(ctx, freed)
 
 
@@ -327,7 +333,8 @@ def present_message(ctx: AppContext, row: dict) -> dict:
     return {"id": row["id"], "ticket_id": row["ticket_id"], "sender_id": row["sender_id"],
             "sender_type": row["sender_type"],
             "message": ctx.cipher.decrypt(row["message"], "ticket_messages.message"),
-            "message_type": row["message_type"], "attachments": row["attachments"],
+            "message_type": row["message_type"],
+            "attachments": attachments.present_refs(ctx, row["attachments"]),
             "is_internal": row["is_internal"], "created_at": row["created_at"]}
 
 
@@ -342,14 +349,22 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
         if ticket["status"] == "closed":
             raise InvalidState("The ticket is closed; reopen it or open a new ticket")
         sender_type = principal.sender_type
+        message_id = uuid.uuid4()
+        files = data.get("attachments")
+        uploaded = [f for f in files or () if isinstance(f, str)]
+        if uploaded:   # the sender's own uploads become this message's files, or nothing is stored
+            refs = iter(await attachments.bind_ticket_message(ctx, conn, principal, ticket_id, message_id,
+                                                              uploaded, internal))
+            files = [next(refs) if isinstance(f, str) else f for f in files]
         row = dict(await ctx.db.q.insert_ticket_message(
-            conn, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
+            conn, id=message_id, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
             message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),
-            message_type=data.get("message_type", "text"), attachments=data.get("attachments"),
+            message_type=data.get("message_type", "text"), attachments=files,
             is_internal=internal, now=now))
         await _follow_up(ctx, conn, principal, meta, ticket, sender_type, internal, now)
         await audit.record(conn, principal, meta, "ticket.message_add", "ticket", ticket_id,
-                           {"message_id": str(row["id"]), "is_internal": internal})
+                           {"message_id": str(row["id"]), "is_internal": internal,
+                            **({"attachments": uploaded} if uploaded else {})})
         await ctx.events.append(conn, "ticket.message_added", "ticket", ticket_id,
                                 {**event_summary(ticket), "message_id": row["id"], "sender_type": sender_type,
                                  "is_internal": internal}, actor_id=principal.user_id)

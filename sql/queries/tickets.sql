@@ -84,9 +84,11 @@ RETURNING *;
 -- name: delete_ticket(id)!
 DELETE FROM support_tickets WHERE id = :id;
 
--- name: insert_ticket_message(ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, now)^
-INSERT INTO ticket_messages (ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, created_at)
-VALUES (:ticket_id, :sender_id, :sender_type, :message, :message_type, :attachments, :is_internal, :now)
+-- name: insert_ticket_message(id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, now)^
+-- ``id`` may be null (a new one is drawn); attachments' rows name the message by a given one.
+INSERT INTO ticket_messages (id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, created_at)
+VALUES (coalesce(:id::uuid, gen_random_uuid()), :ticket_id, :sender_id, :sender_type, :message, :message_type,
+        :attachments, :is_internal, :now)
 RETURNING *;
 
 -- name: list_ticket_messages(ticket_id, include_internal, limit, offset)
