@@ -32,7 +32,7 @@ def _attachment_ids() -> fields.List:
 
 
 class _TextOrFiles:
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def text_or_files(self, data: dict, **kwargs: Any) -> None:
         if not data.get("message", "").strip() and not data.get("attachments"):
             raise ValidationError("Write a message or attach a file.", "message")

@@ -120,7 +120,7 @@ class TicketMessageCreateSchema(StrictSchema):
                               validate=validate.Length(max=10), metadata={"description": REFERENCE_HELP})
     is_internal = fields.Boolean(load_default=False, metadata={"description": "Agents and up: internal note"})
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=False)
     def text_or_files(self, data: dict, **kwargs: Any) -> None:
         if not data.get("message", "").strip() and not data.get("attachments"):
             raise ValidationError("Write a message or attach a file.", "message")

@@ -227,7 +227,7 @@ class ChatSession(_message.Message):
     def __init__(self, id: _Optional[str] = ..., session_key: _Optional[str] = ..., status: _Optional[_Union[ChatSessionStatus, str]] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., agent: _Optional[_Union[AgentRef, _Mapping]] = ..., department: _Optional[str] = ..., ticket_id: _Optional[str] = ..., subject: _Optional[str] = ..., queue_position: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_reason: _Optional[str] = ..., duration_seconds: _Optional[int] = ..., satisfaction_rating: _Optional[int] = ..., last_seq: _Optional[int] = ..., customer_last_read_seq: _Optional[int] = ..., agent_last_read_seq: _Optional[int] = ..., customer_name: _Optional[str] = ..., preview: _Optional[str] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
-    __slots__ = ("id", "session_id", "seq", "client_msg_id", "sender_type", "sender_id", "message_type", "message", "created_at", "type", "after_seq", "error_code", "error_message", "session")
+    __slots__ = ("id", "session_id", "seq", "client_msg_id", "sender_type", "sender_id", "message_type", "message", "created_at", "type", "after_seq", "error_code", "error_message", "session", "attachments")
     ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +242,7 @@ class ChatMessage(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     session_id: str
     seq: int
@@ -256,4 +257,21 @@ class ChatMessage(_message.Message):
     error_code: str
     error_message: str
     session: ChatSession
-    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., client_msg_id: _Optional[str] = ..., sender_type: _Optional[str] = ..., sender_id: _Optional[str] = ..., message_type: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[ChatFrameType, str]] = ..., after_seq: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., session: _Optional[_Union[ChatSession, _Mapping]] = ...) -> None: ...
+    attachments: _containers.RepeatedCompositeFieldContainer[MessageAttachment]
+    def __init__(self, id: _Optional[str] = ..., session_id: _Optional[str] = ..., seq: _Optional[int] = ..., client_msg_id: _Optional[str] = ..., sender_type: _Optional[str] = ..., sender_id: _Optional[str] = ..., message_type: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[_Union[ChatFrameType, str]] = ..., after_seq: _Optional[int] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., session: _Optional[_Union[ChatSession, _Mapping]] = ..., attachments: _Optional[_Iterable[_Union[MessageAttachment, _Mapping]]] = ...) -> None: ...
+
+class MessageAttachment(_message.Message):
+    __slots__ = ("id", "name", "content_type", "size", "url", "thumbnail_url")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    THUMBNAIL_URL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    content_type: str
+    size: int
+    url: str
+    thumbnail_url: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., content_type: _Optional[str] = ..., size: _Optional[int] = ..., url: _Optional[str] = ..., thumbnail_url: _Optional[str] = ...) -> None: ...
