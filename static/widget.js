@@ -126,6 +126,27 @@
     return ioPromise;
   }
 
+  var attachmentsPromise = null;
+
+  /** widget-attachments.js (files in chats) from the same server; the chat works without it. */
+  function loadAttachments(widget) {
+    if (!attachmentsPromise) {
+      attachmentsPromise = new Promise(function (resolve) {
+        if (window.SupportWidgetAttachments) { resolve(window.SupportWidgetAttachments); return; }
+        var tag = document.createElement("script");
+        tag.src = widget.base + "/static/widget-attachments.js";
+        tag.async = true;
+        tag.onload = function () { resolve(window.SupportWidgetAttachments || null); };
+        tag.onerror = function () { resolve(null); };
+        (document.head || document.documentElement).appendChild(tag);
+      }).then(function (ext) {
+        if (ext) ext.install(Widget.prototype, { h: h, uuid: uuid });
+        return ext;
+      });
+    }
+    return attachmentsPromise;
+  }
+
   // ------------------------------------------------------------------ the widget
 
   function Widget(options) {
@@ -156,7 +177,8 @@
 
   Widget.prototype.saveOutbox = function () {
     try { sessionStorage.setItem(this.storeKey + ":outbox", JSON.stringify(this.outbox.map(function (m) {
-      return { client_msg_id: m.client_msg_id, message: m.message, session_id: m.session_id || null };
+      return { client_msg_id: m.client_msg_id, message: m.message, session_id: m.session_id || null,
+               files: m.files ? m.files.map(function (f) { return { id: f.id, name: f.name, size: f.size, type: f.type }; }) : undefined };
     }))); } catch (e) { /* storage full or blocked: the outbox still lives in memory */ }
   };
 
@@ -256,7 +278,8 @@
 
   Widget.prototype.start = function () {
     var self = this;
-    return loadSocketIo(this.base).then(function (io) {
+    return Promise.all([loadSocketIo(this.base), loadAttachments(this)]).then(function (loaded) {
+      var io = loaded[0];
       self.socket = io(self.base + "/customer", {
         path: self.o.socketPath, auth: function (cb) { cb({ token: self.token }); },
         transports: ["websocket", "polling"], tryAllTransports: true,
@@ -456,7 +479,13 @@
     if (!next) return;
     var attempt = this.sending = {};           // an answer to an older attempt changes nothing
     next.state = "sending";
-    this.call("chat:message", { session_id: this.session.id, client_msg_id: next.client_msg_id, message: next.message })
+    // Files first (widget-attachments.js): a message waits in the outbox until they are uploaded.
+    var uploaded = next.files && this.uploadFiles ? this.uploadFiles(next) : Promise.resolve();
+    uploaded.then(function () {
+      var payload = { session_id: self.session.id, client_msg_id: next.client_msg_id, message: next.message };
+      if (next.files) payload.attachments = next.files.map(function (f) { return f.id; });
+      return self.call("chat:message", payload);
+    })
       .then(function (data) {
         if (self.sending !== attempt) { self.receive([data.message]); return; }
         self.sending = false;
@@ -475,6 +504,7 @@
         }
         next.state = "failed";
         next.error = error.message;
+        next.final = !!error.final;               // a refused file: retrying cannot help
         self.renderMessages();
         self.flush();
       });
@@ -709,7 +739,8 @@
       this.footer.setAttribute("data-mode", "composer");
       var input = h("textarea", { class: "composer", testid: "composer", rows: "2", maxlength: "5000",
                                   "aria-label": "Your message", placeholder: "Write a message\u2026" });
-      var form = h("form", { class: "compose" }, input,
+      var form = h("form", { class: "compose" },
+        this.attachControls ? this.attachControls(input, [this.list]) : null, input,   // widget-attachments.js
         h("button", { type: "submit", class: "send", testid: "send", "aria-label": "Send" }, "Send"));
       form.addEventListener("submit", function (e) { e.preventDefault(); self.send(input.value); input.value = ""; input.focus(); });
       input.addEventListener("keydown", function (e) {
@@ -789,14 +820,16 @@
       var seen = m.sender_type === "customer" && seq === lastOwn && self.agentReadSeq >= seq;
       wanted.push({ key: m.client_msg_id && m.sender_type === "customer" ? "c:" + m.client_msg_id : "s:" + seq,
                     sig: "sent" + seen + seq, build: function () {
-        return self.messageItem(m.sender_type, m.message, "sent", m.created_at, { seq: seq, seen: seen }); } });
+        return self.messageItem(m.sender_type, m.message, "sent", m.created_at,
+                                { seq: seq, seen: seen, files: m.attachments }); } });
       notesAfter(seq);
     });
     this.outbox.forEach(function (p) {
       if (p.session_id && self.session && p.session_id !== self.session.id) return;
       wanted.push({ key: "c:" + p.client_msg_id, sig: p.state + (p.error || ""), build: function () {
         return self.messageItem("customer", p.message, p.state, null,
-                                { clientMsgId: p.client_msg_id, error: p.error, final: p.final }); } });
+                                { clientMsgId: p.client_msg_id, error: p.error, final: p.final,
+                                  files: p.files, pending: true }); } });
     });
     this.patchList(wanted);
     this.list.scrollTop = this.list.scrollHeight;
@@ -840,7 +873,8 @@
     if (extra.seen) append(meta, h("span", { class: "seen", testid: "seen", text: " \u00b7 Seen" }));
     var item = h("li", { class: "msg " + (own ? "own" : sender), testid: "message", "data-sender": sender,
                          "data-state": state, "data-seq": extra.seq ? String(extra.seq) : null },
-      h("p", { class: "text" }, this.linkify(text)), meta);
+      h("p", { class: "text" }, this.linkify(text)),
+      extra.files && this.attachmentList ? this.attachmentList(extra.files, extra.pending) : null, meta);
     if (state === "failed") {
       append(item, h("p", { class: "failed", role: "alert", testid: "failed" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
         extra.final ? null : h("button", { type: "button", class: "link", testid: "retry",

@@ -9,6 +9,7 @@
 
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
 import { api, customerLabel, el, formatTime, label, ratingNodes } from "./lib.js";
+import { attachControls, attachmentList, pendingList, showProgress, uploadFile } from "./attachments.js";
 import { agentName, chatsOnScreen, departmentLabel, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
 
 const chats = new Map();   // session id -> chat
@@ -182,6 +183,7 @@ function buildChat(chat) {
     el("label", { for: composerId, class: "visually-hidden", text: "Message" }),
     composer,
     el("div", { class: "composer-bar" },
+      attachControls((files) => attachFiles(chat, files), { input: composer, zones: [] }),
       noteToggle, cannedSelect,
       el("span", { class: "composer-hint", text: "Enter to send · Shift+Enter for a new line" }),
       send));
@@ -480,7 +482,8 @@ function buildMessage(message) {
     class: `msg msg-${message.sender_type}`, testid: "message",
     dataset: { seq: message.seq, sender: message.sender_type, clientMsgId: message.client_msg_id || "" },
   },
-  el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: message.message })),
+  el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: message.message }),
+    attachmentList(message.attachments)),
   el("div", { class: "msg-meta" },
     el("span", { class: "msg-sender", text: senderLabel(message) }),
     el("time", { datetime: message.created_at, text: formatTime(message.created_at) }),
@@ -493,12 +496,14 @@ function buildPending(chat, entry) {
     class: `msg msg-agent is-${entry.status}`, testid: "message",
     dataset: { sender: "agent", clientMsgId: entry.client_msg_id, status: entry.status },
   },
-  el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: entry.message })),
+  el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: entry.message }),
+    pendingList(entry.files)),
   el("div", { class: "msg-meta" },
     el("span", { class: "msg-sender", text: "You" }),
     el("span", { class: "msg-status", testid: "message-status", text: failed ? "Not sent" : "Sending…",
       title: failed ? entry.error || "" : "" }),
-    failed && !chat.ended ? el("button", { type: "button", class: "link-btn", testid: "retry", text: "Retry",
+    failed && entry.error ? el("span", { class: "msg-error", testid: "message-error", role: "alert", text: entry.error }) : null,
+    failed && !chat.ended && !entry.final ? el("button", { type: "button", class: "link-btn", testid: "retry", text: "Retry",
       onclick: () => retry(chat, entry) }) : null));
 }
 
@@ -658,11 +663,28 @@ async function pump(chat) {
   }
 }
 
+/** Each attached file becomes its own message in the outbox: uploaded when its turn comes. */
+function attachFiles(chat, files) {
+  if (chat.ended) return;
+  for (const file of files) {
+    const entry = { client_msg_id: newClientMsgId(), message: "", status: "sending",
+                    files: [{ file, name: file.name || "pasted-image.png", id: null, progress: 0 }] };
+    chat.outbox.set(entry.client_msg_id, entry);
+  }
+  renderTimeline(chat);
+  scrollToEnd(chat);
+  pump(chat);
+}
+
 /** Send (or resend, with the same client_msg_id) one outbox entry; false if the connection dropped. */
 async function deliver(chat, entry) {
   try {
+    for (const f of entry.files || []) {   // files first: the message waits until they are uploaded
+      if (!f.id) f.id = (await uploadFile(f.file, (value) => showProgress(f, value))).id;
+    }
     const data = await call("chat:message", {
       session_id: chat.id, client_msg_id: entry.client_msg_id, message: entry.message,
+      ...(entry.files ? { attachments: entry.files.map((f) => f.id) } : {}),
     });
     addMessages(chat, [data.message], { live: false });
   } catch (error) {
@@ -670,6 +692,7 @@ async function deliver(chat, entry) {
     if (error.code === "disconnected") return false;
     entry.status = "failed";
     entry.error = error.message;
+    entry.final = !!error.final;   // a refused file: no retry
     refreshPending(chat, entry);
   }
   return true;

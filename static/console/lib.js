@@ -120,6 +120,11 @@ function problemText(status, problem) {
 let authToken = null;
 let onUnauthorized = () => {};
 
+/** The bearer token the console signed in with (uploads use it: static/console/attachments.js). */
+export function bearerToken() {
+  return authToken;
+}
+
 export function setAuth(token, unauthorizedHandler) {
   authToken = token;
   if (unauthorizedHandler) onUnauthorized = unauthorizedHandler;

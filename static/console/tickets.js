@@ -2,6 +2,7 @@
 // status change along the allowed transitions, escalation, history), kept current by the
 // ticket:* socket pushes.
 
+import { attachControls, attachmentList, pendingList, showProgress, uploadFile } from "./attachments.js";
 import { toast } from "./alerts.js";
 import { renderTicketBookings, ticketBookingsSection } from "./bookings.js";
 import { api, el, formatDateTime, label, ratingNodes } from "./lib.js";
@@ -153,10 +154,13 @@ function buildDetail() {
       $("ticket-send").textContent = e.target.checked ? "Add internal note" : "Send reply";
       replyForm.classList.toggle("is-note-mode", e.target.checked);
     } });
+  const replyFiles = el("div", { id: "ticket-reply-files", testid: "ticket-reply-files" });
   const replyForm = el("form", { class: "ticket-reply", onsubmit: (e) => { e.preventDefault(); sendReply(); } },
     el("label", { for: "ticket-reply", class: "field-label", text: "Reply" }),
     reply,
+    replyFiles,
     el("div", { class: "composer-bar" },
+      attachControls(attachToReply, { input: reply, zones: [] }),
       el("label", { class: "check" }, internal, " Internal note (agents only)"),
       el("button", { type: "submit", class: "btn btn-primary", testid: "ticket-send", text: "Send reply" })));
   return el("article", { class: "ticket-view", testid: "ticket-view" },
@@ -276,7 +280,36 @@ function ticketMessage(m) {
     m.is_internal ? el("span", { class: "note-tag", text: "Internal note" }) : null,
     el("strong", { text: personLabel(m.sender_type, m.sender_id) }),
     el("span", { class: "muted", text: formatDateTime(m.created_at) })),
-  el("p", { class: "msg-text", text: m.message }));
+  el("p", { class: "msg-text", text: m.message }),
+  attachmentList(m.attachments));
+}
+
+// Files of the reply being written: uploaded at once, sent with the reply.
+let replyUploads = [];
+
+async function attachToReply(files) {
+  for (const file of files) {
+    const f = { file, name: file.name || "pasted-image.png", id: null, progress: 0 };
+    replyUploads.push(f);
+    renderReplyFiles();
+    try {
+      f.id = (await uploadFile(file, (value) => showProgress(f, value))).id;
+    } catch (error) {
+      replyUploads = replyUploads.filter((x) => x !== f);
+      showError(error.message);
+    }
+    renderReplyFiles();
+  }
+}
+
+function renderReplyFiles() {
+  const box = $("ticket-reply-files");
+  if (!box) return;
+  box.replaceChildren(...replyUploads.map((f) => el("span", { class: "reply-file", testid: "reply-file" },
+    f.id ? `📎 ${f.name}` : null,
+    f.id ? el("button", { type: "button", class: "link-btn", "aria-label": `Remove ${f.name}`, text: "×",
+      onclick: () => { replyUploads = replyUploads.filter((x) => x !== f); renderReplyFiles(); } }) : null,
+    f.id ? null : pendingList([f]))));
 }
 
 function historyText(entry) {
@@ -340,12 +373,16 @@ async function act(button, work) {
 function sendReply() {
   const box = $("ticket-reply");
   const text = box.value.trim();
-  if (!text) return;
+  const ready = replyUploads.filter((f) => f.id);
+  if (!text && !ready.length) return;
   const internal = $("ticket-internal").checked;
   act($("ticket-send"), async () => {
     const body = { message: text, is_internal: internal };
+    if (ready.length) body.attachments = ready.map((f) => f.id);
     await api(`/api/v1/tickets/${current.id}/messages`, { method: "POST", body });
     box.value = "";
+    replyUploads = replyUploads.filter((f) => !ready.includes(f));
+    renderReplyFiles();
     return api(`/api/v1/tickets/${current.id}`);
   });
 }
