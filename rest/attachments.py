@@ -66,6 +66,8 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[str | None, by
                 if len(buffer) > limit:
                     raise attachments.too_large(ctx)
             data = bytes(buffer)
+    except ConnectionResetError:   # the client went away mid-upload: nobody to answer, nothing to log
+        raise _form_error("The upload was interrupted.") from None
     except (ValueError, AssertionError, RuntimeError) as exc:   # a malformed multipart body
         raise _form_error(f"The multipart body could not be read: {exc}") from None
     if data is None:
