@@ -739,8 +739,8 @@
       this.footer.setAttribute("data-mode", "composer");
       var input = h("textarea", { class: "composer", testid: "composer", rows: "2", maxlength: "5000",
                                   "aria-label": "Your message", placeholder: "Write a message\u2026" });
-      var form = h("form", { class: "compose" },
-        this.attachControls ? this.attachControls(input, [this.list]) : null, input,   // widget-attachments.js
+      var form = h("form", { class: "compose" }, input,
+        this.attachControls ? this.attachControls(input, [this.list]) : null,   // widget-attachments.js
         h("button", { type: "submit", class: "send", testid: "send", "aria-label": "Send" }, "Send"));
       form.addEventListener("submit", function (e) { e.preventDefault(); self.send(input.value); input.value = ""; input.focus(); });
       input.addEventListener("keydown", function (e) {

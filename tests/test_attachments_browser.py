@@ -8,10 +8,11 @@ import re
 import io
 import uuid
 
+import aiohttp
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from browser_support import PHONE, accessibility_violations, demo_url, open_console, screenshot
+from browser_support import PHONE, accessibility_violations, demo_url, open_console, screenshot, token
 from chat_support import make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
@@ -34,7 +35,7 @@ async def image_loaded(link) -> bool:
     """The thumbnail inside an attachment link really loaded (the signed link worked)."""
     img = link.locator("img")
     await expect(img).to_be_visible()
-    return await img.evaluate("(img) => img.complete && img.naturalWidth > 0")
+    return await img.evaluate("(img) => img.decode().then(() => img.naturalWidth > 0, () => false)")
 
 
 async def open_chat(open_page, chat_server, department: str, viewport: dict | None = None) -> tuple[Page, Page]:
@@ -130,3 +131,39 @@ async def test_refused_files_are_explained_in_the_widget_at_phone_width(chat_ser
     pane = console.locator("[data-testid=chat-pane]:visible")
     await expect(pane.get_by_test_id("attachment-image")).to_have_count(1)
     await expect(pane.get_by_test_id("message")).to_have_count(2)
+
+
+async def test_console_shows_and_sends_files_on_a_ticket(chat_server, department, open_page):
+    secret = chat_server.settings.jwt_secret
+    agent_id = await make_agent(chat_server.ctx, department, name="Fay Files")
+    customer_id, admin_id = uuid.uuid4(), uuid.uuid4()
+    customer = {"Authorization": f"Bearer {token(secret, customer_id, 'customer', 'Casey')}"}
+    admin = {"Authorization": f"Bearer {token(secret, admin_id, 'admin', 'Root')}"}
+    async with aiohttp.ClientSession(chat_server.url) as http:
+        async with http.post("/api/v1/tickets", headers=admin, json={
+                "subject": "Broken lock", "description": "See the photo", "category": department,
+                "customer_id": str(customer_id), "agent_id": str(agent_id)}) as response:
+            ticket = await response.json()
+        form = aiohttp.FormData()
+        form.add_field("file", png("purple"), filename="lock.png", content_type="image/png")
+        async with http.post("/api/v1/attachments", headers=customer, data=form) as response:
+            photo = await response.json()
+        async with http.post(f"/api/v1/tickets/{ticket['id']}/messages", headers=customer,
+                             json={"message": "Here it is", "attachments": [photo["id"]]}) as response:
+            assert response.status == 201
+
+        page = await open_console(open_page, chat_server.url, secret, agent_id, name="Fay Files")
+        await page.get_by_test_id("nav-tickets").click()
+        await page.locator(f'[data-testid="ticket-row"][data-ticket-id="{ticket["id"]}"]').click()
+        view = page.get_by_test_id("ticket-view")
+        assert await image_loaded(view.get_by_test_id("attachment-image"))
+        await view.get_by_test_id("attach-input").set_input_files([file("manual.pdf", "application/pdf", PDF)])
+        await expect(view.get_by_test_id("reply-file")).to_contain_text("manual.pdf")
+        await view.get_by_test_id("ticket-send").click()                   # files alone are a reply
+        await expect(view.get_by_test_id("attachment-link")).to_contain_text("manual.pdf")
+        async with http.get(f"/api/v1/tickets/{ticket['id']}/messages", headers=customer) as response:
+            items = (await response.json())["items"]
+        sent = [a for m in items for a in (m["attachments"] or []) if a["name"] == "manual.pdf"]
+        assert len(sent) == 1 and sent[0]["content_type"] == "application/pdf"
+        async with http.get(sent[0]["url"]) as response:
+            assert response.status == 200 and await response.read() == PDF
