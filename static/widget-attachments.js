@@ -30,6 +30,25 @@
     return out;
   }
 
+  /** A paperclip icon drawn in SVG (an emoji may have no font on the customer's machine). */
+  function paperclip() {
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "20");
+    svg.setAttribute("height", "20");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5");
+    path.setAttribute("fill", "none");
+    path.setAttribute("stroke", "currentColor");
+    path.setAttribute("stroke-width", "1.8");
+    path.setAttribute("stroke-linecap", "round");
+    svg.appendChild(path);
+    return svg;
+  }
+
   function install(proto, lib) {
     var h = lib.h, uuid = lib.uuid;
 
@@ -41,7 +60,7 @@
       picker.addEventListener("change", function () { self.attachFiles(picker.files); picker.value = ""; });
       var button = h("button", { type: "button", class: "attach", testid: "attach", "aria-label": "Attach a file",
                                  title: "Attach a file (image, PDF or text)", onclick: function () { picker.click(); } },
-        h("span", { "aria-hidden": "true", text: "\ud83d\udcce" }));
+        paperclip());
       input.addEventListener("paste", function (e) {
         var files = filesOf(e.clipboardData);
         if (files.length) { e.preventDefault(); self.attachFiles(files); }
@@ -126,14 +145,14 @@
     };
 
     /** A message's files: images as thumbnails that open the full image, others as links. Outbox
-     *  files (not sent yet) show their name and the upload's progress. */
+     *  files (not sent yet, ``pending`` is the outbox state) show their name and the upload's progress. */
     proto.attachmentList = function (files, pending) {
       var self = this;
       if (!files || !files.length) return null;
       return h("ul", { class: "files", testid: "attachments" }, files.map(function (f) {
-        if (pending) {
-          f.bar = h("progress", { max: "1", value: String(f.progress || 0), testid: "upload-progress",
-                                  "aria-label": "Uploading " + f.name });
+        if (pending) {   // "sending" shows the upload's progress; "failed" only the name
+          f.bar = pending === "failed" ? null : h("progress", { max: "1", value: String(f.progress || 0),
+                                                               testid: "upload-progress", "aria-label": "Uploading " + f.name });
           return h("li", { class: "file pending" }, h("span", { class: "file-name", text: f.name }), f.bar);
         }
         var href = f.url ? self.base + f.url : null;

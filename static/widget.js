@@ -829,7 +829,7 @@
       wanted.push({ key: "c:" + p.client_msg_id, sig: p.state + (p.error || ""), build: function () {
         return self.messageItem("customer", p.message, p.state, null,
                                 { clientMsgId: p.client_msg_id, error: p.error, final: p.final,
-                                  files: p.files, pending: true }); } });
+                                  files: p.files, pending: p.state === "failed" ? "failed" : "sending" }); } });
     });
     this.patchList(wanted);
     this.list.scrollTop = this.list.scrollHeight;

@@ -131,7 +131,8 @@ async def test_signed_links_are_checked(client, users):
 async def test_expired_link_is_refused(client, settings, ctx, users):
     _, headers = users.new("customer")
     body = await upload(client, headers, png())
-    later = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=settings.attachment_url_ttl_seconds + 61))
+    ttl = settings.attachment_url_ttl_seconds
+    later = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl + attachment_service.link_step(ttl) + 1))
     async with _client(settings, dataclasses.replace(ctx, clock=later)) as shifted:
         detail = (await problem(await shifted.get(body["url"]), 401))["detail"]
         assert "expired" in detail

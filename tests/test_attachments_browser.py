@@ -20,6 +20,14 @@ pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
        b"trailer<</Root 1 0 R>>\n%%EOF\n")
 
+# Drops a PNG (base64) on the element, as dragging a file from the desktop would.
+DROP = """(zone, b64) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+    zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}"""
+
 
 def png(color: str, size: tuple[int, int] = (480, 320)) -> bytes:
     out = io.BytesIO()
@@ -97,13 +105,10 @@ async def test_image_and_pdf_go_both_ways_between_widget_and_console(chat_server
     assert await accessibility_violations(widget, ["#support-widget"]) == []
 
     # An image dropped on the conversation is sent too
-    await widget.get_by_test_id("messages").evaluate("""(list, b64) => {
-        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-        const transfer = new DataTransfer();
-        transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
-        list.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
-    }""", base64.b64encode(png("gold", (60, 60))).decode())
+    await widget.get_by_test_id("messages").evaluate(DROP, base64.b64encode(png("gold", (60, 60))).decode())
     await expect(pane.get_by_test_id("attachment-image")).to_have_count(3)
+    await pane.locator(".messages").evaluate(DROP, base64.b64encode(png("plum", (60, 60))).decode())   # and in the console
+    await expect(widget.get_by_test_id("attachment-image")).to_have_count(4)
 
 
 async def test_refused_files_are_explained_in_the_widget_at_phone_width(chat_server, department, open_page,

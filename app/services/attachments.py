@@ -122,11 +122,17 @@ def _signature(ctx: AppContext, attachment_id: Any, variant: str, expires: int) 
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+def link_step(ttl: int) -> int:
+    """Expiry times are rounded up to a multiple of this, so links made within one step are the
+    same and browsers can reuse what they cached."""
+    return max(60, ttl // 6)
+
+
 def signed_url(ctx: AppContext, attachment_id: Any, variant: str = "content") -> str:
-    """A link valid for ATTACHMENT_URL_TTL_SECONDS (rounded up to the minute, so links made in
-    the same minute are the same and caches can keep them)."""
+    """A link valid for at least ATTACHMENT_URL_TTL_SECONDS (and at most a sixth longer)."""
     ttl = ctx.settings.attachment_url_ttl_seconds
-    expires = math.ceil((ctx.clock.now().timestamp() + ttl) / 60) * 60
+    step = link_step(ttl)
+    expires = math.ceil((ctx.clock.now().timestamp() + ttl) / step) * step
     return f"{API}/{attachment_id}/{variant}?expires={expires}&sig={_signature(ctx, attachment_id, variant, expires)}"
 
 

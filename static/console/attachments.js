@@ -51,18 +51,21 @@ export function attachControls(onFiles, { input = null, zones = [] } = {}) {
     const files = [...(e.clipboardData?.files || [])];
     if (files.length) { e.preventDefault(); onFiles(files); }
   });
-  for (const zone of zones) {
-    zone.addEventListener("dragover", (e) => {
-      if ([...(e.dataTransfer?.types || [])].includes("Files")) { e.preventDefault(); zone.classList.add("dropping"); }
-    });
-    zone.addEventListener("dragleave", () => zone.classList.remove("dropping"));
-    zone.addEventListener("drop", (e) => {
-      zone.classList.remove("dropping");
-      const files = [...(e.dataTransfer?.files || [])];
-      if (files.length) { e.preventDefault(); onFiles(files); }
-    });
-  }
+  for (const zone of zones) dropZone(zone, onFiles);
   return [picker, button];
+}
+
+/** Files dropped on ``zone`` go to ``onFiles``; the zone is outlined while files hover over it. */
+export function dropZone(zone, onFiles) {
+  zone.addEventListener("dragover", (e) => {
+    if ([...(e.dataTransfer?.types || [])].includes("Files")) { e.preventDefault(); zone.classList.add("dropping"); }
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dropping"));
+  zone.addEventListener("drop", (e) => {
+    zone.classList.remove("dropping");
+    const files = [...(e.dataTransfer?.files || [])];
+    if (files.length) { e.preventDefault(); onFiles(files); }
+  });
 }
 
 /** A sent message's files. */
@@ -80,11 +83,13 @@ export function attachmentList(files) {
   }));
 }
 
-/** Files still uploading (or waiting), each with its progress bar (kept on the entry). */
-export function pendingList(files) {
+/** Files still uploading (or waiting), each with its progress bar (kept on the entry); a failed
+ *  entry's files show their names only. */
+export function pendingList(files, { failed = false } = {}) {
   if (!files?.length) return null;
   return el("ul", { class: "files", testid: "attachments" }, files.map((f) => {
-    f.bar = el("progress", { max: 1, value: f.progress || 0, testid: "upload-progress", "aria-label": `Uploading ${f.name}` });
+    f.bar = failed ? null
+      : el("progress", { max: 1, value: f.progress || 0, testid: "upload-progress", "aria-label": `Uploading ${f.name}` });
     return el("li", { class: "file pending" }, el("span", { text: f.name }), f.bar);
   }));
 }

@@ -9,7 +9,7 @@
 
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
 import { api, customerLabel, el, formatTime, label, ratingNodes } from "./lib.js";
-import { attachControls, attachmentList, pendingList, showProgress, uploadFile } from "./attachments.js";
+import { attachControls, attachmentList, dropZone, pendingList, showProgress, uploadFile } from "./attachments.js";
 import { agentName, chatsOnScreen, departmentLabel, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
 
 const chats = new Map();   // session id -> chat
@@ -234,6 +234,7 @@ function buildChat(chat) {
   });
 
   const list = el("div", { class: "messages", role: "log", "aria-live": "polite", "aria-label": "Conversation" });
+  dropZone(list, (files) => attachFiles(chat, files));   // files dropped on the conversation are sent
   const pane = el("section", { class: "chat-pane", testid: "chat-pane", dataset: { sessionId: id }, hidden: true },
     el("header", { class: "chat-header" },
       back,
@@ -497,7 +498,7 @@ function buildPending(chat, entry) {
     dataset: { sender: "agent", clientMsgId: entry.client_msg_id, status: entry.status },
   },
   el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: entry.message }),
-    pendingList(entry.files)),
+    pendingList(entry.files, { failed })),
   el("div", { class: "msg-meta" },
     el("span", { class: "msg-sender", text: "You" }),
     el("span", { class: "msg-status", testid: "message-status", text: failed ? "Not sent" : "Sending…",
