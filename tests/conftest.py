@@ -106,6 +106,9 @@ def test_env(service_urls: tuple[str, str]) -> Iterator[dict[str, str]]:
         # their own context with these on.
         "TICKET_AUTO_ASSIGNMENT": "false",
         "AUTO_RESPONSE_ENABLED": "false",
+        # Queue alerts only where a test sets a department's queue_alert_minutes: chats other tests
+        # leave queued would otherwise alert every supervisor console of the suite.
+        "QUEUE_ALERT_MINUTES": "0",
     }
     asyncio.run(drop())
 
