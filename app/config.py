@@ -51,6 +51,14 @@ def _path(raw: str) -> str:
     return value.rstrip("/") or "/"
 
 
+def _page_url(raw: str) -> str:
+    """An absolute http(s) URL, or a path on this origin (``/auth/login``); no fragment."""
+    value = raw.strip()
+    if not (re.fullmatch(r"https?://[^/?#\s]+(?:[/?][^#\s]*)?", value) or re.fullmatch(r"/[^/#\s][^#\s]*|/", value)):
+        raise ValueError("expected an http(s):// URL or a path starting with /, without a #fragment")
+    return value
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in raw.split(",") if o.strip())
 
@@ -164,6 +172,10 @@ VARS: tuple[Var, ...] = (
     Var("JWT_SECRET", "jwt_secret", _str, None, "HS256 secret shared with the Auth Service (at least 32 bytes in serve)"),
     Var("JWT_PUBLIC_KEY", "jwt_public_key", _str, None, "PEM public key; when set, RS256 tokens are accepted too"),
     Var("JWT_EXPIRATION", "jwt_expiration", _int(1), 3600, "Lifetime in seconds of the tokens dev prints"),
+    Var("CONSOLE_LOGIN_URL", "console_login_url", _page_url, None,
+        "Auth Service login page; a signed-out console goes there with ?return_to=<console URL> (see Console sign-in)"),
+    Var("CONSOLE_REFRESH_URL", "console_refresh_url", _page_url, None,
+        "Auth Service endpoint the console POSTs its token to before it expires, for a new one (see Console sign-in)"),
     Var("RATE_LIMIT_REQUESTS_PER_MINUTE", "rate_limit_requests_per_minute", _int(1), 100, "REST and gRPC requests per caller per minute"),
     Var("CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE", "chat_rate_limit_messages_per_minute", _int(1), 30, "Chat messages per sender per minute"),
     Var("DATA_ENCRYPTION_KEYS", "data_encryption_keys", parse_encryption_keys, None,
@@ -241,6 +253,8 @@ class Settings:
     jwt_secret: str | None
     jwt_public_key: str | None
     jwt_expiration: int
+    console_login_url: str | None
+    console_refresh_url: str | None
     rate_limit_requests_per_minute: int
     chat_rate_limit_messages_per_minute: int
     data_encryption_keys: tuple[tuple[str, bytes], ...] | None

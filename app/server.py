@@ -25,18 +25,23 @@ GRPC = web.AppKey("grpc", GrpcServer)
 GRPC_GRACE_SECONDS = 5.0
 
 
-def build(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> web.Application:
+# `serve` listens on every interface (a container's port is published); `dev` on 127.0.0.1 by default.
+SERVE_HOST = "0.0.0.0"
+
+
+def build(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None,
+          grpc_host: str = SERVE_HOST) -> web.Application:
     app = create_app(settings, clock=clock, context=context)
     attach_sockets(app, settings)
-    app.cleanup_ctx.append(_grpc_lifetime(settings))
+    app.cleanup_ctx.append(_grpc_lifetime(settings, grpc_host))
     app.cleanup_ctx.append(_event_workers_lifetime(settings))
     return app
 
 
-def _grpc_lifetime(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+def _grpc_lifetime(settings: Settings, host: str = SERVE_HOST) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         """gRPC on GRPC_SERVER_PORT (0: any free port, see ``app[GRPC].port``), drained on stop."""
-        server = GrpcServer(app[CONTEXT], settings=settings)
+        server = GrpcServer(app[CONTEXT], settings=settings, host=f"[{host}]" if ":" in host else host)
         await server.start()
         app[GRPC] = server
         app[HEALTH].register("grpc", server.report)
@@ -56,10 +61,11 @@ def _event_workers_lifetime(settings: Settings) -> Callable[[web.Application], A
     return lifetime
 
 
-def run(settings: Settings, *, on_started: Callable[[AppContext], Awaitable[str]] | None = None) -> None:
-    """Serve until SIGINT/SIGTERM. ``on_started`` runs once the context is open; the text it
-    returns is printed when the ports are listening (dev mode's banner)."""
-    app = build(settings)
+def run(settings: Settings, *, host: str = SERVE_HOST,
+        on_started: Callable[[AppContext], Awaitable[str]] | None = None) -> None:
+    """Serve on ``host`` (HTTP and gRPC) until SIGINT/SIGTERM. ``on_started`` runs once the
+    context is open; the text it returns is printed when the ports are listening (dev's banner)."""
+    app = build(settings, grpc_host=host)
     banner: list[str] = []
 
     async def started(app: web.Application) -> None:
@@ -75,5 +81,5 @@ def run(settings: Settings, *, on_started: Callable[[AppContext], Awaitable[str]
     app.on_startup.append(started)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(app, host="0.0.0.0", port=settings.server_port, print=listening, access_log=None,
+    web.run_app(app, host=host, port=settings.server_port, print=listening, access_log=None,
                 shutdown_timeout=10, loop=loop)

@@ -79,5 +79,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         app.router.add_routes(module.routes)
     app.router.add_routes(bookings.routes)   # beside the chat and ticket (README "Bookings")
     setup_docs(app)
-    setup_static(app)
+    setup_static(app, settings)
     return app

@@ -8,6 +8,9 @@
   day. Text files are sent gzipped to clients that accept it (compressed once, kept in memory).
 - ``GET /console``: the agent console page (the token goes in the URL fragment, which browsers
   never send to servers, so it stays out of access logs).
+- ``GET /console/config.json``: what the console needs to know before sign-in (the Auth
+  Service's login and refresh URLs, README "Console sign-in"): a file the page fetches, since its
+  CSP allows no inline script. The console page's CSP lets it call the refresh URL's origin.
 - ``GET /demo``: a fake host page that embeds the widget, for trying it out and for the tests.
 - ``GET /help/articles/{id}``: a published knowledge-base article as a page, the target of the
   article links agents paste into chats (the page fetches the article from the public API).
@@ -22,8 +25,11 @@ import functools
 import gzip
 import hashlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from app.config import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_PREFIX = "/static"
@@ -109,9 +115,47 @@ def _page(relative: str) -> web.RequestHandler:
     return handler
 
 
-def setup_static(app: web.Application) -> None:
+# The query parameter of CONSOLE_LOGIN_URL that carries the console's address back (README).
+RETURN_TO_PARAM = "return_to"
+
+
+def console_config(settings: Settings | None) -> dict:
+    """What ``GET /console/config.json`` answers."""
+    return {"login_url": settings.console_login_url if settings else None,
+            "refresh_url": settings.console_refresh_url if settings else None,
+            "return_to_param": RETURN_TO_PARAM}
+
+
+def console_csp(settings: Settings | None) -> str:
+    """The page CSP, plus the refresh URL's origin in connect-src when it is another origin."""
+    refresh = settings.console_refresh_url if settings else None
+    if not refresh or refresh.startswith("/"):
+        return PAGE_CSP
+    parts = urlsplit(refresh)
+    return PAGE_CSP.replace("connect-src 'self'", f"connect-src 'self' {parts.scheme}://{parts.netloc}")
+
+
+def _console_page(settings: Settings | None) -> web.RequestHandler:
+    headers = {**_PAGE_HEADERS, "Content-Security-Policy": console_csp(settings),
+               "Content-Type": "text/html; charset=utf-8"}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC_DIR / "console/index.html", headers=headers)
+    return handler
+
+
+def _console_config(settings: Settings | None) -> web.RequestHandler:
+    config = console_config(settings)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(config, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return handler
+
+
+def setup_static(app: web.Application, settings: Settings | None = None) -> None:
     app.router.add_get(STATIC_PREFIX + "/{name:.+}", static_file)
-    app.router.add_get("/console", _page("console/index.html"))
+    app.router.add_get("/console", _console_page(settings))
+    app.router.add_get("/console/config.json", _console_config(settings))
     app.router.add_get("/demo", _page("demo/index.html"))
     # A published KB article as a page: what agents paste into chats and auto-replies link to.
     app.router.add_get("/help/articles/{id:[0-9a-fA-F-]{36}}", _page("help/article.html"))
