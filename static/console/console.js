@@ -1,10 +1,13 @@
 // Agent console: sign-in, header (presence, connection), sections, and the socket's events.
 // Modules: lib.js (DOM and REST helpers), live.js (Socket.IO), state.js (shared state),
+// auth.js (the Auth Service: login redirect, token renewal, "sign in again"),
 // queue.js, chats.js, context.js (customer tickets, KB), bookings.js (the customer's bookings beside
 // the chat and ticket), tickets.js, team.js, alerts.js.
 //
 // data-testid attributes (stable; tests and tools rely on them):
-//   sign-in     signin, token-input, signin-submit, signin-error
+//   sign-in     signin, signin-login (with CONSOLE_LOGIN_URL), token-input, signin-submit, signin-error,
+//               session-banner (data-reason), session-banner-text, reauth, reauth-token, reauth-apply,
+//               reauth-error (auth.js)
 //   header      agent-name, agent-role, presence (select: online/away/offline), connection
 //               (data-state: connecting | connected | reconnecting | offline), notify-enable, signout
 //   navigation  nav-queue, nav-chat, nav-unread (unread total), nav-tickets, nav-team
@@ -36,6 +39,7 @@
 //   alerts      toasts, toast
 
 import { setupNotificationButton, toast } from "./alerts.js";
+import * as auth from "./auth.js";
 import { initBookings } from "./bookings.js";
 import * as chats from "./chats.js";
 import { initContext } from "./context.js";
@@ -62,6 +66,7 @@ function tokenFromFragment() {
 
 function showSignIn(message = "") {
   document.body.dataset.screen = "signin";
+  document.getElementById("signin-login").hidden = !auth.hasLogin();
   document.getElementById("app").hidden = true;
   document.getElementById("signin").hidden = false;
   const error = document.getElementById("signin-error");
@@ -72,6 +77,11 @@ function showSignIn(message = "") {
 
 function signInFailed(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  if (auth.hasLogin() && !auth.justBackFromLogin()) {   // signed out: the Auth Service signs in again
+    if (state.live) state.live.close();
+    auth.goToLogin();
+    return;
+  }
   if (!state.token) {
     showSignIn(message);
     return;
@@ -102,15 +112,38 @@ async function signIn(token) {
     if (claims.role === "agent") return signInFailed("You have no agent profile yet; ask a supervisor to create one.");
   }
   sessionStorage.setItem(TOKEN_KEY, token);
+  auth.signedIn();
   Object.assign(state, {
     token, me, userId: String(claims.sub), role: me?.role || claims.role, name: me?.display_name || claims.name || "",
   });
   startApp();
+  auth.watchToken(token, useToken);
+}
+
+/** A renewed (or newly signed-in) token of the same agent: REST, the socket and the tab use it,
+ * nothing else changes (open chats, drafts and unsent messages stay). Rejects when it is refused. */
+async function useToken(token) {
+  try {
+    await api("/api/v1/agents/me", { token });
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status === 401 || error.status === 403) {
+      throw new Error(error.status ? "That token was refused. Sign in again." : error.message);
+    }
+  }
+  setAuth(token);
+  state.token = token;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  if (state.live) state.live.renew(token);
+  auth.watchToken(token, useToken);
 }
 
 function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
   if (state.live) state.live.close();
+  if (auth.hasLogin()) {
+    auth.goToLogin();
+    return;
+  }
   location.replace(location.pathname);   // a clean page: no state of the previous agent is left
 }
 
@@ -270,7 +303,16 @@ function renderDepartments() {
 
 // ---------------------------------------------------------------- boot
 
-function boot() {
+async function boot() {
+  const fromFragment = tokenFromFragment();
+  await auth.loadConfig();
+  if (await auth.handOff(fromFragment)) {   // a "sign in again" window: its console took the token
+    document.body.dataset.screen = "handoff";
+    document.body.replaceChildren(el("p", { class: "handoff", testid: "handoff",
+      text: "You are signed in again. You can close this window." }));
+    window.close();
+    return;
+  }
   for (const button of document.querySelectorAll("[data-section-target]")) {
     button.addEventListener("click", () => setSection(button.dataset.sectionTarget));
   }
@@ -285,11 +327,13 @@ function boot() {
     signIn(value);
   });
   on("departments", renderDepartments);
-  const token = tokenFromFragment() ?? sessionStorage.getItem(TOKEN_KEY);
+  document.getElementById("signin-login").addEventListener("click", () => auth.goToLogin());
+  const token = fromFragment ?? sessionStorage.getItem(TOKEN_KEY);
   const error = sessionStorage.getItem(ERROR_KEY);
   sessionStorage.removeItem(ERROR_KEY);
   if (token) signIn(token);
-  else showSignIn(error || "");
+  else if (auth.hasLogin() && !error && !auth.justBackFromLogin()) auth.goToLogin();
+  else showSignIn(error || (auth.hasLogin() && auth.justBackFromLogin() ? "The sign-in did not complete. Try again." : ""));
 }
 
 boot();

@@ -130,14 +130,15 @@ export function setAuth(token, unauthorizedHandler) {
   if (unauthorizedHandler) onUnauthorized = unauthorizedHandler;
 }
 
-/** Call the REST API; resolves to the JSON body, rejects with ApiError (problem+json). */
-export async function api(path, { method = "GET", query, body } = {}) {
+/** Call the REST API; resolves to the JSON body, rejects with ApiError (problem+json).
+ * ``token`` tries another token than the signed-in one (a 401 then is the caller's to handle). */
+export async function api(path, { method = "GET", query, body, token } = {}) {
   const url = new URL(path, location.origin);
   for (const [key, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
   }
   const headers = { Accept: "application/json" };
-  if (authToken) headers.Authorization = `Bearer ${authToken}`;
+  if (token || authToken) headers.Authorization = `Bearer ${token || authToken}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
@@ -149,7 +150,7 @@ export async function api(path, { method = "GET", query, body } = {}) {
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     const error = new ApiError(response.status, data);
-    if (response.status === 401) onUnauthorized(error);
+    if (response.status === 401 && !token) onUnauthorized(error);
     throw error;
   }
   return data;

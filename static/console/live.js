@@ -65,8 +65,16 @@ export function connectLive(token, { onState, onConnect, onRefused }) {
     });
   }
 
+  /** Use a new token: for every later (re)connection, and on this connection at once
+   * (reconnecting with it; the chats resume as after any reconnection). */
+  function renew(newToken) {
+    socket.auth = { token: newToken };
+    if (socket.connected || socket.active) socket.disconnect().connect();
+  }
+
   return {
     call,
+    renew,
     on: (event, handler) => socket.on(event, handler),
     connected: () => socket.connected,
     retry: () => socket.connect(),
