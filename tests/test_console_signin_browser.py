@@ -116,22 +116,38 @@ async def auth_service(settings) -> AsyncIterator[FakeAuthService]:
     await service.stop()
 
 
+@dataclasses.dataclass
+class Serving:
+    server: ChatServer
+    cast: Cast
+    open_page: Any       # open_page, keeping the pages to close before the server stops
+
+
 @pytest.fixture
-def serving(settings, ctx, auth_service):
+def serving(settings, ctx, auth_service, open_page):
     """A server whose console uses the fake Auth Service: its login page, and its refresh URL
-    when ``refresh`` is true."""
+    when ``refresh`` is true. Its pages are closed before it stops (an open socket would hold
+    up the server's graceful shutdown)."""
     @contextlib.asynccontextmanager
-    async def serve(*, login: bool = True, refresh: bool = False) -> AsyncIterator[ChatServer]:
+    async def serve(*, login: bool = True, refresh: bool = False) -> AsyncIterator[Serving]:
         configured = dataclasses.replace(
             settings, console_login_url=f"{auth_service.url}/login" if login else None,
             console_refresh_url=f"{auth_service.url}/refresh" if refresh else None)
+        pages: list[Page] = []
+
+        async def open_(url: str, **kwargs: Any) -> Page:
+            pages.append(await open_page(url, **kwargs))
+            return pages[-1]
+
         async with serve_in_process(configured, ctx) as server:
             auth_service.console_origin = server.url
             cast = Cast(server.url, settings.jwt_secret)
             try:
-                yield server, cast
+                yield Serving(server, cast, open_)
             finally:
                 await cast.close()
+                for page in pages:
+                    await page.context.close()
     return serve
 
 
@@ -205,9 +221,9 @@ async def chat_still_works(page: Page, customer, session: dict) -> None:
 
 # ------------------------------------------------------------------ signing in and out
 
-async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_in(
-        serving, auth_service, open_page, department):
-    async with serving() as (server, _):
+async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_in(serving, auth_service, department):
+    async with serving() as served:
+        server, open_page = served.server, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Lena Login")
         auth_service.user = (agent_id, "agent", "Lena Login")
         console = f"{server.url}/console"
@@ -243,8 +259,9 @@ async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_i
         await expect(page.get_by_test_id("agent-name")).to_have_text("Lena Login")
 
 
-async def test_without_login_url_the_console_asks_for_a_token(serving, open_page):
-    async with serving(login=False) as (server, _):
+async def test_without_login_url_the_console_asks_for_a_token(serving):
+    async with serving(login=False) as served:
+        server, open_page = served.server, served.open_page
         page = await open_page(f"{server.url}/console")
         await expect(page.get_by_test_id("token-input")).to_be_visible()
         await expect(page.get_by_test_id("signin-login")).to_be_hidden()
@@ -253,8 +270,9 @@ async def test_without_login_url_the_console_asks_for_a_token(serving, open_page
 
 # ------------------------------------------------------------------ the token's lifetime
 
-async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, auth_service, open_page, department):
-    async with serving(refresh=True) as (server, cast):
+async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, auth_service, department):
+    async with serving(refresh=True) as served:
+        server, cast, open_page = served.server, served.cast, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Rae Renew")
         old = issue_token(server.settings.jwt_secret, agent_id, "agent", ttl=SHORT_TTL, name="Rae Renew")
         page, customer, session = await console_in_a_chat(open_page, server, cast, department, old)
@@ -290,8 +308,9 @@ async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, a
 
 
 async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_the_chat(
-        serving, auth_service, open_page, department):
-    async with serving() as (server, cast):
+        serving, auth_service, department):
+    async with serving() as served:
+        server, cast, open_page = served.server, served.cast, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Sam Again")
         auth_service.user = (agent_id, "agent", "Sam Again")
         old = issue_token(server.settings.jwt_secret, agent_id, "agent", ttl=SHORT_TTL, name="Sam Again")
@@ -324,9 +343,10 @@ async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_th
         await chat_still_works(page, customer, session)
 
 
-async def test_failed_renewal_without_login_page_asks_for_a_pasted_token(serving, auth_service, open_page, department):
+async def test_failed_renewal_without_login_page_asks_for_a_pasted_token(serving, auth_service, department):
     auth_service.refuse_refresh = True
-    async with serving(login=False, refresh=True) as (server, cast):
+    async with serving(login=False, refresh=True) as served:
+        server, cast, open_page = served.server, served.cast, served.open_page
         secret = server.settings.jwt_secret
         agent_id = await make_agent(server.ctx, department, name="Pat Paste")
         old = issue_token(secret, agent_id, "agent", ttl=SHORT_TTL, name="Pat Paste")
