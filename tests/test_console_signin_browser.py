@@ -21,7 +21,7 @@ from aiohttp import web
 from playwright.async_api import Locator, Page, expect
 
 from app.auth import issue_token
-from browser_support import UI_TIMEOUT_MS
+from browser_support import UI_TIMEOUT_MS, accessibility_violations, screenshot
 from chat_support import Cast, ChatServer, Peer, make_agent, serve_in_process
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
@@ -221,7 +221,8 @@ async def chat_still_works(page: Page, customer, session: dict) -> None:
 
 # ------------------------------------------------------------------ signing in and out
 
-async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_in(serving, auth_service, department):
+async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_in(
+        serving, auth_service, department, screenshot_dir):
     async with serving() as served:
         server, open_page = served.server, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Lena Login")
@@ -252,6 +253,8 @@ async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_i
         await expect(page.get_by_test_id("signin-error")).to_contain_text("no agent profile")
         await expect(page.get_by_test_id("signin-login")).to_be_visible()
         assert len(auth_service.logins) == 3
+        await screenshot(page, "console-signin-auth-service-desktop", screenshot_dir)
+        assert await accessibility_violations(page) == []
         auth_service.user = (agent_id, "agent", "Lena Login")
         await page.get_by_test_id("signin-login").click()
         await expect(page).to_have_url(re.compile("^" + re.escape(f"{auth_service.url}/login?")))
@@ -308,7 +311,7 @@ async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, a
 
 
 async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_the_chat(
-        serving, auth_service, department):
+        serving, auth_service, department, screenshot_dir):
     async with serving() as served:
         server, cast, open_page = served.server, served.cast, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Sam Again")
@@ -323,6 +326,8 @@ async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_th
         await expect(banner).to_have_attribute("data-reason", "expiring")
         await expect(page.get_by_test_id("session-banner-text")).to_contain_text("Sign in again")
         await expect(chat_pane(page, session["id"])).to_be_visible()           # nothing is blocked
+        await screenshot(page, "console-session-banner-desktop", screenshot_dir)
+        assert await accessibility_violations(page, ['[data-testid="session-banner"]']) == []
 
         async with page.expect_popup() as opened:
             await page.get_by_test_id("reauth").click()

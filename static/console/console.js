@@ -66,13 +66,19 @@ function tokenFromFragment() {
 
 function showSignIn(message = "") {
   document.body.dataset.screen = "signin";
-  document.getElementById("signin-login").hidden = !auth.hasLogin();
+  const login = auth.hasLogin();      // the Auth Service's page first, a pasted token second
+  document.getElementById("signin-login").hidden = !login;
+  document.getElementById("signin-or").hidden = !login;
+  document.getElementById("signin-intro").hidden = login;
+  const submit = document.getElementById("signin-submit");
+  submit.className = login ? "btn" : "btn btn-primary";
+  submit.textContent = login ? "Sign in with token" : "Sign in";
   document.getElementById("app").hidden = true;
   document.getElementById("signin").hidden = false;
   const error = document.getElementById("signin-error");
   error.hidden = !message;
   error.textContent = message;
-  document.getElementById("token-input").focus();
+  document.getElementById(login ? "signin-login" : "token-input").focus();
 }
 
 function signInFailed(message) {
