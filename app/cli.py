@@ -137,7 +137,8 @@ async def _dev_banner(ctx, settings: Settings, host: str = DEV_HOST) -> str:
              "", "Tokens (paste as 'Authorization: Bearer <token>'; valid "
              f"{settings.jwt_expiration} s):"]
     lines += [f"  {role:<11} {token}" for role, token in tokens.items()]
-    lines += ["", f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets", "",
+    lines += ["", f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets",
+              "More tokens (another customer or agent): support-service token --role customer --name 'Second Guest'", "",
               "Press Ctrl-C to stop.", ""]
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@
 import { el, tokenClaims } from "./lib.js";
 
 const LOGIN_AT_KEY = "support-console-login-at";   // when this tab last went to the login page
-const LOGIN_LOOP_MS = 60_000;    // back from the login page this recently with a refused token: stop
+const LOGIN_LOOP_MS = 600_000;   // back from the login page this recently with a refused token: stop
 const RENEW_LEAD_S = 120;        // renew this long before exp ...
 const CHANNEL = "support-console-auth";
 const HANDOFF_WAIT_MS = 3000;    // how long a returning sign-in window waits for its console to answer
