@@ -5,7 +5,8 @@
 //   sends the agent back to <return_to>#token=<JWT> (console.js reads the fragment).
 // - Shortly before the token's exp (2 minutes before, or at half the life of a shorter token) the
 //   console POSTs it to CONSOLE_REFRESH_URL (Authorization: Bearer <old>, credentials included)
-//   and takes the {"token"} of the answer. Without a refresh URL, or when renewal fails, a banner
+//   and takes the {"token"} of the answer (a failed call is tried again while the token lasts).
+//   Without a refresh URL, or when renewal fails, a banner
 //   asks the agent to sign in again: through the login page in a small window (it returns to
 //   /console?reauth=<nonce>#token=..., which hands the token to this page over a
 //   BroadcastChannel and closes), else with a pasted token; the console, its chats and their
@@ -19,6 +20,8 @@ import { el, tokenClaims } from "./lib.js";
 const LOGIN_AT_KEY = "support-console-login-at";   // when this tab last went to the login page
 const LOGIN_LOOP_MS = 600_000;   // back from the login page this recently with a refused token: stop
 const RENEW_LEAD_S = 120;        // renew this long before exp ...
+const RETRY_MIN_MS = 5_000;      // a failed renewal is tried again while the token lasts ...
+const RETRY_MAX_MS = 30_000;     // ... at most this far apart
 const CHANNEL = "support-console-auth";
 const HANDOFF_WAIT_MS = 3000;    // how long a returning sign-in window waits for its console to answer
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -120,6 +123,9 @@ async function renewOrAsk(token) {
     // refused by the server: ask the agent
   }
   showBanner("failed");
+  // ... and try again now and then while the token lasts (a passing outage of the Auth Service)
+  const left = watched.claims.exp * 1000 - Date.now();
+  if (left > 2 * RETRY_MIN_MS) timer = setTimeout(() => renewOrAsk(token), Math.min(RETRY_MAX_MS, left / 2));
 }
 
 /** POST the token to CONSOLE_REFRESH_URL; the new token, or null when the answer is no good. */
