@@ -23,6 +23,7 @@ from playwright.async_api import Locator, Page, expect
 from app.auth import issue_token
 from browser_support import UI_TIMEOUT_MS, accessibility_violations, screenshot
 from chat_support import Cast, ChatServer, Peer, make_agent, serve_in_process
+from sockets.server import SOCKETS
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 
@@ -280,18 +281,19 @@ async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, a
         old = issue_token(server.settings.jwt_secret, agent_id, "agent", ttl=SHORT_TTL, name="Rae Renew")
         page, customer, session = await console_in_a_chat(open_page, server, cast, department, old)
         rest_tokens: list[str] = []
-        socket_connects: list[str] = []      # Socket.IO CONNECT packets to /agent (polling or websocket)
-        new_socket = asyncio.Event()
+        new_socket = asyncio.Event()         # the socket presented the new token to the server
+        # auth:refresh (PROTOCOL.md) where the server has it, else a new CONNECT with the new token
+        has_refresh = "auth:refresh" in server.app[SOCKETS].handlers.get("/agent", {})
+        packet = r'42/agent,\d*\["auth:refresh",(\{[^}]*\})' if has_refresh else r'40/agent,(\{[^}]*\})'
 
-        def connect_packet(payload: Any) -> None:
-            for match in re.finditer(r'40/agent,(\{[^}]*\})', str(payload or "")):
-                socket_connects.append(match[1])
+        def socket_sent(payload: Any) -> None:
+            for match in re.finditer(packet, str(payload or "")):
                 if auth_service.issued and auth_service.issued[-1] in match[1]:
                     new_socket.set()
 
         page.on("request", lambda r: rest_tokens.append(r.headers.get("authorization", ""))
-                if "/api/v1/" in r.url else connect_packet(r.post_data) if "/ws/chat" in r.url else None)
-        page.on("websocket", lambda ws: ws.on("framesent", connect_packet))
+                if "/api/v1/" in r.url else socket_sent(r.post_data) if "/ws/chat" in r.url else None)
+        page.on("websocket", lambda ws: ws.on("framesent", socket_sent))
 
         await asyncio.wait_for(auth_service.refreshed.wait(), SHORT_TTL + 10)
         assert auth_service.refreshes[0] == {"authorization": f"Bearer {old}", "origin": server.url}

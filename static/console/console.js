@@ -139,7 +139,7 @@ async function useToken(token) {
   setAuth(token);
   state.token = token;
   sessionStorage.setItem(TOKEN_KEY, token);
-  if (state.live) state.live.renew(token);
+  if (state.live) await state.live.renew(token);
   auth.watchToken(token, useToken);
 }
 

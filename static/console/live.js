@@ -11,6 +11,7 @@ export class SocketError extends Error {
 }
 
 const ACK_TIMEOUT_MS = 10000;
+const REFRESH_ACK_MS = 3000;   // auth:refresh unanswered this long: reconnect with the new token
 
 /**
  * Connect. Callbacks: onState("connected" | "reconnecting" | "offline"), onConnect() after every
@@ -43,7 +44,7 @@ export function connectLive(token, { onState, onConnect, onRefused }) {
   });
 
   /** Emit an event; resolves to the ack's data, rejects with a SocketError. */
-  function call(event, data = {}) {
+  function call(event, data = {}, timeoutMs = ACK_TIMEOUT_MS) {
     return new Promise((resolve, reject) => {
       if (!socket.connected) {
         reject(new SocketError("disconnected", "Not connected; it will be retried when the connection is back"));
@@ -51,7 +52,7 @@ export function connectLive(token, { onState, onConnect, onRefused }) {
       }
       const entry = { reject };
       pending.add(entry);
-      socket.timeout(ACK_TIMEOUT_MS).emit(event, data, (timeoutError, ack) => {
+      socket.timeout(timeoutMs).emit(event, data, (timeoutError, ack) => {
         if (!pending.delete(entry)) return;
         if (timeoutError) {
           reject(new SocketError("timeout", "The server did not answer in time"));
@@ -65,11 +66,19 @@ export function connectLive(token, { onState, onConnect, onRefused }) {
     });
   }
 
-  /** Use a new token: for every later (re)connection, and on this connection at once
-   * (reconnecting with it; the chats resume as after any reconnection). */
-  function renew(newToken) {
+  /** Use a new token: for every later (re)connection, and on this connection at once, through
+   * `auth:refresh` (PROTOCOL.md); a server that refuses or does not answer it in time (one
+   * without the event) gets a reconnection with the new token instead, after which the chats
+   * resume as after any reconnection. */
+  async function renew(newToken) {
     socket.auth = { token: newToken };
-    if (socket.connected || socket.active) socket.disconnect().connect();
+    if (!socket.connected) return;          // the next (re)connection presents it
+    try {
+      await call("auth:refresh", { token: newToken }, REFRESH_ACK_MS);
+    } catch (error) {
+      if (error.code === "disconnected") return;   // reconnecting anyway, with the new token
+      socket.disconnect().connect();
+    }
   }
 
   return {
