@@ -46,6 +46,11 @@ def department_room(name: str) -> str:
     return f"department:{name}"
 
 
+def availability_room(name: str) -> str:
+    """Widgets (customer sockets) watching a department's chat availability."""
+    return f"availability:{name}"
+
+
 class Live:
     def __init__(self, redis: aioredis.Redis, *, presence_ttl_seconds: float = 30.0):
         self.redis = redis

@@ -7,9 +7,9 @@ import socketio
 
 from app.auth import Principal
 from app.context import AppContext
-from app.live import CUSTOMER_NS, customer_room, session_room
+from app.live import CUSTOMER_NS, availability_room, customer_room, session_room
 from app.schemas import chat as s
-from app.services import chat
+from app.services import chat, departments
 from sockets.common import SocketState, meta, register
 
 NS = CUSTOMER_NS
@@ -59,6 +59,23 @@ async def leave_message(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any
     return await chat.leave_message(ctx, p, meta(sid), d)
 
 
+async def watch_availability(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
+    """Join ``availability:<name>`` for each department (leaving those watched before) and answer
+    their availability now; ``chat:availability`` pushes follow when an agent's presence changes."""
+    data = await departments.availability(ctx, None) if not d.get("departments") else {
+        "departments": [row for name in dict.fromkeys(d["departments"])
+                        for row in (await departments.availability(ctx, name))["departments"]]}
+    emitter = ctx.live.emitter
+    if emitter is not None:
+        wanted = {availability_room(row["name"]) for row in data["departments"]}
+        for room in emitter.rooms(sid, namespace=NS):
+            if room.startswith("availability:") and room not in wanted:
+                await emitter.leave_room(sid, room, namespace=NS)
+        for room in wanted:
+            await emitter.enter_room(sid, room, namespace=NS)
+    return data
+
+
 EVENTS = {
     "chat:start": (s.ChatStartSchema(exclude=("customer_id",)), start),
     "chat:message": (s.ChatMessageSchema(), message),
@@ -68,6 +85,7 @@ EVENTS = {
     "chat:end": (s.SessionRef(), end),
     "chat:rate": (s.ChatRateSchema(), rate),
     "chat:leave_message": (s.LeaveMessageSchema(), leave_message),
+    "chat:watch_availability": (s.WatchAvailabilitySchema(), watch_availability),
 }
 
 

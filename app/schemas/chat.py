@@ -73,6 +73,11 @@ class LeaveMessageSchema(StrictSchema):
                        "a named session's department wins"})
 
 
+class WatchAvailabilitySchema(StrictSchema):
+    departments = fields.List(fields.String(validate=NAME_LENGTH), validate=validate.Length(max=20), metadata={
+        "description": "Departments to watch (replacing any watched before); default: every public one"})
+
+
 class AgentStatusEventSchema(StrictSchema):
     status = fields.String(required=True, validate=validate.OneOf(AGENT_STATUSES))
 

@@ -10,9 +10,11 @@ re-check after a wait stays locked, which deadlocked concurrent creations.)
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
@@ -182,61 +184,115 @@ async def background(app: Any) -> Any:
 
 
 # ---------------------------------------------------------------- auto-responses
+#
+# Automatic messages carry structured ``parts`` (PROTOCOL addition, see the README): ``text``,
+# ``time`` (an ISO value each reader shows in their own locale and zone) and ``articles`` (cards
+# with title and link). ``message`` is the same content as plain text for clients that do not
+# read parts: times in words in UTC, articles as "- Title (/help/articles/<id>)" lines.
+
+def article_part(articles: list[dict]) -> dict:
+    return {"type": "articles", "items": [{"id": str(a["id"]), "title": a["title"],
+                                           "url": f"/help/articles/{a['id']}"} for a in articles]}
+
+
+def time_in_words(value: dt.datetime, zone: str = "UTC") -> str:
+    """E.g. "Tuesday 8 December 2026, 03:04 UTC" (e-mails and plain text read this)."""
+    try:
+        local = value.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local, zone = value.astimezone(dt.timezone.utc), "UTC"
+    return f"{local:%A} {local.day} {local:%B %Y, %H:%M} {zone}"
+
+
+def plain_text(parts: list[dict]) -> str:
+    """The plain ``message`` text of structured parts."""
+    out = []
+    for part in parts:
+        if part["type"] == "text":
+            out.append(part["text"])
+        elif part["type"] == "time":
+            out.append(time_in_words(dt.datetime.fromisoformat(part["value"])))
+        elif part["type"] == "articles":
+            out.append("".join(f"\n- {a['title']} ({a['url']})" for a in part["items"]))
+    return "".join(out)
+
+
+def response_promise(row: dict) -> tuple[str, dt.datetime] | None:
+    """("within 4 hours", due time) for a ticket with a first-response target, else None."""
+    due = row.get("first_response_due_at")
+    if due is None:
+        return None
+    minutes = max(1, round((due - row["created_at"]).total_seconds() / 60))
+    return (f"{minutes} minutes" if minutes < 120 else f"{round(minutes / 60)} hours"), due
+
+
+def ticket_response_parts(row: dict, articles: list[dict]) -> list[dict]:
+    parts: list[dict] = [{"type": "text", "text": f"Thank you for contacting us. Your ticket number is "
+                                                  f"{row['ticket_number']}."}]
+    promise = response_promise(row)
+    if promise is not None:
+        parts += [{"type": "text", "text": f"\nAn agent will respond within {promise[0]} (by "},
+                  {"type": "time", "value": promise[1].isoformat()}, {"type": "text", "text": ")."}]
+    if articles:
+        parts += [{"type": "text", "text": "\nThese articles may help in the meantime:"}, article_part(articles)]
+    return parts
+
 
 def ticket_response_text(row: dict, articles: list[dict]) -> str:
-    lines = [f"Thank you for contacting us. Your ticket number is {row['ticket_number']}."]
-    due = row.get("first_response_due_at")
-    if due is not None:
-        minutes = max(1, round((due - row["created_at"]).total_seconds() / 60))
-        span = f"{minutes} minutes" if minutes < 120 else f"{round(minutes / 60)} hours"
-        lines.append(f"An agent will respond within {span} (by {due.isoformat()}).")
-    if articles:
-        lines.append("These articles may help in the meantime:")
-        lines += [f"- {a['title']} (/help/articles/{a['id']})" for a in articles]
-    return "\n".join(lines)
+    return plain_text(ticket_response_parts(row, articles))
 
 
 DEFAULT_GREETING = "Hello! Thanks for reaching out."
 
 
-def chat_greeting_text(articles: list[dict], agent_name: str | None = None, greeting: str | None = None) -> str:
+def chat_greeting_parts(articles: list[dict], agent_name: str | None = None,
+                        greeting: str | None = None) -> list[dict]:
     """``greeting`` is the department's own opening line (DEFAULT_GREETING when it has none)."""
     opening = (greeting or DEFAULT_GREETING).strip()
-    lines = [f"{opening} {agent_name} will reply in a moment." if agent_name else
-             f"{opening} You are in the queue and an agent will be with you shortly."]
+    parts: list[dict] = [{"type": "text", "text": f"{opening} {agent_name} will reply in a moment." if agent_name else
+                          f"{opening} You are in the queue and an agent will be with you shortly."}]
     if articles:
-        lines.append("These articles may help:" if agent_name else "While you wait, these articles may help:")
-        lines += [f"- {a['title']} (/help/articles/{a['id']})" for a in articles]
-    return "\n".join(lines)
+        parts += [{"type": "text", "text": "\nThese articles may help:" if agent_name else
+                   "\nWhile you wait, these articles may help:"}, article_part(articles)]
+    return parts
+
+
+def chat_greeting_text(articles: list[dict], agent_name: str | None = None, greeting: str | None = None) -> str:
+    return plain_text(chat_greeting_parts(articles, agent_name, greeting))
 
 
 async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, row: dict,
                                    articles: list[dict]) -> None:
     from app.services.tickets import event_summary
+    parts = ticket_response_parts(row, articles)
     message = await ctx.db.q.insert_ticket_message(
         conn, id=None, ticket_id=row["id"], sender_id=None, sender_type="system",
-        message=ctx.cipher.encrypt(ticket_response_text(row, articles), "ticket_messages.message"),
-        message_type="text", attachments=None, is_internal=False, now=row["created_at"])
+        message=ctx.cipher.encrypt(plain_text(parts), "ticket_messages.message"),
+        message_type="text", attachments=None, is_internal=False, now=row["created_at"], parts=parts)
     await ctx.events.append(conn, "ticket.message_added", "ticket", row["id"],
                             {**event_summary(row), "message_id": message["id"], "sender_type": "system",
                              "is_internal": False, "auto_response": True}, actor_id=None)
 
 
-async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | None) -> None:
+async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | None,
+                     shown: list[str] | None = None) -> None:
     """A system greeting with KB suggestions for a chat just started (AUTO_RESPONSE_ENABLED),
-    after its first message and its routing: it says who will answer, or that the chat waits."""
+    after its first message and its routing: it says who will answer, or that the chat waits.
+    Articles the pre-chat form already showed (``shown``: ids) are not suggested again."""
     if not ctx.settings.auto_response_enabled:
         return
     from app.services.chat_views import present_message
     from app.services.message_writer import PendingMessage
-    articles = await kb.related_articles(ctx, text_hint or "")
+    skip = {str(a) for a in shown or []}
+    articles = [a for a in await kb.related_articles(ctx, text_hint or "", limit=3 + len(skip))
+                if a["id"] not in skip][:3]
     async with ctx.db.connection() as conn:   # routed already? then the greeting names the agent
         said = await ctx.db.q.session_greeting(conn, id=session_id)
-    text = chat_greeting_text(articles, said and said["agent_name"], said and said["greeting"])
+    parts = chat_greeting_parts(articles, said and said["agent_name"], said and said["greeting"])
     item = PendingMessage(session_id=session_id, sender_id=None, sender_type="system", scope="all",
                           client_msg_id=None,
-                          ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"),
-                          message_type="text")
+                          ciphertext=ctx.cipher.encrypt(plain_text(parts), "chat_messages.message"),
+                          message_type="text", parts=parts)
     try:
         row = await ctx.message_writer.write(item)
     except Exception:

@@ -78,13 +78,21 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
     if created:
         await routing.drain_queue(ctx, department)
         routing.queue_changed(ctx, department)
-        await automation.greet_chat(ctx, row["id"], data.get("subject") or data.get("message"))
+        await automation.greet_chat(ctx, row["id"], data.get("subject") or data.get("message"),
+                                    _shown_articles(data.get("metadata")))
     async with ctx.db.connection() as conn:
         result["session"] = await session_view(ctx, conn, await ctx.db.q.get_session(conn, id=row["id"]))
     if created:
         await ctx.live.to_customer(customer_id, "chat:session", result["session"])
     result["created"] = created
     return result
+
+
+def _shown_articles(metadata: dict | None) -> list[str]:
+    """``metadata.shown_articles``: the ids of the articles the widget's pre-chat form showed
+    (the greeting does not suggest them again); anything else there is ignored."""
+    shown = (metadata or {}).get("shown_articles")
+    return [a for a in shown if isinstance(a, str)][:20] if isinstance(shown, list) else []
 
 
 def _customer_name(principal: Principal, data: dict) -> str | None:

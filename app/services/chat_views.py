@@ -82,7 +82,13 @@ def present_message(ctx: AppContext, row: Any) -> dict:
             "sender_id": row["sender_id"], "message_type": row["message_type"],
             "message": ctx.cipher.decrypt(row["message"], "chat_messages.message"),
             "attachments": attachments.present_refs(ctx, row.get("attachments")) or [],
-            "created_at": row["created_at"]}
+            "created_at": row["created_at"], **_parts_of(row)}
+
+
+def _parts_of(row: Any) -> dict:
+    """``parts`` only on messages that have them (automatic ones), so other payloads keep their shape."""
+    parts = row["parts"] if "parts" in row.keys() else None
+    return {"parts": parts} if parts else {}
 
 
 def present_note(ctx: AppContext, row: Any) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import uuid
 from typing import Any
@@ -31,6 +32,7 @@ class PendingMessage:
     ciphertext: str
     message_type: str
     attachments: str | None = None   # JSON text: the message's file references
+    parts: list[dict] | None = None   # structured parts (automatic messages), stored as JSONB
     id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
 
     @property
@@ -98,6 +100,7 @@ class MessageWriter:
             scopes=[i.scope for i in items], client_msg_ids=[i.client_msg_id for i in items],
             bodies=[i.ciphertext for i in items], message_types=[i.message_type for i in items],
             attachments=[i.attachments for i in items],
+            parts=[None if i.parts is None else json.dumps(i.parts) for i in items],
             topic=ctx.events.topic_for("chat.message"), now=ctx.clock.now())
         for attempt in (1, 2, 3):
             try:

@@ -18,7 +18,7 @@ from app import metrics
 from app.auth import Principal, RequestMeta, require_role
 from app.context import AppContext
 from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable, ValidationFailed
-from app.live import AGENT_NS, session_room
+from app.live import AGENT_NS, CUSTOMER_NS, availability_room, session_room
 from app.security import audit
 from app.services import agents as agent_service, departments
 from app.services.chat_views import (find_session, participant_session, present_session, queue_views, session_view,
@@ -165,6 +165,7 @@ async def announce_presence(ctx: AppContext, agent_row: Any) -> None:
     await ctx.live.to_agents("presence:updated", department=agent_row["department"], data={
         "agent_id": agent_row["user_id"], "status": agent_row["status"],
         "active_chats": agent_row["active_chats"], "capacity": agent_row["max_chats"]})
+    ctx.queue_notifier.mark_availability(agent_row["department"])   # widgets watching it
 
 
 async def set_status(ctx: AppContext, principal: Principal, meta: RequestMeta, status: str) -> dict:
@@ -245,17 +246,27 @@ def queue_changed(ctx: AppContext, department: str) -> None:
 
 class QueueNotifier:
     """Coalesces queue changes: at most one ``queue:updated`` per department per interval, and a
-    ``chat:queue_position`` only to customers whose position changed (remembered in Redis)."""
+    ``chat:queue_position`` only to customers whose position changed (remembered in Redis).
+
+    Availability too: after an agent's presence changed, at most one ``chat:availability`` per
+    department per interval, to the widgets watching that department (``chat:watch_availability``
+    puts them in its ``availability:<name>`` room); nobody watching costs one Redis publish."""
 
     def __init__(self, ctx: AppContext, interval: float = 0.2):
         self._ctx = ctx
         self._interval = interval
         self._dirty: set[str] = set()
+        self._dirty_availability: set[str] = set()
         self._wake = asyncio.Event()
 
     def mark(self, department: str) -> None:
         self._dirty.add(department)
         self._wake.set()
+
+    def mark_availability(self, department: str | None) -> None:
+        if department:
+            self._dirty_availability.add(department)
+            self._wake.set()
 
     async def run(self) -> None:
         while True:
@@ -265,12 +276,20 @@ class QueueNotifier:
             await self.flush()
 
     async def flush(self) -> None:
-        departments, self._dirty = self._dirty, set()
-        for department in departments:
+        queues, self._dirty = self._dirty, set()
+        for department in queues:
             try:
                 await self._flush_department(department)
             except Exception:
                 log.exception("queue notification failed", extra={"department": department})
+        watched, self._dirty_availability = self._dirty_availability, set()
+        for department in watched:
+            try:
+                data = await departments.availability(self._ctx, department)
+                await self._ctx.live.emit("chat:availability", data, to=availability_room(department),
+                                          namespace=CUSTOMER_NS)
+            except Exception:
+                log.exception("availability notification failed", extra={"department": department})
 
     async def _flush_department(self, department: str) -> None:
         ctx = self._ctx

@@ -335,7 +335,8 @@ def present_message(ctx: AppContext, row: dict) -> dict:
             "message": ctx.cipher.decrypt(row["message"], "ticket_messages.message"),
             "message_type": row["message_type"],
             "attachments": attachments.present_refs(ctx, row["attachments"]),
-            "is_internal": row["is_internal"], "created_at": row["created_at"]}
+            "is_internal": row["is_internal"], "created_at": row["created_at"],
+            **({"parts": row["parts"]} if row.get("parts") else {})}   # automatic replies only
 
 
 async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
@@ -360,7 +361,7 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
             conn, id=message_id, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
             message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),
             message_type=data.get("message_type", "text"), attachments=files,
-            is_internal=internal, now=now))
+            is_internal=internal, now=now, parts=None))
         await _follow_up(ctx, conn, principal, meta, ticket, sender_type, internal, now)
         await audit.record(conn, principal, meta, "ticket.message_add", "ticket", ticket_id,
                            {"message_id": str(row["id"]), "is_internal": internal,

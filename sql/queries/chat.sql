@@ -208,7 +208,7 @@ SELECT q.position FROM (
     WHERE status = 'queued' AND department = (SELECT department FROM chat_sessions WHERE id = :id)
 ) q WHERE q.id = :id;
 
--- name: insert_messages(ids, session_ids, sender_ids, sender_types, scopes, client_msg_ids, bodies, message_types, attachments, topic, now)
+-- name: insert_messages(ids, session_ids, sender_ids, sender_types, scopes, client_msg_ids, bodies, message_types, attachments, parts, topic, now)
 -- Store a batch of chat messages in one statement (one round trip, one commit). Per item:
 -- it is stored only if its session is open and the sender takes part (scope 'customer': the
 -- session's customer; 'agent': its agent; 'all': supervisors and services). Each session's
@@ -219,9 +219,9 @@ SELECT q.position FROM (
 WITH input AS (
     SELECT * FROM unnest(:ids::uuid[], :session_ids::uuid[], :sender_ids::uuid[], :sender_types::text[],
                          :scopes::text[], :client_msg_ids::text[], :bodies::text[], :message_types::text[],
-                         :attachments::text[])
+                         :attachments::text[], :parts::text[])
              WITH ORDINALITY AS i(id, session_id, sender_id, sender_type, scope, client_msg_id, message,
-                                  message_type, attachments, ord)
+                                  message_type, attachments, parts, ord)
 ),
 earlier AS (
     SELECT i.ord, m.* FROM input i
@@ -257,9 +257,9 @@ numbered AS (
 ),
 stored AS (
     INSERT INTO chat_messages (id, session_id, seq, client_msg_id, sender_id, sender_type, message, message_type,
-                               attachments, created_at)
+                               attachments, parts, created_at)
     SELECT id, session_id, seq, client_msg_id, sender_id, sender_type, message, message_type,
-           attachments::jsonb, :now FROM numbered
+           attachments::jsonb, parts::jsonb, :now FROM numbered
     RETURNING *
 ),
 logged AS (
@@ -271,11 +271,11 @@ logged AS (
     FROM stored
 )
 SELECT n.ord, FALSE AS duplicate, s.id, s.session_id, s.seq, s.client_msg_id, s.sender_id, s.sender_type,
-       s.message, s.message_type, s.attachments, s.created_at
+       s.message, s.message_type, s.attachments, s.parts, s.created_at
 FROM stored s JOIN numbered n ON n.id = s.id
 UNION ALL
 SELECT e.ord, TRUE, e.id, e.session_id, e.seq, e.client_msg_id, e.sender_id, e.sender_type,
-       e.message, e.message_type, e.attachments, e.created_at
+       e.message, e.message_type, e.attachments, e.parts, e.created_at
 FROM earlier e;
 
 -- name: chat_availability(department)

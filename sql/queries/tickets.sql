@@ -84,11 +84,12 @@ RETURNING *;
 -- name: delete_ticket(id)!
 DELETE FROM support_tickets WHERE id = :id;
 
--- name: insert_ticket_message(id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, now)^
+-- name: insert_ticket_message(id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, now, parts)^
 -- ``id`` may be null (a new one is drawn); attachments' rows name the message by a given one.
-INSERT INTO ticket_messages (id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, created_at)
+INSERT INTO ticket_messages (id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal,
+                             parts, created_at)
 VALUES (coalesce(:id::uuid, gen_random_uuid()), :ticket_id, :sender_id, :sender_type, :message, :message_type,
-        :attachments, :is_internal, :now)
+        :attachments, :is_internal, :parts, :now)
 RETURNING *;
 
 -- name: list_ticket_messages(ticket_id, include_internal, limit, offset)
