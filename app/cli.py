@@ -127,7 +127,7 @@ async def _dev_banner(ctx, settings: Settings, host: str = DEV_HOST) -> str:
               for role, (user_id, name, email) in demo.USERS.items()}
     lines = ["", "Support Service is running in dev mode" + (" (demo data loaded)" if loaded else ""), "",
              f"  Widget demo   {base}/demo#token={tokens['customer']}",
-             f"  Console       {base}/console#token={tokens['agent']}",
+             f"  Console       {base}/console#token={tokens['agent']}&status=online",
              f"  Supervisor    {base}/console#token={tokens['supervisor']}",
              f"  API docs      {base}/api/docs",
              f"  OpenAPI       {base}/api/openapi.json",

@@ -26,8 +26,8 @@
     getToken: null,          // optional async () => fresh JWT, called when the token is refused
     serverUrl: null,         // defaults to the origin widget.js was loaded from
     socketPath: "/ws/chat",
-    department: null,        // a fixed department (skips the choice in the pre-chat form)
-    departments: null,       // names offered in the pre-chat form; default: every configured one
+    department: null,        // a fixed department (no "what is it about?" choice)
+    departments: null,       // names offered in the choice; default: every public department
     title: "Support",
     subtitle: "We usually reply in a few minutes",
     prechat: true,           // ask subject/department/first message before a chat starts
@@ -41,6 +41,10 @@
   var SUGGEST_DELAY_MS = 300;
   var SYNC_PAGE_GUARD = 50;        // chat:sync pages per catch-up, a guard against loops
   var LINK = /https?:\/\/[^\s<>"]+|\/help\/articles\/[0-9a-fA-F-]{36}/g;
+  var MAX_MESSAGE = 5000;          // the server's limit for a chat message (never cut silently)
+  var COUNTER_FROM = 4500;         // the character counter shows from here
+  var DEFAULT_DEPARTMENT = "general";
+  var SVG = "http://www.w3.org/2000/svg";
 
   // ------------------------------------------------------------------ small DOM helpers
 
@@ -80,6 +84,28 @@
   function timeOf(iso) {
     var d = iso ? new Date(iso) : new Date();
     return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  /** A moment in the reader's own locale and time zone, e.g. "Tuesday, 8 December 2026 at 04:04". */
+  function dateTimeOf(iso) {
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) return iso;
+    return new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" }).format(d);
+  }
+
+  /** The chat-bubble icon of the launcher (inline SVG: no image request, no font). */
+  function bubbleIcon() {
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "28");
+    svg.setAttribute("height", "28");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("class", "launcher-icon");
+    var path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z");
+    path.setAttribute("fill", "currentColor");
+    svg.appendChild(path);
+    return svg;
   }
 
   function minutes(seconds) {
@@ -163,7 +189,15 @@
     this.unread = 0;
     this.isOpen = false;
     this.view = "home";
+    this.avail = null;            // department name -> availability row (chat:watch_availability)
+    this.department = this.o.department || (this.o.departments && this.o.departments.length === 1
+      ? this.o.departments[0] : this.loadChoice());
+    this.viewChosen = false;      // the customer picked "leave a message" themselves: availability keeps out
+    this.draft = { subject: "", message: "" };   // shared by the pre-chat and offline forms
+    this.shownArticles = [];      // ids the pre-chat form suggested (the greeting skips them)
     this.tickets = {};            // id -> ticket
+    this.ticketId = null;         // the ticket open in the "ticket" view
+    this.ticketMessages = [];
     this.ratedSessions = {};
     this.typingTimer = null;
     this.typingSent = false;
@@ -196,7 +230,7 @@
     this.launcher = h("button", {
       class: "launcher", testid: "launcher", type: "button", "aria-label": "Open support chat",
       "aria-expanded": "false", "aria-controls": "sw-panel", onclick: function () { self.toggle(); },
-    }, h("span", { class: "launcher-icon", "aria-hidden": "true" }), this.badge);
+    }, bubbleIcon(), this.badge);
     this.status = h("p", { class: "conn", testid: "conn-status", role: "status", hidden: true });
     this.body = h("div", { class: "body" });
     this.tabs = h("nav", { class: "tabs", "aria-label": "Support" },
@@ -221,7 +255,7 @@
   Widget.prototype.tabButton = function (view, label) {
     var self = this;
     return h("button", { type: "button", class: "tab", testid: "tab-" + view, "data-view": view,
-                         onclick: function () { self.show(view === "chat" ? self.chatView() : view); } }, label);
+                         onclick: function () { self.viewChosen = false; self.show(view === "chat" ? self.chatView() : view); } }, label);
   };
 
   Widget.prototype.toggle = function () { if (this.isOpen) this.close(); else this.open(); };
@@ -234,6 +268,7 @@
     this.unread = 0;
     this.renderBadge();
     this.show(this.view === "home" ? this.chatView() : this.view);
+    this.watchAvailability();
     this.markRead();
     this.focusFirst();
   };
@@ -246,25 +281,33 @@
     this.launcher.focus();
   };
 
-  /** The chat tab's view for the current state. */
+  /** The chat tab's view for the current state: the chat; else the "what is it about?" choice
+   *  while the department is open; else the department's offline form when nobody can chat in
+   *  it (or the customer asked for it); else the pre-chat form. */
   Widget.prototype.chatView = function () {
     var s = this.session;
     if (s && (s.status === "queued" || s.status === "active")) return "chat";
     if (s && this.view === "chat") return "chat";        // an ended chat stays visible with its rating
-    return "prechat";
+    if (!this.department) return this.avail ? "topic" : "prechat";
+    if (this.viewChosen && this.view === "offline") return "offline";
+    var d = this.avail && this.avail[this.department];
+    return d && !d.available ? "offline" : "prechat";
   };
 
   Widget.prototype.show = function (view) {
     this.view = view;
     Array.prototype.forEach.call(this.tabs.children, function (b) {
-      var current = b.getAttribute("data-view") === (view === "tickets" ? "tickets" : "chat");
+      var current = b.getAttribute("data-view") === (view === "tickets" || view === "ticket" ? "tickets" : "chat");
       b.setAttribute("aria-current", current ? "page" : "false");
     });
     var hadFocus = this.isOpen && this.root.activeElement !== null;
     clear(this.body);
+    this.list = this.ticketList = this.ticketView = this.ticketListEl = null;
     if (view === "prechat") this.renderPrechat();
+    else if (view === "topic") this.renderTopic();
     else if (view === "offline") this.renderOffline();
     else if (view === "tickets") this.renderTickets();
+    else if (view === "ticket") this.renderTicket();
     else this.renderChat();
     if (hadFocus && this.root.activeElement === null) this.focusFirst();   // the focused field was replaced
   };
@@ -308,9 +351,11 @@
     socket.on("chat:typing", function (p) { self.onTyping(p); });
     socket.on("chat:read", function (p) { self.onRead(p); });
     socket.on("chat:ended", function (p) { self.onEnded(p); });
-    ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned", "ticket:message"].forEach(function (name) {
+    socket.on("chat:availability", function (p) { self.onAvailability(p); });
+    ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned"].forEach(function (name) {
       socket.on(name, function (p) { self.onTicket(p.ticket); });
     });
+    socket.on("ticket:message", function (p) { self.onTicketMessage(p); });
   };
 
   Widget.prototype.onConnect = function () {
@@ -320,7 +365,9 @@
     this.setStatus(null);
     var catchUp = this.session ? this.sync() : Promise.resolve();
     catchUp.then(function () { self.flush(); });
+    if (this.isOpen) this.watchAvailability();
     if (this.view === "tickets") this.loadTickets();
+    if (this.view === "ticket") this.loadTicket();
   };
 
   Widget.prototype.onConnectError = function (err) {
@@ -530,7 +577,8 @@
   Widget.prototype.startChat = function (form) {
     var self = this;
     var payload = { client_msg_id: uuid(), message: form.message,
-                    metadata: { page: location.href.slice(0, 100), source: "widget" } };
+                    metadata: { page: location.href.slice(0, 100), source: "widget",
+                                shown_articles: this.shownArticles.slice(-20) } };
     if (form.subject) payload.subject = form.subject;
     if (form.department) payload.department = form.department;
     return this.call("chat:start", payload).then(function (data) {
@@ -596,8 +644,113 @@
 
   Widget.prototype.onTicket = function (ticket) {
     if (!ticket) return;
+    var before = this.tickets[ticket.id];
     this.tickets[ticket.id] = ticket;
     if (this.view === "tickets") this.renderTicketList();
+    if (this.view === "ticket" && this.ticketId === ticket.id && (!before || before.status !== ticket.status)) {
+      var status = this.ticketView && this.ticketView.querySelector("[data-testid=ticket-view-status]");
+      if (status) { status.textContent = ticket.status.replace("_", " "); status.className = "status status-" + ticket.status; }
+      if (!before || (before.status === "closed") !== (ticket.status === "closed") || (before.status === "resolved") !== (ticket.status === "resolved")) {
+        var draft = this.ticketView.querySelector("[data-testid=ticket-reply]").value;
+        this.show("ticket");
+        this.ticketView.querySelector("[data-testid=ticket-reply]").value = draft;
+      }
+    }
+  };
+
+  // ---------------------------------------------------------------- department and availability
+
+  /** The department the customer chose earlier in this tab (kept across reloads). */
+  Widget.prototype.loadChoice = function () {
+    try { return sessionStorage.getItem(this.storeKey + ":department") || null; } catch (e) { return null; }
+  };
+
+  Widget.prototype.choose = function (name) {
+    this.department = name;
+    try {
+      if (name) sessionStorage.setItem(this.storeKey + ":department", name);
+      else sessionStorage.removeItem(this.storeKey + ":department");
+    } catch (e) { /* blocked storage: the choice lasts until a reload */ }
+    this.viewChosen = false;
+    this.show(this.chatView());
+  };
+
+  /** Departments offered in the choice: the embed's list, else every public one. */
+  Widget.prototype.offered = function () {
+    var self = this;
+    return Object.keys(this.avail || {}).map(function (k) { return self.avail[k]; }).filter(function (d) {
+      return !self.o.departments || self.o.departments.indexOf(d.name) >= 0;
+    }).sort(function (a, b) { return (a.display_name || a.name).localeCompare(b.display_name || b.name); });
+  };
+
+  /** Ask the server for the availability of the widget's departments and to push changes
+   *  (chat:watch_availability; chat:availability pushes follow while this socket lives). */
+  Widget.prototype.watchAvailability = function () {
+    var self = this;
+    if (!this.connected) return;
+    var names = this.o.department ? [this.o.department] : this.o.departments;
+    this.call("chat:watch_availability", names ? { departments: names } : {}).then(function (data) {
+      self.onAvailability(data, true);
+    }, function () {
+      if (self.avail) return;
+      self.rest("GET", "/api/v1/chat/availability").then(function (data) { self.onAvailability(data, true); },
+        function () { self.onAvailability({ departments: [] }, true); });
+    });
+  };
+
+  /** An availability answer or push: the view follows it only where the customer did not
+   *  choose otherwise (a late answer never leaves "My tickets" or a form they asked for). */
+  Widget.prototype.onAvailability = function (data, complete) {
+    var self = this;
+    if (complete || !this.avail) this.avail = {};
+    (data.departments || []).forEach(function (d) { self.avail[d.name] = d; });
+    if (!this.department) {
+      var offered = this.offered();
+      if (offered.length === 1) this.department = offered[0].name;
+      else if (!offered.length && complete) this.department = DEFAULT_DEPARTMENT;
+    }
+    var mine = this.departmentRow(this.department);
+    this.panel.setAttribute("data-available", mine ? String(!!mine.available) : "unknown");   // a test hook
+    if (this.view === "topic") this.show(this.department ? this.chatView() : "topic");
+    else if ((this.view === "prechat" || this.view === "offline") && !this.viewChosen && this.chatView() !== this.view) {
+      this.show(this.chatView());
+    } else if (this.availabilityNote) this.availabilityNote();
+  };
+
+  Widget.prototype.departmentRow = function (name) {
+    return (this.avail && this.avail[name]) || null;
+  };
+
+  Widget.prototype.departmentLabel = function (name) {
+    var d = this.departmentRow(name);
+    return (d && d.display_name) || name;
+  };
+
+  // ---------------------------------------------------------------- views: topic choice
+
+  Widget.prototype.renderTopic = function () {
+    var self = this;
+    var list = h("ul", { class: "topics", "aria-labelledby": "sw-topic-title" });
+    this.offered().forEach(function (d) {
+      list.appendChild(h("li", {}, h("button", {
+        type: "button", class: "topic-choice", testid: "topic-choice", "data-name": d.name,
+        onclick: function () { self.choose(d.name); },
+      }, h("span", { class: "topic-name", text: d.display_name || d.name }),
+         h("span", { class: "topic-state" + (d.available ? " on" : ""), testid: "topic-state",
+                     text: d.available ? "Chat now" : "Leave a message" }))));
+    });
+    append(this.body, h("div", { class: "form", testid: "topic" },
+      h("h3", { id: "sw-topic-title", class: "form-title", text: "What is it about?" }), list));
+  };
+
+  /** "Billing · change" above a form, when the customer chose among several departments. */
+  Widget.prototype.topicLine = function () {
+    var self = this;
+    if (this.o.department || this.offered().length < 2 || !this.department) return null;
+    return h("p", { class: "topic-line", testid: "topic-line" }, "Topic: ",
+      h("strong", { text: this.departmentLabel(this.department) }), " ",
+      h("button", { type: "button", class: "link inline", testid: "change-topic",
+                    onclick: function () { self.choose(null); } }, "change"));
   };
 
   // ---------------------------------------------------------------- views: pre-chat
@@ -607,22 +760,22 @@
     var box = h("form", { class: "form", testid: "prechat", novalidate: true });
     var note = h("p", { class: "hint", testid: "availability", text: "Checking who is around\u2026" });
     var subject = h("input", { id: "sw-subject", name: "subject", maxlength: "255", testid: "prechat-subject",
-                               autocomplete: "off" });
-    var department = h("select", { id: "sw-department", name: "department", testid: "prechat-department" });
-    var departmentRow = h("div", { class: "field", hidden: true },
-      h("label", { for: "sw-department", text: "Topic" }), department);
-    var message = h("textarea", { id: "sw-message", name: "message", rows: "4", maxlength: "5000", required: true,
+                               autocomplete: "off", value: this.draft.subject });
+    var message = h("textarea", { id: "sw-message", name: "message", rows: "4", required: true,
                                   testid: "prechat-message", placeholder: "Tell us what you need" });
+    message.value = this.draft.message;
+    var counter = this.counter(message);
     var suggestions = h("ul", { class: "suggestions", testid: "kb-suggestions", "aria-label": "Articles that may help", hidden: true });
     var error = h("p", { class: "error", role: "alert", testid: "prechat-error", hidden: true });
     var submit = h("button", { type: "submit", class: "primary", testid: "start-chat" }, "Start chat");
-    append(box, [note,
+    append(box, [this.topicLine(), note,
       h("div", { class: "field" }, h("label", { for: "sw-subject", text: "Subject (optional)" }), subject),
-      departmentRow,
-      h("div", { class: "field" }, h("label", { for: "sw-message", text: "How can we help?" }), message),
+      h("div", { class: "field" }, h("label", { for: "sw-message", text: "How can we help?" }), message, counter),
       suggestions, error, submit,
       h("button", { type: "button", class: "link", testid: "leave-message-link",
-                    onclick: function () { self.show("offline"); } }, "Leave a message instead")]);
+                    onclick: function () { self.viewChosen = true; self.show("offline"); } }, "Leave a message instead")]);
+    subject.addEventListener("input", function () { self.draft.subject = subject.value; });
+    message.addEventListener("input", function () { self.draft.message = message.value; });
     message.addEventListener("input", this.debounce(function () { self.suggest(message.value, suggestions); }, SUGGEST_DELAY_MS));
     message.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); box.requestSubmit(); }
@@ -630,45 +783,48 @@
     box.addEventListener("submit", function (e) {
       e.preventDefault();
       if (!message.value.trim()) { self.showError(error, "Please write a message."); message.focus(); return; }
+      if (message.value.length > MAX_MESSAGE) { self.showError(error, "Your message is too long."); message.focus(); return; }
       submit.disabled = true;
-      self.startChat({ subject: subject.value.trim(), message: message.value.trim(),
-                       department: self.o.department || department.value || null })
-        .catch(function (err) { submit.disabled = false; self.showError(error, err.message || "Could not start the chat"); });
+      self.startChat({ subject: subject.value.trim(), message: message.value.trim(), department: self.department })
+        .then(function () { self.draft = { subject: "", message: "" }; },
+              function (err) { submit.disabled = false; self.showError(error, err.message || "Could not start the chat"); });
     });
     if (!this.o.prechat) subject.parentNode.hidden = true;
     this.body.appendChild(box);
-    this.loadAvailability(note, department, departmentRow);
-  };
-
-  Widget.prototype.loadAvailability = function (note, select, row) {
-    var self = this;
-    var path = "/api/v1/chat/availability" + (this.o.department ? "?department=" + encodeURIComponent(this.o.department) : "");
-    this.rest("GET", path).then(function (data) {
-      var offered = (data.departments || []).filter(function (d) {
-        return !self.o.departments || self.o.departments.indexOf(d.name) >= 0;
-      });
-      var open = offered.filter(function (d) { return d.available; });
-      if (!open.length) {
-        self.offlineReason = (offered[0] && offered[0].offline_message) || "No one is available to chat right now.";
-        self.show("offline");
-        return;
-      }
-      if (!self.o.department && open.length > 1) {
-        open.forEach(function (d) { select.appendChild(h("option", { value: d.name, text: d.display_name || d.name })); });
-        row.hidden = false;
-      } else if (!self.o.department) {
-        select.appendChild(h("option", { value: open[0].name, text: open[0].display_name || open[0].name }));
-      }
-      note.textContent = self.availabilityText(open);
-    }, function () { note.textContent = "Our team will answer as soon as possible."; });
+    this.availabilityNote = function () {
+      if (!note.isConnected) { self.availabilityNote = null; return; }
+      var d = self.departmentRow(self.department);
+      note.textContent = d ? self.availabilityText([d]) : self.avail ? "Our team will answer as soon as possible."
+        : "Checking who is around\u2026";
+    };
+    this.availabilityNote();
   };
 
   Widget.prototype.availabilityText = function (open) {
-    function sum(field) { return open.reduce(function (n, d) { return n + d[field]; }, 0); }
+    function sum(field) { return open.reduce(function (n, d) { return n + (d[field] || 0); }, 0); }
     var queued = sum("queued");
     if (queued) return queued + (queued === 1 ? " person is" : " people are") + " waiting; an agent will be with you shortly.";
     if (!sum("free_places")) return "Our team is busy right now; you will be first in line.";
     return "Our team is online.";
+  };
+
+  /** A character counter under a text field: shown near MAX_MESSAGE, an error past it (the
+   *  text is never cut: the field has no maxlength, sending refuses until it is shorter). */
+  Widget.prototype.counter = function (field, max) {
+    max = max || MAX_MESSAGE;
+    var el = h("p", { class: "counter", testid: "char-counter", "aria-live": "polite", hidden: true });
+    function update() {
+      var n = field.value.length;
+      el.hidden = n < Math.min(COUNTER_FROM, max - 500);
+      el.classList.toggle("over", n > max);
+      el.textContent = n > max ? (n - max).toLocaleString() + " characters too many (" + max.toLocaleString() + " at most)"
+        : n.toLocaleString() + " / " + max.toLocaleString();
+      field.setAttribute("aria-invalid", n > max ? "true" : "false");
+    }
+    field.addEventListener("input", update);
+    el.update = update;
+    update();
+    return el;
   };
 
   Widget.prototype.suggest = function (text, list) {
@@ -678,6 +834,7 @@
     this.rest("GET", "/api/v1/kb/related?limit=3&text=" + encodeURIComponent(text.slice(0, 1000))).then(function (data) {
       clear(list);
       (data.items || []).forEach(function (a) {
+        if (self.shownArticles.indexOf(String(a.id)) < 0) self.shownArticles.push(String(a.id));
         list.appendChild(h("li", {}, h("button", {
           type: "button", class: "suggestion", testid: "kb-suggestion",
           onclick: function () { self.openArticle(a.id, list); },
@@ -708,8 +865,30 @@
     this.typingLine = h("p", { class: "typing", testid: "typing", hidden: true });
     this.footer = h("div", { class: "footer" });
     append(this.body, [this.banner, this.list, this.typingLine, this.footer]);
+    this.followEnd(this.list);
     this.renderMessages();
     this.renderSessionState();
+  };
+
+  /** Keep a scrolling list at its newest item while the reader is there: through re-renders
+   *  and through the banner, footer or typing line changing size (a ResizeObserver), so the
+   *  newest message is at the visible end after a reload too. Scrolled up, it stays put. */
+  Widget.prototype.followEnd = function (list) {
+    var atEnd = true, ours = null;
+    list.addEventListener("scroll", function () {
+      // A scroll we made (its event can arrive after the list shrank again) says nothing about
+      // where the reader is; only their own scrolling moves them away from the end.
+      if (ours !== null && Math.abs(list.scrollTop - ours) < 2) return;
+      ours = null;
+      atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
+    });
+    list.scrollToEnd = function (force) {
+      if (!force && !atEnd) return;
+      list.scrollTop = list.scrollHeight;
+      ours = list.scrollTop;
+      atEnd = true;
+    };
+    if (window.ResizeObserver) new ResizeObserver(function () { list.scrollToEnd(); }).observe(list);
   };
 
   Widget.prototype.renderSessionState = function () {
@@ -737,34 +916,53 @@
     clear(this.footer);
     if (open) {
       this.footer.setAttribute("data-mode", "composer");
-      var input = h("textarea", { class: "composer", testid: "composer", rows: "2", maxlength: "5000",
+      var input = h("textarea", { class: "composer", testid: "composer", rows: "2",
                                   "aria-label": "Your message", placeholder: "Write a message\u2026" });
+      var counter = this.counter(input);
       var form = h("form", { class: "compose" }, input,
         this.attachControls ? this.attachControls(input, [this.list]) : null,   // widget-attachments.js
         h("button", { type: "submit", class: "send", testid: "send", "aria-label": "Send" }, "Send"));
-      form.addEventListener("submit", function (e) { e.preventDefault(); self.send(input.value); input.value = ""; input.focus(); });
+      form.addEventListener("submit", function (e) {
+        e.preventDefault();
+        if (input.value.length > MAX_MESSAGE) { counter.update(); input.focus(); return; }   // never cut: shorten first
+        self.send(input.value); input.value = ""; counter.update(); input.focus();
+      });
       input.addEventListener("keydown", function (e) {
         if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
       });
       input.addEventListener("input", function () { self.typing(); });
       input.addEventListener("blur", function () { self.stopTyping(); });
-      append(this.footer, [form, h("button", { type: "button", class: "link end", testid: "end-chat",
-                                               onclick: function () { self.endChat(); } }, "End chat")]);
+      append(this.footer, [form, counter, this.endControls()]);
       return;
     }
     this.footer.setAttribute("data-mode", "closed");
     if (!s) return;
     if (s.status === "timed_out" || this.endReason === "queue_timeout") {
-      this.offlineReason = "Sorry, no one could answer in time. Leave us a message and we will reply by e-mail.";
-      append(this.footer, [h("p", { class: "hint", testid: "ended", text: this.offlineReason }),
+      this.timedOutReason = "Sorry, no one could answer in time. Leave us a message and we will reply by e-mail.";
+      append(this.footer, [h("p", { class: "hint", testid: "timed-out", text: this.timedOutReason }),
         h("button", { type: "button", class: "primary", testid: "leave-message",
-                      onclick: function () { self.show("offline"); } }, "Leave a message")]);
+                      onclick: function () { self.viewChosen = true; self.show("offline"); } }, "Leave a message")]);
       return;
     }
-    append(this.footer, h("p", { class: "hint", testid: "ended", text: "This chat has ended." }));
     if (s.status === "ended" && s.agent_id) this.footer.appendChild(this.ratingForm(s));
     this.footer.appendChild(h("button", { type: "button", class: "link", testid: "new-chat",
       onclick: function () { self.forgetSession(); self.show("prechat"); } }, "Start a new chat"));
+  };
+
+  /** "End chat", which asks first: "End this chat?" with End chat / Keep chatting. */
+  Widget.prototype.endControls = function () {
+    var self = this;
+    var ask = h("button", { type: "button", class: "link end", testid: "end-chat" }, "End chat");
+    var confirm = h("div", { class: "end-confirm", testid: "end-confirm-bar", role: "group", "aria-label": "End this chat?", hidden: true },
+      h("span", { text: "End this chat?" }),
+      h("button", { type: "button", class: "danger", testid: "end-confirm", onclick: function () { self.endChat(); } }, "End chat"),
+      h("button", { type: "button", class: "secondary", testid: "end-cancel",
+                    onclick: function () { confirm.hidden = true; ask.hidden = false; ask.focus(); } }, "Keep chatting"));
+    ask.addEventListener("click", function () {
+      ask.hidden = true; confirm.hidden = false;
+      confirm.querySelector("[data-testid=end-cancel]").focus();
+    });
+    return h("div", { class: "end-row" }, ask, confirm);
   };
 
   Widget.prototype.ratingForm = function (s) {
@@ -811,7 +1009,7 @@
     function notesAfter(seq) {
       (self.notes || []).forEach(function (n, i) {
         if (n.afterSeq === seq) wanted.push({ key: "n:" + i, sig: "", build: function () {
-          return h("li", { class: "msg system", testid: "system-note", text: n.text }); } });
+          return h("li", { class: "notice", testid: "system-note", text: n.text }); } });
       });
     }
     notesAfter(0);
@@ -821,7 +1019,7 @@
       wanted.push({ key: m.client_msg_id && m.sender_type === "customer" ? "c:" + m.client_msg_id : "s:" + seq,
                     sig: "sent" + seen + seq, build: function () {
         return self.messageItem(m.sender_type, m.message, "sent", m.created_at,
-                                { seq: seq, seen: seen, files: m.attachments }); } });
+                                { seq: seq, seen: seen, files: m.attachments, parts: m.parts }); } });
       notesAfter(seq);
     });
     this.outbox.forEach(function (p) {
@@ -831,8 +1029,17 @@
                                 { clientMsgId: p.client_msg_id, error: p.error, final: p.final,
                                   files: p.files, pending: p.state === "failed" ? "failed" : "sending" }); } });
     });
+    var s = this.session;
+    if (s && s.status !== "queued" && s.status !== "active") {   // the end of the conversation says so
+      var ended = s.status === "timed_out" || this.endReason === "queue_timeout"
+        ? "No one could answer in time." : "This chat has ended.";
+      wanted.push({ key: "ended", sig: ended, build: function () {
+        return h("li", { class: "notice", testid: "ended", text: ended }); } });
+    }
+    var grew = this.list.children.length !== wanted.length;
     this.patchList(wanted);
-    this.list.scrollTop = this.list.scrollHeight;
+    if (this.list.scrollToEnd) this.list.scrollToEnd(grew && this.outbox.length > 0);
+    else this.list.scrollTop = this.list.scrollHeight;
   };
 
   /** Make the list's children match ``wanted`` ([{key, sig, build}]) with the fewest changes:
@@ -866,14 +1073,14 @@
     var self = this;
     var own = sender === "customer";
     var label = own ? "You" : sender === "agent" ? ((this.session && this.session.agent && this.session.agent.display_name) || "Agent")
-      : sender === "bot" ? "Assistant" : "";
+      : sender === "bot" ? "Assistant" : sender === "system" ? "Automatic message" : "";
     var meta = h("span", { class: "meta" }, label ? label + " \u00b7 " : "", at ? timeOf(at) : "");
     if (state === "sending") append(meta, h("span", { class: "state", testid: "state", text: " \u00b7 Sending\u2026" }));
     if (state === "sent" && own) append(meta, h("span", { class: "state", testid: "state", text: " \u00b7 Sent" }));
     if (extra.seen) append(meta, h("span", { class: "seen", testid: "seen", text: " \u00b7 Seen" }));
     var item = h("li", { class: "msg " + (own ? "own" : sender), testid: "message", "data-sender": sender,
                          "data-state": state, "data-seq": extra.seq ? String(extra.seq) : null },
-      h("p", { class: "text" }, this.linkify(text)),
+      extra.parts && extra.parts.length ? this.renderParts(extra.parts, text) : h("p", { class: "text" }, this.linkify(text)),
       extra.files && this.attachmentList ? this.attachmentList(extra.files, extra.pending) : null, meta);
     if (state === "failed") {
       append(item, h("p", { class: "failed", role: "alert", testid: "failed" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
@@ -881,6 +1088,25 @@
                                            onclick: function () { self.retry(extra.clientMsgId); } }, "Retry")));
     }
     return item;
+  };
+
+  /** A message's structured parts (PROTOCOL addition): text, times in the reader's locale and
+   *  time zone, article cards. Unknown part types fall back to the plain text of the message. */
+  Widget.prototype.renderParts = function (parts, fallback) {
+    var self = this, box = h("div", { class: "text parts", testid: "message-parts" }), known = true;
+    parts.forEach(function (part) {
+      if (part.type === "text") append(box, self.linkify(String(part.text || "")));
+      else if (part.type === "time") {
+        box.appendChild(h("time", { datetime: part.value, testid: "part-time", text: dateTimeOf(part.value) }));
+      } else if (part.type === "articles") {
+        box.appendChild(h("ul", { class: "cards", "aria-label": "Articles" }, (part.items || []).map(function (a) {
+          return h("li", {}, h("a", { class: "card", testid: "article-card", target: "_blank", rel: "noopener noreferrer",
+                                      href: /^\/[^/]/.test(a.url) ? self.base + a.url : /^https?:\/\//.test(a.url) ? a.url : null },
+            h("span", { class: "card-kicker", text: "Help article" }), h("span", { class: "card-title", text: a.title })));
+        })));
+      } else known = false;
+    });
+    return known ? box : h("p", { class: "text" }, this.linkify(fallback));
   };
 
   /** Text nodes, with web addresses and help-article paths (auto-replies use those) as links. */
@@ -934,25 +1160,44 @@
 
   // ---------------------------------------------------------------- views: offline message
 
+  /** The department's own offline text and hours (or the queue timeout's), then the form. */
   Widget.prototype.renderOffline = function () {
     var self = this;
-    var subject = h("input", { id: "sw-off-subject", required: true, maxlength: "255", testid: "offline-subject" });
-    var message = h("textarea", { id: "sw-off-message", required: true, rows: "5", maxlength: "5000", testid: "offline-message" });
+    var d = this.departmentRow(this.department);
+    var timedOut = this.session && (this.session.status === "timed_out" || this.endReason === "queue_timeout");
+    var reason = timedOut && this.timedOutReason ? this.timedOutReason
+      : (d && d.offline_message) || (d && !d.available ? "No one is available to chat right now. Leave us a message and we will get back to you."
+        : "Leave us a message and we will get back to you.");
+    var subject = h("input", { id: "sw-off-subject", required: true, maxlength: "255", testid: "offline-subject",
+                               value: this.draft.subject });
+    var message = h("textarea", { id: "sw-off-message", required: true, rows: "5", testid: "offline-message" });
+    message.value = this.draft.message;
+    var counter = this.counter(message);
     var email = h("input", { id: "sw-off-email", type: "email", maxlength: "255", testid: "offline-email", autocomplete: "email" });
     var error = h("p", { class: "error", role: "alert", hidden: true });
+    var hours = d && d.business_hours ? hoursText(d.business_hours, d.time_zone) : null;
     var form = h("form", { class: "form", testid: "offline-form", novalidate: true },
-      h("p", { class: "hint", testid: "offline-reason", text: this.offlineReason || "Leave us a message and we will get back to you." }),
+      this.topicLine(),
+      h("p", { class: "hint", testid: "offline-reason", text: reason }),
+      hours ? h("p", { class: "hours", testid: "offline-hours" }, h("strong", { text: "Opening hours: " }), hours) : null,
       h("div", { class: "field" }, h("label", { for: "sw-off-subject", text: "Subject" }), subject),
-      h("div", { class: "field" }, h("label", { for: "sw-off-message", text: "Message" }), message),
+      h("div", { class: "field" }, h("label", { for: "sw-off-message", text: "Message" }), message, counter),
       h("div", { class: "field" }, h("label", { for: "sw-off-email", text: "E-mail for our reply (optional)" }), email),
-      error, h("button", { type: "submit", class: "primary", testid: "offline-submit" }, "Send message"));
+      error, h("button", { type: "submit", class: "primary", testid: "offline-submit" }, "Send message"),
+      d && d.available && !timedOut ? h("button", { type: "button", class: "link", testid: "chat-instead",
+        onclick: function () { self.viewChosen = false; self.show("prechat"); } }, "Chat with us instead") : null);
+    subject.addEventListener("input", function () { self.draft.subject = subject.value; });
+    message.addEventListener("input", function () { self.draft.message = message.value; });
     form.addEventListener("submit", function (e) {
       e.preventDefault();
       if (!subject.value.trim() || !message.value.trim()) { self.showError(error, "Please fill in the subject and the message."); return; }
+      if (message.value.length > MAX_MESSAGE) { self.showError(error, "Your message is too long."); message.focus(); return; }
       var payload = { subject: subject.value.trim(), message: message.value.trim() };
       if (email.value.trim()) payload.email = email.value.trim();
       if (self.session) payload.session_id = self.session.id;
+      else if (self.department) payload.department = self.department;
       self.call("chat:leave_message", payload).then(function (data) {
+        self.draft = { subject: "", message: "" };
         self.onTicket(data.ticket);
         form.replaceWith(h("div", { class: "done", testid: "offline-done" },
           h("p", { text: "Thanks! Your message is ticket " + data.ticket.ticket_number + ". We will reply soon." }),
@@ -976,6 +1221,7 @@
     this.rest("GET", "/api/v1/tickets?sort=-updated_at&limit=20").then(function (page) {
       (page.items || []).forEach(function (t) { self.tickets[t.id] = t; });
       self.ticketsLoaded = true;
+      self.checkReplies(page.items || []);
       if (self.view === "tickets") self.renderTicketList();
     }, function (err) { self.flash(err.message); });
   };
@@ -991,11 +1237,169 @@
       return;
     }
     all.forEach(function (t) {
-      list.appendChild(h("li", { class: "ticket", testid: "ticket-item", "data-id": t.id, "data-status": t.status },
-        h("span", { class: "number", text: t.ticket_number }),
-        h("span", { class: "subject", text: t.subject }),
-        h("span", { class: "status status-" + t.status, testid: "ticket-status", text: t.status.replace("_", " ") })));
+      var unread = self.isUnread(t.id);
+      list.appendChild(h("li", { class: "ticket-row" }, h("button", {
+        type: "button", class: "ticket" + (unread ? " unread" : ""), testid: "ticket-item", "data-id": t.id,
+        "data-status": t.status, "data-unread": unread ? "true" : "false",
+        "aria-label": t.ticket_number + ": " + t.subject + (unread ? " (new reply)" : ""),
+        onclick: function () { self.openTicket(t.id); },
+      }, h("span", { class: "number", text: t.ticket_number }),
+         h("span", { class: "subject", text: t.subject }),
+         unread ? h("span", { class: "dot", testid: "ticket-unread", title: "New reply" }) : null,
+         h("span", { class: "status status-" + t.status, testid: "ticket-status", text: t.status.replace("_", " ") }))));
     });
+  };
+
+  // ---------------------------------------------------------------- views: one ticket
+
+  /** When the customer last looked at each ticket (localStorage, per customer and ticket), and
+   *  the newest agent reply seen live or loaded: "unread" when a reply is newer than the look. */
+  Widget.prototype.ticketSeen = function (id, at) {
+    var key = this.storeKey + ":ticket-seen:" + id;
+    try {
+      if (at) localStorage.setItem(key, at);
+      return localStorage.getItem(key);
+    } catch (e) { return at || null; }
+  };
+
+  Widget.prototype.isUnread = function (id) {
+    var reply = this.lastReply && this.lastReply[id];
+    var seen = this.ticketSeen(id);
+    return !!reply && (!seen || reply > seen) && !(this.view === "ticket" && this.ticketId === id);
+  };
+
+  Widget.prototype.noteReply = function (ticketId, message) {
+    if (!message || message.is_internal || message.sender_type === "customer") return;
+    this.lastReply = this.lastReply || {};
+    if (!this.lastReply[ticketId] || message.created_at > this.lastReply[ticketId]) this.lastReply[ticketId] = message.created_at;
+  };
+
+  /** Replies newer than the last look, for the tickets changed since (a bounded check: the
+   *  tickets shown, and only those updated after the customer last opened them). */
+  Widget.prototype.checkReplies = function (tickets) {
+    var self = this;
+    tickets.forEach(function (t) {
+      var seen = self.ticketSeen(t.id);
+      if (seen && (t.updated_at || "") <= seen) return;
+      self.rest("GET", "/api/v1/tickets/" + encodeURIComponent(t.id) + "/messages?limit=100").then(function (page) {
+        (page.items || []).forEach(function (m) { self.noteReply(t.id, m); });
+        if (self.view === "tickets") self.renderTicketList();
+      }, function () { /* the mark waits for the next look */ });
+    });
+  };
+
+  Widget.prototype.openTicket = function (id) {
+    this.ticketId = id;
+    this.ticketMessages = [];
+    this.ticketLoaded = false;
+    this.show("ticket");
+  };
+
+  Widget.prototype.renderTicket = function () {
+    var self = this, t = this.tickets[this.ticketId] || { id: this.ticketId, subject: "", status: "open", ticket_number: "" };
+    var list = h("ol", { class: "messages", testid: "ticket-messages", "aria-live": "polite", "aria-label": "Ticket messages" });
+    var input = h("textarea", { class: "composer", testid: "ticket-reply", rows: "2", "aria-label": "Your reply",
+                                placeholder: t.status === "closed" ? "This ticket is closed" : "Write a reply\u2026" });
+    var counter = this.counter(input);
+    var error = h("p", { class: "error", role: "alert", testid: "ticket-error", hidden: true });
+    var send = h("button", { type: "submit", class: "send", testid: "ticket-send" }, "Send");
+    var form = h("form", { class: "compose" }, input, send);
+    var reopen = t.status === "resolved" ? h("p", { class: "hint small", testid: "ticket-reopen-hint",
+      text: "This ticket is resolved. Replying reopens it." }) : null;
+    if (t.status === "closed") { input.disabled = true; send.disabled = true; }
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var text = input.value.trim();
+      if (!text) return;
+      if (input.value.length > MAX_MESSAGE) { counter.update(); return; }
+      send.disabled = true;
+      self.rest("POST", "/api/v1/tickets/" + encodeURIComponent(t.id) + "/messages", { message: text }).then(function (m) {
+        send.disabled = false;
+        input.value = ""; counter.update();
+        self.addTicketMessages([m]);
+        input.focus();
+      }, function (err) { send.disabled = false; self.showError(error, err.message || "Could not send the reply"); });
+    });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+    });
+    this.ticketView = h("section", { class: "ticket-view", testid: "ticket-view", "data-id": t.id },
+      h("div", { class: "ticket-head" },
+        h("button", { type: "button", class: "link back", testid: "ticket-back",
+                      onclick: function () { self.show("tickets"); } }, "\u2039 My tickets"),
+        h("h3", { class: "ticket-title" }, h("span", { class: "number", text: t.ticket_number + " " }), t.subject),
+        h("span", { class: "status status-" + t.status, testid: "ticket-view-status", text: t.status.replace("_", " ") })),
+      list, h("div", { class: "footer" }, reopen, error, form, counter));
+    this.ticketList = null;
+    this.ticketListEl = list;
+    append(this.body, this.ticketView);
+    this.followEnd(list);
+    this.renderTicketMessages();
+    if (!this.ticketLoaded) this.loadTicket();
+  };
+
+  Widget.prototype.loadTicket = function () {
+    var self = this, id = this.ticketId;
+    if (!id) return;
+    var path = "/api/v1/tickets/" + encodeURIComponent(id);
+    Promise.all([this.rest("GET", path), this.rest("GET", path + "/messages?limit=100")]).then(function (r) {
+      if (self.ticketId !== id) return;
+      self.tickets[id] = r[0];
+      self.ticketLoaded = true;
+      self.ticketMessages = [];
+      self.addTicketMessages(r[1].items || [], true);
+      if (self.view === "ticket") self.show("ticket");
+    }, function (err) { self.flash(err.message); });
+  };
+
+  /** Messages of the open ticket, by id (a push and a load never show one twice), oldest first. */
+  Widget.prototype.addTicketMessages = function (list, quiet) {
+    var self = this, known = {};
+    this.ticketMessages.forEach(function (m) { known[m.id] = true; });
+    list.forEach(function (m) {
+      if (!m.is_internal && !known[m.id]) { self.ticketMessages.push(m); known[m.id] = true; }
+      self.noteReply(self.ticketId, m);
+    });
+    this.ticketMessages.sort(function (a, b) { return (a.created_at || "").localeCompare(b.created_at || ""); });
+    this.markTicketSeen();
+    if (!quiet) this.renderTicketMessages();
+  };
+
+  Widget.prototype.markTicketSeen = function () {
+    if (this.view !== "ticket" || !this.ticketId || !this.isOpen) return;
+    var newest = this.lastReply && this.lastReply[this.ticketId];
+    var seen = this.ticketSeen(this.ticketId);
+    if (newest && (!seen || newest > seen)) this.ticketSeen(this.ticketId, newest);
+    else if (!seen) this.ticketSeen(this.ticketId, new Date().toISOString());
+  };
+
+  Widget.prototype.renderTicketMessages = function () {
+    var self = this, list = this.ticketListEl;
+    if (this.view !== "ticket" || !list) return;
+    clear(list);
+    if (!this.ticketMessages.length) {
+      list.appendChild(h("li", { class: "notice", text: this.ticketLoaded ? "No messages yet." : "Loading\u2026" }));
+    }
+    this.ticketMessages.forEach(function (m) {
+      var own = m.sender_type === "customer";
+      var label = own ? "You" : m.sender_type === "agent" ? "Support" : m.sender_type === "system" ? "Automatic message" : "Assistant";
+      list.appendChild(h("li", { class: "msg " + (own ? "own" : m.sender_type), testid: "ticket-message",
+                                 "data-sender": m.sender_type },
+        m.parts && m.parts.length ? self.renderParts(m.parts, m.message) : h("p", { class: "text" }, self.linkify(m.message)),
+        h("span", { class: "meta" }, label + " \u00b7 ", h("time", { datetime: m.created_at, text: dateTimeOf(m.created_at) }))));
+    });
+    if (list.scrollToEnd) list.scrollToEnd(true);
+  };
+
+  /** ticket:message {ticket, message}: the open conversation grows, the list gets its mark. */
+  Widget.prototype.onTicketMessage = function (p) {
+    if (!p || !p.ticket) return;
+    this.onTicket(p.ticket);
+    if (p.message && this.view === "ticket" && this.ticketId === p.ticket.id) this.addTicketMessages([p.message]);
+    else if (p.message) {
+      this.noteReply(p.ticket.id, p.message);
+      if (this.view === "tickets") this.renderTicketList();
+    }
   };
 
   // ---------------------------------------------------------------- little things
@@ -1025,6 +1429,25 @@
     if (this.socket) this.socket.disconnect();
     this.host.remove();
   };
+
+  /** "Mon–Fri 09:00–17:00 (Europe/Berlin)": business hours as configured, days with the same
+   *  ranges grouped. Shown as the department keeps them (its own zone), named. */
+  function hoursText(hours, zone) {
+    var days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    var names = { mon: "Mon", tue: "Tue", wed: "Wed", thu: "Thu", fri: "Fri", sat: "Sat", sun: "Sun" };
+    var groups = [];
+    days.forEach(function (day) {
+      var ranges = (hours[day] || []).map(function (r) { return r[0] + "\u2013" + r[1]; }).join(", ");
+      if (!ranges) return;
+      var last = groups[groups.length - 1];
+      if (last && last.ranges === ranges && days.indexOf(last.to) === days.indexOf(day) - 1) last.to = day;
+      else groups.push({ from: day, to: day, ranges: ranges });
+    });
+    if (!groups.length) return "closed";
+    return groups.map(function (g) {
+      return names[g.from] + (g.to !== g.from ? "\u2013" + names[g.to] : "") + " " + g.ranges;
+    }).join("; ") + " (" + (zone || "UTC") + ")";
+  }
 
   /** Plain text of sanitised article HTML, parsed inertly (no scripts run, no images load). */
   function htmlToText(html) {

@@ -35,8 +35,9 @@ async def open_page(browser: Browser) -> AsyncIterator[OpenPage]:
     contexts: list[BrowserContext] = []
     errors: list[str] = []
 
-    async def open_(url: str, *, viewport: dict | None = None) -> Page:
-        context = await browser.new_context(viewport=viewport or DESKTOP)
+    async def open_(url: str, *, viewport: dict | None = None, **context_options) -> Page:
+        """``context_options`` go to the new context (e.g. ``locale``, ``timezone_id``)."""
+        context = await browser.new_context(viewport=viewport or DESKTOP, **context_options)
         context.set_default_timeout(UI_TIMEOUT_MS)
         contexts.append(context)
         page = await context.new_page()

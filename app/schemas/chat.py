@@ -199,6 +199,9 @@ class DepartmentAvailabilitySchema(Schema):
     online_agents = fields.Integer()
     free_places = fields.Integer()
     queued = fields.Integer()
+    business_hours = fields.Dict(allow_none=True, metadata={
+        "description": '{"mon": [["09:00", "17:00"]], ...} in time_zone; null: always open'})
+    time_zone = fields.String(allow_none=True)
     open_now = fields.Boolean(metadata={"description": "Within the department's business hours (none set: always)"})
     available = fields.Boolean()
 

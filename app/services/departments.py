@@ -130,7 +130,7 @@ async def _find(ctx: AppContext, conn: asyncpg.Connection, ref: str, *, lock: bo
 async def availability(ctx: AppContext, department: str | None) -> dict:
     """Who can chat now, per department: the widget offers a chat when ``available`` (within
     business hours, and an agent online and connected; a full team still queues), else its
-    "leave a message" form."""
+    "leave a message" form with the department's offline message and business hours."""
     async with ctx.db.connection() as conn:
         rows = await ctx.db.q.chat_availability(conn, department=department)
     now = ctx.clock.now()
@@ -138,8 +138,7 @@ async def availability(ctx: AppContext, department: str | None) -> dict:
     for r in rows:
         row = dict(r)
         row["display_name"] = row["display_name"] or default_display_name(row["name"])   # no row yet
-        hours, zone = row.pop("business_hours"), row.pop("time_zone")
-        row["open_now"] = within_business_hours(hours, zone, now)
+        row["open_now"] = within_business_hours(row["business_hours"], row["time_zone"], now)
         row["available"] = row["open_now"] and row["online_agents"] > 0
         departments.append(row)
     return {"departments": departments}

@@ -57,6 +57,9 @@ const SERVER_FULL_RETRY_MS = 3000;
 
 // ---------------------------------------------------------------- sign-in
 
+/** `#token=…&status=online` (the dev banner's console link): the status to take once connected. */
+const statusFromLink = new URLSearchParams(location.hash.slice(1)).get("status");
+
 function tokenFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   const token = params.get("token");
@@ -234,6 +237,10 @@ async function resume() {
     applySnapshotAgents(snapshot.agents);
     const me = snapshot.agents.find((a) => String(a.id) === state.userId);
     if (me) reflectPresence(me.status);
+    if (me && ["online", "away", "offline"].includes(statusFromLink) && state.linkStatusApplied !== true) {
+      state.linkStatusApplied = true;   // once per page: later changes are the agent's own
+      if (me.status !== statusFromLink) await changePresence(statusFromLink);
+    }
     await chats.resumeAll(snapshot.mine);
   } catch (error) {
     if (error.code !== "disconnected") toast(error.message, { title: "Could not load the queue", kind: "error" });

@@ -14,7 +14,10 @@
   tag.onload = function () {
     window.SupportWidget.init({
       token: token,
-      department: params.get("department") || undefined,
+      // The fake booking site's widget serves `bookings` (the demo agent Alex's department);
+      // #department=billing picks another, #department= (empty) offers the "what is it about?" choice.
+      department: params.has("department") ? params.get("department") || undefined : "bookings",
+      departments: params.get("departments") ? params.get("departments").split(",") : undefined,
       title: "Seaside Stays Support",
       subtitle: "We usually reply in a few minutes",
       open: params.has("open"),
