@@ -105,5 +105,6 @@ async def test_widget_and_console_on_different_replicas_chat_as_one_server(repli
     await expect(pane.get_by_test_id("message-text")).to_have_text(
         ["Hello from replica A", "Hello from replica B", "Both ways"])
     await widget.get_by_test_id("end-chat").click()
+    await widget.get_by_test_id("end-confirm").click()                      # the widget asks first too
     await expect(pane.get_by_test_id("chat-ended")).to_be_visible()
     await expect(widget.get_by_test_id("rating")).to_be_visible()

@@ -3,6 +3,7 @@ what it is sent (failing the first N requests when asked)."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -78,6 +79,19 @@ async def test_ticket_events_are_mailed_once_with_the_event_id_as_key(settings):
         assert all(r["status"] == "sent" and r["attempts"] == 1 for r in await rows_for(ctx, ticket["id"]))
         # the stored address is encrypted
         assert all(who.email not in r["recipient"] for r in await rows_for(ctx, ticket["id"]))
+
+
+async def test_the_new_ticket_email_says_when_an_agent_will_answer_in_words(settings):
+    async with email_worker() as (worker, url), frozen(settings, email_service_url=url) as (ctx, _):
+        who = customer()
+        ticket = await new_ticket(ctx, unique(), customer=who)
+        await notifications.tick(ctx)
+        [created] = worker.to(who.email)
+    due = ticket["first_response_due_at"]
+    assert created["data"]["first_response_due_at"] == due.isoformat()
+    promise = created["data"]["response_promise"]
+    assert promise.startswith("An agent will respond within ")
+    assert promise.endswith(f"(by {due.astimezone(dt.timezone.utc):%A} {due.day} {due:%B %Y, %H:%M} UTC).")
 
 
 async def test_a_failed_send_is_retried_with_back_off_then_succeeds(settings):

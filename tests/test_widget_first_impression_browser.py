@@ -215,6 +215,9 @@ async def test_the_readme_chat_with_yourself_flow_works_on_the_demo_data(chat_se
     await expect(widget.get_by_test_id("agent-line")).to_have_text("You are chatting with Alex Agent")
     pane = console.locator("[data-testid=chat-pane]:visible")
     await expect(pane.get_by_test_id("message-text").first).to_have_text("Can I move my booking by a day?")
+    greeting = pane.locator("[data-sender=system]").get_by_test_id("message-text")   # parts, in the console too
+    await expect(greeting).to_have_class(re.compile(r"\bmsg-parts\b"))
+    await expect(greeting).to_contain_text("Alex Agent will reply in a moment.")
     await pane.get_by_test_id("composer").fill("Of course, which booking?")
     await pane.get_by_test_id("send").click()
     await expect(messages(widget).filter(has_text="Of course, which booking?")).to_have_count(1)

@@ -27,6 +27,7 @@ import aiohttp
 from app.auth import Principal, require_role
 from app.context import AppContext
 from app.db import fetch_page
+from app.services import automation
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -71,6 +72,17 @@ async def _staff_recipients(ctx: AppContext, conn: Any, event: Any) -> list[str]
     return ids
 
 
+def _response_promise(event: Any) -> dict:
+    """For a new ticket with a first-response target: the time (ISO) and a sentence in words in
+    the department's time zone, which e-mails show as they are (no ISO string for people)."""
+    if event["type"] != "ticket.created" or event["first_response_due_at"] is None:
+        return {}
+    span, due = automation.response_promise(dict(event))
+    return {"first_response_due_at": due.isoformat(),
+            "response_promise": f"An agent will respond within {span} "
+                                f"(by {automation.time_in_words(due, event['time_zone'] or 'UTC')})."}
+
+
 def _templates(ctx: AppContext, event: Any) -> list[str]:
     """The customer e-mails one ticket event calls for."""
     s = ctx.settings
@@ -96,7 +108,7 @@ async def build_outbox(ctx: AppContext) -> int:
         for event in events:
             data = {"ticket_id": str(event["ticket_id"]), "ticket_number": event["ticket_number"],
                     "subject": event["subject"], "status": event["status"], "priority": event["priority"],
-                    "event": event["type"]}
+                    "event": event["type"], **_response_promise(event)}
             templates = _templates(ctx, event)
             address = await _customer_address(ctx, event) if templates else None
             recipients = [(CUSTOMER, address, t) for t in templates if address]   # no address: no e-mail

@@ -3,9 +3,11 @@
 -- name: mailable_events(types, lookback)
 -- Recent ticket events of the given types that have no e-mail yet, with what the e-mail needs.
 SELECT e.event_id, e.type, e.payload, t.customer_email, t.ticket_number, t.subject, t.status, t.priority,
-       t.id AS ticket_id, t.customer_id, t.agent_id, t.department
+       t.id AS ticket_id, t.customer_id, t.agent_id, t.department, t.created_at, t.first_response_due_at,
+       d.time_zone
 FROM support_events e
 JOIN support_tickets t ON e.entity_type = 'ticket' AND t.id::text = e.entity_id
+LEFT JOIN departments d ON d.name = t.department
 WHERE e.type = ANY(:types::text[]) AND e.created_at > now() - :lookback::interval
   AND NOT EXISTS (SELECT 1 FROM email_notifications n WHERE n.event_id = e.event_id)
 ORDER BY e.position

@@ -8,7 +8,7 @@
 // ids (the server returns the first message again for a repeated id).
 
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
-import { api, customerLabel, el, formatTime, label, ratingNodes } from "./lib.js";
+import { api, customerLabel, el, formatTime, label, messageBody, ratingNodes } from "./lib.js";
 import { attachControls, attachmentList, dropZone, pendingList, showProgress, uploadFile } from "./attachments.js";
 import { agentName, chatsOnScreen, departmentLabel, emit, isPhone, on, rememberDepartment, setSection, state } from "./state.js";
 
@@ -483,7 +483,7 @@ function buildMessage(message) {
     class: `msg msg-${message.sender_type}`, testid: "message",
     dataset: { seq: message.seq, sender: message.sender_type, clientMsgId: message.client_msg_id || "" },
   },
-  el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: message.message }),
+  el("div", { class: "msg-bubble" }, messageBody(message),
     attachmentList(message.attachments)),
   el("div", { class: "msg-meta" },
     el("span", { class: "msg-sender", text: senderLabel(message) }),

@@ -45,6 +45,27 @@ export function formatDateTime(iso) {
   return new Date(iso).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 }
 
+/** A message's text, or its structured parts (automatic messages): text, times in the reader's
+ *  locale and time zone, article cards. `message` is the fallback for parts this console does
+ *  not know. The element carries data-testid=message-text either way. */
+export function messageBody(message) {
+  const parts = message.parts;
+  const known = Array.isArray(parts) && parts.length && parts.every((p) => ["text", "time", "articles"].includes(p.type));
+  if (!known) return el("p", { class: "msg-text", testid: "message-text", text: message.message });
+  return el("div", { class: "msg-text msg-parts", testid: "message-text" }, parts.map((part) => {
+    if (part.type === "text") return String(part.text ?? "");
+    if (part.type === "time") {
+      const when = new Date(part.value);
+      const text = Number.isNaN(when.getTime()) ? String(part.value)
+        : new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" }).format(when);
+      return el("time", { datetime: part.value, testid: "part-time", text });
+    }
+    return el("ul", { class: "article-cards" }, (part.items || []).map((a) => el("li", {},
+      el("a", { class: "article-card", testid: "article-card", target: "_blank", rel: "noopener noreferrer",
+        href: /^\/[^/]/.test(a.url) || /^https?:\/\//.test(a.url) ? a.url : null, text: a.title }))));
+  }));
+}
+
 /** Who the customer is: their name from the session, else the start of their id. */
 export function customerLabel(session) {
   return session.customer_name || `customer ${shortId(session.customer_id)}`;

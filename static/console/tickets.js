@@ -5,7 +5,7 @@
 import { attachControls, attachmentList, pendingList, showProgress, uploadFile } from "./attachments.js";
 import { toast } from "./alerts.js";
 import { renderTicketBookings, ticketBookingsSection } from "./bookings.js";
-import { api, el, formatDateTime, label, ratingNodes } from "./lib.js";
+import { api, el, formatDateTime, label, messageBody, ratingNodes } from "./lib.js";
 import { emit, on, setSection, state } from "./state.js";
 
 const PAGE = 20;
@@ -280,7 +280,7 @@ function ticketMessage(m) {
     m.is_internal ? el("span", { class: "note-tag", text: "Internal note" }) : null,
     el("strong", { text: personLabel(m.sender_type, m.sender_id) }),
     el("span", { class: "muted", text: formatDateTime(m.created_at) })),
-  el("p", { class: "msg-text", text: m.message }),
+  messageBody(m),
   attachmentList(m.attachments));
 }
 
