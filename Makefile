@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # The browser tests drive Debian's Chromium (never a browser Playwright downloads).
 CHROMIUM ?= /usr/bin/chromium
-BROWSER_TESTS := tests/test_widget_browser.py tests/test_console_browser.py tests/test_browser_chat.py \
+BROWSER_TESTS := tests/test_widget_browser.py tests/test_widget_first_impression_browser.py \
+                 tests/test_widget_tickets_browser.py tests/test_console_browser.py tests/test_browser_chat.py \
                  tests/test_bookings_browser.py tests/test_console_signin_browser.py
 
 .PHONY: venv run test browser screenshots

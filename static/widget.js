@@ -946,7 +946,7 @@
     }
     if (s.status === "ended" && s.agent_id) this.footer.appendChild(this.ratingForm(s));
     this.footer.appendChild(h("button", { type: "button", class: "link", testid: "new-chat",
-      onclick: function () { self.forgetSession(); self.show("prechat"); } }, "Start a new chat"));
+      onclick: function () { self.forgetSession(); self.viewChosen = false; self.show(self.chatView()); } }, "Start a new chat"));
   };
 
   /** "End chat", which asks first: "End this chat?" with End chat / Keep chatting. */

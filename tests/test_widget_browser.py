@@ -210,7 +210,6 @@ async def test_no_agent_online_offers_a_message_that_becomes_a_live_ticket(
     await expect(form.get_by_role("alert")).to_have_text("Please fill in the subject and the message.")
     await page.get_by_test_id("offline-subject").fill("Refund for BK-1042")
     await page.get_by_test_id("offline-message").fill("It has been two weeks.")
-    await screenshot(page, "widget-offline-phone", screenshot_dir)
     await page.get_by_test_id("offline-submit").click()
     await expect(page.get_by_test_id("offline-done")).to_contain_text(re.compile(r"ticket TKT-\d+"))
 
@@ -223,7 +222,6 @@ async def test_no_agent_online_offers_a_message_that_becomes_a_live_ticket(
                               headers=users.headers(uuid.uuid4(), "supervisor")) as resp:
             assert resp.status == 200, await resp.text()
     await expect(item.get_by_test_id("ticket-status")).to_have_text("in progress")   # live, no reload
-    await screenshot(page, "widget-tickets-phone", screenshot_dir)
 
 
 async def test_widget_fits_a_phone_and_is_keyboard_operable(chat_server, cast, department, open_page, screenshot_dir):
