@@ -704,6 +704,9 @@
     var self = this;
     if (complete || !this.avail) this.avail = {};
     (data.departments || []).forEach(function (d) { self.avail[d.name] = d; });
+    if (complete && !this.o.department && this.department && !this.avail[this.department]) {
+      this.department = null;               // a choice remembered from an embed that no longer offers it
+    }
     if (!this.department) {
       var offered = this.offered();
       if (offered.length === 1) this.department = offered[0].name;
@@ -1377,7 +1380,13 @@
     var self = this, list = this.ticketListEl;
     if (this.view !== "ticket" || !list) return;
     clear(list);
-    if (!this.ticketMessages.length) {
+    var t = this.tickets[this.ticketId];
+    if (t && t.description) {               // what the customer wrote when the ticket was opened
+      list.appendChild(h("li", { class: "msg own", testid: "ticket-description", "data-sender": "customer" },
+        h("p", { class: "text" }, this.linkify(t.description)),
+        h("span", { class: "meta" }, "You \u00b7 ", h("time", { datetime: t.created_at, text: dateTimeOf(t.created_at) }))));
+    }
+    if (!this.ticketMessages.length && !(t && t.description)) {
       list.appendChild(h("li", { class: "notice", text: this.ticketLoaded ? "No messages yet." : "Loading\u2026" }));
     }
     this.ticketMessages.forEach(function (m) {
