@@ -70,9 +70,9 @@ async def test_dev_mode_starts_embedded_services_with_demo_data_and_reuses_them(
                 assert resp.status == 200
             async with http.get(f"{base}/api/docs") as resp:
                 assert resp.status == 200
-            for page, role in (("demo", "customer"), ("console", "agent")):
-                url = re.search(rf"({re.escape(base)}/{page}#token=(\S+))$", output, flags=re.M)
-                assert url and url[2] == _token(output, role), output
+            for page, role, rest in (("demo", "customer", ""), ("console", "agent", "&status=online")):
+                url = re.search(rf"({re.escape(base)}/{page}#token=([^&\s]+)(\S*))$", output, flags=re.M)
+                assert url and url[2] == _token(output, role) and url[3] == rest, output
                 async with http.get(url[1].split("#")[0]) as resp:
                     assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
         assert demo_tickets >= 2

@@ -64,7 +64,8 @@ async def test_availability_counts_online_agents_free_places_and_queue(chat_serv
     assert response.status == 200
     assert (await response.json())["departments"] == [{
         "name": department, "display_name": default_display_name(department), "description": None,
-        "offline_message": None, "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
+        "offline_message": None, "business_hours": None, "time_zone": None,   # no row yet: always open
+        "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
 
     await cast.staff(await make_agent(ctx, department, max_chats=1))
     await cast.staff(await make_agent(ctx, department, max_chats=3), status="away")   # connected, not taking chats
@@ -75,7 +76,8 @@ async def test_availability_counts_online_agents_free_places_and_queue(chat_serv
     body = await (await client.get(AVAILABILITY, params={"department": department}, headers=caller)).json()
     assert body["departments"][0] | {"name": None} == {
         "name": None, "display_name": default_display_name(department), "description": None,
-        "offline_message": None, "online_agents": 1, "free_places": 0, "queued": 1, "open_now": True, "available": True}
+        "offline_message": None, "business_hours": None, "time_zone": "UTC",   # created on first use
+        "online_agents": 1, "free_places": 0, "queued": 1, "open_now": True, "available": True}
 
 
 async def test_availability_lists_configured_departments_with_their_offline_message(client, users, ctx):
@@ -87,7 +89,7 @@ async def test_availability_lists_configured_departments_with_their_offline_mess
     mine = [d for d in body["departments"] if d["name"] == name]
     assert mine == [{"name": name, "display_name": default_display_name(name), "description": "Billing questions",
                      "offline_message": "We answer billing mail within a day.",
-                     "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
+                     "business_hours": None, "time_zone": "UTC", "online_agents": 0, "free_places": 0, "queued": 0, "open_now": True, "available": False}]
 
 
 async def test_availability_needs_a_token_and_valid_input(client, users):
@@ -197,7 +199,7 @@ async def test_outside_business_hours_a_department_is_not_available_even_with_ag
                                    headers=users.headers(uuid.uuid4(), "customer"))).json()
     assert body["departments"][0] | {"name": None} == {
         "name": None, "display_name": default_display_name(department), "description": None,
-        "offline_message": "We are open on weekdays.",
+        "offline_message": "We are open on weekdays.", "business_hours": {}, "time_zone": "UTC",
         "online_agents": 1, "free_places": 2, "queued": 0, "open_now": False, "available": False}
 
 
