@@ -297,7 +297,8 @@ async def test_business_hours_set_over_the_api_decide_availability(client, admin
                                    headers=customer)).json()
     assert seen["departments"][0] | {"online_agents": None} == {
         "name": dept["name"], "display_name": dept["display_name"], "description": None,
-        "offline_message": "Closed today", "online_agents": None, "free_places": 2, "queued": 0,
+        "offline_message": "Closed today", "business_hours": {}, "time_zone": "UTC",
+        "online_agents": None, "free_places": 2, "queued": 0,
         "open_now": False, "available": False}
     await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"business_hours": None}, headers=admin)
     seen = await (await client.get(f"{DEPARTMENTS}/{dept['id']}", headers=customer)).json()

@@ -95,9 +95,10 @@ async def test_the_chat_greeting_carries_article_cards_without_the_ones_already_
     synced = await customer.ok("chat:sync", {"session_id": started["session"]["id"], "after_seq": 0})
     (greeting,) = [m for m in synced["messages"] if m["sender_type"] == "system"]
     cards = [p for p in greeting["parts"] if p["type"] == "articles"]
-    assert [item["id"] for item in cards[0]["items"]] == [str(articles[2]["id"])]
-    assert cards[0]["items"][0] == {"id": str(articles[2]["id"]), "title": f"{word} guide 2",
-                                    "url": f"/help/articles/{articles[2]['id']}"}
+    items = cards[0]["items"]   # other tests' articles may match the other words of the text too
+    assert not {item["id"] for item in items} & set(shown)
+    assert {"id": str(articles[2]["id"]), "title": f"{word} guide 2",
+            "url": f"/help/articles/{articles[2]['id']}"} in items
     assert greeting["parts"][0]["type"] == "text" and "queue" in greeting["parts"][0]["text"]
     # Old clients read the plain text: the same content, the article as a path.
     assert f"- {word} guide 2 (/help/articles/{articles[2]['id']})" in greeting["message"]
