@@ -12,7 +12,7 @@ BROWSER_TESTS := tests/test_widget_browser.py tests/test_widget_first_impression
                  tests/test_widget_tickets_browser.py tests/test_console_browser.py tests/test_browser_chat.py \
                  tests/test_bookings_browser.py tests/test_console_signin_browser.py
 
-.PHONY: venv run test browser screenshots
+.PHONY: venv run test lint browser screenshots
 
 venv: $(STAMP)
 
@@ -28,8 +28,14 @@ $(STAMP): pyproject.toml setup.cfg | $(VENV)/bin/python
 run: venv
 	$(VENV)/bin/support-service dev
 
-test: venv browser
+test: venv browser lint
 	CHROMIUM_PATH=$(CHROMIUM) $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff's lint rules over the tree and mypy over app/ (settings in pyproject.toml). Formatting
+# (`ruff format`) is configured there too but not enforced yet.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Installs Chromium from Debian's packages when it is missing (as root, or through sudo).
 browser:

@@ -83,7 +83,7 @@ class TokenVerifier:
         if key is None:
             raise Unauthorized(f"Token algorithm {algorithm!r} is not accepted")
         try:
-            claims = jwt.decode(token, key, algorithms=[algorithm], options={"require": ["sub", "exp"]})
+            claims = jwt.decode(token, key, algorithms=[str(algorithm)], options={"require": ["sub", "exp"]})
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("Token expired") from exc
         except jwt.PyJWTError as exc:

@@ -9,6 +9,7 @@ import os
 import secrets
 import sys
 import uuid
+from typing import Any
 from pathlib import Path
 
 from app import logs
@@ -85,7 +86,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     env.setdefault("ATTACHMENT_STORAGE_DIR", str(data_dir / "attachments"))
     for key, value in _dev_secrets(data_dir).items():
         env.setdefault(key, value)
-    servers = []
+    servers: list[Any] = []
     try:
         if not (env.get("DATABASE_URL") or env.get("SPRING_DATASOURCE_URL")):
             from app.embedded import EmbeddedPostgres
@@ -122,6 +123,7 @@ async def _dev_banner(ctx, settings: Settings, host: str = DEV_HOST) -> str:
     from app.auth import issue_token
     loaded = await demo.load(ctx)
     base = f"http://{browse_host(host)}:{settings.server_port}"
+    assert settings.jwt_secret   # dev mode makes one
     tokens = {role: issue_token(settings.jwt_secret, user_id, role, ttl=settings.jwt_expiration, name=name,
                                 email=email)
               for role, (user_id, name, email) in demo.USERS.items()}

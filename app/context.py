@@ -7,19 +7,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
-
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from app.auth import TokenVerifier
 from app.cache import RowCache
+from app.clients.booking_service import BookingDirectory
+from app.clients.user_service import UserDirectory
 from app.clock import Clock
 from app.config import Settings
 from app.db import Database
 from app.events import EventLog
 from app.live import Live
+from app.search import create_backend
+from app.search.base import SearchBackend
 from app.security.encryption import FieldCipher
 from app.security.ratelimit import RateLimiter
+from app.storage import create_store
+from app.storage.base import BlobStore
+from app.services.message_writer import MessageWriter
+from app.services.queue_notifier import QueueNotifier
 
 
 @dataclasses.dataclass
@@ -34,12 +41,16 @@ class AppContext:
     clock: Clock
     ticket_cache: RowCache
     live: Live
-    queue_notifier: Any = None   # app.services.routing.QueueNotifier, set once the context exists
-    message_writer: Any = None   # app.services.message_writer.MessageWriter, likewise
-    search: Any = None           # app.search.SearchBackend (PostgreSQL or Elasticsearch), likewise
-    users: Any = None            # app.clients.user_service.UserDirectory when GRPC_USER_SERVICE_URL is set
-    bookings: Any = None         # app.clients.booking_service.BookingDirectory when GRPC_BOOKING_SERVICE_URL is set
-    files: Any = None            # app.storage.BlobStore (local directory or S3) for attachments
+    queue_notifier: QueueNotifier
+    message_writer: MessageWriter
+    search: SearchBackend                 # PostgreSQL or Elasticsearch (app.search.create_backend)
+    files: BlobStore                      # attachments: a local directory or S3 (app.storage.create_store)
+    users: UserDirectory | None = None    # when GRPC_USER_SERVICE_URL is set
+    bookings: BookingDirectory | None = None   # when GRPC_BOOKING_SERVICE_URL is set
+
+
+# The context as aiohttp app state: the one AppKey every transport reads (set by app/server.py).
+CONTEXT = web.AppKey("context", AppContext)
 
 
 @contextlib.asynccontextmanager
@@ -49,38 +60,46 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
                                                     max_connections=64, timeout=10)
     redis = aioredis.Redis(connection_pool=pool)
-    search = users = bookings = files = None
+    search: SearchBackend | None = None
+    files: BlobStore | None = None
+    users: UserDirectory | None = None
+    bookings: BookingDirectory | None = None
+    writer: MessageWriter | None = None
     try:
-        ctx = AppContext(
+        events = EventLog(support_topic=settings.kafka_topic_support_events,
+                          ticket_topic=settings.kafka_topic_ticket_events,
+                          chat_topic=settings.kafka_topic_chat_events)
+        clock = clock or Clock()
+        cipher = FieldCipher(settings.data_encryption_keys or ())
+        live = Live(redis, presence_ttl_seconds=max(10.0, 3 * settings.websocket_heartbeat_interval / 1000))
+        search = create_backend(settings, db)
+        files = await create_store(settings)
+        if settings.grpc_user_service_url:
+            users = UserDirectory(settings.grpc_user_service_url)
+        if settings.grpc_booking_service_url:
+            bookings = BookingDirectory(settings.grpc_booking_service_url)
+        writer = MessageWriter(db, events, clock)
+        yield AppContext(
             settings=settings,
             db=db,
             redis=redis,
-            cipher=FieldCipher(settings.data_encryption_keys or ()),
+            cipher=cipher,
             verifier=TokenVerifier(settings.jwt_secret, settings.jwt_public_key),
             limiter=RateLimiter(settings.redis_url, pool),
-            events=EventLog(support_topic=settings.kafka_topic_support_events,
-                            ticket_topic=settings.kafka_topic_ticket_events,
-                            chat_topic=settings.kafka_topic_chat_events),
-            clock=clock or Clock(),
+            events=events,
+            clock=clock,
             ticket_cache=RowCache(redis, "ticket"),
-            live=Live(redis, presence_ttl_seconds=max(10.0, 3 * settings.websocket_heartbeat_interval / 1000)),
+            live=live,
+            queue_notifier=QueueNotifier(db, redis, live, clock, cipher),
+            message_writer=writer,
+            search=search,
+            files=files,
+            users=users,
+            bookings=bookings,
         )
-        from app.services.message_writer import MessageWriter   # services import this module
-        from app.services.routing import QueueNotifier
-        ctx.queue_notifier = QueueNotifier(ctx)
-        ctx.message_writer = MessageWriter(ctx)
-        from app.search import create_backend
-        ctx.search = search = create_backend(settings, db)
-        from app.storage import create_store
-        ctx.files = files = await create_store(settings)
-        if settings.grpc_user_service_url:
-            from app.clients.user_service import UserDirectory
-            ctx.users = users = UserDirectory(settings.grpc_user_service_url)
-        if settings.grpc_booking_service_url:
-            from app.clients.booking_service import BookingDirectory
-            ctx.bookings = bookings = BookingDirectory(settings.grpc_booking_service_url)
-        yield ctx
     finally:
+        if writer is not None:
+            await writer.aclose()
         if bookings is not None:
             await bookings.close()
         if users is not None:

@@ -10,6 +10,8 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
+from aiohttp import web
+
 Check = Callable[[], Awaitable[dict | None]]
 
 
@@ -46,3 +48,7 @@ class Health:
         components = dict(zip(names, results, strict=True))
         ready = all(r["status"] == "up" for r in components.values() if r["required"])
         return ready, {"status": "up" if ready else "down", "components": components}
+
+
+# The replica's readiness checks as aiohttp app state (set by app/server.py).
+HEALTH = web.AppKey("health", Health)

@@ -56,6 +56,7 @@ class Live:
         self.redis = redis
         self.emitter: Emitter | None = None
         self.presence_ttl = presence_ttl_seconds
+        self._local: dict[str, tuple[str, Any]] = {}   # this process's sockets: sid -> (namespace, user_id)
 
     # ------------------------------------------------------------ presence
 
@@ -65,13 +66,20 @@ class Live:
 
     async def register_socket(self, namespace: str, user_id: Any, sid: str) -> None:
         key = self._presence_key(namespace, user_id)
+        self._local[sid] = (namespace, user_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {sid: time.time() + self.presence_ttl})
             pipe.expire(key, int(self.presence_ttl * 4))
             await pipe.execute()
 
     async def unregister_socket(self, namespace: str, user_id: Any, sid: str) -> None:
+        self._local.pop(sid, None)
         await self.redis.zrem(self._presence_key(namespace, user_id), sid)
+
+    def local_sockets(self) -> list[tuple[str, Any, str]]:
+        """(namespace, user_id, sid) of the sockets registered in this process: what its
+        presence heartbeat (app/duties.py) refreshes."""
+        return [(ns, user_id, sid) for sid, (ns, user_id) in self._local.items()]
 
     async def heartbeat(self, sockets: list[tuple[str, Any, str]]) -> None:
         """Refresh the expiry of this replica's sockets ((namespace, user_id, sid) triples)."""

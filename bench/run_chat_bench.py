@@ -253,7 +253,7 @@ class Sampler:
             pids = set(a[key]) | set(b[key])
             return sum(b[key].get(p, a[key].get(p, 0.0)) - a[key].get(p, 0.0) for p in pids) / seconds
 
-        replicas = [round((y - x) / seconds, 2) for x, y in zip(a["replicas"], b["replicas"])]
+        replicas = [round((y - x) / seconds, 2) for x, y in zip(a["replicas"], b["replicas"], strict=False)]
         machine = (b["machine"][0] - a["machine"][0]) / seconds
         ours = sum(replicas) + group("pg_bench") + group("redis") + group("client")
         return {"replicas": replicas, "postgres": round(group("pg_bench"), 2),
@@ -281,7 +281,7 @@ class Replicas:
                                                stderr=subprocess.STDOUT, start_new_session=True))
             self.urls.append(f"http://127.0.0.1:{port}")
         deadline = time.time() + 60
-        for url, proc in zip(self.urls, self.procs):
+        for url, proc in zip(self.urls, self.procs, strict=False):
             while True:
                 if proc.poll() is not None:
                     raise RuntimeError(f"replica {url} exited with {proc.returncode}; see {self.log_dir}")

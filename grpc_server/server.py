@@ -51,7 +51,9 @@ def server_options(s: Settings) -> list[tuple[str, int]]:
 class GrpcServer:
     def __init__(self, ctx: AppContext, *, settings: Settings | None = None, host: str = "0.0.0.0",
                  port: int | None = None, grace: float = 10.0, health_interval: float = 5.0,
-                 db_check: DbCheck | None = None):
+                 db_check: DbCheck | None = None, hub: EventHub | None = None):
+        """``hub``: the replica's subscriptions hub (a listener of its event follower); without
+        one the server runs a hub of its own."""
         self.ctx = ctx
         self.settings = settings or ctx.settings
         self.host = host
@@ -61,7 +63,8 @@ class GrpcServer:
         self.health_interval = health_interval
         self.db_check = db_check or self._database_answers
         self.draining = asyncio.Event()
-        self.hub = EventHub(ctx)
+        self._own_hub = hub is None
+        self.hub = hub or EventHub(ctx)
         self.health = health.aio.HealthServicer()
         self.serving = False
         self._server: grpc.aio.Server | None = None
@@ -84,7 +87,8 @@ class GrpcServer:
             self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
             raise RuntimeError(f"gRPC cannot listen on {address}: {exc}") from exc
-        await self.hub.start()
+        if self._own_hub:
+            await self.hub.start()
         await server.start()
         self._server = server
         await self._check_health()

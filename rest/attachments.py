@@ -6,24 +6,19 @@ type but images (which may be shown inline).
 """
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from app import duties
 from app.errors import ValidationFailed
 from app.schemas import attachments as s
 from app.services import attachments
-from app.tasks import stop_tasks
-from rest.common import CONTEXT, authenticate, context, created, json_response, meta, no_content, path_uuid
+from rest.common import authenticate, context, created, json_response, meta, no_content, path_uuid
 from rest.openapi import api_doc
 
 routes = web.RouteTableDef()
 TAGS = ["Attachments"]
 CHUNK = 64 * 1024
-RETENTION_SECONDS = 3600.0
 UPLOAD_RULES = (
     "One part named `file`. At most ATTACHMENT_MAX_BYTES (default 10 MB; larger is a 413). The type is "
     "found from the content, never the name or the declared type: PNG, JPEG, GIF and WebP images, PDF and "
@@ -141,11 +136,3 @@ async def download(request: web.Request) -> web.Response:
          binary_response="image/png", errors=(404,), description=DOWNLOAD_RULES)
 async def thumbnail(request: web.Request) -> web.Response:
     return await _download(request, "thumbnail")
-
-
-async def background(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the attachment retention duty (one replica at a time, hourly)."""
-    task = asyncio.create_task(duties.run_forever(app[CONTEXT], "attachment-retention", attachments.retention,
-                                                  RETENTION_SECONDS), name="attachment-retention")
-    yield
-    await stop_tasks([task])

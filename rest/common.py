@@ -12,11 +12,10 @@ from aiohttp import web
 from webargs.aiohttpparser import AIOHTTPParser, is_json_request
 
 from app.auth import Principal, RequestMeta, bearer_token
-from app.context import AppContext
+from app.context import CONTEXT, AppContext
 from app.errors import BadRequest, DomainError, NotFound, ValidationFailed
 from app.jsonutil import dumps
 
-CONTEXT = web.AppKey("context", AppContext)
 REQUEST_ID = web.RequestKey("request_id", str)
 _PRINCIPAL = web.RequestKey("principal", Principal)   # request-scoped cache of the verified caller
 

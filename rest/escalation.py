@@ -1,18 +1,13 @@
-"""/api/v1/escalation-rules, /api/v1/sla-policies and /api/v1/notifications (admins), and the
-escalation, SLA and e-mail cluster duties this replica takes part in."""
+"""/api/v1/escalation-rules, /api/v1/sla-policies and /api/v1/notifications (admins). The
+escalation, SLA and e-mail duties these configure run from app/duties.py."""
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from app import duties
 from app.schemas import escalation as s
 from app.services import escalation, notifications
-from app.tasks import stop_tasks
 from rest.common import (
-    CONTEXT,
     authenticate,
     body,
     context,
@@ -27,7 +22,6 @@ from rest.openapi import api_doc
 
 routes = web.RouteTableDef()
 TAGS = ["Escalation"]
-EMAIL_SECONDS = 15.0
 
 
 @routes.get("/api/v1/escalation-rules")
@@ -96,18 +90,3 @@ async def list_notifications(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.NotificationListQuery())
     return json_response(await notifications.list_notifications(context(request), principal, params))
-
-
-async def background(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the escalation/SLA sweep and the e-mail sender, each once per cluster."""
-    ctx = app[CONTEXT]
-
-    async def delayed(name: str, duty: duties.Duty, interval: float) -> None:
-        await asyncio.sleep(interval)   # the first tick one period after start
-        await duties.run_forever(ctx, name, duty, interval)
-
-    tasks = [asyncio.create_task(delayed("escalation", escalation.duties_tick, escalation.SWEEP_SECONDS),
-                                 name="escalation"),
-             asyncio.create_task(delayed("email-outbox", notifications.tick, EMAIL_SECONDS), name="email-outbox")]
-    yield
-    await stop_tasks(tasks)

@@ -5,11 +5,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import metrics
-from app.health import Health
+from app.health import HEALTH
 from rest.common import context, json_response
 
 routes = web.RouteTableDef()
-HEALTH = web.AppKey("health", Health)
 
 
 @routes.get("/health")

@@ -5,25 +5,17 @@ sites); a valid token still matters there, since agents and up also see drafts.
 """
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
 from aiohttp import web
 
-from app import duties
 from app.auth import Principal
 from app.schemas import kb as s
-from app.search import sync as search_sync
 from app.services import kb
-from app.tasks import stop_tasks
-from rest.common import (CONTEXT, authenticate, body, context, created, json_response, meta, no_content,
+from rest.common import (authenticate, body, context, created, json_response, meta, no_content,
                          path_uuid, query)
-from rest.health import HEALTH
 from rest.openapi import api_doc
 
 routes = web.RouteTableDef()
 TAGS = ["Knowledge base"]
-SEARCH_SYNC_SECONDS = 2.0
 
 
 @routes.get("/api/v1/kb/articles")
@@ -111,18 +103,3 @@ def _optional_principal(request: web.Request) -> Principal | None:
     """The caller when a token is sent (it must then be valid: a bad token is a 401, not a
     silent downgrade to anonymous); None without one."""
     return authenticate(request) if request.headers.get("Authorization") else None
-
-
-async def background(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the KB's cluster duties on this replica (each runs on one replica at a time):
-    adding buffered view counts to PostgreSQL and, with Elasticsearch, following article
-    events into the index (whose health then shows in /health/ready)."""
-    ctx = app[CONTEXT]
-    tasks = [asyncio.create_task(duties.run_forever(ctx, "kb-view-counts", kb.flush_view_counts,
-                                                    kb.VIEW_FLUSH_SECONDS), name="kb-view-counts")]
-    if ctx.search.follows_events:
-        app[HEALTH].register(ctx.search.name, ctx.search.health, required=False)
-        tasks.append(asyncio.create_task(duties.run_forever(ctx, "search-sync", search_sync.sync_pending,
-                                                            SEARCH_SYNC_SECONDS), name="search-sync"))
-    yield
-    await stop_tasks(tasks)

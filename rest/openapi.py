@@ -225,7 +225,7 @@ def build_spec(app: web.Application, *, title: str = "Support Service API",
         SECURITY_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Problem", PROBLEM_SCHEMA)
     spec.components.schema("ValidationProblem", VALIDATION_PROBLEM_SCHEMA)
-    for code, (name, description, schema_name, headers) in _ERROR_RESPONSES.items():
+    for _code, (name, description, schema_name, headers) in _ERROR_RESPONSES.items():
         response: dict[str, Any] = {
             "description": description,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": schema_name}}}

@@ -2,8 +2,9 @@
 
 Connect authenticates once (JWT in ``auth.token`` or an ``Authorization`` header) and joins the
 socket to its rooms; every replica runs the same handlers and reaches every client through the
-Redis manager. Background work of a replica: presence heartbeats and coalesced queue pushes;
-of the cluster (one replica at a time): chat timers.
+Redis manager. Its lifetimes (pushing through Redis, accepting sockets) are put in order by the
+composition root, app/server.py; the background work around sockets (presence heartbeats, chat
+timers) is in the duty table, app/duties.py.
 """
 from __future__ import annotations
 
@@ -13,19 +14,18 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as eio_aiohttp
 
-from app import duties, metrics
+from app import metrics
 from app.auth import STAFF, Principal, bearer_token
 from app.config import Settings
+from app.context import CONTEXT
 from app.errors import DomainError
+from app.health import HEALTH
 from app.live import AGENT_NS, CUSTOMER_NS
-from app.services import chat_timers, live_feed
-from app.tasks import stop_tasks
-from rest.common import CONTEXT
-from rest.health import HEALTH
 from sockets import agent, customer
 from sockets.common import SocketState, refuse
 
@@ -33,7 +33,6 @@ log = logging.getLogger("support.sockets")
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 STATE = web.AppKey("socket_state", SocketState)
 ROLES = {CUSTOMER_NS: frozenset({"customer"}), AGENT_NS: STAFF}
-TIMER_INTERVAL_SECONDS = 2.0
 ENGINE_SHUTDOWN_SECONDS = 5.0
 
 
@@ -53,30 +52,25 @@ def _websocket_class(compress: bool) -> type:
 class RedisManager(socketio.AsyncRedisManager):
     """python-socketio's Redis manager, started with the replica and closed with it.
 
-    The stock manager (5.18) starts listening only when the first socket connects, and makes a
-    new Redis client whenever its publisher or its listener (re)connects, dropping the previous
-    client with its connections open: a push published before the first socket connected (a REST
-    message, a timer) opened a connection that the listener's new client then orphaned. Here one
-    client serves both for the manager's life (its pool reconnects by itself), only the
-    subscription is renewed, and :meth:`aclose` stops the listener and closes the connections.
+    It fills in only the two hooks python-socketio's pub/sub manager documents for a backend,
+    :meth:`_publish` and :meth:`_listen`, over one Redis client of its own for the manager's
+    life (its pool reconnects by itself): the stock 5.18 manager makes a new client whenever its
+    publisher or listener (re)connects and drops the previous one with its connections open.
+    :meth:`start` listens from the replica's start rather than from the first socket connection,
+    and :meth:`aclose` stops the listener and the publisher and closes the connections.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._closing: set[asyncio.Task] = set()
+        self._client: aioredis.Redis | None = None
+        self._subscription: Any = None
         self._outbox: asyncio.Queue = asyncio.Queue(maxsize=100_000)
         self._publisher: asyncio.Task | None = None
 
-    def _redis_connect(self) -> None:   # called by the publisher and by the listener's (re)subscribe
-        if self.redis is None:
-            super()._redis_connect()
-            return
-        stale, self.pubsub = self.pubsub, self.redis.pubsub(ignore_subscribe_messages=True)
-        self.connected = True
-        if stale is not None:
-            task = asyncio.get_running_loop().create_task(stale.aclose())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+    def _connection(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(self.redis_url, **self.redis_options)
+        return self._client
 
     async def _publish(self, data: Any) -> None:
         """Queue for the one publisher task: no pool to exhaust, and cross-replica messages keep
@@ -98,9 +92,7 @@ class RedisManager(socketio.AsyncRedisManager):
             payloads = [self.json.dumps(d) for d in batch]
             while True:
                 try:
-                    if self.redis is None:
-                        self._redis_connect()
-                    async with self.redis.pipeline(transaction=False) as pipe:
+                    async with self._connection().pipeline(transaction=False) as pipe:
                         for payload in payloads:
                             pipe.publish(self.channel, payload)
                         await pipe.execute()
@@ -115,6 +107,28 @@ class RedisManager(socketio.AsyncRedisManager):
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
 
+    async def _listen(self) -> AsyncIterator[bytes]:
+        """The channel's messages; after a failure the subscription is renewed on the same
+        client, with back-off (1, 2, 4 ... 60 s, as the stock manager does)."""
+        channel = self.channel.encode()
+        delay = 1.0
+        while True:
+            subscription = self._subscription = self._connection().pubsub(ignore_subscribe_messages=True)
+            try:
+                await subscription.subscribe(self.channel)
+                delay = 1.0
+                async for message in subscription.listen():
+                    if message["channel"] == channel and message["type"] == "message" and "data" in message:
+                        yield message["data"]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("cannot receive from Redis; retrying", extra={"error": str(exc), "retry_in_s": delay})
+                with contextlib.suppress(Exception):
+                    await subscription.aclose()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
     def start(self, sio: socketio.AsyncServer) -> None:
         """Listen from now on, not from the first socket connection."""
         if not sio.manager_initialized:
@@ -126,18 +140,16 @@ class RedisManager(socketio.AsyncRedisManager):
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
-        listener = getattr(self, "thread", None)
+        listener = getattr(self, "thread", None)   # the listening task initialize() started
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
-        for task in list(self._closing):
+        if self._subscription is not None:
             with contextlib.suppress(Exception):
-                await task
-        if self.pubsub is not None:
-            await self.pubsub.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
+                await self._subscription.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def origin_check(settings: Settings) -> Any:
@@ -183,7 +195,6 @@ def attach_sockets(app: web.Application, settings: Settings) -> socketio.AsyncSe
     sio.attach(app, socketio_path=settings.websocket_endpoint.strip("/"))
     app[SOCKETS] = sio
     app[STATE] = state
-    app.cleanup_ctx.append(_lifetime)
     return sio
 
 
@@ -236,41 +247,31 @@ def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings
     sio.on("disconnect", disconnect, namespace=namespace)
 
 
-async def _heartbeat(state: SocketState, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)   # the heartbeat period itself
-        try:
-            await state.ctx.live.heartbeat(state.heartbeat_entries())
-        except Exception:
-            log.exception("presence heartbeat failed")
+def start_pushing(sio: socketio.AsyncServer) -> None:
+    """Broadcast through Redis from now on (the live runtime's start, app/server.py)."""
+    sio.manager.start(sio)
 
 
-async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+async def stop_pushing(sio: socketio.AsyncServer) -> None:
+    await sio.manager.aclose()
+
+
+async def serving(app: web.Application) -> AsyncIterator[None]:
+    """Lifetime (app/server.py): accept sockets, and disconnect them all at the stop."""
     ctx = app[CONTEXT]
     sio, state = app[SOCKETS], app[STATE]
     state.ctx = ctx
-    sio.manager.start(sio)
-    ctx.live.emitter = sio
 
     async def websocket_health() -> dict:
         return {"connections": state.count(), "max_sessions": ctx.settings.websocket_max_sessions,
                 "path": ctx.settings.websocket_endpoint}
 
     app[HEALTH].register("websocket", websocket_health)
-    interval = max(1.0, ctx.live.presence_ttl / 3)
-    tasks = [asyncio.create_task(_heartbeat(state, interval), name="presence-heartbeat"),
-             asyncio.create_task(ctx.queue_notifier.run(), name="queue-notifier"),
-             asyncio.create_task(duties.run_forever(ctx, "chat-timers", chat_timers.run_all, TIMER_INTERVAL_SECONDS),
-                                 name="chat-timers"),
-             asyncio.create_task(live_feed.run(ctx), name="ticket-live-feed")]
     yield
-    await stop_tasks(tasks)
     for sid in list(state.sockets):
         with contextlib.suppress(Exception):
             await sio.disconnect(sid, namespace=state.sockets[sid][0])
-    ctx.live.emitter = None
     try:   # engine.io's ping monitor; bounded, so a stuck monitor cannot hold the shutdown
         await asyncio.wait_for(sio.shutdown(), ENGINE_SHUTDOWN_SECONDS)
     except asyncio.TimeoutError:
         log.warning("engine.io service task did not stop in time; cancelled")
-    await sio.manager.aclose()

@@ -126,8 +126,8 @@ async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
 
 @pytest.fixture(scope="session")
 async def client(settings: Settings, ctx: AppContext) -> AsyncIterator[TestClient]:
-    from rest.app import create_app
-    async with TestClient(TestServer(create_app(settings, context=ctx))) as test_client:
+    from app.server import build_rest
+    async with TestClient(TestServer(build_rest(settings, context=ctx))) as test_client:
         yield test_client
 
 

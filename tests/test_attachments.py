@@ -441,6 +441,6 @@ async def test_chat_message_with_a_file_reaches_the_other_party(cast: Cast, chat
 
 @contextlib.asynccontextmanager
 async def _client(settings: Settings, ctx: AppContext) -> AsyncIterator[TestClient]:
-    from rest.app import create_app
-    async with TestClient(TestServer(create_app(ctx.settings, context=ctx))) as client:
+    from app.server import build_rest
+    async with TestClient(TestServer(build_rest(ctx.settings, context=ctx))) as client:
         yield client

@@ -24,7 +24,7 @@ from helpers import (
 from app.config import Settings
 from app.context import AppContext, open_context
 from app.services import automation
-from rest.app import create_app
+from app.server import build_rest
 
 CAT_RULES = "/api/v1/automation/categorization-rules"
 PRIO_RULES = "/api/v1/automation/priority-rules"
@@ -44,7 +44,7 @@ def auto_settings(test_env: dict[str, str], ceiling: int = CEILING) -> Settings:
 @pytest.fixture(scope="module")
 async def auto(test_env: dict[str, str]) -> AsyncIterator[tuple[AppContext, TestClient]]:
     settings = auto_settings(test_env)
-    async with open_context(settings) as ctx, TestClient(TestServer(create_app(settings, context=ctx))) as client:
+    async with open_context(settings) as ctx, TestClient(TestServer(build_rest(settings, context=ctx))) as client:
         yield ctx, client
 
 
@@ -228,8 +228,8 @@ async def test_capacity_ceiling_and_pick_up_when_capacity_frees(auto, users):
 async def test_concurrent_creation_on_two_instances_never_exceeds_capacity(test_env, users):
     settings = auto_settings(test_env, ceiling=15)
     async with open_context(settings) as ctx, open_context(settings) as ctx2, \
-            TestClient(TestServer(create_app(settings, context=ctx))) as client, \
-            TestClient(TestServer(create_app(settings, context=ctx2))) as client2:
+            TestClient(TestServer(build_rest(settings, context=ctx))) as client, \
+            TestClient(TestServer(build_rest(settings, context=ctx2))) as client2:
         dept = await department(ctx)
         agents = [await agent(ctx, dept, max_tickets=5, skills=[dept]) for _ in range(2)]
 

@@ -108,7 +108,7 @@ async def test_fifty_customers_at_once_fill_five_agents_and_queue_the_rest_in_or
     await asyncio.gather(*(agent.catch_up() for agent in agents))
     announced = collections.Counter(e["session"]["id"] for agent in agents for e in agent.seen("chat:assigned"))
     assert set(announced) == {s["id"] for s in active} and set(announced.values()) == {1}
-    for agent, events in zip(agents, assigned):
+    for agent, events in zip(agents, assigned, strict=False):
         assert all(e["session"]["agent_id"] == str(agent.user_id) for e in events)
 
     rows = await fetch(ctx, "SELECT user_id, active_chats, max_chats FROM support_agents WHERE department = $1",

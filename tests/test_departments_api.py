@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from helpers import TICKETS, create_for, fetch, fetchval, problem
+from helpers import create_for, fetch, fetchval, problem
 
 from app.auth import Principal, RequestMeta
 from app.clock import FrozenClock
@@ -17,7 +17,7 @@ from app.config import Settings
 from app.context import AppContext, open_context
 from app.services import chat, chat_timers
 from chat_support import make_agent
-from rest.app import create_app
+from app.server import build_rest
 
 pytest_plugins = ["chat_fixtures"]
 DEPARTMENTS = "/api/v1/departments"
@@ -256,7 +256,7 @@ async def test_a_mapped_category_goes_to_its_department(client, users, admin):
 @pytest.fixture(scope="module")
 async def assigning(test_env: dict[str, str]) -> AsyncIterator[TestClient]:
     settings = Settings.from_env({**test_env, "TICKET_AUTO_ASSIGNMENT": "true"})
-    async with open_context(settings) as actx, TestClient(TestServer(create_app(settings, context=actx))) as c:
+    async with open_context(settings) as actx, TestClient(TestServer(build_rest(settings, context=actx))) as c:
         yield c
 
 
@@ -324,7 +324,7 @@ async def test_a_department_queue_timeout_overrides_the_configured_one(settings,
 
 async def test_a_department_greeting_opens_the_automatic_greeting(test_env, users):
     settings = Settings.from_env({**test_env, "AUTO_RESPONSE_ENABLED": "true"})
-    async with open_context(settings) as actx, TestClient(TestServer(create_app(settings, context=actx))) as c:
+    async with open_context(settings) as actx, TestClient(TestServer(build_rest(settings, context=actx))) as c:
         _, admin = users.new("admin")
         dept = await create(c, admin, greeting="Moin! Thanks for writing to Billing.")
         started = await chat.start_chat(actx, Principal(uuid.uuid4(), "customer"), RequestMeta(),

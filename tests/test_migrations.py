@@ -14,7 +14,7 @@ from app.config import Settings
 from app.context import open_context
 from app.migrate import MigrationError, available, check_up_to_date, migrate, pending
 from helpers import TICKETS, ticket_body
-from rest.app import create_app
+from app.server import build_rest
 
 
 @pytest.fixture
@@ -95,8 +95,8 @@ async def test_two_app_instances_hand_out_distinct_ticket_numbers(fresh_dsn, tes
         return await asyncio.gather(*(one() for _ in range(count)))
 
     async with open_context(settings) as ctx_a, open_context(settings) as ctx_b:
-        async with TestClient(TestServer(create_app(settings, context=ctx_a))) as app_a, \
-                TestClient(TestServer(create_app(settings, context=ctx_b))) as app_b:
+        async with TestClient(TestServer(build_rest(settings, context=ctx_a))) as app_a, \
+                TestClient(TestServer(build_rest(settings, context=ctx_b))) as app_b:
             made_a, made_b = await asyncio.gather(create_many(app_a, 20), create_many(app_b, 20))
         rows = await ctx_a.db.pool.fetch("SELECT id, ticket_number FROM support_tickets WHERE customer_id = $1",
                                          customer_id)

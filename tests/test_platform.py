@@ -17,7 +17,7 @@ from app.context import open_context
 from app.security.encryption import DecryptionError, FieldCipher, generate_key_spec
 from app.services import tickets as ticket_service
 from helpers import PROBLEM_JSON, TICKETS, create_for, create_ticket, fetch, fetchval, problem, set_status
-from rest.app import create_app
+from app.server import build_rest
 
 SECRET_DESCRIPTION = "My card 4111-1111-1111-1111 was charged twice"
 SECRET_MESSAGE = "My passport number is X1234567"
@@ -106,7 +106,7 @@ async def test_app_with_rotated_keys_serves_old_tickets(client, users, test_env)
     rotated_env = {**test_env, "DATA_ENCRYPTION_KEYS": f"{generate_key_spec('t9')},{test_env['DATA_ENCRYPTION_KEYS']}"}
     rotated = Settings.from_env(rotated_env)
     async with open_context(rotated) as rotated_ctx:
-        async with TestClient(TestServer(create_app(rotated, context=rotated_ctx))) as other:
+        async with TestClient(TestServer(build_rest(rotated, context=rotated_ctx))) as other:
             response = await other.get(f"{TICKETS}/{ticket['id']}", headers=headers)
             assert response.status == 200
             assert (await response.json())["description"] == SECRET_DESCRIPTION
@@ -355,7 +355,7 @@ async def test_rate_limit_refuses_the_request_over_budget(users, test_env):
     _, limited = users.new("customer")
     _, other = users.new("customer")
     async with open_context(low) as low_ctx:
-        async with TestClient(TestServer(create_app(low, context=low_ctx))) as low_client:
+        async with TestClient(TestServer(build_rest(low, context=low_ctx))) as low_client:
             remaining = []
             for _ in range(3):
                 response = await low_client.get(TICKETS, headers=limited)
@@ -384,7 +384,7 @@ async def test_refused_request_over_budget_changes_nothing(users, test_env):
     low = Settings.from_env({**test_env, "RATE_LIMIT_REQUESTS_PER_MINUTE": "2"})
     customer_id, limited = users.new("customer")
     async with open_context(low) as low_ctx:
-        async with TestClient(TestServer(create_app(low, context=low_ctx))) as low_client:
+        async with TestClient(TestServer(build_rest(low, context=low_ctx))) as low_client:
             for _ in range(2):
                 assert (await low_client.get(TICKETS, headers=limited)).status == 200
             refused = await low_client.post(TICKETS, json={"subject": "s", "description": "d"}, headers=limited)

@@ -8,7 +8,6 @@ import datetime as dt
 import uuid
 
 import aiohttp
-import pytest
 
 from app.auth import issue_token
 from app.clock import FrozenClock

@@ -1,8 +1,8 @@
 """The outbox relay: ``support_events`` rows to Kafka, in order per entity, never lost.
 
-One replica at a time relays (a session advisory lock on its own connection, held while it
-leads; a replica that dies releases it with its connection). The leader is woken by
-LISTEN/NOTIFY on ``support_events``, reads unpublished rows in commit-safe order
+One replica at a time relays: the relay is a leader listener of the replica's event follower
+(app/follower.py), leading under an advisory lock on the replica's Leader connection (a replica
+that dies releases it with its connection). It is woken by NOTIFY on ``support_events``, reads unpublished rows in commit-safe order
 (sql/queries/relay.sql), sends each to its row's topic keyed by entity id (so one ticket's
 events land in one partition, in order) with the event id in a header, waits for ``acks=all``
 and only then marks the rows published. A crash between sending and marking sends those rows
@@ -15,20 +15,18 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import zlib
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from app import metrics
 from app.context import AppContext
 from app.jsonutil import dumps
-from app.services.events_api import CHANNEL, event_view
+from app.follower import Wake, following
+from app.services.events_api import event_view
 
 log = logging.getLogger(__name__)
-LOCK = zlib.crc32(b"support-service:duty:outbox-relay")
 ProducerFactory = Callable[[], Any]
 
 
@@ -43,6 +41,9 @@ def message_headers(row: Any) -> list[tuple[str, bytes]]:
 
 
 class OutboxRelay:
+    name = "outbox-relay"
+    leader = True
+
     def __init__(self, ctx: AppContext, *, bootstrap_servers: str | None = None,
                  enable_idempotence: bool | None = None, batch_size: int = 500,
                  producer_factory: ProducerFactory | None = None, idle_seconds: float = 5.0,
@@ -56,10 +57,10 @@ class OutboxRelay:
         self._producer_factory = producer_factory or self._default_producer
         self.idle_seconds = idle_seconds
         self.backoff = backoff
-        self.follower_retry_seconds = follower_retry_seconds
+        self.retry_seconds = follower_retry_seconds   # how often a follower tries to lead
         self.leading = False
         self.producer: Any = None
-        self._wake = asyncio.Event()
+        self.wake = Wake()
 
     def _default_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -68,54 +69,35 @@ class OutboxRelay:
             request_timeout_ms=15_000, retry_backoff_ms=200)
 
     async def run(self) -> None:
-        """Lead whenever no other replica does; retry with back-off while anything fails."""
-        delay = self.backoff[0]
-        while True:
-            try:
-                led = await self._lead()
-                delay = self.backoff[0]
-                await asyncio.sleep(self.follower_retry_seconds if not led else self.backoff[0])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                metrics.RELAY_ERRORS.inc()
-                log.warning("outbox relay failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}",
-                                                                    "retry_in_s": delay})
-                await asyncio.sleep(delay)   # back-off while Kafka (or the database) is down
-                delay = min(delay * 2, self.backoff[1])
+        """Relay on its own (with a Leader connection of its own) until cancelled; a replica runs
+        the relay as a listener of its one event follower instead (app/server.py)."""
+        async with following(self.ctx.settings.dsn, [self]):
+            await asyncio.Future()   # until cancelled
 
-    async def _lead(self) -> bool:
-        conn = await asyncpg.connect(self.ctx.settings.dsn)
+    async def follow(self) -> None:
+        """While leading: send what is pending, then wait for NOTIFY (or ``idle_seconds``, which
+        also picks up rows that were not yet below xmin when notified: a long transaction
+        elsewhere). Raises when Kafka (or the database) fails; the follower backs off."""
+        producer = self._producer_factory()
         try:
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK):
-                return False
-            await conn.add_listener(CHANNEL, self._notified)
-            producer = self._producer_factory()
-            try:
-                await producer.start()
-                self.producer, self.leading = producer, True
-                metrics.RELAY_LEADER.set(1)
-                while not conn.is_closed():
-                    sent = await self.publish_pending(producer)
-                    if sent >= self.batch_size:
-                        continue   # more waiting: no pause
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        # NOTIFY wakes us at once; the timeout also picks up rows that were not yet
-                        # below xmin when notified (a long transaction elsewhere).
-                        await asyncio.wait_for(self._wake.wait(), self.idle_seconds if not sent else 1.0)
-                    self._wake.clear()
-            finally:
-                self.producer, self.leading = None, False
-                metrics.RELAY_LEADER.set(0)
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-            return True
+            await producer.start()
+            self.producer, self.leading = producer, True
+            metrics.RELAY_LEADER.set(1)
+            while True:
+                sent = await self.publish_pending(producer)
+                if sent >= self.batch_size:
+                    continue   # more waiting: no pause
+                await self.wake.wait(self.idle_seconds if not sent else 1.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.RELAY_ERRORS.inc()
+            raise
         finally:
+            self.producer, self.leading = None, False
+            metrics.RELAY_LEADER.set(0)
             with contextlib.suppress(Exception):
-                await conn.close()   # also releases the advisory lock
-
-    def _notified(self, *_: Any) -> None:
-        self._wake.set()
+                await producer.stop()
 
     async def publish_pending(self, producer: Any) -> int:
         """Send one batch of unpublished events and mark those Kafka acknowledged; returns how

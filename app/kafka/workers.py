@@ -1,31 +1,18 @@
-"""The event workers of one replica, started and stopped with the app (app/server.py):
-
-- with ``KAFKA_BOOTSTRAP_SERVERS``: the outbox relay (one leader in the cluster), the consumer
-  (every replica, one group), relay-lag metrics, and a ``kafka`` readiness component (not
-  required: while Kafka is down the outbox keeps every event and the service goes on);
-- always: retention, a cluster-once duty pruning events older than ``EVENT_RETENTION_DAYS``
-  that the relay has published (every old event when no relay runs).
-"""
+"""The Kafka side of a replica (with ``KAFKA_BOOTSTRAP_SERVERS``): relay, consumer, readiness."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiokafka.client import AIOKafkaClient
 
-from app import duties
 from app.context import AppContext
 from app.tasks import stop_tasks
 from app.kafka.consumer import EventConsumer
-from app.kafka.relay import OutboxRelay, prune, update_backlog_metrics
+from app.kafka.relay import OutboxRelay, update_backlog_metrics
 
 log = logging.getLogger(__name__)
-Register = Callable[..., None]   # Health.register(name, check, required=...)
-RETENTION_FIRST_RUN_SECONDS = 60.0
-RETENTION_INTERVAL_SECONDS = 3600.0
-BACKLOG_INTERVAL_SECONDS = 5.0
 
 
 class KafkaProbe:
@@ -58,49 +45,30 @@ class KafkaProbe:
                 await client.close()
 
 
-async def _every(interval: float, job: Callable[[], Awaitable[object]], *, first: float = 0.0,
-                 name: str) -> None:
-    await asyncio.sleep(first)
-    while True:
-        try:
-            await job()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("periodic job failed", extra={"job": name}, exc_info=True)
-        await asyncio.sleep(interval)   # the period of the job, not a wait for an event
+class KafkaWorkers:
+    """What a replica runs when ``KAFKA_BOOTSTRAP_SERVERS`` is set, put in place by app/server.py:
+    the outbox relay (a leader listener of the replica's event follower), the consumer (every
+    replica, one group; it keeps its own task from :meth:`start` to :meth:`aclose`) and the
+    ``kafka`` readiness component (not required: while Kafka is down the outbox keeps every
+    event and the service goes on). Relay-lag metrics and retention are duties (app/duties.py)."""
 
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+        self.relay = OutboxRelay(ctx)
+        self.consumer = EventConsumer(ctx)
+        self.probe = KafkaProbe(ctx.settings.kafka_bootstrap_servers or "")
+        self._task: asyncio.Task | None = None
 
-@contextlib.asynccontextmanager
-async def event_workers(ctx: AppContext, register: Register) -> AsyncIterator[None]:
-    settings = ctx.settings
-    kafka = bool(settings.kafka_bootstrap_servers)
-    tasks: list[asyncio.Task] = []
-    probe: KafkaProbe | None = None
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.consumer.run(), name="event-consumer")
 
-    async def retention(ctx: AppContext) -> None:
-        await prune(ctx, include_unpublished=not kafka)
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await stop_tasks([self._task])
+            self._task = None
+        await self.probe.close()
 
-    tasks.append(asyncio.create_task(
-        _every(RETENTION_INTERVAL_SECONDS, lambda: duties.run_once(ctx, "event-retention", retention),
-               first=RETENTION_FIRST_RUN_SECONDS, name="event-retention"), name="event-retention"))
-    if kafka:
-        relay, consumer = OutboxRelay(ctx), EventConsumer(ctx)
-        probe = KafkaProbe(settings.kafka_bootstrap_servers)
-        tasks += [asyncio.create_task(relay.run(), name="outbox-relay"),
-                  asyncio.create_task(consumer.run(), name="event-consumer"),
-                  asyncio.create_task(_every(BACKLOG_INTERVAL_SECONDS, lambda: update_backlog_metrics(ctx),
-                                             name="relay-backlog"), name="relay-backlog")]
-
-        async def kafka_health() -> dict:
-            brokers = await probe.brokers()
-            return {"brokers": brokers, "relay_leader": relay.leading, "consumer_running": consumer.running,
-                    **await update_backlog_metrics(ctx)}
-
-        register("kafka", kafka_health, required=False)
-    try:
-        yield
-    finally:
-        await stop_tasks(tasks)
-        if probe is not None:
-            await probe.close()
+    async def health(self) -> dict:
+        brokers = await self.probe.brokers()
+        return {"brokers": brokers, "relay_leader": self.relay.leading, "consumer_running": self.consumer.running,
+                **await update_backlog_metrics(self.ctx)}

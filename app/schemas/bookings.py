@@ -34,7 +34,7 @@ class BookingSchema(Schema):
     created_at = fields.AwareDateTime(allow_none=True)
 
 
-class BookingPageSchema(page_of(BookingSchema, "BookingItemsSchema")):
+class BookingPageSchema(page_of(BookingSchema, "BookingItemsSchema")):   # type: ignore[misc]  # a schema class made at import
     available = fields.Boolean(metadata={"description": "False when the Booking Service is not configured "
                                                         "or did not answer (then items is empty)"})
 

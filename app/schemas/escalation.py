@@ -5,6 +5,8 @@ is a 422.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema
@@ -13,7 +15,7 @@ from app.schemas.tickets import PRIORITIES, STATUSES
 NOTIFY_TARGETS = ("supervisors", "agent", "customer")
 
 
-def StrictBoolean(**kwargs: object) -> fields.Boolean:
+def StrictBoolean(**kwargs: Any) -> fields.Boolean:
     """JSON true/false only (no \"yes\", 1 or \"true\")."""
     return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
 

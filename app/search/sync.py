@@ -1,7 +1,7 @@
 """Keeping an external search index in step with the articles, from the event log.
 
 Every article write appends a ``kb.article_*`` event in its transaction (app.services.kb). A
-cluster duty reads those events in commit order after a position kept in Redis and re-reads
+leader listener of the replica's event follower (:class:`SearchFollower`) reads those events in commit order after a position kept in Redis and re-reads
 each article from PostgreSQL: published ones are indexed, drafts and deleted ones removed. With
 no stored position (first start, Redis lost) the index is rebuilt from PostgreSQL and the
 position set to where the rebuild began, so nothing between is missed (replays are harmless).
@@ -13,10 +13,12 @@ import uuid
 from collections.abc import AsyncIterator
 
 from app.context import AppContext
+from app.follower import Wake
 from app.search.base import SearchBackend
 
 log = logging.getLogger(__name__)
 BATCH = 500
+IDLE_SECONDS = 2.0   # the safety-net read of SearchFollower (NOTIFY wakes it at once)
 
 
 def _position_key(backend: SearchBackend) -> str:
@@ -73,3 +75,23 @@ async def sync_pending(ctx: AppContext, backend: SearchBackend | None = None) ->
         await ctx.redis.set(_position_key(backend), position)
         if len(events) < BATCH:
             return applied
+
+
+class SearchFollower:
+    """Search sync as a leader listener of the replica's event follower (app/follower.py): one
+    replica at a time applies article events to the index, woken by NOTIFY, with a read every
+    ``idle_seconds`` as a safety net."""
+
+    name = "search-sync"
+    leader = True
+
+    def __init__(self, ctx: AppContext, *, idle_seconds: float = IDLE_SECONDS):
+        self.ctx = ctx
+        self.idle_seconds = idle_seconds
+        self.retry_seconds = idle_seconds
+        self.wake = Wake()
+
+    async def follow(self) -> None:
+        while True:
+            await sync_pending(self.ctx)
+            await self.wake.wait(self.idle_seconds)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import overload
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -25,6 +26,12 @@ class FieldCipher:
             raise ValueError("at least one encryption key is required")
         self._current_id = keys[0][0]
         self._keys = {key_id: AESGCM(key) for key_id, key in keys}
+
+    @overload
+    def encrypt(self, plaintext: str, field: str) -> str: ...
+
+    @overload
+    def encrypt(self, plaintext: None, field: str) -> None: ...
 
     def encrypt(self, plaintext: str | None, field: str) -> str | None:
         if plaintext is None:

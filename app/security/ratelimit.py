@@ -1,6 +1,8 @@
 """Rate limits kept in Redis, so every replica counts against the same budget (``limits``)."""
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 import math
 import time
@@ -27,7 +29,7 @@ class Verdict:
 
 class RateLimiter:
     def __init__(self, redis_url: str, pool: ConnectionPool | None = None):
-        options = {"connection_pool": pool} if pool is not None else {}
+        options: dict[str, Any] = {"connection_pool": pool} if pool is not None else {}
         self._storage = RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="support-rl",
                                      **options)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)

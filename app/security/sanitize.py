@@ -97,7 +97,7 @@ def _clean_inline(text: str, *, code_spans: bool) -> str:
     while i < len(text):
         char = text[i]
         if char == "`" and code_spans:
-            run = _BACKTICKS.match(text, i).group()
+            run = _BACKTICKS.match(text, i).group()   # type: ignore[union-attr]  # text[i] is a backtick
             end = re.compile(rf"(?<!`){run}(?!`)").search(text, i + len(run))
             if end is not None:
                 out.append(text[i:end.end()])

@@ -195,7 +195,7 @@ async def upload(ctx: AppContext, principal: Principal, meta: RequestMeta, filen
     key = f"attachments/{now:%Y/%m}/{attachment_id}"
     thumbnail_key = f"{key}.thumb.png" if thumbnail else None
     await ctx.files.put(key, data, content_type)
-    if thumbnail_key:
+    if thumbnail and thumbnail_key:
         await ctx.files.put(thumbnail_key, thumbnail, "image/png")
     checksum = hashlib.sha256(data).hexdigest()
     try:
@@ -356,6 +356,9 @@ async def _record_deleted(ctx: AppContext, conn: asyncpg.Connection, principal: 
     await audit.record(conn, principal, meta, "attachment.delete", "attachment", row["id"], {"reason": reason})
     await ctx.events.append(conn, "attachment.deleted", "attachment", row["id"], payload,
                             actor_id=principal.user_id if principal else None)
+
+
+RETENTION_SECONDS = 3600.0   # the attachment-retention duty's period (app/duties.py)
 
 
 async def retention(ctx: AppContext) -> dict:

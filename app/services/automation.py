@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
@@ -58,7 +57,7 @@ def _matches(conditions: dict, text: str, metadata: dict) -> bool:
                 and bool(metadata.get("booking_id")) != bool(conditions["has_booking"]))
 
 
-async def prioritize(conn: asyncpg.Connection, subject: str, description: str, metadata: dict | None) -> str:
+async def prioritize(conn: asyncpg.Connection, subject: str, description: str | None, metadata: dict | None) -> str:
     text = _text(subject, description)
     for row in await queries.active_priority_rules(conn):
         if _matches(row["conditions"] or {}, text, metadata or {}):
@@ -76,18 +75,15 @@ async def adjust_load(conn: asyncpg.Connection, before: dict | None, after: dict
     """Move ``current_tickets`` for a ticket going from ``before`` to ``after`` (None: absent).
 
     Returns the agent whose load went down (capacity freed), if any."""
-    held_before = holds(before) if before else False
-    held_after = holds(after) if after else False
-    same = held_before and held_after and before["agent_id"] == after["agent_id"]
-    if same:
+    was_held = before["agent_id"] if before is not None and holds(before) else None
+    now_held = after["agent_id"] if after is not None and holds(after) else None
+    if was_held is not None and was_held == now_held:
         return None
-    freed = None
-    if held_before:
-        await queries.release_agent_load(conn, user_id=before["agent_id"])
-        freed = before["agent_id"]
-    if held_after:
-        await queries.charge_agent_load(conn, user_id=after["agent_id"])
-    return freed
+    if was_held is not None:
+        await queries.release_agent_load(conn, user_id=was_held)
+    if now_held is not None:
+        await queries.charge_agent_load(conn, user_id=now_held)
+    return was_held
 
 
 async def pick_agent(ctx: AppContext, conn: asyncpg.Connection, department: str | None,
@@ -158,29 +154,6 @@ async def after_capacity_freed(ctx: AppContext, agent_id: uuid.UUID | None) -> N
 
 async def pickup_duty(ctx: AppContext) -> None:
     await assign_waiting(ctx)
-
-
-async def background(app: Any) -> Any:
-    """aiohttp cleanup_ctx: the cluster-wide pick-up sweep for unassigned tickets."""
-    import asyncio
-    import contextlib
-
-    from app.duties import run_forever
-    from rest.common import CONTEXT
-    ctx = app[CONTEXT]
-    task = None
-
-    async def sweep() -> None:
-        await asyncio.sleep(PICKUP_INTERVAL)   # the first tick one period after start
-        await run_forever(ctx, "ticket-pickup", pickup_duty, PICKUP_INTERVAL)
-
-    if ctx.settings.ticket_auto_assignment:
-        task = asyncio.create_task(sweep())
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 # ---------------------------------------------------------------- auto-responses

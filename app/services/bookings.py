@@ -52,6 +52,7 @@ async def customer_bookings(ctx: AppContext, principal: Principal, customer_id: 
     when the Booking Service is not configured or did not answer."""
     if not await _may_see_customer(ctx, principal, customer_id):
         raise NotFound("Customer not found")
+    found: tuple[Any, ...]
     if ctx.bookings is None:
         found, available = (), False
     else:

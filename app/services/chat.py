@@ -25,7 +25,8 @@ from app.security import audit
 from app.services import attachments, automation, departments, routing, tickets
 from app.services.feedback import announce_rating, record_sentiment
 from app.services.message_writer import PendingMessage
-from app.services.chat_views import (CUSTOMER_NAME_FIELD, participant_session, present_message, present_note,
+from app.services.session_fields import CUSTOMER_NAME_FIELD
+from app.services.chat_views import (participant_session, present_message, present_note,
                                      session_view, session_views, summary as _summary, visible_session)
 
 log = logging.getLogger(__name__)
@@ -134,17 +135,20 @@ async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
     files = None
     if attachment_ids:
         if session_id is None:
-            await _explain_refusal(ctx, principal, ref)
-        await _explain_refusal(ctx, principal, session_id, only_access=True)
-        files = await attachments.claim_for_chat(ctx, principal, session_id, attachment_ids)
-    item = PendingMessage(
-        session_id=session_id, sender_id=principal.user_id, sender_type=sender_type,
-        scope=_SCOPES.get(principal.role, "all"), client_msg_id=client_msg_id,
-        ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type,
-        attachments=files)
-    row = await ctx.message_writer.write(item) if session_id is not None else None
-    if row is None:
+            await _explain_refusal(ctx, principal, ref)   # raises
+        else:
+            await _explain_refusal(ctx, principal, session_id, only_access=True)
+            files = await attachments.claim_for_chat(ctx, principal, session_id, attachment_ids)
+    row = None
+    if session_id is not None:
+        row = await ctx.message_writer.write(PendingMessage(
+            session_id=session_id, sender_id=principal.user_id, sender_type=sender_type,
+            scope=_SCOPES.get(principal.role, "all"), client_msg_id=client_msg_id,
+            ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type,
+            attachments=files))
+    if row is None or session_id is None:
         await _explain_refusal(ctx, principal, ref)
+    assert row is not None and session_id is not None   # _explain_refusal raised otherwise
     if files:
         await attachments.bind_chat_message(ctx, row)
     message = present_message(ctx, row)

@@ -1,9 +1,8 @@
 """Chat sessions as clients see them (PROTOCOL.md "Objects"), and who may see which."""
 from __future__ import annotations
 
-from typing import Any
-
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -11,12 +10,7 @@ from app.auth import Principal, is_party
 from app.context import AppContext
 from app.errors import Forbidden, NotFound
 from app.services import attachments
-
-CUSTOMER_NAME_FIELD = "chat_sessions.customer_name"   # the AES-GCM associated data of that column
-PREVIEW_LENGTH = 200   # characters of a waiting customer's first message shown in the queue
-SESSION_FIELDS = ("id", "status", "customer_id", "agent_id", "department", "ticket_id", "subject",
-                  "started_at", "assigned_at", "ended_at", "end_reason", "duration_seconds",
-                  "satisfaction_rating", "last_seq", "customer_last_read_seq", "agent_last_read_seq")
+from app.services.session_fields import previews, queued_sessions, session_fields
 
 
 def summary(row: Any) -> dict:
@@ -27,16 +21,7 @@ def summary(row: Any) -> dict:
 
 def present_session(ctx: AppContext, row: Any, agent_name: str | None = None,
                     position: int | None = None, preview: str | None = None) -> dict:
-    """``preview`` (an addition to PROTOCOL.md's Session): the start of a waiting customer's first
-    message, so agents see what they would accept; null once an agent has the chat."""
-    session = {f: row[f] for f in SESSION_FIELDS}
-    session["session_key"] = row["session_id"]
-    session["customer_name"] = ctx.cipher.decrypt(row["customer_name"], CUSTOMER_NAME_FIELD)
-    session["agent"] = ({"id": row["agent_id"], "display_name": agent_name or "Agent"}
-                        if row["agent_id"] else None)
-    session["queue_position"] = position if row["status"] == "queued" else None
-    session["preview"] = preview if row["status"] == "queued" else None
-    return session
+    return session_fields(ctx.cipher, row, agent_name, position, preview)
 
 
 async def session_view(ctx: AppContext, conn: asyncpg.Connection, row: Any) -> dict:
@@ -49,31 +34,17 @@ async def session_views(ctx: AppContext, conn: asyncpg.Connection, rows: list[An
     agent_ids = list({r["agent_id"] for r in rows if r["agent_id"]})
     names = ({n["user_id"]: n["display_name"] for n in await ctx.db.q.agent_names(conn, user_ids=agent_ids)}
              if agent_ids else {})
-    previews = await _previews(ctx, conn, [r["id"] for r in rows if r["status"] == "queued"])
+    shown = await previews(ctx.cipher, conn, [r["id"] for r in rows if r["status"] == "queued"])
     views = []
     for row in rows:
         position = await ctx.db.q.position_of(conn, id=row["id"]) if row["status"] == "queued" else None
-        views.append(present_session(ctx, row, names.get(row["agent_id"]), position, previews.get(row["id"])))
+        views.append(present_session(ctx, row, names.get(row["agent_id"]), position, shown.get(row["id"])))
     return views
 
 
 async def queue_views(ctx: AppContext, conn: asyncpg.Connection, rows: list[Any]) -> list[dict]:
     """Sessions of ``queue_of`` (which carries each one's position), with their previews."""
-    previews = await _previews(ctx, conn, [r["id"] for r in rows])
-    return [present_session(ctx, r, None, r["position"], previews.get(r["id"])) for r in rows]
-
-
-async def _previews(ctx: AppContext, conn: asyncpg.Connection, queued: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    if not queued:
-        return {}
-    rows = await ctx.db.q.first_customer_messages(conn, ids=queued)
-    return {r["session_id"]: _shorten(ctx.cipher.decrypt(r["message"], "chat_messages.message") or "")
-            for r in rows}
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= PREVIEW_LENGTH else text[:PREVIEW_LENGTH - 1].rstrip() + "…"
+    return await queued_sessions(ctx.cipher, conn, rows)
 
 
 def present_message(ctx: AppContext, row: Any) -> dict:

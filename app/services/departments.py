@@ -170,7 +170,7 @@ def require_writer(principal: Principal) -> None:
 
 async def create_department(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
     require_writer(principal)
-    fields = {f: data.get(f) for f in MUTABLE}
+    fields: dict[str, Any] = {f: data.get(f) for f in MUTABLE}
     fields["display_name"] = data.get("display_name") or default_display_name(data["name"])
     fields["categories"] = data.get("categories") or []
     fields["time_zone"] = data.get("time_zone") or "UTC"

@@ -3,8 +3,8 @@
 - :func:`publish` (gRPC ``PublishSupportEvent``) and :func:`ingest` (the Kafka consumer) store an
   event another service produced, idempotently on its ``event_id``, then hand it to the
   automation hooks (:func:`register_hook`).
-- :class:`EventHub` follows the log for this process: one LISTEN connection on the
-  ``support_events`` channel wakes it, it reads new rows once in commit-safe order and hands
+- :class:`EventHub` follows the log for this process: the replica's one LISTEN connection on
+  the ``support_events`` channel (app/leader.py) wakes it, it reads new rows once in commit-safe order and hands
   each to the :class:`Subscription` or :class:`Watch` whose filter matches.
 - A :class:`Subscription` (``SubscribeToSupportEvents``) reads the log itself from its cursor
   until it has caught up, then takes rows from the hub through a bounded queue. A subscriber
@@ -33,6 +33,7 @@ import asyncpg
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.follower import EventFollower, Wake, following
 from app.jsonutil import dumps, to_jsonable
 from app.security import audit
 
@@ -49,7 +50,6 @@ TYPE_FILTER = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 ENTITY_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FILTERS = 50
-CHANNEL = "support_events"
 Cursor = tuple[int, int]   # (txid, position)
 ORIGIN: Cursor = (0, 0)
 
@@ -392,12 +392,16 @@ class Subscription(_Listener):
 
 
 class EventHub:
-    """Follows the event log for this process and fans rows out to listeners (module docstring).
+    """Follows the event log for this process and fans rows out to listeners (module docstring):
+    an every-replica listener of the replica's event follower (app/follower.py).
 
     Reads only while someone listens; a NOTIFY wakes it, and a row whose transaction is not yet
     below xmin is looked for again shortly (back-off from 20 ms to 1 s), with a slow safety-net
     read every ``idle_seconds`` in case a notification was missed (e.g. while reconnecting).
     """
+
+    name = "event-hub"
+    leader = False
 
     def __init__(self, ctx: AppContext, *, queue_size: int = 256, page: int = 500,
                  idle_seconds: float = 5.0):
@@ -408,24 +412,31 @@ class EventHub:
         self._listeners: list[_Listener] = []
         self._cursor: Cursor | None = None
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self.wake = Wake()
         self._pending: dict[int, float] = {}   # notified positions not read yet -> when notified
-        self._task: asyncio.Task | None = None
-        self.connected = False
+        self.follower: EventFollower | None = None   # the replica's, set by app/server.py
+        self._own: Any = None
+        self._standalone: EventFollower | None = None
 
     @property
     def listeners(self) -> int:
         return len(self._listeners)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-hub")
+        """Follow on its own (a Leader connection of its own), for a hub that no replica's event
+        follower drives (tools, tests); a replica's hub is a listener of its follower instead."""
+        self._own = following(self.ctx.settings.dsn, [self])
+        self._standalone = await self._own.__aenter__()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._own is not None:
+            own, self._own, self._standalone = self._own, None, None
+            await own.__aexit__(None, None, None)
+
+    @property
+    def connected(self) -> bool:
+        follower = self._standalone or self.follower
+        return follower is not None and follower.leader.connected
 
     async def subscribe(self, flt: EventFilter, cursor: Cursor) -> Subscription:
         sub = Subscription(self, flt, cursor, queue_size=self.queue_size, page=min(self.page, 200))
@@ -445,7 +456,7 @@ class EventHub:
                 async with self.ctx.db.connection() as conn:
                     self._cursor = await head(self.ctx, conn)
             self._listeners.append(listener)
-        self._wake.set()
+        self.wake.set()
 
     def detach(self, listener: _Listener) -> None:
         with contextlib.suppress(ValueError):
@@ -453,42 +464,16 @@ class EventHub:
         if not self._listeners:
             self._cursor = None   # nobody listens: stop reading until someone does
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def notified(self, payload: str) -> None:
         with contextlib.suppress(ValueError):
             if len(self._pending) < 10_000:
                 self._pending[int(payload)] = time.monotonic()
-        self._wake.set()
 
-    async def _run(self) -> None:
-        backoff = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.ctx.settings.dsn)
-                await conn.add_listener(CHANNEL, self._notified)
-                self.connected = True
-                backoff = 0.5
-                self._wake.set()   # read whatever committed while we were not listening
-                await self._follow(conn)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("event hub lost its database connection; reconnecting", exc_info=True)
-            finally:
-                self.connected = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            await asyncio.sleep(backoff)   # reconnect back-off, not a poll
-            backoff = min(backoff * 2, 10.0)
-
-    async def _follow(self, conn: asyncpg.Connection) -> None:
+    async def follow(self) -> None:
         recheck = 0.02
-        while not conn.is_closed():
+        while True:
             timeout = recheck if self._pending and self._listeners else self.idle_seconds
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            await self.wake.wait(timeout)
             if not self._listeners:
                 self._pending.clear()
                 continue

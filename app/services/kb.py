@@ -331,7 +331,7 @@ async def flush_view_counts(ctx: AppContext) -> int:
     ids, counts = [], []
     for key, value in pending.items():
         try:
-            ids.append(uuid.UUID(key))
+            ids.append(uuid.UUID(str(key)))
             counts.append(int(value))
         except ValueError:
             continue

@@ -1,22 +1,20 @@
 """``ticket:*`` socket events fed from the event log, so a change made over REST or gRPC (on any
 replica) reaches the customer, the agent and supervisors live.
 
-One replica at a time follows the log (a session advisory lock held for as long as it leads);
-it is woken by LISTEN/NOTIFY on ``support_events`` and reads in commit-safe order, remembering
-its cursor in Redis so a new leader carries on where the old one stopped.
+One replica at a time follows the log (:class:`TicketLiveFeed`, a leader listener of the
+replica's event follower, app/follower.py); it is woken by NOTIFY on ``support_events`` and reads
+in commit-safe order, remembering its cursor in Redis so a new leader carries on where the old
+one stopped.
 """
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
-import zlib
 
 import asyncpg
 
 from app.context import AppContext
-from app.db import unlock_or_discard
+from app.follower import Wake
 from app.live import AGENT_NS, CUSTOMER_NS, SUPERVISORS, agent_room, customer_room
 from app.services.tickets import present, present_message
 
@@ -26,7 +24,6 @@ SOCKET_EVENTS = {"ticket.created": "ticket:created", "ticket.updated": "ticket:u
                  "ticket.escalated": "ticket:escalated", "ticket.assigned": "ticket:assigned",
                  # An addition to PROTOCOL.md: {ticket, message}; internal notes reach staff only.
                  "ticket.message_added": "ticket:message"}
-_LOCK = zlib.crc32(b"support-service:duty:ticket-live-feed")
 _POSITION_KEY = "live:ticket-feed:cursor"
 _TYPE_PATTERNS = list(SOCKET_EVENTS)   # as LIKE patterns they match exactly (no % or _ in them)
 _IDLE_POLL_SECONDS = 5.0   # a safety net; NOTIFY wakes the feed at once
@@ -66,7 +63,7 @@ async def push_pending(ctx: AppContext, cursor: tuple[str, int] | None = None) -
 async def _stored_cursor(ctx: AppContext, conn: asyncpg.Connection) -> tuple[str, int]:
     stored = await ctx.redis.get(_POSITION_KEY)
     if stored is not None:
-        txid, position = stored.split(":")
+        txid, position = str(stored).split(":")
         return txid, int(position)
     head = await ctx.db.q.stream_head(conn)
     return (head["txid"], head["position"]) if head else ("0", 0)
@@ -95,33 +92,22 @@ async def _push(ctx: AppContext, conn: asyncpg.Connection, event: asyncpg.Record
     await ctx.live.emit(name, data, to=rooms, namespace=AGENT_NS)
 
 
-async def run(ctx: AppContext) -> None:
-    """Lead the feed whenever no other replica does; follow the log while leading."""
-    while True:
-        try:
-            await _lead(ctx)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("ticket live feed failed; retrying")
-        await asyncio.sleep(_IDLE_POLL_SECONDS)   # wait before trying to lead again
+class TicketLiveFeed:
+    """A listener of the replica's event follower (app/follower.py): one replica at a time
+    pushes ticket events to sockets, woken by NOTIFY, reading through pool connections only
+    while it reads."""
 
+    name = "ticket-live-feed"
+    leader = True
 
-async def _lead(ctx: AppContext) -> None:
-    async with ctx.db.connection() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK):
-            return
-        wake = asyncio.Event()
-        listener = lambda *_: wake.set()   # noqa: E731 - asyncpg callback signature
-        await conn.add_listener("support_events", listener)
-        try:
-            cursor = None
-            while True:
-                cursor, _ = await push_pending(ctx, cursor)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(wake.wait(), _IDLE_POLL_SECONDS)
-                wake.clear()
-        finally:
-            with contextlib.suppress(Exception):
-                await conn.remove_listener("support_events", listener)
-            await unlock_or_discard(conn, _LOCK)
+    def __init__(self, ctx: AppContext, *, idle_seconds: float = _IDLE_POLL_SECONDS):
+        self.ctx = ctx
+        self.idle_seconds = idle_seconds
+        self.retry_seconds = idle_seconds
+        self.wake = Wake()
+
+    async def follow(self) -> None:
+        cursor = None   # the stored one: where the previous leader stopped
+        while True:
+            cursor, _ = await push_pending(self.ctx, cursor)
+            await self.wake.wait(self.idle_seconds)

@@ -5,6 +5,10 @@ everything that arrives while they run goes into the next one (one round trip an
 for up to ``max_batch`` messages). An idle server writes each message at once, so batching adds
 no latency; a busy one writes many per commit. A future resolves only after its statement has
 committed, so an acknowledgement always means the message is durable.
+
+The writer keeps the tasks it starts; :meth:`MessageWriter.aclose` (when the context closes)
+refuses new writes, lets the running statements finish and writes what is still pending, and
+fails whatever it could not write in time with ``unavailable`` (nothing is left unanswered).
 """
 from __future__ import annotations
 
@@ -17,7 +21,11 @@ from typing import Any
 
 import asyncpg
 
-from app.context import AppContext
+from app.clock import Clock
+from app.db import Database
+from app.errors import Unavailable
+from app.events import EventLog
+from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class PendingMessage:
     session_id: uuid.UUID
-    sender_id: uuid.UUID
+    sender_id: uuid.UUID | None   # None: a system message
     sender_type: str
     scope: str            # 'customer' | 'agent' | 'all': who may write in the session
     client_msg_id: str | None
@@ -44,28 +52,60 @@ class PendingMessage:
 
 
 class MessageWriter:
-    def __init__(self, ctx: AppContext, *, max_batch: int = 256, max_in_flight: int = 2):
-        self._ctx = ctx
+    def __init__(self, db: Database, events: EventLog, clock: Clock, *, max_batch: int = 256,
+                 max_in_flight: int = 2):
+        self._db = db
+        self._events = events
+        self._clock = clock
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[PendingMessage, asyncio.Future]] = []
-        self._in_flight = 0
+        self._in_flight = 0   # drains running (counted inside them: no gap at their end)
+        self._tasks: set[asyncio.Task] = set()
+        self._closed = False
 
     async def write(self, item: PendingMessage) -> Any:
         """The stored (or earlier identical) message row, or None when it may not be stored."""
+        if self._closed:
+            raise Unavailable("The server is shutting down; send the message again")
         future = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._in_flight < self._max_in_flight:
-            self._in_flight += 1
-            asyncio.create_task(self._drain())
+            self._start_drain()
         return await future
+
+    def _start_drain(self) -> None:
+        self._in_flight += 1
+        task = asyncio.create_task(self._drain(), name="message-writer")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Write what is pending (at most ``timeout`` seconds), then fail the rest with
+        ``unavailable``."""
+        self._closed = True
+        if self._pending and not self._in_flight:
+            self._start_drain()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        await stop_tasks(list(self._tasks))
+        pending, self._pending = self._pending, []
+        for _, future in pending:
+            if not future.done():
+                future.set_exception(Unavailable("The server is shutting down; send the message again"))
 
     async def _drain(self) -> None:
         try:
             while self._pending:
                 batch = self._pending[:self._max_batch]
                 del self._pending[:self._max_batch]
-                await self._flush(batch)
+                try:
+                    await self._flush(batch)
+                except asyncio.CancelledError:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(Unavailable("The server is shutting down; send the message again"))
+                    raise
         finally:
             self._in_flight -= 1
 
@@ -93,7 +133,6 @@ class MessageWriter:
                 future.set_result(row)
 
     async def _store(self, items: list[PendingMessage]) -> list[asyncpg.Record]:
-        ctx = self._ctx
         params = dict(
             ids=[i.id for i in items], session_ids=[i.session_id for i in items],
             sender_ids=[i.sender_id for i in items], sender_types=[i.sender_type for i in items],
@@ -101,11 +140,11 @@ class MessageWriter:
             bodies=[i.ciphertext for i in items], message_types=[i.message_type for i in items],
             attachments=[i.attachments for i in items],
             parts=[None if i.parts is None else json.dumps(i.parts) for i in items],
-            topic=ctx.events.topic_for("chat.message"), now=ctx.clock.now())
+            topic=self._events.topic_for("chat.message"), now=self._clock.now())
         for attempt in (1, 2, 3):
             try:
-                async with ctx.db.connection() as conn:
-                    return await ctx.db.q.insert_messages(conn, **params)
+                async with self._db.connection() as conn:
+                    return await self._db.q.insert_messages(conn, **params)
             except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
                 # A concurrent batch stored the same resend first (the retry finds it as
                 # earlier), or lost a lock race; nothing of the failed statement was stored.

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 BACKOFF_SECONDS = 30.0          # 30 s, 60 s, 120 s, 240 s between attempts
 SEND_TIMEOUT_SECONDS = 10.0
+SEND_SECONDS = 15.0            # the e-mail sender's period (app/duties.py)
 BATCH = 100
 
 FEEDBACK_TEMPLATE = "feedback-request"
@@ -77,7 +78,10 @@ def _response_promise(event: Any) -> dict:
     the department's time zone, which e-mails show as they are (no ISO string for people)."""
     if event["type"] != "ticket.created" or event["first_response_due_at"] is None:
         return {}
-    span, due = automation.response_promise(dict(event))
+    promise = automation.response_promise(dict(event))
+    if promise is None:   # no due time (checked above; for the type checker)
+        return {}
+    span, due = promise
     return {"first_response_due_at": due.isoformat(),
             "response_promise": f"An agent will respond within {span} "
                                 f"(by {automation.time_in_words(due, event['time_zone'] or 'UTC')})."}
@@ -113,6 +117,7 @@ async def build_outbox(ctx: AppContext) -> int:
             address = await _customer_address(ctx, event) if templates else None
             recipients = [(CUSTOMER, address, t) for t in templates if address]   # no address: no e-mail
             for user_id in await _staff_recipients(ctx, conn, event):
+                assert ctx.users is not None   # there are staff recipients only with the User Service
                 staff_address = await ctx.users.email_of(user_id)
                 if staff_address:
                     recipients.append((user_id, staff_address, ESCALATED_TEMPLATE))

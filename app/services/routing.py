@@ -6,8 +6,6 @@ two agents and no agent exceeds ``max_chats``, whichever replicas the parties ar
 """
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
 import uuid
 from typing import Any
@@ -18,7 +16,7 @@ from app import metrics
 from app.auth import Principal, RequestMeta, require_role
 from app.context import AppContext
 from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable, ValidationFailed
-from app.live import AGENT_NS, CUSTOMER_NS, availability_room, session_room
+from app.live import AGENT_NS, session_room
 from app.security import audit
 from app.services import agents as agent_service, departments
 from app.services.chat_views import (find_session, participant_session, present_session, queue_views, session_view,
@@ -150,6 +148,7 @@ async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: A
         if target["active_chats"] >= target["max_chats"]:
             raise Unavailable(f"{target['display_name']} has no free chat place")
         return target
+    assert department is not None   # transfer() refuses a call naming neither
     await departments.ensure(ctx, conn, department)
     target = await ctx.db.q.pick_agent(conn, department=department, exclude_agent=session["agent_id"])
     if target is None:
@@ -242,74 +241,3 @@ async def snapshot(ctx: AppContext, principal: Principal, department: str | None
 
 def queue_changed(ctx: AppContext, department: str) -> None:
     ctx.queue_notifier.mark(department)
-
-
-class QueueNotifier:
-    """Coalesces queue changes: at most one ``queue:updated`` per department per interval, and a
-    ``chat:queue_position`` only to customers whose position changed (remembered in Redis).
-
-    Availability too: after an agent's presence changed, at most one ``chat:availability`` per
-    department per interval, to the widgets watching that department (``chat:watch_availability``
-    puts them in its ``availability:<name>`` room); nobody watching costs one Redis publish."""
-
-    def __init__(self, ctx: AppContext, interval: float = 0.2):
-        self._ctx = ctx
-        self._interval = interval
-        self._dirty: set[str] = set()
-        self._dirty_availability: set[str] = set()
-        self._wake = asyncio.Event()
-
-    def mark(self, department: str) -> None:
-        self._dirty.add(department)
-        self._wake.set()
-
-    def mark_availability(self, department: str | None) -> None:
-        if department:
-            self._dirty_availability.add(department)
-            self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(self._interval)   # coalescing window, not a wait for an event
-            await self.flush()
-
-    async def flush(self) -> None:
-        queues, self._dirty = self._dirty, set()
-        for department in queues:
-            try:
-                await self._flush_department(department)
-            except Exception:
-                log.exception("queue notification failed", extra={"department": department})
-        watched, self._dirty_availability = self._dirty_availability, set()
-        for department in watched:
-            try:
-                data = await departments.availability(self._ctx, department)
-                await self._ctx.live.emit("chat:availability", data, to=availability_room(department),
-                                          namespace=CUSTOMER_NS)
-            except Exception:
-                log.exception("availability notification failed", extra={"department": department})
-
-    async def _flush_department(self, department: str) -> None:
-        ctx = self._ctx
-        now = ctx.clock.now()
-        async with ctx.db.connection() as conn:
-            rows = await ctx.db.q.queue_of(conn, department=department)
-            rate = await ctx.db.q.queue_rate(conn, department=department, since=now - dt.timedelta(minutes=30), now=now)
-            views = await queue_views(ctx, conn, rows)
-        metrics.CHAT_QUEUE_LENGTH.labels(department=department).set(len(rows))
-        await ctx.live.to_agents("queue:updated", {"department": department, "queued": views}, department=department)
-        key = f"queue:positions:{department}"
-        previous = await ctx.redis.hgetall(key)
-        for r in rows:
-            if previous.get(str(r["id"])) != str(r["position"]):
-                await ctx.live.to_customer(r["customer_id"], "chat:queue_position", {
-                    "session_id": r["id"], "queue_position": r["position"],
-                    "estimated_wait_seconds": round(r["position"] / rate) if rate else None})
-        async with ctx.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if rows:
-                pipe.hset(key, mapping={str(r["id"]): str(r["position"]) for r in rows})
-                pipe.expire(key, 86400)
-            await pipe.execute()

@@ -356,7 +356,7 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
         if uploaded:   # the sender's own uploads become this message's files, or nothing is stored
             refs = iter(await attachments.bind_ticket_message(ctx, conn, principal, ticket_id, message_id,
                                                               uploaded, internal))
-            files = [next(refs) if isinstance(f, str) else f for f in files]
+            files = [next(refs) if isinstance(f, str) else f for f in files or ()]
         row = dict(await ctx.db.q.insert_ticket_message(
             conn, id=message_id, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
             message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),

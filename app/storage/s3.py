@@ -1,6 +1,8 @@
 """Attachments in any S3-compatible store (AWS S3, MinIO, Ceph, R2...) through aiobotocore."""
 from __future__ import annotations
 
+from typing import cast
+
 import contextlib
 
 from aiobotocore.session import get_session
@@ -29,7 +31,7 @@ class S3Store(BlobStore):
             aws_secret_access_key=settings.attachment_s3_secret_access_key,
             config=Config(retries={"max_attempts": 3, "mode": "standard"},
                           s3={"addressing_style": "path"} if settings.attachment_s3_endpoint_url else None)))
-        return cls(client, settings.attachment_s3_bucket, settings.attachment_s3_prefix, stack)
+        return cls(client, cast(str, settings.attachment_s3_bucket), settings.attachment_s3_prefix, stack)
 
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)

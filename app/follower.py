@@ -1,0 +1,120 @@
+"""The one follower of ``support_events`` in a replica, and the listeners it drives.
+
+The replica's :class:`~app.leader.Leader` connection LISTENs on the channel (one LISTEN
+connection per replica); every NOTIFY wakes every listener. A listener is an object with
+
+- ``name``: its role, and the name of its advisory lock;
+- ``leader``: True when one replica at a time runs it (the ticket live feed, the Kafka relay,
+  search sync), False when every replica does (the subscriptions hub);
+- ``wake``: a :class:`Wake` the follower sets on every notification;
+- ``follow()``: reads the log from its own cursor, in commit-safe ``(txid, position)`` order
+  (sql/queries/event_stream.sql), waiting on ``wake`` between reads with a timeout as a safety
+  net; it returns or raises only when it fails;
+- optionally ``notified(payload)`` (the NOTIFY payload: a position), ``retry_seconds`` (how
+  often a follower tries to lead) and ``backoff`` (min, max seconds after a failure).
+
+A leader listener follows only while it holds its lease; when the lease is lost (the Leader's
+connection broke) its ``follow()`` is cancelled and it tries to lead again.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from app.leader import Leader, while_held
+from app.tasks import stop_tasks
+
+log = logging.getLogger(__name__)
+
+
+class Wake:
+    """A wake-up call that is not lost when it comes while the listener is busy reading."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a wake-up at most ``timeout`` seconds; True when woken."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+class Listener(Protocol):
+    name: str
+    leader: bool
+    wake: Wake
+
+    async def follow(self) -> None: ...
+
+
+class EventFollower:
+    def __init__(self, leader: Leader, listeners: Sequence[Listener], *, retry_seconds: float = 5.0,
+                 backoff: tuple[float, float] = (0.5, 30.0)):
+        self.leader = leader
+        self.listeners = list(listeners)
+        self.retry_seconds = retry_seconds
+        self.backoff = backoff
+        self._tasks: list[asyncio.Task] = []
+        leader.on_notify(self._notified)
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._keep(listener), name=f"follower:{listener.name}")
+                       for listener in self.listeners]
+
+    async def aclose(self) -> None:
+        await stop_tasks(self._tasks)
+        self._tasks = []
+
+    def _notified(self, payload: str) -> None:
+        for listener in self.listeners:
+            notified = getattr(listener, "notified", None)
+            if notified is not None:
+                notified(payload)
+            listener.wake.set()
+
+    async def _keep(self, listener: Listener) -> None:
+        retry = getattr(listener, "retry_seconds", self.retry_seconds)
+        low, high = getattr(listener, "backoff", self.backoff)
+        delay = low
+        while True:
+            try:
+                if listener.leader:
+                    async with self.leader.leading(listener.name) as lease:
+                        if lease is not None:
+                            await while_held(lease, listener.follow())
+                else:
+                    await listener.follow()
+                delay = low
+                await asyncio.sleep(retry)   # not leading (or the lease was lost): try again later
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event follower failed; retrying", extra={
+                    "listener": listener.name, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
+                await asyncio.sleep(delay)   # back-off while its target (Kafka, the index) is down
+                delay = min(delay * 2, high)
+
+
+@contextlib.asynccontextmanager
+async def following(dsn: str, listeners: Sequence[Listener], **kwargs: float) -> AsyncIterator[EventFollower]:
+    """A Leader connection and a follower of its own, for listeners run on their own (tools, tests)."""
+    leader = Leader(dsn)
+    follower = EventFollower(leader, listeners, **kwargs)   # type: ignore[arg-type]
+    await leader.start()
+    await follower.start()
+    try:
+        yield follower
+    finally:
+        await follower.aclose()
+        await leader.aclose()
