@@ -14,6 +14,7 @@ COPY app ./app
 COPY rest ./rest
 COPY sockets ./sockets
 COPY grpc_server ./grpc_server
+COPY support_stubs ./support_stubs
 COPY sql ./sql
 COPY static ./static
 COPY protos ./protos

@@ -24,8 +24,8 @@ from app.errors import TRANSPORT_CODES, DomainError, Unavailable, ValidationFail
 from app.schemas import chat as chat_schemas
 from app.services import chat, events_api
 from grpc_server.convert import to_message
-from grpc_server.gen.support.v1 import chat_pb2_grpc
-from grpc_server.gen.support.v1 import common_pb2 as pb
+from support_stubs.support.v1 import chat_pb2_grpc
+from support_stubs.support.v1 import common_pb2 as pb
 from grpc_server.interceptors import caller, current_call, field_violations
 
 OPEN = ("queued", "active")

@@ -11,8 +11,8 @@ from app.context import AppContext
 from app.errors import Unavailable
 from app.services import events_api
 from grpc_server.convert import request_fields, to_message
-from grpc_server.gen.support.v1 import events_pb2 as pb
-from grpc_server.gen.support.v1 import events_pb2_grpc
+from support_stubs.support.v1 import events_pb2 as pb
+from support_stubs.support.v1 import events_pb2_grpc
 from grpc_server.interceptors import caller, current_call
 
 SHUTTING_DOWN = "The server is shutting down; resubscribe with after_event_id set to the last event received"

@@ -23,7 +23,7 @@ from app.context import AppContext
 from app.services.events_api import EventHub
 from grpc_server.chat import ChatServicer
 from grpc_server.events import SupportEventServicer
-from grpc_server.gen.support.v1 import chat_pb2, chat_pb2_grpc, events_pb2, events_pb2_grpc, support_pb2, support_pb2_grpc
+from support_stubs.support.v1 import chat_pb2, chat_pb2_grpc, events_pb2, events_pb2_grpc, support_pb2, support_pb2_grpc
 from grpc_server.interceptors import interceptors
 from grpc_server.support import SupportServicer
 

@@ -17,9 +17,9 @@ from app.schemas import kb as kb_schemas
 from app.schemas import tickets as ticket_schemas
 from app.services import analytics, chat, feedback, kb, tickets
 from grpc_server.convert import request_fields, to_message
-from grpc_server.gen.support.v1 import common_pb2 as common
-from grpc_server.gen.support.v1 import support_pb2 as pb
-from grpc_server.gen.support.v1 import support_pb2_grpc
+from support_stubs.support.v1 import common_pb2 as common
+from support_stubs.support.v1 import support_pb2 as pb
+from support_stubs.support.v1 import support_pb2_grpc
 from grpc_server.interceptors import caller, current_call
 
 # Fields REST takes as null; proto3 strings cannot be null, so a set empty string means null.

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf import timestamp_pb2
 
-from grpc_server.gen.booking.v1 import booking_pb2, booking_pb2_grpc
+from support_stubs.booking.v1 import booking_pb2, booking_pb2_grpc
 
 
 class Bookings(booking_pb2_grpc.BookingServiceServicer):

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from app.config import Settings
 from app.context import AppContext
-from grpc_server.gen.support.v1 import chat_pb2_grpc, events_pb2_grpc, support_pb2_grpc
+from support_stubs.support.v1 import chat_pb2_grpc, events_pb2_grpc, support_pb2_grpc
 
 
 @dataclasses.dataclass

@@ -21,8 +21,8 @@ from app.db import Database
 from app.kafka.relay import prune
 from app.services import events_api
 from grpc_server.convert import struct_to_dict
-from grpc_server.gen.support.v1 import events_pb2 as pb
-from grpc_server.gen.support.v1 import events_pb2_grpc
+from support_stubs.support.v1 import events_pb2 as pb
+from support_stubs.support.v1 import events_pb2_grpc
 from grpc_server.server import SERVICES, GrpcServer
 from grpc_helpers import PATIENCE, fails, until, violations
 from helpers import execute, fetch, fetchval
@@ -167,7 +167,7 @@ async def test_subscribe_resumes_after_an_event_id_then_goes_live(stubs, service
 
 
 async def test_subscribe_from_the_beginning_sees_the_service_own_events(stubs, service, callers):
-    from grpc_server.gen.support.v1 import support_pb2
+    from support_stubs.support.v1 import support_pb2
     customer_id, customer = callers.new("customer")
     created = await stubs.support.CreateTicket(support_pb2.CreateTicketRequest(subject="s", description="d"),
                                                metadata=customer)
@@ -259,7 +259,7 @@ async def test_while_the_database_is_down_health_is_not_serving_and_calls_unavai
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(RuntimeError):
             await server.report()
-        from grpc_server.gen.support.v1 import support_pb2, support_pb2_grpc
+        from support_stubs.support.v1 import support_pb2, support_pb2_grpc
         await fails(support_pb2_grpc.SupportServiceStub(channel).ListTickets(
             support_pb2.ListTicketsRequest(), metadata=callers.new("customer")[1]), Code.UNAVAILABLE)
         async def answers() -> None:   # the database is back

@@ -15,9 +15,9 @@ import pytest
 import socketio
 
 from app.context import AppContext
-from grpc_server.gen.support.v1 import chat_pb2_grpc
-from grpc_server.gen.support.v1 import common_pb2 as pb
-from grpc_server.gen.support.v1 import support_pb2
+from support_stubs.support.v1 import chat_pb2_grpc
+from support_stubs.support.v1 import common_pb2 as pb
+from support_stubs.support.v1 import support_pb2
 from grpc_server.server import GrpcServer
 from grpc_helpers import PATIENCE, fails, until, violations
 

@@ -16,8 +16,8 @@ from google.protobuf.message import Message
 from app.errors import TRANSPORT_CODES
 from grpc_helpers import violations
 from grpc_server.convert import to_dict
-from grpc_server.gen.support.v1 import common_pb2 as common
-from grpc_server.gen.support.v1 import support_pb2 as pb
+from support_stubs.support.v1 import common_pb2 as common
+from support_stubs.support.v1 import support_pb2 as pb
 
 pytest_plugins = ["grpc_fixtures"]
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)$")

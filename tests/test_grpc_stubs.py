@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from grpc_server.gen import BOOKING_PROTO_PACKAGE, GEN_DIR, PROTO_PACKAGE, USER_PROTO_PACKAGE, generate
-from grpc_server.gen.booking.v1 import booking_pb2
-from grpc_server.gen.support.v1 import chat_pb2, events_pb2, support_pb2
-from grpc_server.gen.user.v1 import user_pb2
+from support_stubs import BOOKING_PROTO_PACKAGE, GEN_DIR, PROTO_PACKAGE, USER_PROTO_PACKAGE, generate
+from support_stubs.booking.v1 import booking_pb2
+from support_stubs.support.v1 import chat_pb2, events_pb2, support_pb2
+from support_stubs.user.v1 import user_pb2
 from grpc_server.server import server_options
 
 SEED_RPCS = {
@@ -28,9 +28,9 @@ def test_committed_stubs_are_what_the_protos_generate(tmp_path: Path) -> None:
              for top in ("support", "user", "booking") for p in (tmp_path / top).rglob("*.py*")}
     committed = {p.relative_to(GEN_DIR): p.read_text()
                  for top in ("support", "user", "booking") for p in (GEN_DIR / top).rglob("*.py*")}
-    assert set(fresh) == set(committed), "stub files differ: run `python -m grpc_server.gen`"
+    assert set(fresh) == set(committed), "stub files differ: run `python -m support_stubs`"
     stale = sorted(str(name) for name in fresh if fresh[name] != committed[name])
-    assert not stale, f"stale stubs {stale}: run `python -m grpc_server.gen` and commit the result"
+    assert not stale, f"stale stubs {stale}: run `python -m support_stubs` and commit the result"
     assert (Path(PROTO_PACKAGE) / "support_pb2_grpc.py") in fresh
     assert (Path(USER_PROTO_PACKAGE) / "user_pb2_grpc.py") in fresh
     assert (Path(BOOKING_PROTO_PACKAGE) / "booking_pb2_grpc.py") in fresh

@@ -15,9 +15,9 @@ from prometheus_client import generate_latest
 from app.auth import issue_token
 from app.context import AppContext
 from grpc_server.convert import to_dict
-from grpc_server.gen.support.v1 import common_pb2 as common
-from grpc_server.gen.support.v1 import support_pb2 as pb
-from grpc_server.gen.support.v1 import support_pb2_grpc
+from support_stubs.support.v1 import common_pb2 as common
+from support_stubs.support.v1 import support_pb2 as pb
+from support_stubs.support.v1 import support_pb2_grpc
 from grpc_server.interceptors import INTERNAL_MESSAGE
 from grpc_server.server import GrpcServer
 from grpc_helpers import details_of, fails, violations

@@ -13,7 +13,7 @@ import pytest
 from app.auth import Principal
 from app.clients.user_service import UserDirectory
 from app.services import escalation, notifications
-from grpc_server.gen.user.v1 import user_pb2, user_pb2_grpc
+from support_stubs.user.v1 import user_pb2, user_pb2_grpc
 from tests.escalation_support import ADMIN, META, department, frozen, new_ticket, unique
 from tests.test_notifications import email_worker, rows_for
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from grpc_server.gen.booking.v1 import booking_pb2, booking_pb2_grpc
+from support_stubs.booking.v1 import booking_pb2, booking_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import grpc
 
-from grpc_server.gen.user.v1 import user_pb2, user_pb2_grpc
+from support_stubs.user.v1 import user_pb2, user_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from grpc_server.gen.support.v1 import support_pb2 as support_dot_v1_dot_support__pb2
+from support_stubs.support.v1 import support_pb2 as support_dot_v1_dot_support__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from grpc_server.gen.user.v1 import user_pb2 as user_dot_v1_dot_user__pb2
+from support_stubs.user.v1 import user_pb2 as user_dot_v1_dot_user__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from grpc_server.gen.support.v1 import events_pb2 as support_dot_v1_dot_events__pb2
+from support_stubs.booking.v1 import booking_pb2 as booking_dot_v1_dot_booking__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in support/v1/events_pb2_grpc.py depends on'
+        + ' but the generated code in booking/v1/booking_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class SupportEventServiceStub:
+class BookingServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -34,63 +34,60 @@ class SupportEventServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.PublishSupportEvent = channel.unary_unary(
-                '/support.v1.SupportEventService/PublishSupportEvent',
-                request_serializer=support_dot_v1_dot_events__pb2.SupportEvent.SerializeToString,
-                response_deserializer=support_dot_v1_dot_events__pb2.EventResponse.FromString,
+        self.ListCustomerBookings = channel.unary_unary(
+                '/booking.v1.BookingService/ListCustomerBookings',
+                request_serializer=booking_dot_v1_dot_booking__pb2.ListCustomerBookingsRequest.SerializeToString,
+                response_deserializer=booking_dot_v1_dot_booking__pb2.ListCustomerBookingsResponse.FromString,
                 _registered_method=True)
-        self.SubscribeToSupportEvents = channel.unary_stream(
-                '/support.v1.SupportEventService/SubscribeToSupportEvents',
-                request_serializer=support_dot_v1_dot_events__pb2.SubscribeRequest.SerializeToString,
-                response_deserializer=support_dot_v1_dot_events__pb2.SupportEvent.FromString,
+        self.GetBooking = channel.unary_unary(
+                '/booking.v1.BookingService/GetBooking',
+                request_serializer=booking_dot_v1_dot_booking__pb2.GetBookingRequest.SerializeToString,
+                response_deserializer=booking_dot_v1_dot_booking__pb2.Booking.FromString,
                 _registered_method=True)
 
 
-class SupportEventServiceServicer:
+class BookingServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def PublishSupportEvent(self, request, context):
-        """Append an event to the log (and so to Kafka when the relay runs). Idempotent on event_id:
-        publishing the same event_id again stores nothing and answers duplicate = true.
+    def ListCustomerBookings(self, request, context):
+        """The customer's most recent bookings, newest (created_at) first, at most `limit` of them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SubscribeToSupportEvents(self, request, context):
-        """The log in commit order from a starting point, then live as events commit. Ends with
-        UNAVAILABLE when the server shuts down: resubscribe with after_event_id = the last one seen.
-        """
+    def GetBooking(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_SupportEventServiceServicer_to_server(servicer, server):
+def add_BookingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'PublishSupportEvent': grpc.unary_unary_rpc_method_handler(
-                    servicer.PublishSupportEvent,
-                    request_deserializer=support_dot_v1_dot_events__pb2.SupportEvent.FromString,
-                    response_serializer=support_dot_v1_dot_events__pb2.EventResponse.SerializeToString,
+            'ListCustomerBookings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCustomerBookings,
+                    request_deserializer=booking_dot_v1_dot_booking__pb2.ListCustomerBookingsRequest.FromString,
+                    response_serializer=booking_dot_v1_dot_booking__pb2.ListCustomerBookingsResponse.SerializeToString,
             ),
-            'SubscribeToSupportEvents': grpc.unary_stream_rpc_method_handler(
-                    servicer.SubscribeToSupportEvents,
-                    request_deserializer=support_dot_v1_dot_events__pb2.SubscribeRequest.FromString,
-                    response_serializer=support_dot_v1_dot_events__pb2.SupportEvent.SerializeToString,
+            'GetBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBooking,
+                    request_deserializer=booking_dot_v1_dot_booking__pb2.GetBookingRequest.FromString,
+                    response_serializer=booking_dot_v1_dot_booking__pb2.Booking.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'support.v1.SupportEventService', rpc_method_handlers)
+            'booking.v1.BookingService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('support.v1.SupportEventService', rpc_method_handlers)
+    server.add_registered_method_handlers('booking.v1.BookingService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class SupportEventService:
+class BookingService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def PublishSupportEvent(request,
+    def ListCustomerBookings(request,
             target,
             options=(),
             channel_credentials=None,
@@ -103,9 +100,9 @@ class SupportEventService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/support.v1.SupportEventService/PublishSupportEvent',
-            support_dot_v1_dot_events__pb2.SupportEvent.SerializeToString,
-            support_dot_v1_dot_events__pb2.EventResponse.FromString,
+            '/booking.v1.BookingService/ListCustomerBookings',
+            booking_dot_v1_dot_booking__pb2.ListCustomerBookingsRequest.SerializeToString,
+            booking_dot_v1_dot_booking__pb2.ListCustomerBookingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -117,7 +114,7 @@ class SupportEventService:
             _registered_method=True)
 
     @staticmethod
-    def SubscribeToSupportEvents(request,
+    def GetBooking(request,
             target,
             options=(),
             channel_credentials=None,
@@ -127,12 +124,12 @@ class SupportEventService:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
+        return grpc.experimental.unary_unary(
             request,
             target,
-            '/support.v1.SupportEventService/SubscribeToSupportEvents',
-            support_dot_v1_dot_events__pb2.SubscribeRequest.SerializeToString,
-            support_dot_v1_dot_events__pb2.SupportEvent.FromString,
+            '/booking.v1.BookingService/GetBooking',
+            booking_dot_v1_dot_booking__pb2.GetBookingRequest.SerializeToString,
+            booking_dot_v1_dot_booking__pb2.Booking.FromString,
             options,
             channel_credentials,
             insecure,

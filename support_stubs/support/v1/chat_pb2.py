@@ -22,7 +22,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from grpc_server.gen.support.v1 import common_pb2 as support_dot_v1_dot_common__pb2
+from support_stubs.support.v1 import common_pb2 as support_dot_v1_dot_common__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15support/v1/chat.proto\x12\nsupport.v1\x1a\x17support/v1/common.proto2Q\n\x0b\x43hatService\x12\x42\n\nStreamChat\x12\x17.support.v1.ChatMessage\x1a\x17.support.v1.ChatMessage(\x01\x30\x01\x62\x06proto3')

@@ -1,8 +1,0 @@
-"""``python -m grpc_server.gen``: regenerate the gRPC stubs from ``protos/``."""
-from __future__ import annotations
-
-from grpc_server.gen import GEN_DIR, generate
-
-if __name__ == "__main__":
-    for path in generate():
-        print(path.relative_to(GEN_DIR.parent.parent))
