@@ -29,6 +29,7 @@ from app.auth import Principal, RequestMeta, is_party
 from app.context import AppContext
 from app.errors import NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType, ValidationFailed
 from app.security import audit
+from app.services.ticket_store import can_read
 from app.storage import BlobMissing
 
 log = logging.getLogger(__name__)
@@ -239,9 +240,8 @@ async def _can_see(ctx: AppContext, conn: asyncpg.Connection, principal: Princip
     if row["ticket_id"] is not None:
         if row["is_internal"] and not (principal.is_staff or principal.role == "service"):
             return False
-        from app.services import tickets   # tickets imports this module
         ticket = await ctx.db.q.get_ticket(conn, id=row["ticket_id"])
-        return ticket is not None and await tickets.can_read(ctx, conn, principal, dict(ticket))
+        return ticket is not None and await can_read(ctx, conn, principal, dict(ticket))
     return False
 
 

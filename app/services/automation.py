@@ -1,6 +1,7 @@
 """Ticket automation: categorisation, priority rules, auto-assignment, pick-up and auto-responses.
 
-Called from app.services.tickets inside the ticket's own transaction. Agent load
+Called from app.services.tickets inside the ticket's own transaction; built on the ticket model
+(app.services.ticket_model), never on the commands. Agent load
 (``support_agents.current_tickets``) counts the open (not resolved/closed) tickets an agent
 holds; it is kept exact across replicas by serialising the assigners of one department on a
 transaction-scoped advisory lock, locking the chosen agent row (``FOR UPDATE``, first
@@ -20,9 +21,11 @@ import asyncpg
 from app.context import AppContext
 from app.db import queries
 from app.services import kb
+from app.services.chat_views import present_message
+from app.services.message_writer import PendingMessage
+from app.services.ticket_model import event_summary
 
 log = logging.getLogger(__name__)
-CLOSED = frozenset({"resolved", "closed"})
 PICKUP_BATCH = 50
 PICKUP_INTERVAL = 30.0   # seconds between cluster-wide pick-up sweeps
 
@@ -67,25 +70,6 @@ async def prioritize(conn: asyncpg.Connection, subject: str, description: str | 
 
 # ---------------------------------------------------------------- agent load
 
-def holds(row: dict) -> bool:
-    return bool(row.get("agent_id")) and row.get("status") not in CLOSED
-
-
-async def adjust_load(conn: asyncpg.Connection, before: dict | None, after: dict | None) -> uuid.UUID | None:
-    """Move ``current_tickets`` for a ticket going from ``before`` to ``after`` (None: absent).
-
-    Returns the agent whose load went down (capacity freed), if any."""
-    was_held = before["agent_id"] if before is not None and holds(before) else None
-    now_held = after["agent_id"] if after is not None and holds(after) else None
-    if was_held is not None and was_held == now_held:
-        return None
-    if was_held is not None:
-        await queries.release_agent_load(conn, user_id=was_held)
-    if now_held is not None:
-        await queries.charge_agent_load(conn, user_id=now_held)
-    return was_held
-
-
 async def pick_agent(ctx: AppContext, conn: asyncpg.Connection, department: str | None,
                      category: str, tags: list[str] | None) -> uuid.UUID | None:
     """Lock and charge the least-loaded available agent of the department (skilled first)."""
@@ -114,7 +98,6 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
     """Give open unassigned tickets (oldest first) to agents with free capacity; the count assigned."""
     if not ctx.settings.ticket_auto_assignment:
         return 0
-    from app.services.tickets import event_summary
     assigned = 0
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
@@ -236,7 +219,6 @@ def chat_greeting_text(articles: list[dict], agent_name: str | None = None, gree
 
 async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, row: dict,
                                    articles: list[dict]) -> None:
-    from app.services.tickets import event_summary
     parts = ticket_response_parts(row, articles)
     message = await ctx.db.q.insert_ticket_message(
         conn, id=None, ticket_id=row["id"], sender_id=None, sender_type="system",
@@ -254,8 +236,6 @@ async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | No
     Articles the pre-chat form already showed (``shown``: ids) are not suggested again."""
     if not ctx.settings.auto_response_enabled:
         return
-    from app.services.chat_views import present_message
-    from app.services.message_writer import PendingMessage
     skip = {str(a) for a in shown or []}
     articles = [a for a in await kb.related_articles(ctx, text_hint or "", limit=3 + len(skip))
                 if a["id"] not in skip][:3]

@@ -23,6 +23,8 @@ from app.errors import Forbidden, InvalidState, NotFound
 from app.jsonutil import to_jsonable
 from app.schemas.tickets import PRIORITIES
 from app.security import audit
+from app.services.ticket_model import escalation_view, event_summary, present
+from app.services.ticket_store import locked_for_write, save_change
 from app.services import departments
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,12 @@ async def get_rule(ctx: AppContext, principal: Principal, rule_id: uuid.UUID) ->
     return _rule_view(row)
 
 
+def _rule_event(row: Any) -> dict:
+    """What an escalation-rule event carries (rules hold no sensitive text)."""
+    return {"rule_id": row["id"], "rule_name": row["rule_name"], "priority": row["priority"],
+            "is_active": row["is_active"]}
+
+
 async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
     require_role(principal, "admin")
     now = ctx.clock.now()
@@ -64,8 +72,9 @@ async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
             conn, rule_name=data["rule_name"], description=data.get("description"),
             conditions=to_jsonable(data["conditions"]), actions=to_jsonable(data["actions"]),
             priority=data.get("priority", 0), is_active=data.get("is_active", True), now=now)
-        await audit.record(conn, principal, meta, "escalation_rule.create", "escalation_rule", row["id"],
-                           {"rule_name": row["rule_name"]})
+        await audit.record_change(conn, ctx.events, principal, meta, "escalation_rule.create", "escalation_rule",
+                                  row["id"], {"rule_name": row["rule_name"]},
+                                  [("escalation.rule_created", _rule_event(row))])
     return _rule_view(row)
 
 
@@ -89,8 +98,9 @@ async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
                   for k in ("rule_name", "description", "conditions", "actions", "priority", "is_active")}
         await _ensure_target_department(ctx, conn, principal, meta, merged["actions"])
         row = await ctx.db.q.update_escalation_rule(conn, id=rule_id, **merged, now=now)
-        await audit.record(conn, principal, meta, "escalation_rule.update", "escalation_rule", rule_id,
-                           {k: True for k in data})
+        await audit.record_change(conn, ctx.events, principal, meta, "escalation_rule.update", "escalation_rule",
+                                  rule_id, {k: True for k in data},
+                                  [("escalation.rule_updated", {**_rule_event(row), "changed": sorted(data)})])
     return _rule_view(row)
 
 
@@ -100,8 +110,9 @@ async def delete_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
         row = await ctx.db.q.delete_escalation_rule(conn, id=rule_id)
         if row is None:
             raise NotFound("Escalation rule not found")
-        await audit.record(conn, principal, meta, "escalation_rule.delete", "escalation_rule", rule_id,
-                           {"rule_name": row["rule_name"]})
+        await audit.record_change(conn, ctx.events, principal, meta, "escalation_rule.delete", "escalation_rule",
+                                  rule_id, {"rule_name": row["rule_name"]},
+                                  [("escalation.rule_deleted", {"rule_id": rule_id, "rule_name": row["rule_name"]})])
 
 
 # ---------------------------------------------------------------- SLA policies (admins)
@@ -122,9 +133,10 @@ async def update_sla_policy(ctx: AppContext, principal: Principal, meta: Request
         row = await ctx.db.q.upsert_sla_policy(
             conn, priority=priority, first_response_minutes=data["first_response_minutes"],
             resolution_minutes=data["resolution_minutes"], now=ctx.clock.now())
-        await audit.record(conn, principal, meta, "sla_policy.update", "sla_policy", priority,
-                           {"first_response_minutes": row["first_response_minutes"],
-                            "resolution_minutes": row["resolution_minutes"]})
+        targets = {"first_response_minutes": row["first_response_minutes"],
+                   "resolution_minutes": row["resolution_minutes"]}
+        await audit.record_change(conn, ctx.events, principal, meta, "sla_policy.update", "sla_policy", priority,
+                                  targets, [("sla.policy_updated", {"priority": priority, **targets})])
     return dict(row)
 
 
@@ -204,29 +216,29 @@ async def _apply_actions(conn: asyncpg.Connection, ticket: dict, actions: dict, 
 async def _record(ctx: AppContext, conn: asyncpg.Connection, before: dict, after: dict, *,
                   rule_id: uuid.UUID | None, trigger: str, reason: str | None,
                   principal: Principal | None, meta: RequestMeta, notify: list[str], now: dt.datetime) -> tuple[dict, dict]:
-    from app.services import (  # tickets delegates manual escalation here
-        automation,
-        tickets,
-    )
-    row = dict(await ctx.db.q.update_ticket(conn, **tickets.mutable_fields(after), now=now))
-    await automation.adjust_load(conn, before, row)   # a reassignment moves the agents' load
+    """Save the escalated ticket (a reassignment moves the agents' load) with its escalation
+    record, audit row and events."""
     actor = principal.user_id if principal else None
-    escalation = dict(await ctx.db.q.insert_escalation(
-        conn, ticket_id=row["id"], rule_id=rule_id, trigger=trigger, from_level=before["escalation_level"],
-        to_level=row["escalation_level"], from_priority=before["priority"], to_priority=row["priority"],
-        from_agent_id=before["agent_id"], to_agent_id=row["agent_id"], reason=reason, actor_id=actor, now=now))
-    await audit.record(conn, principal, meta, "ticket.escalate", "ticket", row["id"],
-                       {"level": {"from": before["escalation_level"], "to": row["escalation_level"]},
-                        "priority": {"from": before["priority"], "to": row["priority"]},
-                        "trigger": trigger, "rule_id": str(rule_id) if rule_id else None, "reason": reason})
-    await ctx.events.append(conn, "ticket.escalated", "ticket", row["id"],
-                            {**tickets.event_summary(row), "escalation_id": escalation["id"], "trigger": trigger,
-                             "rule_id": rule_id, "from_level": before["escalation_level"],
-                             "from_priority": before["priority"], "from_agent_id": before["agent_id"],
-                             "reason": reason, "notify": notify}, actor_id=actor)
-    if row["agent_id"] != before["agent_id"]:
-        await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                {**tickets.event_summary(row), "from_agent_id": before["agent_id"]}, actor_id=actor)
+    escalation: dict = {}
+
+    async def record(row: dict) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
+        escalation.update(await ctx.db.q.insert_escalation(
+            conn, ticket_id=row["id"], rule_id=rule_id, trigger=trigger, from_level=before["escalation_level"],
+            to_level=row["escalation_level"], from_priority=before["priority"], to_priority=row["priority"],
+            from_agent_id=before["agent_id"], to_agent_id=row["agent_id"], reason=reason, actor_id=actor, now=now))
+        details = {"level": {"from": before["escalation_level"], "to": row["escalation_level"]},
+                   "priority": {"from": before["priority"], "to": row["priority"]},
+                   "trigger": trigger, "rule_id": str(rule_id) if rule_id else None, "reason": reason}
+        emitted: list[tuple[str, dict]] = [("ticket.escalated", {
+            **event_summary(row), "escalation_id": escalation["id"], "trigger": trigger, "rule_id": rule_id,
+            "from_level": before["escalation_level"], "from_priority": before["priority"],
+            "from_agent_id": before["agent_id"], "reason": reason, "notify": notify})]
+        if row["agent_id"] != before["agent_id"]:
+            emitted.append(("ticket.assigned", {**event_summary(row), "from_agent_id": before["agent_id"]}))
+        return details, emitted
+
+    row, _ = await save_change(ctx, conn, principal, meta, before, after, now=now, action="ticket.escalate",
+                               record=record)
     return row, escalation
 
 
@@ -296,12 +308,11 @@ async def escalate_manually(ctx: AppContext, principal: Principal, meta: Request
     """POST /tickets/{id}/escalate: the actions of the active rules whose conditions hold (in
     priority order, ignoring whether they already ran), else the default step (level + 1,
     priority one step up); one escalation record with trigger ``manual``."""
-    from app.services import tickets
     if principal.role == "customer":
         raise Forbidden("Customers may not escalate tickets")
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        before = await tickets.locked_for_write(ctx, conn, principal, ticket_id)
+        before = await locked_for_write(ctx, conn, principal, ticket_id)
         if before["status"] in ("resolved", "closed"):
             raise InvalidState(f"A {before['status']} ticket cannot be escalated")
         last_reply = await _last_agent_reply(ctx, conn, ticket_id)
@@ -317,7 +328,7 @@ async def escalate_manually(ctx: AppContext, principal: Principal, meta: Request
         row, escalation = await _record(ctx, conn, before, after, rule_id=rule_id, trigger="manual",
                                         reason=reason, principal=principal, meta=meta, notify=notify, now=now)
     await ctx.ticket_cache.invalidate(ticket_id)
-    return {"ticket": tickets.present(ctx, row), "escalation": tickets.escalation_view(escalation)}
+    return {"ticket": present(ctx, row), "escalation": escalation_view(escalation)}
 
 
 # ---------------------------------------------------------------- SLA breaches
@@ -325,7 +336,6 @@ async def escalate_manually(ctx: AppContext, principal: Principal, meta: Request
 async def sla_sweep(ctx: AppContext) -> int:
     """Mark tickets whose first response or resolution is overdue: ``sla_breached`` = true and
     one ``ticket.sla_breached`` event per kind (``first_response``, ``resolution``)."""
-    from app.services import tickets
     now = ctx.clock.now()
     async with ctx.db.connection() as conn:
         ids = [r["id"] for r in await ctx.db.q.sla_overdue_ticket_ids(conn, statuses=list(OPEN_STATUSES), now=now)]
@@ -348,7 +358,7 @@ async def sla_sweep(ctx: AppContext) -> int:
                 await ctx.db.q.mark_sla_breached(conn, id=ticket_id, now=now)
             for kind, due in new:
                 await ctx.events.append(conn, "ticket.sla_breached", "ticket", ticket_id,
-                                        {**tickets.event_summary(dict(row)), "kind": kind, "due_at": due})
+                                        {**event_summary(dict(row)), "kind": kind, "due_at": due})
             marked += 1
         await ctx.ticket_cache.invalidate(ticket_id)
     return marked

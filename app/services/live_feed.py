@@ -16,7 +16,8 @@ import asyncpg
 from app.context import AppContext
 from app.follower import Wake
 from app.live import AGENT_NS, CUSTOMER_NS, SUPERVISORS, agent_room, customer_room
-from app.services.tickets import present, present_message
+from app.services.ticket_model import present
+from app.services.tickets import present_message
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,11 @@
-"""Tickets: creation, visibility, updates, the status machine, escalation and messages.
+"""Tickets: the commands every transport calls (create, read, list, update, status, escalate,
+delete, messages, history).
 
-Every transport calls these functions; they enforce who may see and change what, write the
-audit row and the outbox event in the same transaction, and keep the ticket cache honest.
+They enforce who may see and change what, and keep the ticket cache honest. The ticket core is a
+directed graph: the pure model (app.services.ticket_model: status machine, presentation, event
+fields) under the store (app.services.ticket_store: locking, ``save_change`` writing the row,
+the agents' load, the audit row and the events in one go), under automation and escalation,
+under these commands.
 """
 from __future__ import annotations
 
@@ -11,98 +15,24 @@ from typing import Any
 import asyncpg
 
 from app import metrics
-from app.auth import Principal, RequestMeta, is_party
+from app.auth import Principal, RequestMeta
 from app.context import AppContext
 from app.db import contains_pattern, fetch_page
 from app.errors import Forbidden, InvalidState, NotFound, ValidationFailed
 from app.security import audit
-from app.services import attachments, automation, departments, kb
+from app.services import attachments, automation, departments, escalation, kb
+from app.services.ticket_model import (
+    ENCRYPTED,
+    apply_status,
+    event_changes,
+    event_summary,
+    present,
+)
+from app.services.ticket_store import adjust_load, can_read, load_row, locked_for_write, save_change, update_events
 
-# API.md "Tickets": the legal status transitions; anything else is a 409.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "open": frozenset({"in_progress", "pending", "resolved", "closed"}),
-    "in_progress": frozenset({"pending", "resolved", "closed"}),
-    "pending": frozenset({"in_progress", "resolved", "closed"}),
-    "resolved": frozenset({"closed", "open"}),
-    "closed": frozenset({"open"}),
-}
-ENCRYPTED = ("description", "customer_email", "customer_name")
-# Fields whose values never go into events or audit rows (only that they changed).
-SENSITIVE = frozenset(ENCRYPTED)
 CUSTOMER_CREATE_FIELDS = frozenset({"subject", "description", "category", "subcategory", "metadata"})
 CUSTOMER_UPDATE_FIELDS = frozenset({"subject", "description"})
 CUSTOMER_STATUSES = frozenset({"closed", "open"})   # customers may close or reopen their own
-PUBLIC_FIELDS = ("id", "ticket_number", "customer_id", "agent_id", "category", "subcategory",
-                 "department", "priority", "status", "channel", "subject", "description",
-                 "customer_email", "customer_name", "assigned_at", "first_response_at",
-                 "resolved_at", "closed_at", "reopened_count", "escalation_level", "escalated_at",
-                 "first_response_due_at", "resolution_due_at", "sla_breached", "tags", "metadata",
-                 "created_at", "updated_at")
-
-
-# ---------------------------------------------------------------- presentation and access
-
-def present(ctx: AppContext, row: dict) -> dict:
-    """The ticket as clients see it, with its encrypted fields decrypted."""
-    ticket = {f: row[f] for f in PUBLIC_FIELDS}
-    for field in ENCRYPTED:
-        ticket[field] = ctx.cipher.decrypt(row[field], f"support_tickets.{field}")
-    return ticket
-
-
-async def _load_row(ctx: AppContext, ticket_id: uuid.UUID) -> dict | None:
-    async def load() -> dict | None:
-        async with ctx.db.connection() as conn:
-            row = await ctx.db.q.get_ticket(conn, id=ticket_id)
-        return dict(row) if row else None
-    return await ctx.ticket_cache.get_or_load(ticket_id, load)
-
-
-async def _can_read(ctx: AppContext, conn: asyncpg.Connection | None, principal: Principal,
-                    row: dict) -> bool:
-    if is_party(principal, row):
-        return True
-    if principal.role == "customer" or row["customer_id"] is None:
-        return False
-    # API.md: an agent may read the tickets of a customer they are chatting with.
-    if conn is None:
-        async with ctx.db.connection() as own:
-            return await ctx.db.q.agent_chats_with_customer(
-                own, agent_id=principal.user_id, customer_id=row["customer_id"])
-    return await ctx.db.q.agent_chats_with_customer(
-        conn, agent_id=principal.user_id, customer_id=row["customer_id"])
-
-
-can_read = _can_read   # app.services.attachments: who may download a ticket's files
-
-
-async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
-                            ticket_id: uuid.UUID) -> dict:
-    """Lock the ticket; 404 if the caller may not see it, 403 if they may see but not change it."""
-    row = await ctx.db.q.lock_ticket(conn, id=ticket_id)
-    if row is None or not await _can_read(ctx, conn, principal, dict(row)):
-        raise NotFound("Ticket not found")
-    row = dict(row)
-    if not is_party(principal, row):
-        raise Forbidden("Only the assigned agent, a supervisor or an admin may change this ticket")
-    return row
-
-
-def _event_changes(before: dict, after: dict) -> dict[str, Any]:
-    changes: dict[str, Any] = {}
-    for field in after:
-        if field in ("updated_at",) or before.get(field) == after[field]:
-            continue
-        changes[field] = {"changed": True} if field in SENSITIVE else {"from": before.get(field), "to": after[field]}
-    return changes
-
-
-def event_summary(row: dict) -> dict[str, Any]:
-    """The non-sensitive fields a ticket event carries."""
-    return {"ticket_id": row["id"], "ticket_number": row["ticket_number"], "customer_id": row["customer_id"],
-            "agent_id": row["agent_id"], "category": row["category"], "department": row["department"],
-            "priority": row["priority"], "status": row["status"], "channel": row["channel"],
-            "escalation_level": row["escalation_level"]}
 
 
 # ---------------------------------------------------------------- create, read, list
@@ -153,28 +83,24 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
             customer_email=ctx.cipher.encrypt(email, "support_tickets.customer_email"),
             customer_name=ctx.cipher.encrypt(name, "support_tickets.customer_name"),
             tags=data.get("tags", []), metadata=data.get("metadata", {}), now=now))
-        await audit.record(conn, principal, meta, "ticket.create", "ticket", row["id"],
-                           {"ticket_number": row["ticket_number"], "category": category,
-                            "priority": row["priority"], "customer_id": str(customer_id)})
-        await ctx.events.append(conn, "ticket.created", "ticket", row["id"], event_summary(row),
-                                actor_id=principal.user_id)
+        emitted: list[tuple[str, dict]] = [("ticket.created", event_summary(row))]
         if row["agent_id"]:
             if not auto_assigned:   # pick_agent already charged the auto-assigned agent
-                await automation.adjust_load(conn, None, row)
-            await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                    {**event_summary(row), "from_agent_id": None, "auto": auto_assigned},
-                                    actor_id=principal.user_id)
+                await adjust_load(conn, None, row)
+            emitted.append(("ticket.assigned", {**event_summary(row), "from_agent_id": None, "auto": auto_assigned}))
+        await audit.record_change(conn, ctx.events, principal, meta, "ticket.create", "ticket", row["id"],
+                                  {"ticket_number": row["ticket_number"], "category": category,
+                                   "priority": row["priority"], "customer_id": str(customer_id)}, emitted)
         if ctx.settings.auto_response_enabled:
             await automation.add_ticket_auto_response(ctx, conn, row, articles)
     metrics.TICKETS_CREATED.labels(channel=row["channel"]).inc()
-    from app.services import escalation  # the rules run on new tickets too (escalation imports tickets)
-    await escalation.on_ticket_changed(ctx, row["id"])
+    await escalation.on_ticket_changed(ctx, row["id"])   # the rules run on new tickets too
     return present(ctx, row)
 
 
 async def get_ticket(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID) -> dict:
-    row = await _load_row(ctx, ticket_id)
-    if row is None or not await _can_read(ctx, None, principal, row):
+    row = await load_row(ctx, ticket_id)
+    if row is None or not await can_read(ctx, None, principal, row):
         raise NotFound("Ticket not found")
     return present(ctx, row)
 
@@ -195,25 +121,6 @@ async def list_tickets(ctx: AppContext, principal: Principal, query: dict) -> di
 
 
 # ---------------------------------------------------------------- changes
-
-def _apply_status(row: dict, status: str, now: Any) -> None:
-    current = row["status"]
-    if status == current:
-        return
-    if status not in TRANSITIONS[current]:
-        raise InvalidState(f"A ticket cannot go from {current} to {status}",
-                           details={"from": current, "to": status,
-                                    "allowed": sorted(TRANSITIONS[current])})
-    row["status"] = status
-    if status == "resolved":
-        row["resolved_at"] = now
-    elif status == "closed":
-        row["closed_at"] = now
-    elif status == "open":   # reopen
-        row["resolved_at"] = None
-        row["closed_at"] = None
-        row["reopened_count"] += 1
-
 
 def _check_fields(principal: Principal, data: dict) -> None:
     if principal.role == "customer":
@@ -247,46 +154,28 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         if "agent_id" in data and data["agent_id"] != before["agent_id"]:
             after["assigned_at"] = now if data["agent_id"] else None
         if "status" in data:
-            _apply_status(after, data["status"], now)
-        changes = _event_changes(before, after)
+            apply_status(after, data["status"], now)
+        changes = event_changes(before, after)
         if not changes:
             return present(ctx, before)
-        row = dict(await ctx.db.q.update_ticket(conn, **mutable_fields(after), now=now))
-        freed = await automation.adjust_load(conn, before, row)
-        await _record_changes(ctx, conn, principal, meta, action, before, row, changes, reason)
+
+        async def record(row: dict) -> tuple[dict, list[tuple[str, dict]]]:
+            return _audit_changes(changes, reason), update_events(before, row, changes, reason)
+
+        row, freed = await save_change(ctx, conn, principal, meta, before, after, now=now, action=action,
+                                       record=record)
     await ctx.ticket_cache.invalidate(ticket_id)
     await automation.after_capacity_freed(ctx, freed)
-    from app.services import escalation  # the rules run on ticket changes
-    await escalation.on_ticket_changed(ctx, ticket_id)
+    await escalation.on_ticket_changed(ctx, ticket_id)   # the rules run on ticket changes
     return present(ctx, row)
 
 
-def mutable_fields(row: dict) -> dict:
-    keys = ("id", "agent_id", "category", "subcategory", "department", "priority", "status", "subject",
-            "description", "customer_email", "customer_name", "tags", "metadata", "assigned_at",
-            "first_response_at", "resolved_at", "closed_at", "reopened_count", "escalation_level",
-            "escalated_at")
-    return {k: row[k] for k in keys}
-
-
-async def _record_changes(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
-                          meta: RequestMeta, action: str, before: dict, row: dict,
-                          changes: dict, reason: str | None) -> None:
+def _audit_changes(changes: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    """An edit's audit row: the changed fields but the timestamps they imply, and the reason."""
     audit_changes = {k: v for k, v in changes.items() if k not in ("assigned_at", "resolved_at", "closed_at")}
     if reason:
         audit_changes["reason"] = reason
-    await audit.record(conn, principal, meta, action, "ticket", row["id"], audit_changes)
-    actor = principal.user_id
-    summary = event_summary(row)
-    await ctx.events.append(conn, "ticket.updated", "ticket", row["id"],
-                            {**summary, "changes": changes}, actor_id=actor)
-    if "status" in changes:
-        await ctx.events.append(conn, "ticket.status_changed", "ticket", row["id"],
-                                {**summary, "from": before["status"], "to": row["status"],
-                                 "reason": reason}, actor_id=actor)
-    if "agent_id" in changes:
-        await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                {**summary, "from_agent_id": before["agent_id"]}, actor_id=actor)
+    return audit_changes
 
 
 async def change_status(ctx: AppContext, principal: Principal, meta: RequestMeta,
@@ -298,13 +187,7 @@ async def change_status(ctx: AppContext, principal: Principal, meta: RequestMeta
 async def escalate_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta,
                           ticket_id: uuid.UUID, reason: str | None = None) -> dict:
     """Manual escalation through the escalation rules (app.services.escalation)."""
-    from app.services import escalation
     return await escalation.escalate_manually(ctx, principal, meta, ticket_id, reason)
-
-
-def escalation_view(row: dict) -> dict:
-    return {k: row[k] for k in ("id", "trigger", "from_level", "to_level", "from_priority", "to_priority",
-                                "from_agent_id", "to_agent_id", "reason", "created_at")}
 
 
 async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID) -> None:
@@ -316,11 +199,10 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
             raise NotFound("Ticket not found")
         files = await attachments.on_ticket_deleted(ctx, conn, principal, meta, ticket_id)
         await ctx.db.q.delete_ticket(conn, id=ticket_id)
-        freed = await automation.adjust_load(conn, dict(row), None)
-        await audit.record(conn, principal, meta, "ticket.delete", "ticket", ticket_id,
-                           {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])})
-        await ctx.events.append(conn, "ticket.deleted", "ticket", ticket_id, event_summary(dict(row)),
-                                actor_id=principal.user_id)
+        freed = await adjust_load(conn, dict(row), None)
+        await audit.record_change(conn, ctx.events, principal, meta, "ticket.delete", "ticket", ticket_id,
+                                  {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])},
+                                  [("ticket.deleted", event_summary(dict(row)))])
     await ctx.ticket_cache.invalidate(ticket_id)
     if files:
         await attachments.purge(ctx)
@@ -363,12 +245,11 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
             message_type=data.get("message_type", "text"), attachments=files,
             is_internal=internal, now=now, parts=None))
         await _follow_up(ctx, conn, principal, meta, ticket, sender_type, internal, now)
-        await audit.record(conn, principal, meta, "ticket.message_add", "ticket", ticket_id,
-                           {"message_id": str(row["id"]), "is_internal": internal,
-                            **({"attachments": uploaded} if uploaded else {})})
-        await ctx.events.append(conn, "ticket.message_added", "ticket", ticket_id,
-                                {**event_summary(ticket), "message_id": row["id"], "sender_type": sender_type,
-                                 "is_internal": internal}, actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "ticket.message_add", "ticket", ticket_id,
+                                  {"message_id": str(row["id"]), "is_internal": internal,
+                                   **({"attachments": uploaded} if uploaded else {})},
+                                  [("ticket.message_added", {**event_summary(ticket), "message_id": row["id"],
+                                                             "sender_type": sender_type, "is_internal": internal})])
     await ctx.ticket_cache.invalidate(ticket_id)
     return present_message(ctx, row)
 
@@ -381,14 +262,19 @@ async def _follow_up(ctx: AppContext, conn: asyncpg.Connection, principal: Princ
     if sender_type == "agent" and not internal and ticket["first_response_at"] is None:
         after["first_response_at"] = now
     if sender_type == "customer" and ticket["status"] == "resolved":
-        _apply_status(after, "open", now)
+        apply_status(after, "open", now)
     if after == ticket:
         return
-    row = dict(await ctx.db.q.update_ticket(conn, **mutable_fields(after), now=now))
-    await automation.adjust_load(conn, ticket, row)
-    if row["status"] != ticket["status"]:
-        await _record_changes(ctx, conn, principal, meta, "ticket.reopen", ticket, row,
-                              _event_changes(ticket, row), "customer replied")
+    reason = "customer replied"
+
+    async def record(row: dict) -> tuple[dict, list[tuple[str, dict]]]:
+        changes = event_changes(ticket, row)
+        return _audit_changes(changes, reason), update_events(ticket, row, changes, reason)
+
+    # A first response alone is the message's change (its own audit row and event cover it).
+    reopened = after["status"] != ticket["status"]
+    await save_change(ctx, conn, principal, meta, ticket, after, now=now,
+                      action="ticket.reopen" if reopened else None, record=record)
 
 
 async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID,
