@@ -44,10 +44,9 @@ async def create_agent(ctx: AppContext, principal: Principal, meta: RequestMeta,
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("An agent with this user_id already exists") from exc
         agent = present(row)
-        await audit.record(conn, principal, meta, "agent.create", "agent", agent["id"],
-                           {k: agent[k] for k in ("user_id", "display_name", "role", "department")})
-        await ctx.events.append(conn, "agent.created", "agent", agent["id"], _summary(agent),
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "agent.create", "agent", agent["id"],
+                                  {k: agent[k] for k in ("user_id", "display_name", "role", "department")},
+                                  [("agent.created", _summary(agent))])
     return agent
 
 
@@ -94,12 +93,10 @@ async def _update(ctx: AppContext, principal: Principal, meta: RequestMeta, conn
         await departments.ensure(ctx, conn, values["department"], principal=principal, meta=meta)
     row = await ctx.db.q.update_agent(conn, id=before["id"], **values, now=ctx.clock.now())
     agent = present(row)
-    await audit.record(conn, principal, meta, action, "agent", agent["id"], changes)
-    await ctx.events.append(conn, "agent.updated", "agent", agent["id"],
-                            {**_summary(agent), "changes": changes}, actor_id=principal.user_id)
+    emitted: list[tuple[str, dict]] = [("agent.updated", {**_summary(agent), "changes": changes})]
     if "status" in changes:
-        await ctx.events.append(conn, "agent.status_changed", "agent", agent["id"],
-                                {**_summary(agent), "from": before["status"]}, actor_id=principal.user_id)
+        emitted.append(("agent.status_changed", {**_summary(agent), "from": before["status"]}))
+    await audit.record_change(conn, ctx.events, principal, meta, action, "agent", agent["id"], changes, emitted)
     return agent
 
 
@@ -130,10 +127,9 @@ async def delete_agent(ctx: AppContext, principal: Principal, meta: RequestMeta,
         if row is None:
             raise NotFound("Agent not found")
         await ctx.db.q.delete_agent(conn, id=agent_id)
-        await audit.record(conn, principal, meta, "agent.delete", "agent", agent_id,
-                           {"user_id": str(row["user_id"]), "display_name": row["display_name"]})
-        await ctx.events.append(conn, "agent.deleted", "agent", agent_id, _summary(present(row)),
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "agent.delete", "agent", agent_id,
+                                  {"user_id": str(row["user_id"]), "display_name": row["display_name"]},
+                                  [("agent.deleted", _summary(present(row)))])
 
 
 async def stats(ctx: AppContext, principal: Principal, query: dict) -> dict:

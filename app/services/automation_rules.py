@@ -95,6 +95,5 @@ async def delete_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
 
 async def _record(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, meta: RequestMeta,
                   entity: str, verb: str, rule_id: Any, changes: dict) -> None:
-    await audit.record(conn, principal, meta, f"{entity}.{verb}", entity, rule_id, changes)
-    await ctx.events.append(conn, f"{entity}.{verb}d", entity, rule_id,
-                            {"id": rule_id, "changes": changes}, actor_id=principal.user_id)
+    await audit.record_change(conn, ctx.events, principal, meta, f"{entity}.{verb}", entity, rule_id, changes,
+                              [(f"{entity}.{verb}d", {"id": rule_id, "changes": changes})])

@@ -66,11 +66,10 @@ async def create_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
                     department=data.get("department"), created_by=principal.user_id, now=now)
         except asyncpg.UniqueViolationError:
             raise _clash(data["shortcut"]) from None
-        await audit.record(conn, principal, meta, "canned_response.create", "canned_response", row["id"],
-                           {"shortcut": row["shortcut"], "department": row["department"]})
-        await ctx.events.append(conn, "canned_response.created", "canned_response", row["id"],
-                                {"id": row["id"], "shortcut": row["shortcut"], "department": row["department"]},
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "canned_response.create", "canned_response", row["id"],
+                                  {"shortcut": row["shortcut"], "department": row["department"]},
+                                  [("canned_response.created", {"id": row["id"], "shortcut": row["shortcut"],
+                                                                "department": row["department"]})])
     return _present(row)
 
 
@@ -94,11 +93,11 @@ async def update_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
         except asyncpg.UniqueViolationError:
             raise _clash(after["shortcut"]) from None
         audit_changes = {k: ({"changed": True} if k == "body" else v) for k, v in changes.items()}
-        await audit.record(conn, principal, meta, "canned_response.update", "canned_response", canned_id,
-                           audit_changes)
-        await ctx.events.append(conn, "canned_response.updated", "canned_response", canned_id,
-                                {"id": canned_id, "shortcut": row["shortcut"], "department": row["department"],
-                                 "changed": sorted(changes)}, actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "canned_response.update", "canned_response", canned_id,
+                                  audit_changes,
+                                  [("canned_response.updated", {"id": canned_id, "shortcut": row["shortcut"],
+                                                                "department": row["department"],
+                                                                "changed": sorted(changes)})])
     return _present(row)
 
 
@@ -108,8 +107,7 @@ async def delete_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
         row = await ctx.db.q.delete_canned_response(conn, id=canned_id)
         if row is None:
             raise NotFound("Canned response not found")
-        await audit.record(conn, principal, meta, "canned_response.delete", "canned_response", canned_id,
-                           {"shortcut": row["shortcut"]})
-        await ctx.events.append(conn, "canned_response.deleted", "canned_response", canned_id,
-                                {"id": canned_id, "shortcut": row["shortcut"], "department": row["department"]},
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "canned_response.delete", "canned_response", canned_id,
+                                  {"shortcut": row["shortcut"]},
+                                  [("canned_response.deleted", {"id": canned_id, "shortcut": row["shortcut"],
+                                                                "department": row["department"]})])

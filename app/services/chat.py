@@ -60,13 +60,10 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
             if row is None:   # the other one ended in between: a rare race, the caller may retry
                 raise Conflict("Another chat was starting for this customer; try again") from None
         if created:
-            await audit.record(conn, principal, meta, "chat.start", "chat_session", row["id"],
-                               {"department": department, "customer_id": str(customer_id)})
             summary = _summary(row)
-            await ctx.events.append(conn, "chat.started", "chat_session", row["id"], summary,
-                                    actor_id=principal.user_id)
-            await ctx.events.append(conn, "chat.queued", "chat_session", row["id"], summary,
-                                    actor_id=principal.user_id)
+            await audit.record_change(conn, ctx.events, principal, meta, "chat.start", "chat_session", row["id"],
+                                      {"department": department, "customer_id": str(customer_id)},
+                                      [("chat.started", summary), ("chat.queued", summary)])
     if created:
         metrics.CHAT_SESSIONS_STARTED.labels(department=department).inc()
         await ctx.live.join(CUSTOMER_NS, customer_id, session_room(row["id"]))
@@ -283,11 +280,10 @@ async def finish(ctx: AppContext, conn: asyncpg.Connection, session: Any, status
     row = await ctx.db.q.end_session(conn, id=session["id"], status=status, reason=reason, now=ctx.clock.now())
     if session["status"] == "active" and session["agent_id"]:
         await ctx.db.q.add_agent_chats(conn, user_id=session["agent_id"], delta=-1, now=ctx.clock.now())
-    await audit.record(conn, principal, meta or RequestMeta(transport="timer"), "chat.end", "chat_session",
-                       session["id"], {"status": status, "reason": reason})
-    await ctx.events.append(conn, "chat.ended", "chat_session", session["id"],
-                            {**_summary(row), "reason": reason, "duration_seconds": row["duration_seconds"]},
-                            actor_id=principal.user_id if principal else None)
+    await audit.record_change(conn, ctx.events, principal, meta or RequestMeta(transport="timer"), "chat.end",
+                              "chat_session", session["id"], {"status": status, "reason": reason},
+                              [("chat.ended", {**_summary(row), "reason": reason,
+                                               "duration_seconds": row["duration_seconds"]})])
     return row
 
 

@@ -246,11 +246,10 @@ async def _refuse_clashes(ctx: AppContext, conn: asyncpg.Connection, dept_id: uu
 
 async def _record(ctx: AppContext, conn: asyncpg.Connection, principal: Principal | None, meta: RequestMeta,
                   verb: str, row: Any, changes: dict) -> None:
-    await audit.record(conn, principal, meta, f"department.{verb}", "department", row["id"], changes)
     payload = {"id": row["id"], "name": row["name"], "display_name": row["display_name"]}
     if verb == "update":
         payload["changed"] = sorted(changes)
     elif changes.get("created_on_first_use"):
         payload["created_on_first_use"] = True
-    await ctx.events.append(conn, f"department.{verb}d", "department", row["id"], payload,
-                            actor_id=principal.user_id if principal else None)
+    await audit.record_change(conn, ctx.events, principal, meta, f"department.{verb}", "department", row["id"], changes,
+                              [(f"department.{verb}d", payload)])

@@ -120,11 +120,11 @@ async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
             raise Conflict(f"Feedback for this {what} has already been given") from None
         if row["chat_session_id"]:
             await ctx.db.q.set_session_satisfaction(conn, id=row["chat_session_id"], rating=row["rating"])
-        await audit.record(conn, principal, meta, "feedback.create", "feedback", row["id"],
-                           {"ticket_id": row["ticket_id"], "session_id": row["chat_session_id"],
-                            "rating": row["rating"], "category": row["category"], "has_comment": comment is not None})
-        await ctx.events.append(conn, "feedback.created", "feedback", row["id"], _summary(row),
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "feedback.create", "feedback", row["id"],
+                                  {"ticket_id": row["ticket_id"], "session_id": row["chat_session_id"],
+                                   "rating": row["rating"], "category": row["category"],
+                                   "has_comment": comment is not None},
+                                  [("feedback.created", _summary(row))])
     metrics.FEEDBACK_RECEIVED.labels(rating=str(row["rating"])).inc()
     await announce_rating(ctx, row["agent_id"], rating=row["rating"], comment=comment,
                           session_id=row["chat_session_id"], ticket_id=row["ticket_id"])
@@ -183,7 +183,6 @@ async def update_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
             sentiment_score=after["sentiment_score"], now=ctx.clock.now()))
         if row["chat_session_id"] and "rating" in changes:
             await ctx.db.q.set_session_satisfaction(conn, id=row["chat_session_id"], rating=row["rating"])
-        await audit.record(conn, principal, meta, "feedback.update", "feedback", feedback_id, changes)
-        await ctx.events.append(conn, "feedback.updated", "feedback", feedback_id,
-                                {**_summary(row), "changes": changes}, actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "feedback.update", "feedback", feedback_id, changes,
+                                  [("feedback.updated", {**_summary(row), "changes": changes})])
     return present(ctx, row)

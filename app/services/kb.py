@@ -220,13 +220,12 @@ async def create_article(ctx: AppContext, principal: Principal, meta: RequestMet
             conn, title=title, content=content, content_text=plain_text(content, content_format),
             content_format=content_format, category=data["category"], tags=data.get("tags", []),
             author_id=principal.user_id, is_published=published, now=ctx.clock.now()))
-        await audit.record(conn, principal, meta, "kb_article.create", "kb_article", row["id"],
-                           {"title": row["title"], "category": row["category"], "is_published": published})
-        await ctx.events.append(conn, "kb.article_created", "kb_article", row["id"], _summary(row),
-                                actor_id=principal.user_id)
+        emitted = [("kb.article_created", _summary(row))]
         if published:
-            await ctx.events.append(conn, "kb.article_published", "kb_article", row["id"], _summary(row),
-                                    actor_id=principal.user_id)
+            emitted.append(("kb.article_published", _summary(row)))
+        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.create", "kb_article", row["id"],
+                                  {"title": row["title"], "category": row["category"], "is_published": published},
+                                  emitted)
     return present(row)
 
 
@@ -263,13 +262,11 @@ async def update_article(ctx: AppContext, principal: Principal, meta: RequestMet
             content_text=plain_text(after["content"], after["content_format"]),
             content_format=after["content_format"], category=after["category"], tags=after["tags"],
             is_published=after["is_published"], published_at=after["published_at"], now=now))
-        await audit.record(conn, principal, meta, "kb_article.update", "kb_article", article_id, changes)
         summary = _summary(row)
-        await ctx.events.append(conn, "kb.article_updated", "kb_article", article_id,
-                                {**summary, "changes": changes}, actor_id=principal.user_id)
+        emitted = [("kb.article_updated", {**summary, "changes": changes})]
         if "is_published" in changes:
-            kind = "kb.article_published" if row["is_published"] else "kb.article_unpublished"
-            await ctx.events.append(conn, kind, "kb_article", article_id, summary, actor_id=principal.user_id)
+            emitted.append(("kb.article_published" if row["is_published"] else "kb.article_unpublished", summary))
+        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.update", "kb_article", article_id, changes, emitted)
     await _cache(ctx).invalidate(article_id)
     return present(row)
 
@@ -279,10 +276,9 @@ async def delete_article(ctx: AppContext, principal: Principal, meta: RequestMet
     async with ctx.db.transaction() as conn:
         row = await _locked(ctx, conn, principal, article_id)
         await ctx.db.q.delete_article(conn, id=article_id)
-        await audit.record(conn, principal, meta, "kb_article.delete", "kb_article", article_id,
-                           {"title": row["title"], "category": row["category"]})
-        await ctx.events.append(conn, "kb.article_deleted", "kb_article", article_id, _summary(row),
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.delete", "kb_article", article_id,
+                                  {"title": row["title"], "category": row["category"]},
+                                  [("kb.article_deleted", _summary(row))])
     await _cache(ctx).invalidate(article_id)
 
 
@@ -303,12 +299,12 @@ async def vote(ctx: AppContext, principal: Principal, meta: RequestMeta, article
         counts = await ctx.db.q.adjust_vote_counts(
             conn, id=article_id, helpful_delta=int(helpful) - int(previous is True),
             not_helpful_delta=int(not helpful) - int(previous is False))
-        await audit.record(conn, principal, meta, "kb_article.vote", "kb_article", article_id,
-                           {"helpful": {"from": previous, "to": helpful}})
-        await ctx.events.append(conn, "kb.article_voted", "kb_article", article_id,
-                                {"article_id": article_id, "helpful": helpful, "previous": previous,
-                                 "helpful_count": counts["helpful_count"],
-                                 "not_helpful_count": counts["not_helpful_count"]}, actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.vote", "kb_article", article_id,
+                                  {"helpful": {"from": previous, "to": helpful}},
+                                  [("kb.article_voted", {"article_id": article_id, "helpful": helpful,
+                                                         "previous": previous,
+                                                         "helpful_count": counts["helpful_count"],
+                                                         "not_helpful_count": counts["not_helpful_count"]})])
     await _cache(ctx).invalidate(article_id)
     return {"article_id": article_id, "helpful": helpful, "helpful_count": counts["helpful_count"],
             "not_helpful_count": counts["not_helpful_count"]}

@@ -115,11 +115,10 @@ async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
         old = await ctx.db.q.add_agent_chats(conn, user_id=session["agent_id"], delta=-1, now=now)
         new = await ctx.db.q.add_agent_chats(conn, user_id=target["user_id"], delta=1, now=now)
         payload = {**summary(row), "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
-        await audit.record(conn, principal, meta, "chat.transfer", "chat_session", row["id"],
-                           {"from_agent_id": session["agent_id"], "to_agent_id": target["user_id"],
-                            "department": row["department"]})
-        await ctx.events.append(conn, "chat.transferred", "chat_session", row["id"], payload,
-                                actor_id=principal.user_id)
+        await audit.record_change(conn, ctx.events, principal, meta, "chat.transfer", "chat_session", row["id"],
+                                  {"from_agent_id": session["agent_id"], "to_agent_id": target["user_id"],
+                                   "department": row["department"]},
+                                  [("chat.transferred", payload)])
         view = await session_view(ctx, conn, row)
     event = {"session": view, "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
     await ctx.live.to_session(row["id"], "chat:transferred", event)   # the customer and the old agent
