@@ -155,6 +155,9 @@ class TicketSchema(Schema):
     metadata = fields.Dict()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+    allowed_transitions = fields.List(fields.String(validate=validate.OneOf(STATUSES)), metadata={
+        "description": "The statuses this ticket may move to next (API.md \"Tickets\"); clients offer "
+                       "these rather than keeping their own copy of the status machine"})
 
 
 class TicketMessageSchema(Schema):

@@ -10,13 +10,14 @@ from typing import Any, Protocol
 
 from app.errors import InvalidState
 
-# API.md "Tickets": the legal status transitions; anything else is a 409.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "open": frozenset({"in_progress", "pending", "resolved", "closed"}),
-    "in_progress": frozenset({"pending", "resolved", "closed"}),
-    "pending": frozenset({"in_progress", "resolved", "closed"}),
-    "resolved": frozenset({"closed", "open"}),
-    "closed": frozenset({"open"}),
+# API.md "Tickets": the legal status transitions, in the order clients offer them (onward first);
+# anything else is a 409.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "open": ("in_progress", "pending", "resolved", "closed"),
+    "in_progress": ("pending", "resolved", "closed"),
+    "pending": ("in_progress", "resolved", "closed"),
+    "resolved": ("closed", "open"),
+    "closed": ("open",),
 }
 CLOSED = frozenset({"resolved", "closed"})   # a ticket in these no longer counts in its agent's load
 ENCRYPTED = ("description", "customer_email", "customer_name")
@@ -44,15 +45,18 @@ class HasCipher(Protocol):
 
 
 def allowed_transitions(status: str) -> list[str]:
-    """The statuses a ticket in ``status`` may move to (sorted)."""
-    return sorted(TRANSITIONS.get(status, ()))
+    """The statuses a ticket in ``status`` may move to, in the order clients offer them."""
+    return list(TRANSITIONS.get(status, ()))
 
 
 def present(ctx: HasCipher, row: dict) -> dict:
-    """The ticket as clients see it, with its encrypted fields decrypted."""
+    """The ticket as clients see it, with its encrypted fields decrypted and the statuses it may
+    move to next (``allowed_transitions``: clients render the status machine from it, never from
+    a copy of their own)."""
     ticket = {f: row[f] for f in PUBLIC_FIELDS}
     for field in ENCRYPTED:
         ticket[field] = ctx.cipher.decrypt(row[field], f"support_tickets.{field}")
+    ticket["allowed_transitions"] = allowed_transitions(row["status"])
     return ticket
 
 

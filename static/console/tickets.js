@@ -9,14 +9,6 @@ import { api, el, formatDateTime, label, messageBody, ratingNodes } from "./lib.
 import { emit, on, setSection, state } from "./state.js";
 
 const PAGE = 20;
-// API.md "Tickets": the legal status transitions.
-const TRANSITIONS = {
-  open: ["in_progress", "pending", "resolved", "closed"],
-  in_progress: ["pending", "resolved", "closed"],
-  pending: ["in_progress", "resolved", "closed"],
-  resolved: ["closed", "open"],
-  closed: ["open"],
-};
 
 const list = { filters: {}, offset: 0, total: 0, items: [], loaded: false, request: 0 };
 let current = null;        // the open ticket
@@ -214,7 +206,8 @@ function renderHead() {
   const select = $("ticket-status-select");
   select.replaceChildren(
     el("option", { value: "", text: `${label(t.status)} (current)` }),
-    ...(TRANSITIONS[t.status] || []).map((s) => el("option", { value: s, text: label(s) })));
+    // The server lists where this ticket may go next (allowed_transitions): no copy of its rules here.
+    ...(t.allowed_transitions || []).map((s) => el("option", { value: s, text: label(s) })));
   $("ticket-escalate").disabled = t.status === "resolved" || t.status === "closed";
   $("ticket-send").disabled = t.status === "closed";
   renderTicketBookings(t, act);

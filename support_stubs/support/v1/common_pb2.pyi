@@ -89,7 +89,7 @@ class StringList(_message.Message):
     def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Ticket(_message.Message):
-    __slots__ = ("id", "ticket_number", "customer_id", "agent_id", "category", "subcategory", "department", "priority", "status", "channel", "subject", "description", "customer_email", "customer_name", "assigned_at", "first_response_at", "resolved_at", "closed_at", "reopened_count", "escalation_level", "escalated_at", "first_response_due_at", "resolution_due_at", "sla_breached", "tags", "metadata", "created_at", "updated_at")
+    __slots__ = ("id", "ticket_number", "customer_id", "agent_id", "category", "subcategory", "department", "priority", "status", "channel", "subject", "description", "customer_email", "customer_name", "assigned_at", "first_response_at", "resolved_at", "closed_at", "reopened_count", "escalation_level", "escalated_at", "first_response_due_at", "resolution_due_at", "sla_breached", "tags", "metadata", "created_at", "updated_at", "allowed_transitions")
     ID_FIELD_NUMBER: _ClassVar[int]
     TICKET_NUMBER_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class Ticket(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     id: str
     ticket_number: str
     customer_id: str
@@ -146,7 +147,8 @@ class Ticket(_message.Message):
     metadata: _struct_pb2.Struct
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., ticket_number: _Optional[str] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., category: _Optional[str] = ..., subcategory: _Optional[str] = ..., department: _Optional[str] = ..., priority: _Optional[_Union[TicketPriority, str]] = ..., status: _Optional[_Union[TicketStatus, str]] = ..., channel: _Optional[_Union[TicketChannel, str]] = ..., subject: _Optional[str] = ..., description: _Optional[str] = ..., customer_email: _Optional[str] = ..., customer_name: _Optional[str] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_response_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reopened_count: _Optional[int] = ..., escalation_level: _Optional[int] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_response_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sla_breached: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    allowed_transitions: _containers.RepeatedScalarFieldContainer[TicketStatus]
+    def __init__(self, id: _Optional[str] = ..., ticket_number: _Optional[str] = ..., customer_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., category: _Optional[str] = ..., subcategory: _Optional[str] = ..., department: _Optional[str] = ..., priority: _Optional[_Union[TicketPriority, str]] = ..., status: _Optional[_Union[TicketStatus, str]] = ..., channel: _Optional[_Union[TicketChannel, str]] = ..., subject: _Optional[str] = ..., description: _Optional[str] = ..., customer_email: _Optional[str] = ..., customer_name: _Optional[str] = ..., assigned_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_response_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., closed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reopened_count: _Optional[int] = ..., escalation_level: _Optional[int] = ..., escalated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., first_response_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resolution_due_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sla_breached: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allowed_transitions: _Optional[_Iterable[_Union[TicketStatus, str]]] = ...) -> None: ...
 
 class Escalation(_message.Message):
     __slots__ = ("id", "trigger", "from_level", "to_level", "from_priority", "to_priority", "from_agent_id", "to_agent_id", "reason", "created_at")
