@@ -1,10 +1,11 @@
 """Keeping an external search index in step with the articles, from the event log.
 
 Every article write appends a ``kb.article_*`` event in its transaction (app.services.kb). A
-leader listener of the replica's event follower (:class:`SearchFollower`) reads those events in commit order after a position kept in Redis and re-reads
-each article from PostgreSQL: published ones are indexed, drafts and deleted ones removed. With
-no stored position (first start, Redis lost) the index is rebuilt from PostgreSQL and the
-position set to where the rebuild began, so nothing between is missed (replays are harmless).
+leader listener of the replica's event follower (:class:`SearchFollower`) reads those events in
+commit-safe order (the ``(txid, position)`` cursor of sql/queries/event_stream.sql, kept in
+Redis) and re-reads each article from PostgreSQL: published ones are indexed, drafts and deleted ones removed. With
+no stored cursor (first start, Redis lost) the index is rebuilt from PostgreSQL and the
+cursor set to where the rebuild began, so nothing between is missed (replays are harmless).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ BATCH = 500
 IDLE_SECONDS = 2.0   # the safety-net read of SearchFollower (NOTIFY wakes it at once)
 
 
-def _position_key(backend: SearchBackend) -> str:
-    return f"search:{backend.name}:{backend.index_name}:position"
+def _cursor_key(backend: SearchBackend) -> str:
+    return f"search:{backend.name}:{backend.index_name}:cursor"
 
 
 async def published_batches(ctx: AppContext, size: int = BATCH) -> AsyncIterator[list[dict]]:
@@ -41,27 +42,31 @@ async def rebuild(ctx: AppContext, backend: SearchBackend | None = None) -> int:
     """Rebuild the index from PostgreSQL; returns how many articles it now holds."""
     backend = backend or ctx.search
     async with ctx.db.connection() as conn:
-        start = await ctx.db.q.kb_last_event_position(conn)
+        head = await ctx.db.q.stream_head(conn)   # events from here on are applied after the rebuild
+    start = f"{head['txid']}:{head['position']}" if head else "0:0"
     count = await backend.rebuild(published_batches(ctx))
     if backend.follows_events:
-        await ctx.redis.set(_position_key(backend), start)
+        await ctx.redis.set(_cursor_key(backend), start)
     log.info("search index rebuilt", extra={"backend": backend.name, "articles": count})
     return count
 
 
 async def sync_pending(ctx: AppContext, backend: SearchBackend | None = None) -> int:
-    """Apply every article event committed since the stored position; returns how many."""
+    """Apply every article event committed after the stored cursor; returns how many."""
     backend = backend or ctx.search
     if not backend.follows_events:
         return 0
-    stored = await ctx.redis.get(_position_key(backend))
+    stored = await ctx.redis.get(_cursor_key(backend))
     if stored is None:
         await rebuild(ctx, backend)
         return 0
-    position, applied = int(stored), 0
+    txid, position = str(stored).split(":")
+    applied = 0
     while True:
         async with ctx.db.connection() as conn:
-            events = await ctx.db.q.kb_article_events_after(conn, after=position, limit=BATCH)
+            events = await ctx.db.q.stream_after(
+                conn, after_txid=txid, after_position=int(position), type_patterns=None, topics=None,
+                entity_type="kb_article", entity_id=None, limit=BATCH)
             ids = list(dict.fromkeys(uuid.UUID(e["entity_id"]) for e in events))
             current = [await ctx.db.q.article_for_index(conn, id=i) for i in ids]
         if not events:
@@ -70,9 +75,9 @@ async def sync_pending(ctx: AppContext, backend: SearchBackend | None = None) ->
         gone = [i for i, r in zip(ids, current, strict=True) if r is None or not r["is_published"]]
         await backend.upsert(published)
         await backend.remove(gone)
-        position = events[-1]["position"]
+        txid, position = events[-1]["txid"], events[-1]["position"]
         applied += len(events)
-        await ctx.redis.set(_position_key(backend), position)
+        await ctx.redis.set(_cursor_key(backend), f"{txid}:{position}")
         if len(events) < BATCH:
             return applied
 

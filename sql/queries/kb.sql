@@ -136,16 +136,3 @@ SELECT id, title, coalesce(content_text, content) AS content, category, tags, is
        published_at, updated_at
 FROM kb_articles WHERE id = :id;
 
--- name: kb_article_events_after(after, limit)
--- Article events after a position, in commit order (see events_after): what the Elasticsearch
--- index follows.
-SELECT position, type, entity_id
-FROM support_events
-WHERE position > :after
-  AND txid < pg_snapshot_xmin(pg_current_snapshot())
-  AND entity_type = 'kb_article'
-ORDER BY position
-LIMIT :limit;
-
--- name: kb_last_event_position()$
-SELECT coalesce(max(position), 0) FROM support_events;
