@@ -42,6 +42,7 @@ class QueueNotifier:
         self._availability: Availability | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._users = 0
 
     def mark(self, department: str) -> None:
         self._dirty.add(department)
@@ -54,14 +55,18 @@ class QueueNotifier:
 
     async def start(self, availability: Availability | None = None) -> None:
         """Push from now on (the live runtime of a replica serving sockets, app/server.py);
-        ``availability`` tells what a department's ``chat:availability`` is."""
+        ``availability`` tells what a department's ``chat:availability`` is. Apps sharing one
+        context (tests) share its notifier: it runs until the last one closes it."""
         self._availability = availability or self._availability
-        self._task = asyncio.create_task(self._run(), name="queue-notifier")
+        self._users += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="queue-notifier")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            await stop_tasks([self._task])
-            self._task = None
+        self._users = max(0, self._users - 1)
+        if self._users == 0 and self._task is not None:
+            task, self._task = self._task, None
+            await stop_tasks([task])
 
     async def _run(self) -> None:
         while True:
