@@ -16,7 +16,7 @@ from helpers import TICKETS, create_for, create_ticket, fetch, problem, start_ac
 from app.clients.booking_service import BookingDirectory
 from app.config import Settings
 from app.context import AppContext, open_context
-from rest.app import create_app
+from app.server import build_rest
 
 PRIO_RULES = "/api/v1/automation/priority-rules"
 UNREACHABLE = "127.0.0.1:1"
@@ -38,7 +38,7 @@ async def service() -> AsyncIterator[tuple[Bookings, str]]:
 
 @pytest.fixture(scope="module")
 async def app(settings: Settings, service) -> AsyncIterator[tuple[AppContext, TestClient]]:
-    async with open_context(settings) as ctx, TestClient(TestServer(create_app(settings, context=ctx))) as client:
+    async with open_context(settings) as ctx, TestClient(TestServer(build_rest(settings, context=ctx))) as client:
         yield ctx, client
 
 

@@ -25,8 +25,9 @@ from app.auth import Principal, RequestMeta, is_party
 from app.context import AppContext
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.schemas.tickets import PRIORITIES
-from app.security import audit
-from app.services import automation, tickets
+from app.services import automation, escalation, tickets
+from app.services.ticket_model import event_summary, present
+from app.services.ticket_store import locked_for_write, save_change
 
 BOOKING_KEYS = ("booking_id", "booking_reference", "booking_verified")
 
@@ -104,7 +105,7 @@ async def _write(ctx: AppContext, principal: Principal, meta: RequestMeta, ticke
     """Set (``booking``) or clear (None) the ticket's booking keys under the ticket's lock."""
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
-        before = await tickets.locked_for_write(ctx, conn, principal, ticket_id)
+        before = await locked_for_write(ctx, conn, principal, ticket_id)
         metadata = {k: v for k, v in (before["metadata"] or {}).items() if k not in BOOKING_KEYS}
         if booking is not None:
             metadata.update(booking)
@@ -116,18 +117,17 @@ async def _write(ctx: AppContext, principal: Principal, meta: RequestMeta, ticke
         changes = {field: {"from": before[field], "to": after[field]}
                    for field in ("metadata", "priority") if before[field] != after[field]}
         if not changes:
-            return tickets.present(ctx, before)
-        row = dict(await ctx.db.q.update_ticket(conn, **tickets.mutable_fields(after), now=now))
+            return present(ctx, before)
         summary = {"booking_id": metadata.get("booking_id"), "booking_reference": metadata.get("booking_reference"),
                    "booking_verified": metadata.get("booking_verified")}
-        await audit.record(conn, principal, meta, action, "ticket", ticket_id, {**changes, **summary})
-        await ctx.events.append(conn, "ticket.updated", "ticket", ticket_id,
-                                {**tickets.event_summary(row), "changes": changes, **summary},
-                                actor_id=principal.user_id)
+
+        async def record(row: dict) -> tuple[dict, list[tuple[str, dict]]]:
+            return {**changes, **summary}, [("ticket.updated", {**event_summary(row), "changes": changes, **summary})]
+
+        row, _ = await save_change(ctx, conn, principal, meta, before, after, now=now, action=action, record=record)
     await ctx.ticket_cache.invalidate(ticket_id)
-    from app.services import escalation   # the rules run on ticket changes (a priority may have risen)
-    await escalation.on_ticket_changed(ctx, ticket_id)
-    return tickets.present(ctx, row)
+    await escalation.on_ticket_changed(ctx, ticket_id)   # the rules run on ticket changes (a priority may have risen)
+    return present(ctx, row)
 
 
 async def link_booking(ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID,
