@@ -93,10 +93,13 @@ class EventFollower:
                     async with self.leader.leading(listener.name) as lease:
                         if lease is not None:
                             await while_held(lease, listener.follow())
+                    if lease is not None:
+                        delay = low
+                        continue   # the lease was lost: try again at once (try_lead waits for the connection)
                 else:
                     await listener.follow()
                 delay = low
-                await asyncio.sleep(retry)   # not leading (or the lease was lost): try again later
+                await asyncio.sleep(retry)   # another replica leads: try again later
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

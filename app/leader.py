@@ -108,8 +108,8 @@ class Leader:
                 await asyncio.wait_for(self._lost.wait(), self.keepalive_seconds)
             if self._lost.is_set():
                 return
-            async with self._io:
-                await conn.fetchval("SELECT 1", timeout=self.keepalive_seconds)
+            async with self._io:   # a slow answer under load is not a dead connection
+                await conn.fetchval("SELECT 1", timeout=max(30.0, self.keepalive_seconds))
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self._wake_all(payload)
