@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from app.context import AppContext
+from app.outage import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +75,26 @@ class MessageWriter:
         for item, _ in batch:
             unique.setdefault(item.key, item)
         items = list(unique.values())
+        by_key: dict[tuple, dict] = {}
+        failed: dict[tuple, BaseException] = {}
         try:
             rows = await self._store(items)
+            by_key = {items[row["ord"] - 1].key: dict(row) for row in rows}
         except Exception as exc:
-            log.exception("chat message batch failed", extra={"size": len(items)})
-            for _, future in batch:
-                if not future.done():
+            if len(items) == 1 or is_outage(exc):
+                if not is_outage(exc):
+                    log.exception("chat message failed", extra={"size": len(items)})
+                failed = {item.key: exc for item in items}
+            else:
+                # One sender's bad item must not fail anyone else's message: store each alone,
+                # so only the item the database refuses fails.
+                log.warning("chat message batch failed; storing its %d items one by one", len(items),
+                            exc_info=True)
+                by_key, failed = await self._store_each(items)
+        for key, exc in failed.items():
+            for item, future in batch:
+                if item.key == key and not future.done():
                     future.set_exception(exc)
-            return
-        by_key = {items[row["ord"] - 1].key: dict(row) for row in rows}
         answered: set[tuple] = set()
         for item, future in batch:
             row = by_key.get(item.key)
@@ -91,6 +103,20 @@ class MessageWriter:
             answered.add(item.key)
             if not future.done():
                 future.set_result(row)
+
+    async def _store_each(self, items: list[PendingMessage]) -> tuple[dict[tuple, dict], dict[tuple, BaseException]]:
+        stored: dict[tuple, dict] = {}
+        failed: dict[tuple, BaseException] = {}
+        for item in items:
+            try:
+                rows = await self._store([item])
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("chat message failed", extra={"size": 1})
+                failed[item.key] = exc
+            else:
+                stored.update({item.key: dict(row) for row in rows})
+        return stored, failed
 
     async def _store(self, items: list[PendingMessage]) -> list[asyncpg.Record]:
         ctx = self._ctx
