@@ -110,3 +110,24 @@ async def test_a_message_the_database_refuses_fails_alone_in_its_batch(ctx, cast
                             [uuid.UUID(s["id"]) for s in sessions])
     assert stored == 2
 
+
+# ---------------------------------------------------------------- who may call comes first
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/v1/escalation-rules"), ("PUT", "/api/v1/sla-policies/high"), ("POST", "/api/v1/agents"),
+    ("POST", "/api/v1/canned-responses"), ("POST", "/api/v1/automation/priority-rules"),
+    ("GET", "/api/v1/audit?nonsense=1"), ("GET", "/api/v1/notifications?nonsense=1"),
+])
+async def test_a_role_that_may_not_call_gets_403_before_validation(client, users, method, path):
+    _, headers = users.new("customer")
+    response = await client.request(method, path, json={} if method != "GET" else None, headers=headers)
+    body = await problem(response, 403)
+    assert "errors" not in body
+
+
+async def test_put_on_agents_me_is_405_with_allow(client, users):
+    _, headers = users.new("admin")
+    response = await client.put("/api/v1/agents/me", json={"max_chats": 3}, headers=headers)
+    await problem(response, 405)
+    assert response.headers["Allow"] == "GET"
