@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         middlewares=[middleware.request_context, middleware.cors(settings.cors_allowed_origins or ()),
                      middleware.problems, middleware.rate_limit],
         client_max_size=2 * 1024 * 1024)
+    app.on_response_prepare.append(middleware.security_headers)
     app[health.HEALTH] = Health()
     app.cleanup_ctx.append(_context_lifetime(settings, clock, context))
     app.cleanup_ctx.append(kb.background)

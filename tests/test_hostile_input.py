@@ -131,3 +131,16 @@ async def test_put_on_agents_me_is_405_with_allow(client, users):
     response = await client.put("/api/v1/agents/me", json={"max_chats": 3}, headers=headers)
     await problem(response, 405)
     assert response.headers["Allow"] == "GET"
+
+
+# ---------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tickets", "/api/v1/kb/search?q=x", "/api/v1/nothing-here", "/health",
+                                  "/api/openapi.json"])
+async def test_every_response_says_nosniff(client, users, path):
+    _, headers = users.new("customer")
+    response = await client.get(path, headers=headers)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    if path.startswith("/api/v1/"):
+        assert response.headers["X-Frame-Options"] == "DENY"
