@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,13 +29,18 @@ from app.tasks import stop_tasks
 from rest.common import CONTEXT
 from rest.health import HEALTH
 from sockets import agent, customer
-from sockets.common import SocketState, refuse
+from app.validation import value_problem
+from sockets.common import SocketPacket, SocketServer, SocketState, error, ok, refuse, register_unknown
 
 log = logging.getLogger("support.sockets")
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 STATE = web.AppKey("socket_state", SocketState)
 ROLES = {CUSTOMER_NS: frozenset({"customer"}), AGENT_NS: STAFF}
 TIMER_INTERVAL_SECONDS = 2.0
+TOKEN_GRACE_SECONDS = 5.0   # a socket outlives its token's exp by this much, for auth:refresh
+# The manager's own Redis client: stale connections found before use, refused connects given up fast.
+MANAGER_REDIS_OPTIONS = {"health_check_interval": 5, "socket_keepalive": True, "socket_connect_timeout": 2}
+_EXPIRING: set[asyncio.Task] = set()
 ENGINE_SHUTDOWN_SECONDS = 5.0
 
 
@@ -159,11 +166,13 @@ def origin_check(settings: Settings) -> Any:
 
 def create_socket_server(settings: Settings) -> socketio.AsyncServer:
     origins = origin_check(settings)
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="aiohttp",
         # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis
         # on different databases do not hear each other's broadcasts.
-        client_manager=RedisManager(settings.redis_url, channel=f"support-socketio:{settings.redis_database}"),
+        client_manager=RedisManager(settings.redis_url, channel=f"support-socketio:{settings.redis_database}",
+                                    redis_options=MANAGER_REDIS_OPTIONS),
+        serializer=SocketPacket,   # bounds nesting before a packet is decoded
         cors_allowed_origins=origins,
         ping_interval=settings.websocket_heartbeat_interval / 1000,
         ping_timeout=max(5, settings.websocket_heartbeat_interval / 2000),
@@ -196,6 +205,67 @@ def _principal(ctx: Any, environ: dict, auth: Any) -> Principal:
 def _register_connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings) -> None:
     for namespace, module in ((CUSTOMER_NS, customer), (AGENT_NS, agent)):
         _connection_handlers(sio, state, settings, namespace, module)
+        _token_handlers(sio, state, namespace)
+        register_unknown(sio, state, namespace)
+
+
+def _watch_expiry(sio: socketio.AsyncServer, state: SocketState, sid: str, namespace: str,
+                  principal: Principal) -> None:
+    """End the socket ``TOKEN_GRACE_SECONDS`` after its token's ``exp`` unless ``auth:refresh``
+    brought a fresh token first (events in between are answered ``token_expired``)."""
+    previous = state.expiry.pop(sid, None)
+    if previous is not None:
+        previous.cancel()
+    if principal.expires_at is None:
+        return
+    loop = asyncio.get_running_loop()
+
+    async def expire() -> None:
+        state.expiry.pop(sid, None)
+        if sid not in state.sockets:
+            return
+        with contextlib.suppress(Exception):
+            await sio.emit("auth:expired", {"code": "token_expired", "message": "Your token has expired"},
+                           to=sid, namespace=namespace, ignore_queue=True)
+            await sio.disconnect(sid, namespace=namespace)
+
+    def fire() -> None:
+        task = loop.create_task(expire())
+        _EXPIRING.add(task)
+        task.add_done_callback(_EXPIRING.discard)
+
+    delay = max(0.0, principal.expires_at - time.time()) + TOKEN_GRACE_SECONDS
+    state.expiry[sid] = loop.call_later(delay, fire)
+
+
+def _token_handlers(sio: socketio.AsyncServer, state: SocketState, namespace: str) -> None:
+    async def refresh(sid: str, *args: Any) -> dict:
+        """``auth:refresh {token}``: a fresh token for the same user, without reconnecting."""
+        entry = state.sockets.get(sid)
+        if entry is None or state.ctx is None:
+            return error("unauthorized", "Not connected")
+        wait_ms = state.spend(sid)
+        if wait_ms:
+            return error("rate_limited", "Too many events from this connection; slow down",
+                         {"retry_after_ms": wait_ms})
+        data = args[0] if len(args) == 1 else None
+        token = data.get("token") if isinstance(data, dict) and set(data) == {"token"} else None
+        if not isinstance(token, str) or not token or len(token) > 8192 or value_problem(token):
+            return error("validation_failed", "auth:refresh takes {token}", {"token": ["A token string is required."]})
+        try:
+            principal = state.ctx.verifier.verify(token)
+        except DomainError as exc:
+            return error("unauthorized", exc.detail)
+        current = state.sockets.get(sid)
+        if current is None:
+            return error("unauthorized", "Not connected")
+        if principal.user_id != current[1].user_id or principal.role not in ROLES[namespace]:
+            return error("unauthorized", "The token names another user or role")
+        state.sockets[sid] = (namespace, principal)
+        _watch_expiry(sio, state, sid, namespace, principal)
+        return ok({"expires_at": dt.datetime.fromtimestamp(principal.expires_at, dt.timezone.utc)})
+
+    sio.on("auth:refresh", refresh, namespace=namespace)
 
 
 def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings,
@@ -221,9 +291,11 @@ def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings
             await ctx.live.unregister_socket(namespace, principal.user_id, sid)
             raise
         metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).inc()
+        _watch_expiry(sio, state, sid, namespace, principal)
 
     async def disconnect(sid: str, *args: Any) -> None:
         entry = state.sockets.pop(sid, None)
+        state.forget(sid)
         if entry is None or state.ctx is None:
             return
         metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).dec()
