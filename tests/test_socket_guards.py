@@ -131,3 +131,22 @@ async def test_a_database_outage_is_unavailable_not_internal(cast: Cast, chat_se
     monkeypatch.setattr(chat_server.ctx.db, "connection", down)
     error = await customer.fails("chat:start", {"department": new_department()}, "unavailable")
     assert error["details"]["retry_after_ms"] > 0
+
+
+# ------------------------------------------------------------------ departments
+
+
+async def test_an_agent_neither_sees_nor_takes_another_departments_queue(cast: Cast, ctx):
+    from chat_support import make_agent
+    mine, theirs = new_department(), new_department()
+    agent = await cast.staff(await make_agent(ctx, mine))
+    customer = await cast.customer()
+    session = (await customer.ok("chat:start", {"department": theirs}))["session"]
+    assert session["status"] == "queued"
+    await agent.fails("queue:snapshot", {"department": theirs}, "forbidden")
+    await agent.fails("chat:accept", {"session_id": session["id"]}, "forbidden")
+    assert (await agent.ok("queue:snapshot", {"department": mine}))["queued"] == []
+    supervisor = await cast.staff(await make_agent(ctx, mine, role="supervisor"), role="supervisor")
+    snapshot = await supervisor.ok("queue:snapshot", {"department": theirs})
+    assert [s["id"] for s in snapshot["queued"]] == [session["id"]]
+    await supervisor.ok("chat:accept", {"session_id": session["id"]})
