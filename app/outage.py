@@ -24,6 +24,10 @@ _INTERFACE_OUTAGE = ("connection is closed", "pool is closing", "pool is closed"
 def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, OUTAGE_ERRORS):
         return True
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        # a pooled connection the server terminated mid-operation (seen on a PostgreSQL restart:
+        # "cannot switch to state 12; another operation (2) is in progress")
+        return "another operation" in str(exc)
     if isinstance(exc, asyncpg.InterfaceError):
         return any(text in str(exc) for text in _INTERFACE_OUTAGE)
     return False
