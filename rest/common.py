@@ -105,6 +105,8 @@ def authenticate(request: web.Request, *roles: str) -> Principal:
 
 
 async def body(request: web.Request, schema: ma.Schema) -> dict:
+    if request.method == "PUT" and not request.body_exists:   # a partial update still names its fields
+        raise BadRequest("Send the fields to change as a JSON object")
     if request.can_read_body and request.content_type not in ("application/json", ""):
         if not request.content_type.endswith("+json"):
             raise BadRequest("Send the body as application/json")

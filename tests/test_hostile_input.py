@@ -144,3 +144,36 @@ async def test_every_response_says_nosniff(client, users, path):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     if path.startswith("/api/v1/"):
         assert response.headers["X-Frame-Options"] == "DENY"
+
+
+# ---------------------------------------------------------------- contract details (issue 17, defect 11)
+
+
+async def test_put_without_a_body_is_400(client, users):
+    _, headers = users.new("admin")
+    response = await client.post(TICKETS, json=ticket_body(customer_id=str(uuid.uuid4())), headers=headers)
+    ticket = await response.json()
+    await problem(await client.put(f"{TICKETS}/{ticket['id']}", headers=headers), 400)
+
+
+@pytest.mark.parametrize("value", [0, 1, "1", "yes"])
+async def test_only_true_and_false_are_booleans(client, users, value):
+    _, headers = users.new("customer")
+    body = await problem(await client.post(f"/api/v1/kb/articles/{uuid.uuid4()}/vote", json={"helpful": value},
+                                           headers=headers), 422)
+    assert "helpful" in body["errors"]
+
+
+async def test_list_envelopes_of_rules_and_sla_policies(client, users):
+    _, headers = users.new("admin")
+    for path in ("/api/v1/escalation-rules", "/api/v1/sla-policies"):
+        body = await (await client.get(path, headers=headers)).json()
+        assert {"items", "total", "limit", "offset"} <= set(body), (path, body)
+
+
+async def test_the_document_names_the_200s_of_creates_that_may_return_an_existing_resource(client):
+    spec = await (await client.get("/api/openapi.json")).json()
+    assert "200" in spec["paths"]["/api/v1/chat/sessions"]["post"]["responses"]
+    assert "200" in spec["paths"]["/api/v1/chat/sessions/{id}/messages"]["post"]["responses"]
+    errors = spec["components"]["schemas"]["Problem"]["properties"]["errors"]["additionalProperties"]
+    assert {"type": "object"} in errors["anyOf"]   # list fields report their items by index

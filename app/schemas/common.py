@@ -34,6 +34,11 @@ class StrictSchema(Schema):
     @pre_load
     def refuse_unstorable_text(self, data: Any, **kwargs: Any) -> Any:
         found = field_problems(data)
+        if isinstance(data, dict):
+            for name, field in self.fields.items():
+                raw = data.get(field.data_key or name)
+                if isinstance(field, fields.Boolean) and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                    found.setdefault(field.data_key or name, ["Not a valid boolean."])   # 0 == False in Python
         if found:
             raise ValidationError(found)
         return data
