@@ -294,6 +294,16 @@ def _watch_expiry(sio: socketio.AsyncServer, state: SocketState, sid: str, names
     state.expiry[sid] = loop.call_later(delay, fire)
 
 
+async def _resync_the_other_parties(sio: socketio.AsyncServer, ctx: Any, sid: str, namespace: str) -> None:
+    """A client that (re)connects may have had messages acknowledged by a replica that died
+    before fanning them out: the other parties of its open chats get ``chat:resync`` for them."""
+    for room in sio.rooms(sid, namespace=namespace):
+        if isinstance(room, str) and room.startswith(SESSION_ROOM_PREFIX):
+            session_id = room[len(SESSION_ROOM_PREFIX):]
+            with contextlib.suppress(Exception):   # best effort: Redis may be away just now
+                await ctx.live.to_session(session_id, "chat:resync", {"session_ids": [session_id]}, skip_sid=sid)
+
+
 def _token_handlers(sio: socketio.AsyncServer, state: SocketState, namespace: str) -> None:
     async def refresh(sid: str, *args: Any) -> dict:
         """``auth:refresh {token}``: a fresh token for the same user, without reconnecting."""
@@ -348,6 +358,7 @@ def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings
             raise
         metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).inc()
         _watch_expiry(sio, state, sid, namespace, principal)
+        await _resync_the_other_parties(sio, ctx, sid, namespace)
 
     async def disconnect(sid: str, *args: Any) -> None:
         entry = state.sockets.pop(sid, None)

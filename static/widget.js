@@ -352,6 +352,10 @@
     socket.on("chat:read", function (p) { self.onRead(p); });
     socket.on("chat:ended", function (p) { self.onEnded(p); });
     socket.on("chat:availability", function (p) { self.onAvailability(p); });
+    socket.on("chat:resync", function (p) {   // live pushes may have been missed: fetch what is new
+      var ids = (p && p.session_ids) || [];
+      if (self.session && self.connected && ids.indexOf(self.session.id) >= 0) self.sync();
+    });
     ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned"].forEach(function (name) {
       socket.on(name, function (p) { self.onTicket(p.ticket); });
     });

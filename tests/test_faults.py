@@ -74,6 +74,8 @@ class Stack:
     replicas: list[Replica]
     settings: Settings
     ctx: Any
+    flows: list = dataclasses.field(default_factory=list)     # the running load's flows
+    tasks: set = dataclasses.field(default_factory=set)       # its resync syncs
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +167,10 @@ async def send_until_stopped(flow: Flow, stop: asyncio.Event) -> None:
             except socketio.exceptions.TimeoutError:
                 flow.refusals["timeout"] += 1
                 continue
+            except (socketio.exceptions.BadNamespaceError, socketio.exceptions.DisconnectedError):
+                flow.refusals["disconnected"] += 1   # its replica died: wait for the reconnect, resend
+                await flow.sender.reconnected.wait()
+                continue
             if ack.get("ok"):
                 flow.acked[client_msg_id] = ack["data"]["message"]
                 break
@@ -195,7 +201,9 @@ async def run_load(stack: Stack, cast: Cast, fault: Any, pairs: int = 3) -> list
     flows = await chat_flows(stack, cast, pairs)
     tasks: set[asyncio.Task] = set()
     for flow in flows:
+        flow.sender.reconnected = asyncio.Event()
         follow_resyncs(flow, tasks)
+    stack.flows, stack.tasks = flows, tasks
     stop = asyncio.Event()
     senders = [asyncio.create_task(send_until_stopped(flow, stop)) for flow in flows]
     await _load_while(1.0)
@@ -246,7 +254,7 @@ async def check_stored(stack: Stack, flows: list[Flow]) -> int:
 
 def check_refusals(flows: list[Flow]) -> collections.Counter:
     refusals: collections.Counter = sum((f.refusals for f in flows), collections.Counter())
-    assert set(refusals) <= {"unavailable", "rate_limited", "timeout"}, refusals
+    assert set(refusals) <= {"unavailable", "rate_limited", "timeout", "disconnected"}, refusals
     return refusals
 
 
@@ -292,3 +300,28 @@ async def test_a_postgres_restart_and_outage_answer_unavailable_and_lose_nothing
     refusals = check_refusals(flows)
     assert refusals["unavailable"] > 0, "nothing was refused while PostgreSQL was down"
     print(f"postgres: {stored} messages stored and delivered, refusals {dict(refusals)}")
+
+
+async def test_a_replica_killed_with_sigkill_loses_nothing_its_clients_move_over(stack: Stack, cast: Cast):
+    a, b = stack.replicas
+
+    async def kill_a_and_move_its_clients() -> None:
+        a.kill()
+        moved = {f.sender for f in stack.flows if f.sender.url == a.url}
+        for peer in moved:   # what the widget does: reconnect (to the replica that answers), then sync
+            await peer.reconnect(b.url)
+            for flow in stack.flows:
+                if flow.receiver is peer:
+                    follow_resyncs(flow, stack.tasks)
+                    ack = await peer.call("chat:sync", {"session_id": flow.session_id, "after_seq": 0})
+                    flow.synced.update({m["id"]: m for m in ack["data"]["messages"]})
+            peer.reconnected.set()
+
+    try:
+        flows = await run_load(stack, cast, kill_a_and_move_its_clients)
+        stored = await check_stored(stack, flows)
+        refusals = check_refusals(flows)
+        print(f"kill -9: {stored} messages stored and delivered, refusals {dict(refusals)}")
+    finally:
+        a.start()
+        await a.wait_ready()
