@@ -55,7 +55,8 @@ def test_the_api_conforms_to_its_openapi_document(replica: Replica, settings, ro
          # text PostgreSQL cannot store is refused by design (app/validation.py): NUL and lone surrogates
          "--generation-allow-x00", "false", "--generation-codec", "utf-8",
          "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=TIME_LIMIT_SECONDS, env={**os.environ, "NO_COLOR": "1"})
+        capture_output=True, text=True, timeout=TIME_LIMIT_SECONDS, env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path)   # its .schemathesis/ cache goes there, not into the checkout
     (Path(os.environ.get("SCHEMATHESIS_LOG_DIR", tmp_path)) / f"schemathesis-{role}.log").write_text(
         result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
