@@ -302,20 +302,27 @@ async def test_a_postgres_restart_and_outage_answer_unavailable_and_lose_nothing
     print(f"postgres: {stored} messages stored and delivered, refusals {dict(refusals)}")
 
 
+async def move_clients(stack: Stack, gone: Replica, to: Replica) -> None:
+    """What the widget and console do when their replica goes: reconnect (to one that answers),
+    then sync every chat they are in, and resend what was not acknowledged."""
+    moved = {f.sender for f in stack.flows if f.sender.url == gone.url}
+    for peer in moved:
+        peer.reconnected.clear()
+        await peer.reconnect(to.url)
+        for flow in stack.flows:
+            if flow.receiver is peer:
+                follow_resyncs(flow, stack.tasks)
+                ack = await peer.call("chat:sync", {"session_id": flow.session_id, "after_seq": 0})
+                flow.synced.update({m["id"]: m for m in ack["data"]["messages"]})
+        peer.reconnected.set()
+
+
 async def test_a_replica_killed_with_sigkill_loses_nothing_its_clients_move_over(stack: Stack, cast: Cast):
     a, b = stack.replicas
 
     async def kill_a_and_move_its_clients() -> None:
         a.kill()
-        moved = {f.sender for f in stack.flows if f.sender.url == a.url}
-        for peer in moved:   # what the widget does: reconnect (to the replica that answers), then sync
-            await peer.reconnect(b.url)
-            for flow in stack.flows:
-                if flow.receiver is peer:
-                    follow_resyncs(flow, stack.tasks)
-                    ack = await peer.call("chat:sync", {"session_id": flow.session_id, "after_seq": 0})
-                    flow.synced.update({m["id"]: m for m in ack["data"]["messages"]})
-            peer.reconnected.set()
+        await move_clients(stack, a, b)
 
     try:
         flows = await run_load(stack, cast, kill_a_and_move_its_clients)
@@ -325,3 +332,21 @@ async def test_a_replica_killed_with_sigkill_loses_nothing_its_clients_move_over
     finally:
         a.start()
         await a.wait_ready()
+
+
+async def test_a_rolling_restart_under_load_loses_nothing(stack: Stack, cast: Cast):
+    """Every replica in turn: SIGTERM (graceful drain), its clients move to the other, it comes
+    back; then the next one."""
+    a, b = stack.replicas
+
+    async def roll() -> None:
+        for gone, other in ((a, b), (b, a)):
+            await asyncio.to_thread(gone.stop)
+            await move_clients(stack, gone, other)
+            gone.start()
+            await gone.wait_ready()
+
+    flows = await run_load(stack, cast, roll)
+    stored = await check_stored(stack, flows)
+    refusals = check_refusals(flows)
+    print(f"rolling restart: {stored} messages stored and delivered, refusals {dict(refusals)}")
