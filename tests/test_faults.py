@@ -168,8 +168,10 @@ async def send_until_stopped(flow: Flow, stop: asyncio.Event) -> None:
                 flow.refusals["timeout"] += 1
                 continue
             except (socketio.exceptions.BadNamespaceError, socketio.exceptions.DisconnectedError):
-                flow.refusals["disconnected"] += 1   # its replica died: wait for the reconnect, resend
+                flow.refusals["disconnected"] += 1   # its replica went: wait for the reconnect, resend
                 await flow.sender.reconnected.wait()
+                if not flow.sender.sio.connected:
+                    await asyncio.sleep(0.1)   # not moved yet: back off (never spin the loop)
                 continue
             if ack.get("ok"):
                 flow.acked[client_msg_id] = ack["data"]["message"]
@@ -302,12 +304,18 @@ async def test_a_postgres_restart_and_outage_answer_unavailable_and_lose_nothing
     print(f"postgres: {stored} messages stored and delivered, refusals {dict(refusals)}")
 
 
+def leaving(stack: Stack, gone: Replica) -> None:
+    """Before a replica goes: its clients will wait for their move (see :func:`move_clients`)."""
+    for flow in stack.flows:
+        if flow.sender.url == gone.url:
+            flow.sender.reconnected.clear()
+
+
 async def move_clients(stack: Stack, gone: Replica, to: Replica) -> None:
     """What the widget and console do when their replica goes: reconnect (to one that answers),
     then sync every chat they are in, and resend what was not acknowledged."""
     moved = {f.sender for f in stack.flows if f.sender.url == gone.url}
     for peer in moved:
-        peer.reconnected.clear()
         await peer.reconnect(to.url)
         for flow in stack.flows:
             if flow.receiver is peer:
@@ -321,6 +329,7 @@ async def test_a_replica_killed_with_sigkill_loses_nothing_its_clients_move_over
     a, b = stack.replicas
 
     async def kill_a_and_move_its_clients() -> None:
+        leaving(stack, a)
         a.kill()
         await move_clients(stack, a, b)
 
@@ -341,6 +350,7 @@ async def test_a_rolling_restart_under_load_loses_nothing(stack: Stack, cast: Ca
 
     async def roll() -> None:
         for gone, other in ((a, b), (b, a)):
+            leaving(stack, gone)
             await asyncio.to_thread(gone.stop)
             await move_clients(stack, gone, other)
             gone.start()
