@@ -25,6 +25,7 @@ class Principal:
     role: str
     name: str | None = None
     email: str | None = None
+    expires_at: float | None = dataclasses.field(default=None, compare=False)   # the token's exp (epoch s)
 
     @property
     def is_staff(self) -> bool:
@@ -95,7 +96,7 @@ class TokenVerifier:
         role = claims.get("role")
         if role not in ROLES:
             raise Forbidden(f"Unknown role {role!r}")
-        return Principal(user_id, role, claims.get("name"), claims.get("email"))
+        return Principal(user_id, role, claims.get("name"), claims.get("email"), expires_at=float(claims["exp"]))
 
 
 def bearer_token(header: str | None) -> str | None:

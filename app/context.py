@@ -7,8 +7,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
+
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.auth import TokenVerifier
 from app.cache import RowCache
@@ -53,12 +59,20 @@ class AppContext:
 CONTEXT = web.AppKey("context", AppContext)
 
 
+# A connection a Redis restart left stale is found before use (PING when idle for a few seconds)
+# and a command that meets a broken connection is retried once on a fresh one; while Redis is
+# down, connecting gives up quickly so callers can answer `unavailable` at once.
+REDIS_RESILIENCE: dict[str, Any] = dict(
+    health_check_interval=5, socket_keepalive=True, socket_connect_timeout=2, socket_timeout=5,
+    retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
 @contextlib.asynccontextmanager
 async def open_context(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[AppContext]:
     db = await Database.connect(settings.dsn, max_size=settings.database_pool_size)
     # One bounded pool: under a burst, callers wait for a connection instead of failing.
     pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
-                                                    max_connections=64, timeout=10)
+                                                    max_connections=64, timeout=10, **REDIS_RESILIENCE)
     redis = aioredis.Redis(connection_pool=pool)
     search: SearchBackend | None = None
     files: BlobStore | None = None

@@ -39,5 +39,9 @@ RELAY_LAG = Gauge("support_outbox_relay_lag_seconds", "Age of the oldest event n
 RELAY_LEADER = Gauge("support_outbox_relay_leader", "1 while this replica runs the relay")
 EVENTS_CONSUMED = Counter("support_events_consumed_total", "Kafka events consumed, by outcome", ["outcome"])
 EVENTS_PRUNED = Counter("support_events_pruned_total", "Events removed from the log by retention")
+SOCKET_FANOUT_INTERRUPTIONS = Counter("support_socket_fanout_interruptions_total",
+                                      "Failed attempts of the Socket.IO Redis listener to (re)subscribe or read")
+SOCKET_RESYNCS = Counter("support_socket_resyncs_total",
+                         "chat:resync pushes sent to sockets after the fan-out subscription came back")
 SOCKET_BROADCASTS_DROPPED = Counter("support_socket_broadcasts_dropped_total",
                                     "Socket.IO broadcasts dropped because the publish queue was full")

@@ -25,9 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import asyncpg
 import grpc
-import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -35,15 +33,14 @@ from grpc_status import rpc_status
 from app import metrics
 from app.auth import Principal, RequestMeta, bearer_token
 from app.context import AppContext
-from app.errors import TRANSPORT_CODES, DomainError, RateLimited, Unauthorized, Unavailable
+from app.errors import TRANSPORT_CODES, DomainError, RateLimited, Unauthorized, Unavailable, ValidationFailed
 from app.logs import request_id_var
+from app.outage import RETRY_AFTER_MS, is_outage
 
 log = logging.getLogger("support.grpc")
 _EXEMPT = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 INTERNAL_MESSAGE = "Something went wrong; the request id identifies it in the logs"
-# PostgreSQL or Redis out of reach: UNAVAILABLE, which clients retry (health is NOT_SERVING too).
-_BACKEND_DOWN = (OSError, asyncpg.PostgresConnectionError, redis.exceptions.ConnectionError)
 
 
 @dataclasses.dataclass
@@ -132,29 +129,68 @@ async def _within(method: str, context: grpc.aio.ServicerContext, streaming: boo
                 _CALL.reset(token)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope) -> grpc.RpcMethodHandler:
-    """The same handler with every invocation inside ``scope(call)``."""
-    options = {"request_deserializer": handler.request_deserializer,
+class Undecodable:
+    """What a request the protobuf runtime cannot parse (a string field with bad UTF-8, such as
+    an encoded lone surrogate) becomes, so the error interceptor answers INVALID_ARGUMENT instead
+    of gRPC's own INTERNAL "Exception deserializing request"."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None or getattr(deserialize, "safe", False):
+        return deserialize
+
+    def safe(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:   # google.protobuf.message.DecodeError and friends
+            return Undecodable(exc)
+    safe.safe = True   # type: ignore[attr-defined]
+    return safe
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, Undecodable):
+        raise ValidationFailed("The request could not be decoded (strings must be valid UTF-8)",
+                               details={"_request": [str(request.error)]})
+    return request
+
+
+async def _decoded_stream(requests: Any) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope, *,
+          check_requests: bool = False) -> grpc.RpcMethodHandler:
+    """The same handler with every invocation inside ``scope(call)``; with ``check_requests``
+    an undecodable request raises :class:`ValidationFailed` inside that scope."""
+    options = {"request_deserializer": _safe_deserializer(handler.request_deserializer),
                "response_serializer": handler.response_serializer}
+    check = _decoded if check_requests else (lambda request: request)
+    check_stream = _decoded_stream if check_requests else (lambda requests: requests)
     if handler.unary_unary is not None:
         inner_uu = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with _within(method, context, False, scope):
-                return await inner_uu(request, context)
+                return await inner_uu(check(request), context)
         return grpc.unary_unary_rpc_method_handler(unary_unary, **options)
     if handler.stream_unary is not None:
         inner_su = handler.stream_unary
 
         async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             async with _within(method, context, False, scope):
-                return await inner_su(requests, context)
+                return await inner_su(check_stream(requests), context)
         return grpc.stream_unary_rpc_method_handler(stream_unary, **options)
     inner_stream = handler.unary_stream or handler.stream_stream
+    check_in = check if handler.unary_stream is not None else check_stream
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with _within(method, context, True, scope):
-            async for response in inner_stream(request, context):
+            async for response in inner_stream(check_in(request), context):
                 yield response
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(streaming, **options)
@@ -162,6 +198,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope) -> grpc.Rpc
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):
+    checks_requests = False   # the innermost one refuses undecodable requests (after auth)
+
     def scope(self, call: CallInfo) -> contextlib.AbstractAsyncContextManager[Any]:
         raise NotImplementedError
 
@@ -169,7 +207,7 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(_EXEMPT):
             return handler
-        return _wrap(handler, details.method, self.scope)
+        return _wrap(handler, details.method, self.scope, check_requests=self.checks_requests)
 
 
 class LoggingInterceptor(_Interceptor):
@@ -273,16 +311,17 @@ class ErrorInterceptor(_Interceptor):
             await abort_with(call, exc)
         except (asyncio.CancelledError, GeneratorExit, grpc.aio.AbortError):
             raise
-        except _BACKEND_DOWN as exc:
+        except Exception as exc:
+            if not is_outage(exc):   # PostgreSQL or Redis out of reach: UNAVAILABLE, which clients retry
+                log.exception("grpc call failed", extra={"grpc_method": call.method})
+                call.code = grpc.StatusCode.INTERNAL
+                status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
+                grpc_status = rpc_status.to_status(status)
+                await call.context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
             log.warning("grpc call failed: a backing service is out of reach",
                         extra={"grpc_method": call.method, "error": f"{type(exc).__name__}: {exc}"})
-            await abort_with(call, Unavailable("A backing service is out of reach; retry shortly"))
-        except Exception:
-            log.exception("grpc call failed", extra={"grpc_method": call.method})
-            call.code = grpc.StatusCode.INTERNAL
-            status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
-            grpc_status = rpc_status.to_status(status)
-            await call.context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+            await abort_with(call, Unavailable("A backing service is out of reach; retry shortly",
+                                               details={"retry_after_ms": RETRY_AFTER_MS}))
 
 
 class AuthInterceptor(_Interceptor):
@@ -300,7 +339,9 @@ class AuthInterceptor(_Interceptor):
 
 class RateLimitInterceptor(_Interceptor):
     """RATE_LIMIT_REQUESTS_PER_MINUTE per caller, counted in Redis like REST (scope ``grpc``);
-    a stream counts once, when it opens."""
+    a stream counts once, when it opens. The innermost interceptor: an undecodable request is
+    refused here, after the caller is known, as INVALID_ARGUMENT."""
+    checks_requests = True
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx

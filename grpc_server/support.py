@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 import marshmallow as ma
 
+from app.auth import require_role
 from app.context import AppContext
 from app.errors import ValidationFailed
 from app.schemas import analytics as analytics_schemas
@@ -193,6 +194,7 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
 
     async def GetSupportAnalytics(self, request: pb.GetSupportAnalyticsRequest,
                                   context: grpc.aio.ServicerContext) -> Any:
+        require_role(caller(), *analytics.ROLES)   # who may ask comes before what was asked
         if request.report not in _REPORTS:
             raise ValidationFailed("The request has invalid fields",
                                    details={"report": ["One of tickets, chat, response_time, satisfaction."]})

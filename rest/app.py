@@ -34,6 +34,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[middleware.request_context, middleware.cors(settings.cors_allowed_origins or ()),
                      middleware.problems, middleware.rate_limit],
         client_max_size=2 * 1024 * 1024)
+    app.on_response_prepare.append(middleware.security_headers)
     app[HEALTH] = Health()
     for module in (tickets, chat, departments, agents, audit, health, kb, feedback, analytics, canned, automation, escalation,
                    attachments):

@@ -14,6 +14,6 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/audit")
 @api_doc(summary="Search the audit log (admins)", tags=["Audit"], query=AuditQuery, response=AuditPageSchema)
 async def list_audit(request: web.Request) -> web.Response:
-    principal = authenticate(request)
+    principal = authenticate(request, "admin")
     params = await query(request, AuditQuery())
     return json_response(await audit_log.list_entries(context(request), principal, params))

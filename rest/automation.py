@@ -27,35 +27,35 @@ def _crud(kind: str, path: str, create: type, update: type, item: type, page: ty
 
     @api_doc(summary=f"List {kind} rules (admins)", tags=TAGS, query=s.RuleListQuery, response=page, errors=(403,))
     async def list_handler(request: web.Request) -> web.Response:
-        principal = authenticate(request)
+        principal = authenticate(request, "admin")
         params = await query(request, s.RuleListQuery())
         return json_response(await rules.list_rules(context(request), principal, kind, params))
 
     @api_doc(summary=f"Create a {kind} rule (admins)", tags=TAGS, body=create, response=item, status=201,
              errors=(403,))
     async def create_handler(request: web.Request) -> web.Response:
-        principal = authenticate(request)
+        principal = authenticate(request, "admin")
         data = await body(request, create())
         rule = await rules.create_rule(context(request), principal, meta(request), kind, data)
         return created(rule, f"{base}/{rule['id']}")
 
     @api_doc(summary=f"Get a {kind} rule (admins)", tags=TAGS, response=item, errors=(403, 404))
     async def get_handler(request: web.Request) -> web.Response:
-        principal = authenticate(request)
+        principal = authenticate(request, "admin")
         rule_id = path_uuid(request, what="Rule")
         return json_response(await rules.get_rule(context(request), principal, kind, rule_id))
 
     @api_doc(summary=f"Change a {kind} rule (partial; admins)", tags=TAGS, body=update, response=item,
              errors=(403, 404))
     async def update_handler(request: web.Request) -> web.Response:
-        principal = authenticate(request)
+        principal = authenticate(request, "admin")
         rule_id = path_uuid(request, what="Rule")
         data = await body(request, update())
         return json_response(await rules.update_rule(context(request), principal, meta(request), kind, rule_id, data))
 
     @api_doc(summary=f"Delete a {kind} rule (admins)", tags=TAGS, status=204, errors=(403, 404))
     async def delete_handler(request: web.Request) -> web.Response:
-        principal = authenticate(request)
+        principal = authenticate(request, "admin")
         rule_id = path_uuid(request, what="Rule")
         await rules.delete_rule(context(request), principal, meta(request), kind, rule_id)
         return no_content()

@@ -6,6 +6,7 @@ from aiohttp import web
 from app.schemas import automation as s
 from app.services import canned
 from rest.common import (
+    MANAGERS,
     authenticate,
     body,
     context,
@@ -36,7 +37,7 @@ async def list_canned(request: web.Request) -> web.Response:
 @api_doc(summary="Create a canned response (supervisors, admins)", tags=TAGS, body=s.CannedCreateSchema,
          response=s.CannedSchema, status=201, errors=(403, 409))
 async def create_canned(request: web.Request) -> web.Response:
-    principal = authenticate(request)
+    principal = authenticate(request, *MANAGERS)
     data = await body(request, s.CannedCreateSchema())
     item = await canned.create_canned(context(request), principal, meta(request), data)
     return created(item, f"{BASE}/{item['id']}")
@@ -54,7 +55,7 @@ async def get_canned(request: web.Request) -> web.Response:
 @api_doc(summary="Change a canned response (partial; supervisors, admins)", tags=TAGS,
          body=s.CannedUpdateSchema, response=s.CannedSchema, errors=(403, 404, 409))
 async def update_canned(request: web.Request) -> web.Response:
-    principal = authenticate(request)
+    principal = authenticate(request, *MANAGERS)
     canned_id = path_uuid(request, what="Canned response")
     data = await body(request, s.CannedUpdateSchema())
     return json_response(await canned.update_canned(context(request), principal, meta(request), canned_id, data))
@@ -63,7 +64,7 @@ async def update_canned(request: web.Request) -> web.Response:
 @routes.delete(BASE + "/{id}")
 @api_doc(summary="Delete a canned response (supervisors, admins)", tags=TAGS, status=204, errors=(403, 404))
 async def delete_canned(request: web.Request) -> web.Response:
-    principal = authenticate(request)
+    principal = authenticate(request, *MANAGERS)
     canned_id = path_uuid(request, what="Canned response")
     await canned.delete_canned(context(request), principal, meta(request), canned_id)
     return no_content()

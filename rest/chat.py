@@ -40,7 +40,8 @@ async def availability(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/chat/sessions")
 @api_doc(summary="Start a chat (or get the customer's open one)", tags=TAGS, body=s.ChatStartSchema,
-         response=s.SessionSchema, status=201, errors=(409,))
+         response=s.SessionSchema, status=201, errors=(409,),
+         also={200: "The customer's open session, returned instead of a new one"})
 async def create_session(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.ChatStartSchema())
@@ -70,7 +71,8 @@ async def update_session(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/chat/sessions/{id}/messages")
 @api_doc(summary="Send a chat message", tags=TAGS, body=s.MessageCreateSchema, response=s.MessageSchema,
-         status=201, errors=(404, 409))
+         status=201, errors=(404, 409),
+         also={200: "A resend of an earlier client_msg_id: the message stored the first time"})
 async def send_message(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.MessageCreateSchema())

@@ -11,12 +11,13 @@ import marshmallow as ma
 from aiohttp import web
 from webargs.aiohttpparser import AIOHTTPParser, is_json_request
 
-from app.auth import Principal, RequestMeta, bearer_token
+from app.auth import OVERSEERS, Principal, RequestMeta, bearer_token, require_role
 from app.context import CONTEXT, AppContext
 from app.errors import BadRequest, DomainError, NotFound, ValidationFailed
 from app.jsonutil import dumps
 
 REQUEST_ID = web.RequestKey("request_id", str)
+MANAGERS = tuple(sorted(OVERSEERS))   # supervisors and admins
 _PRINCIPAL = web.RequestKey("principal", Principal)   # request-scoped cache of the verified caller
 
 
@@ -89,17 +90,22 @@ def try_principal(request: web.Request) -> Principal | None:
     return request[_PRINCIPAL]
 
 
-def authenticate(request: web.Request) -> Principal:
-    cached = request.get(_PRINCIPAL)
-    if cached is not None:
-        return cached
-    token = bearer_token(request.headers.get("Authorization"))
-    principal = context(request).verifier.verify(token)
-    request[_PRINCIPAL] = principal
+def authenticate(request: web.Request, *roles: str) -> Principal:
+    """The verified caller; with ``roles``, one of them, else 403 at once, before the body or
+    query is looked at (so a caller who may not use an endpoint never learns its schema)."""
+    principal = request.get(_PRINCIPAL)
+    if principal is None:
+        token = bearer_token(request.headers.get("Authorization"))
+        principal = context(request).verifier.verify(token)
+        request[_PRINCIPAL] = principal
+    if roles:
+        require_role(principal, *roles)
     return principal
 
 
 async def body(request: web.Request, schema: ma.Schema) -> dict:
+    if request.method == "PUT" and not request.body_exists:   # a partial update still names its fields
+        raise BadRequest("Send the fields to change as a JSON object")
     if request.can_read_body and request.content_type not in ("application/json", ""):
         if not request.content_type.endswith("+json"):
             raise BadRequest("Send the body as application/json")

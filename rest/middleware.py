@@ -10,9 +10,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from app import metrics
-from app.errors import TRANSPORT_CODES, DomainError, NotFound, RateLimited
+from app.errors import TRANSPORT_CODES, DomainError, NotFound, RateLimited, Unavailable
 from app.jsonutil import dumps
 from app.logs import request_id_var
+from app.outage import RETRY_AFTER_MS, is_outage
 from rest.common import REQUEST_ID, client_ip, context, try_principal
 
 log = logging.getLogger("support.http")
@@ -78,6 +79,10 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         errors, extra = (exc.details, None) if validation else (None, exc.details)
         if isinstance(exc, RateLimited):
             headers = {"Retry-After": str(max(1, exc.retry_after_ms // 1000))}
+        if exc.code == Unavailable.code:
+            retry_ms = int((exc.details or {}).get("retry_after_ms") or RETRY_AFTER_MS)
+            extra = {**(extra or {}), "retry_after_ms": retry_ms}
+            headers = {"Retry-After": str(max(1, -(-retry_ms // 1000)))}
         if status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="support-service"'}
         return problem(status, exc.title, exc.detail, errors=errors, extra=extra, code=exc.code,
@@ -86,7 +91,12 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if exc.status < 400:
             raise
         return _http_problem(request, exc)
-    except Exception:
+    except Exception as exc:
+        if is_outage(exc):   # a dependency is down: say so, and when to come back (never a 500)
+            log.warning("request failed: a backing service is out of reach: %s: %s", type(exc).__name__, exc)
+            return problem(503, Unavailable.title, "A backing service is out of reach; retry shortly",
+                           code=Unavailable.code, extra={"retry_after_ms": RETRY_AFTER_MS},
+                           headers={"Retry-After": str(max(1, RETRY_AFTER_MS // 1000))})
         log.exception("unhandled error")
         return problem(500, "Internal error", "Something went wrong; the request id identifies it in the logs")
 
@@ -114,6 +124,24 @@ def _http_problem(request: web.Request, exc: web.HTTPException) -> web.Response:
             detail = f"No such endpoint: {where}"
         detail = detail or f"Nothing here: {where}"
     return problem(exc.status, title, detail or f"{exc.reason}: {where}", code=code, headers=headers)
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+API_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"}
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every response (errors, static files and aiohttp's own answers
+    included) says nosniff; JSON API answers may not be framed or run anything. Pages keep the
+    CSP they set themselves."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/api/v1/"):
+        for name, value in API_HEADERS.items():
+            response.headers.setdefault(name, value)
 
 
 def cors(allowed: tuple[str, ...]) -> Callable:

@@ -25,18 +25,20 @@ def api_doc(*, summary: str, tags: list[str], query: type[ma.Schema] | ma.Schema
             response: type[ma.Schema] | ma.Schema | None = None, status: int = 200,
             errors: tuple[int, ...] = (), public: bool = False,
             description: str | None = None, body_media_type: str | None = None,
-            binary_response: str | None = None) -> Callable:
+            binary_response: str | None = None, also: dict[int, str] | None = None) -> Callable:
     """Attach OpenAPI metadata to a handler.
 
     ``query``/``body``/``response`` are marshmallow schemas (classes or instances); ``status`` is
     the success code; ``errors`` the problem+json codes the operation may answer besides 401/403
-    /429 (added unless ``public``); ``public`` marks operations that need no bearer token.
+    /429 (added unless ``public``); ``public`` marks operations that need no bearer token;
+    ``also`` documents other success codes (same body), e.g. ``{200: "the existing resource"}``.
     """
     def decorate(handler: Callable) -> Callable:
         setattr(handler, DOC_ATTR, {
             "summary": summary, "tags": tags, "query": query, "body": body, "response": response,
             "status": status, "errors": errors, "public": public, "description": description,
             "body_media_type": body_media_type, "binary_response": binary_response,
+            "also": also or {},
         })
         return handler
     return decorate
@@ -62,8 +64,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                    "description": "The HTTP status code"},
         "detail": {"type": "string", "description": "What went wrong in this occurrence"},
         "errors": {"type": "object",
-                   "description": "422 only: each invalid field mapped to its messages",
-                   "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                   "description": "422 only: each invalid field mapped to its messages; a list field or a "
+                                  "nested object maps to an object of its invalid items (by index) or fields",
+                   "additionalProperties": {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                                      {"type": "object"}]}},
     },
     "required": ["type", "title", "status"],
 }
@@ -189,6 +193,8 @@ def _operation(doc: dict, operation_id: str) -> dict:
                                            "schema": {"type": "string",
                                                       "format": "uri-reference"}}}
     responses: dict[int, Any] = {status: success}
+    for code, text in (doc.get("also") or {}).items():
+        responses[int(code)] = {**{k: v for k, v in success.items() if k == "content"}, "description": text}
 
     codes = set(doc.get("errors") or ())
     if doc.get("body") is not None or doc.get("query") is not None:

@@ -2,13 +2,18 @@
 call one service function, answer ``{"ok": true, "data"}`` or ``{"ok": false, "error"}``."""
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import marshmallow as ma
 import socketio
+import socketio.packet
 
 from app import metrics
 from app.auth import Principal, RequestMeta
@@ -16,28 +21,71 @@ from app.context import AppContext
 from app.errors import DomainError
 from app.jsonutil import to_jsonable
 from app.logs import request_id_var
+from app.outage import RETRY_AFTER_MS, is_outage
+from app.validation import DEPTH_MESSAGE, MAX_DEPTH, json_depth_exceeds
 
 log = logging.getLogger("support.sockets")
 
 Handler = Callable[[AppContext, Principal, str, dict], Awaitable[Any]]
+EVENTS_PER_SECOND = 30.0   # per socket, on average (a person types and sends far less)
+EVENT_BURST = 120.0        # per socket, at once (a reconnect's syncs, a paste of messages)
+
+
+class Budget:
+    """A token bucket: ``rate`` events a second on average, bursts up to ``burst``."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self) -> int:
+        """0 when an event may run now, else the milliseconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0
+        return max(1, math.ceil((1 - self.tokens) / self.rate * 1000))
 
 
 class SocketState:
-    """Per-replica socket bookkeeping: the AppContext, and who each local socket is."""
+    """Per-replica socket bookkeeping: the AppContext, who each local socket is, its event
+    budget and the timer that ends it when its token expires."""
 
-    def __init__(self, max_in_flight: int = 2000) -> None:
+    def __init__(self, max_in_flight: int = 2000, *, events_per_second: float = EVENTS_PER_SECOND,
+                 event_burst: float = EVENT_BURST) -> None:
         self.ctx: AppContext | None = None
         self.sockets: dict[str, tuple[str, Principal]] = {}   # sid -> (namespace, principal)
         # Events being handled at once on this replica; past the bound the server answers
         # `unavailable` at once instead of queueing work it cannot finish in time.
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        # One flooding socket must not slow its neighbours: every event of a socket draws on
+        # its own budget (typing and sync included); past it the answer is `rate_limited`.
+        self.events_per_second = events_per_second
+        self.event_burst = event_burst
+        self.budgets: dict[str, Budget] = {}
+        self.expiry: dict[str, asyncio.TimerHandle] = {}
 
     def count(self) -> int:
         return len(self.sockets)
 
     def heartbeat_entries(self) -> list[tuple[str, Any, str]]:
         return [(ns, p.user_id, sid) for sid, (ns, p) in self.sockets.items()]
+
+    def spend(self, sid: str) -> int:
+        budget = self.budgets.get(sid)
+        if budget is None:
+            budget = self.budgets[sid] = Budget(self.events_per_second, self.event_burst)
+        return budget.take()
+
+    def forget(self, sid: str) -> None:
+        self.budgets.pop(sid, None)
+        timer = self.expiry.pop(sid, None)
+        if timer is not None:
+            timer.cancel()
 
 
 def ok(data: Any = None) -> dict:
@@ -56,19 +104,41 @@ def refuse(message: str, code: str) -> socketio.exceptions.ConnectionRefusedErro
     return socketio.exceptions.ConnectionRefusedError(message, {"code": code})
 
 
+def check_call(state: SocketState, sid: str, args: tuple) -> tuple[tuple[str, Principal] | None, dict | None]:
+    """The socket's entry, or the error answer an event gets before any validation: not
+    connected, over its budget, token expired, extra arguments, a payload nested too deep."""
+    entry = state.sockets.get(sid)
+    if entry is None or state.ctx is None:
+        return None, error("unauthorized", "Not connected")
+    wait_ms = state.spend(sid)
+    if wait_ms:
+        return None, error("rate_limited", "Too many events from this connection; slow down",
+                           {"retry_after_ms": wait_ms})
+    expires_at = entry[1].expires_at
+    if expires_at is not None and time.time() >= expires_at:
+        return None, error("token_expired", "Your token has expired; send auth:refresh with a new one")
+    if len(args) > 1:
+        return None, error("validation_failed", "An event takes one payload object",
+                           {"_schema": [f"Expected one argument, got {len(args)}."]})
+    if args and isinstance(args[0], TooDeep):
+        return None, error("validation_failed", "The payload is nested too deeply", {"_schema": [DEPTH_MESSAGE]})
+    return entry, None
+
+
 def register(sio: socketio.AsyncServer, state: SocketState, namespace: str, event: str,
              schema: ma.Schema | None, handler: Handler) -> None:
     """Wire ``event`` in ``namespace`` to ``handler`` with validation and error acks."""
 
-    async def on_event(sid: str, data: Any = None) -> dict:
+    async def on_event(sid: str, *args: Any) -> dict:
         started = time.perf_counter()
         token = request_id_var.set(f"sio-{sid}")
         try:
-            entry = state.sockets.get(sid)
-            if entry is None or state.ctx is None:
-                return error("unauthorized", "Not connected")
+            entry, refusal = check_call(state, sid, args)
+            if refusal is not None:
+                return refusal
             if state.in_flight >= state.max_in_flight:
                 return error("unavailable", "The server is busy; retry shortly", {"retry_after_ms": 1000})
+            data = args[0] if args else None
             try:
                 payload = schema.load(data if data is not None else {}) if schema is not None else {}
             except ma.ValidationError as exc:
@@ -82,7 +152,12 @@ def register(sio: socketio.AsyncServer, state: SocketState, namespace: str, even
                 state.in_flight -= 1
         except DomainError as exc:
             return error(exc.code, exc.detail, exc.details)
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):   # a dependency is down: never `internal`
+                log.warning("socket event failed: a backing service is out of reach: %s: %s",
+                            type(exc).__name__, exc, extra={"event": event})
+                return error("unavailable", "A backing service is out of reach; retry shortly",
+                             {"retry_after_ms": RETRY_AFTER_MS})
             log.exception("socket event failed", extra={"event": event})
             return error("internal", "Something went wrong; try again")
         finally:
@@ -92,6 +167,65 @@ def register(sio: socketio.AsyncServer, state: SocketState, namespace: str, even
     sio.on(event, on_event, namespace=namespace)
 
 
+def register_unknown(sio: socketio.AsyncServer, state: SocketState, namespace: str) -> None:
+    """Any event ``namespace`` has no handler for (the other namespace's included) is answered
+    ``unknown_event`` when an ack is asked."""
+
+    async def on_unknown(event: Any, sid: str, *args: Any) -> dict:
+        if sid in state.sockets and state.spend(sid):
+            return error("rate_limited", "Too many events from this connection; slow down", {"retry_after_ms": 1000})
+        name = event if isinstance(event, str) and len(event) <= 100 else "?"
+        return error("unknown_event", f"{namespace} has no event {name!r}")
+
+    sio.on("*", on_unknown, namespace=namespace)
+
+
+class TooDeep:
+    """A payload refused before decoding because it nests too deeply (see :class:`PacketJson`)."""
+
+
+_EVENT_NAME = re.compile(r'^\[\s*"((?:[^"\\]|\\.){0,200})"')
+
+
+class PacketJson:
+    """The ``json`` python-socketio decodes packets with: a document nested deeper than
+    :data:`app.validation.MAX_DEPTH` (plus the packet's own array) is never handed to the decoder
+    (which would exhaust the recursion limit); its event gets a :class:`TooDeep` payload and is
+    answered ``validation_failed``."""
+
+    @staticmethod
+    def dumps(*args: Any, **kwargs: Any) -> str:
+        return json.dumps(*args, **kwargs)
+
+    @staticmethod
+    def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if json_depth_exceeds(text, MAX_DEPTH + 2):
+            found = _EVENT_NAME.match(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+            return [json.loads(f'"{found.group(1)}"') if found else "?", TooDeep()]
+        return json.loads(text, *args, **kwargs)
+
+
 def _field_errors(exc: ma.ValidationError) -> dict:
     messages = exc.normalized_messages()
     return messages if isinstance(messages, dict) else {"_schema": messages}
+
+
+class SocketPacket(socketio.packet.Packet):
+    """Socket.IO packets of this server, decoded with :class:`PacketJson`."""
+    json = PacketJson
+
+
+class SocketServer(socketio.AsyncServer):
+    """python-socketio's server, except that a client cannot fire the server's own lifecycle
+    handlers: an EVENT packet named ``connect`` or ``disconnect`` would otherwise run them (a
+    second connect with other credentials, or a disconnect that forgets a live socket). Such
+    events, and ones that are not a name at all, are answered ``unknown_event``."""
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        if not data or not isinstance(data[0], str) or data[0] in self.reserved_events:
+            if id is not None:
+                answer = error("unknown_event", "Not an event a client may send")
+                await self._send_packet(eio_sid, self.packet_class(
+                    socketio.packet.ACK, namespace=namespace or "/", id=id, data=[answer]))
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)

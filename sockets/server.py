@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,14 +27,22 @@ from app.config import Settings
 from app.context import CONTEXT
 from app.errors import DomainError
 from app.health import HEALTH
-from app.live import AGENT_NS, CUSTOMER_NS
+from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from sockets import agent, customer
-from sockets.common import SocketState, refuse
+from app.validation import value_problem
+from sockets.common import SocketPacket, SocketServer, SocketState, error, ok, refuse, register_unknown
 
 log = logging.getLogger("support.sockets")
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 STATE = web.AppKey("socket_state", SocketState)
 ROLES = {CUSTOMER_NS: frozenset({"customer"}), AGENT_NS: STAFF}
+TOKEN_GRACE_SECONDS = 5.0   # a socket outlives its token's exp by this much, for auth:refresh
+# The manager's own Redis client: stale connections found before use, refused connects given up fast.
+MANAGER_REDIS_OPTIONS = {"health_check_interval": 5, "socket_keepalive": True, "socket_connect_timeout": 2}
+_EXPIRING: set[asyncio.Task] = set()
+LISTEN_RETRY_FIRST_SECONDS = 0.1   # the fan-out listener's back-off after Redis fails...
+LISTEN_RETRY_MAX_SECONDS = 2.0     # ...doubling up to this, so it is back within ~2 s of Redis
+SESSION_ROOM_PREFIX = session_room("")
 ENGINE_SHUTDOWN_SECONDS = 5.0
 
 
@@ -66,6 +76,7 @@ class RedisManager(socketio.AsyncRedisManager):
         self._subscription: Any = None
         self._outbox: asyncio.Queue = asyncio.Queue(maxsize=100_000)
         self._publisher: asyncio.Task | None = None
+        self._resyncs: set[asyncio.Task] = set()
 
     def _connection(self) -> aioredis.Redis:
         if self._client is None:
@@ -108,26 +119,61 @@ class RedisManager(socketio.AsyncRedisManager):
                     backoff = min(backoff * 2, 2.0)
 
     async def _listen(self) -> AsyncIterator[bytes]:
-        """The channel's messages; after a failure the subscription is renewed on the same
-        client, with back-off (1, 2, 4 ... 60 s, as the stock manager does)."""
+        """The channel's messages. After a failure the subscription is renewed on the same client
+        with a short back-off (0.1 s doubling to 2 s, not the stock 1 s to 60 s), and every time it
+        comes back the sockets of this replica in chat sessions get ``chat:resync``: pub/sub kept
+        nothing published while this replica was not subscribed, so the clients fetch what they
+        missed with ``chat:sync`` (later pushes arrive live; clients de-duplicate by ``seq``)."""
         channel = self.channel.encode()
-        delay = 1.0
+        delay = LISTEN_RETRY_FIRST_SECONDS
+        lost = False
         while True:
             subscription = self._subscription = self._connection().pubsub(ignore_subscribe_messages=True)
             try:
                 await subscription.subscribe(self.channel)
-                delay = 1.0
+                if lost:
+                    log.warning("socket fan-out subscription restored; asking clients in chats to resync")
+                    self._resync_soon()
+                lost = False
+                delay = LISTEN_RETRY_FIRST_SECONDS
                 async for message in subscription.listen():
                     if message["channel"] == channel and message["type"] == "message" and "data" in message:
                         yield message["data"]
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.error("cannot receive from Redis; retrying", extra={"error": str(exc), "retry_in_s": delay})
+                if not lost:
+                    log.warning("socket fan-out subscription lost (%s: %s); retrying", type(exc).__name__, exc)
+                lost = True
+                metrics.SOCKET_FANOUT_INTERRUPTIONS.inc()
                 with contextlib.suppress(Exception):
                     await subscription.aclose()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, LISTEN_RETRY_MAX_SECONDS)
+
+    def _resync_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.resync_local_sessions())
+        self._resyncs.add(task)
+        task.add_done_callback(self._resyncs.discard)
+
+    async def resync_local_sessions(self) -> int:
+        """``chat:resync {session_ids}`` to every socket of this replica in a session room
+        (sent locally, not through Redis); returns how many sockets were told."""
+        told = 0
+        for namespace, rooms in list(self.rooms.items()):
+            per_socket: dict[str, list[str]] = {}
+            for room, members in list(rooms.items()):
+                if isinstance(room, str) and room.startswith(SESSION_ROOM_PREFIX):
+                    for sid in list(members):
+                        per_socket.setdefault(sid, []).append(room[len(SESSION_ROOM_PREFIX):])
+            for sid, session_ids in per_socket.items():
+                with contextlib.suppress(Exception):
+                    await self.server.emit("chat:resync", {"session_ids": sorted(session_ids)}, to=sid,
+                                           namespace=namespace, ignore_queue=True)
+                    told += 1
+        metrics.SOCKET_RESYNCS.inc(told)
+        return told
+
 
     def start(self, sio: socketio.AsyncServer) -> None:
         """Listen from now on, not from the first socket connection."""
@@ -171,11 +217,13 @@ def origin_check(settings: Settings) -> Any:
 
 def create_socket_server(settings: Settings) -> socketio.AsyncServer:
     origins = origin_check(settings)
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="aiohttp",
         # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis
         # on different databases do not hear each other's broadcasts.
-        client_manager=RedisManager(settings.redis_url, channel=f"support-socketio:{settings.redis_database}"),
+        client_manager=RedisManager(settings.redis_url, channel=f"support-socketio:{settings.redis_database}",
+                                    redis_options=MANAGER_REDIS_OPTIONS),
+        serializer=SocketPacket,   # bounds nesting before a packet is decoded
         cors_allowed_origins=origins,
         ping_interval=settings.websocket_heartbeat_interval / 1000,
         ping_timeout=max(5, settings.websocket_heartbeat_interval / 2000),
@@ -207,6 +255,77 @@ def _principal(ctx: Any, environ: dict, auth: Any) -> Principal:
 def _register_connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings) -> None:
     for namespace, module in ((CUSTOMER_NS, customer), (AGENT_NS, agent)):
         _connection_handlers(sio, state, settings, namespace, module)
+        _token_handlers(sio, state, namespace)
+        register_unknown(sio, state, namespace)
+
+
+def _watch_expiry(sio: socketio.AsyncServer, state: SocketState, sid: str, namespace: str,
+                  principal: Principal) -> None:
+    """End the socket ``TOKEN_GRACE_SECONDS`` after its token's ``exp`` unless ``auth:refresh``
+    brought a fresh token first (events in between are answered ``token_expired``)."""
+    previous = state.expiry.pop(sid, None)
+    if previous is not None:
+        previous.cancel()
+    if principal.expires_at is None:
+        return
+    loop = asyncio.get_running_loop()
+
+    async def expire() -> None:
+        state.expiry.pop(sid, None)
+        if sid not in state.sockets:
+            return
+        with contextlib.suppress(Exception):
+            await sio.emit("auth:expired", {"code": "token_expired", "message": "Your token has expired"},
+                           to=sid, namespace=namespace, ignore_queue=True)
+            await sio.disconnect(sid, namespace=namespace)
+
+    def fire() -> None:
+        task = loop.create_task(expire())
+        _EXPIRING.add(task)
+        task.add_done_callback(_EXPIRING.discard)
+
+    delay = max(0.0, principal.expires_at - time.time()) + TOKEN_GRACE_SECONDS
+    state.expiry[sid] = loop.call_later(delay, fire)
+
+
+async def _resync_the_other_parties(sio: socketio.AsyncServer, ctx: Any, sid: str, namespace: str) -> None:
+    """A client that (re)connects may have had messages acknowledged by a replica that died
+    before fanning them out: the other parties of its open chats get ``chat:resync`` for them."""
+    for room in sio.rooms(sid, namespace=namespace):
+        if isinstance(room, str) and room.startswith(SESSION_ROOM_PREFIX):
+            session_id = room[len(SESSION_ROOM_PREFIX):]
+            with contextlib.suppress(Exception):   # best effort: Redis may be away just now
+                await ctx.live.to_session(session_id, "chat:resync", {"session_ids": [session_id]}, skip_sid=sid)
+
+
+def _token_handlers(sio: socketio.AsyncServer, state: SocketState, namespace: str) -> None:
+    async def refresh(sid: str, *args: Any) -> dict:
+        """``auth:refresh {token}``: a fresh token for the same user, without reconnecting."""
+        entry = state.sockets.get(sid)
+        if entry is None or state.ctx is None:
+            return error("unauthorized", "Not connected")
+        wait_ms = state.spend(sid)
+        if wait_ms:
+            return error("rate_limited", "Too many events from this connection; slow down",
+                         {"retry_after_ms": wait_ms})
+        data = args[0] if len(args) == 1 else None
+        token = data.get("token") if isinstance(data, dict) and set(data) == {"token"} else None
+        if not isinstance(token, str) or not token or len(token) > 8192 or value_problem(token):
+            return error("validation_failed", "auth:refresh takes {token}", {"token": ["A token string is required."]})
+        try:
+            principal = state.ctx.verifier.verify(token)
+        except DomainError as exc:
+            return error("unauthorized", exc.detail)
+        current = state.sockets.get(sid)
+        if current is None:
+            return error("unauthorized", "Not connected")
+        if principal.user_id != current[1].user_id or principal.role not in ROLES[namespace]:
+            return error("unauthorized", "The token names another user or role")
+        state.sockets[sid] = (namespace, principal)
+        _watch_expiry(sio, state, sid, namespace, principal)
+        return ok({"expires_at": dt.datetime.fromtimestamp(principal.expires_at, dt.timezone.utc)})
+
+    sio.on("auth:refresh", refresh, namespace=namespace)
 
 
 def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings,
@@ -232,9 +351,12 @@ def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings
             await ctx.live.unregister_socket(namespace, principal.user_id, sid)
             raise
         metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).inc()
+        _watch_expiry(sio, state, sid, namespace, principal)
+        await _resync_the_other_parties(sio, ctx, sid, namespace)
 
     async def disconnect(sid: str, *args: Any) -> None:
         entry = state.sockets.pop(sid, None)
+        state.forget(sid)
         if entry is None or state.ctx is None:
             return
         metrics.SOCKET_CONNECTIONS.labels(namespace=namespace).dec()

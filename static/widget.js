@@ -39,6 +39,7 @@
   var TYPING_IDLE_MS = 3000;
   var AGENT_TYPING_SHOWN_MS = 8000;  // a "typing" whose "stopped" got lost does not stay forever
   var SUGGEST_DELAY_MS = 300;
+  var RENEW_BEFORE_EXPIRY_MS = 60000;   // auth:refresh this long before the token's exp
   var SYNC_PAGE_GUARD = 50;        // chat:sync pages per catch-up, a guard against loops
   var LINK = /https?:\/\/[^\s<>"]+|\/help\/articles\/[0-9a-fA-F-]{36}/g;
   var MAX_MESSAGE = 5000;          // the server's limit for a chat message (never cut silently)
@@ -112,6 +113,15 @@
     if (seconds === null || seconds === undefined) return null;
     var m = Math.max(1, Math.round(seconds / 60));
     return m === 1 ? "about a minute" : "about " + m + " minutes";
+  }
+
+  /** The token's exp in ms since the epoch, or null. */
+  function jwtExpiry(token) {
+    try {
+      var part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      var exp = JSON.parse(atob(part)).exp;
+      return typeof exp === "number" ? exp * 1000 : null;
+    } catch (e) { return null; }
   }
 
   function jwtSubject(token) {
@@ -352,6 +362,10 @@
     socket.on("chat:read", function (p) { self.onRead(p); });
     socket.on("chat:ended", function (p) { self.onEnded(p); });
     socket.on("chat:availability", function (p) { self.onAvailability(p); });
+    socket.on("chat:resync", function (p) {   // live pushes may have been missed: fetch what is new
+      var ids = (p && p.session_ids) || [];
+      if (self.session && self.connected && ids.indexOf(self.session.id) >= 0) self.sync();
+    });
     ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned"].forEach(function (name) {
       socket.on(name, function (p) { self.onTicket(p.ticket); });
     });
@@ -366,6 +380,7 @@
     var catchUp = this.session ? this.sync() : Promise.resolve();
     catchUp.then(function () { self.flush(); });
     if (this.isOpen) this.watchAvailability();
+    this.scheduleRenewal();
     if (this.view === "tickets") this.loadTickets();
     if (this.view === "ticket") this.loadTicket();
   };
@@ -421,6 +436,23 @@
           return data;
         });
       });
+  };
+
+  /** A minute before the token expires, a fresh one from getToken replaces it on the live socket
+   * (auth:refresh), so the server never ends the socket for an expired token. Without getToken
+   * the socket ends at expiry and the reconnect is refused like any expired token. */
+  Widget.prototype.scheduleRenewal = function () {
+    var self = this;
+    clearTimeout(this.renewTimer);
+    var expires = jwtExpiry(this.token);
+    if (typeof this.o.getToken !== "function" || expires === null) return;
+    var delay = Math.max(5000, expires - Date.now() - RENEW_BEFORE_EXPIRY_MS);
+    this.renewTimer = setTimeout(function () {
+      if (!self.connected) return;   // the next connect schedules it again
+      self.refreshToken().then(function () {
+        return self.call("auth:refresh", { token: self.token });
+      }).then(function () { self.scheduleRenewal(); }, function () { /* the reconnect path copes */ });
+    }, delay);
   };
 
   /** One getToken call at a time, shared by the socket and REST calls waiting for it. */

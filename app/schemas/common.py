@@ -2,37 +2,45 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from app.validation import INT4_MAX, INT4_MIN, field_problems
+
 NAME_LENGTH = validate.Length(min=1, max=100)
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+INT4_RANGE = validate.Range(min=INT4_MIN, max=INT4_MAX, error="Must be between {min} and {max}.")
+STRICT_TRUE = frozenset({True, "true", "True"})
+STRICT_FALSE = frozenset({False, "false", "False"})
 
 
 class StrictSchema(Schema):
     """Unknown fields are refused (marshmallow's default, stated here on purpose), and so is
-    text with NUL characters, which PostgreSQL cannot store."""
+    text PostgreSQL cannot store (NUL characters, lone UTF-16 surrogates) and nesting deeper
+    than :data:`app.validation.MAX_DEPTH` (see :mod:`app.validation`). Every integer is bounded
+    by PostgreSQL's ``integer`` (a field may narrow that further), and booleans are booleans
+    (``true``/``false``, not ``0``/``1``)."""
 
     class Meta:
         unknown = "raise"
 
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        for field in (field_obj, getattr(field_obj, "inner", None)):
+            if isinstance(field, fields.Integer):
+                field.validators = [*field.validators, INT4_RANGE]
+            elif isinstance(field, fields.Boolean):
+                field.truthy, field.falsy = set(STRICT_TRUE), set(STRICT_FALSE)
+
     @pre_load
-    def refuse_nul_characters(self, data: Any, **kwargs: Any) -> Any:
-        if isinstance(data, Mapping):
-            found = {str(k): ["NUL characters are not allowed."] for k, v in data.items() if _has_nul(v)}
-            if found:
-                raise ValidationError(found)
+    def refuse_unstorable_text(self, data: Any, **kwargs: Any) -> Any:
+        found = field_problems(data)
+        if isinstance(data, dict):
+            for name, field in self.fields.items():
+                raw = data.get(field.data_key or name)
+                if isinstance(field, fields.Boolean) and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                    found.setdefault(field.data_key or name, ["Not a valid boolean."])   # 0 == False in Python
+        if found:
+            raise ValidationError(found)
         return data
 
 

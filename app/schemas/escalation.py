@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema
+from app.schemas.common import NAME_LENGTH, PageQuery, PageSchema, StrictSchema
 from app.schemas.tickets import PRIORITIES, STATUSES
 
 NOTIFY_TARGETS = ("supervisors", "agent", "customer")
@@ -93,7 +93,8 @@ class RuleSchema(Schema):
     updated_at = fields.DateTime()
 
 
-class RuleListSchema(Schema):
+class RuleListSchema(PageSchema):
+    """Every rule, in the list envelope (``limit`` is the number of rules: the list is not paged)."""
     items = fields.List(fields.Nested(RuleSchema))
 
 
@@ -109,7 +110,8 @@ class SlaPolicySchema(Schema):
     updated_at = fields.DateTime()
 
 
-class SlaPolicyListSchema(Schema):
+class SlaPolicyListSchema(PageSchema):
+    """Every priority's targets, in the list envelope (not paged)."""
     items = fields.List(fields.Nested(SlaPolicySchema))
 
 

@@ -24,11 +24,12 @@ from app.schemas.analytics import MAX_BUCKETS
 DEFAULT_WINDOW = dt.timedelta(days=30)
 BUCKET_LENGTH = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
 RATINGS = ("1", "2", "3", "4", "5")
+ROLES = ("agent", "supervisor", "admin", "service")   # who may read analytics at all
 
 
 def window(ctx: AppContext, principal: Principal, params: dict) -> dict:
     """The report window after access rules: agents are narrowed to themselves."""
-    if principal.role not in ("agent", "supervisor", "admin", "service"):
+    if principal.role not in ROLES:
         raise Forbidden("Analytics are for agents, supervisors and admins")
     agent_id = params.get("agent_id")
     if principal.role == "agent":

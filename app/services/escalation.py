@@ -121,7 +121,8 @@ async def list_sla_policies(ctx: AppContext, principal: Principal) -> dict:
     require_role(principal, "admin")
     async with ctx.db.connection() as conn:
         rows = await ctx.db.q.list_sla_policies(conn)
-    return {"items": [dict(r) for r in rows]}
+    items = [dict(r) for r in rows]
+    return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
 async def update_sla_policy(ctx: AppContext, principal: Principal, meta: RequestMeta, priority: str,

@@ -25,6 +25,7 @@ from app.clock import Clock
 from app.db import Database
 from app.errors import Unavailable
 from app.events import EventLog
+from app.outage import is_outage
 from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
@@ -114,15 +115,26 @@ class MessageWriter:
         for item, _ in batch:
             unique.setdefault(item.key, item)
         items = list(unique.values())
+        by_key: dict[tuple, dict] = {}
+        failed: dict[tuple, BaseException] = {}
         try:
             rows = await self._store(items)
+            by_key = {items[row["ord"] - 1].key: dict(row) for row in rows}
         except Exception as exc:
-            log.exception("chat message batch failed", extra={"size": len(items)})
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        by_key = {items[row["ord"] - 1].key: dict(row) for row in rows}
+            if len(items) == 1 or is_outage(exc):
+                if not is_outage(exc):
+                    log.exception("chat message failed", extra={"size": len(items)})
+                failed = {item.key: exc for item in items}
+            else:
+                # One sender's bad item must not fail anyone else's message: store each alone,
+                # so only the item the database refuses fails.
+                log.warning("chat message batch failed; storing its %d items one by one", len(items),
+                            exc_info=True)
+                by_key, failed = await self._store_each(items)
+        for key, error in failed.items():
+            for item, future in batch:
+                if item.key == key and not future.done():
+                    future.set_exception(error)
         answered: set[tuple] = set()
         for item, future in batch:
             row = by_key.get(item.key)
@@ -131,6 +143,21 @@ class MessageWriter:
             answered.add(item.key)
             if not future.done():
                 future.set_result(row)
+
+    async def _store_each(self, items: list[PendingMessage]) -> tuple[dict[tuple, dict], dict[tuple, BaseException]]:
+        stored: dict[tuple, dict] = {}
+        failed: dict[tuple, BaseException] = {}
+        for item in items:
+            try:
+                rows = await self._store([item])
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.exception("chat message failed", extra={"size": 1})
+                failed[item.key] = exc
+            else:
+                if rows:   # one row: the stored message, or the earlier one of a resend
+                    stored[item.key] = dict(rows[0])
+        return stored, failed
 
     async def _store(self, items: list[PendingMessage]) -> list[asyncpg.Record]:
         params = dict(

@@ -84,6 +84,7 @@ async def accept(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: 
         agent = await ctx.db.q.lock_agent_by_user(conn, user_id=principal.user_id)
         if agent is None:
             raise Forbidden("You have no agent profile")
+        _within_department(principal, agent, session["department"])
         if agent["active_chats"] >= agent["max_chats"]:
             raise InvalidState("You are at your chat capacity")
         row, agent_row, view = await _assign(ctx, conn, session, agent, actor=principal)
@@ -222,11 +223,20 @@ async def requeue_chats_of(ctx: AppContext, agent_user_id: uuid.UUID) -> list[An
     return [row for row, _ in moved]
 
 
+def _within_department(principal: Principal, agent: Any, department: str) -> None:
+    """Agents act within their department; supervisors and admins everywhere (transfer is the
+    way across for an agent's chat)."""
+    if not principal.sees_all and agent["department"] != department:
+        raise Forbidden(f"Agents of {agent['department']} do not work the {department} queue")
+
+
 async def snapshot(ctx: AppContext, principal: Principal, department: str | None) -> dict:
     """``queue:snapshot``: the waiting chats, the caller's own chats, and the agents' load."""
     require_role(principal, "agent", "supervisor", "admin")
     async with ctx.db.connection() as conn:
         me = await ctx.db.q.get_agent_by_user(conn, user_id=principal.user_id)
+        if department is not None and me is not None:
+            _within_department(principal, me, department)
         scope = department or (None if principal.sees_all or me is None else me["department"])
         queued = await ctx.db.q.queue_of(conn, department=scope)
         mine = await ctx.db.q.open_sessions_of_agent(conn, agent_id=principal.user_id)

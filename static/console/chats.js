@@ -360,6 +360,15 @@ export function onMessage(message) {
   if (chat) addMessages(chat, [message], { live: true });
 }
 
+/** chat:resync: live pushes of these chats may have been missed (the server's fan-out was
+ * interrupted, or the other party's replica died); fetch what is new. */
+export function onResync({ session_ids: ids = [] } = {}) {
+  for (const id of ids) {
+    const chat = chats.get(id);
+    if (chat) sync(chat);
+  }
+}
+
 export function onNote(note) {
   const chat = chats.get(note.session_id);
   if (!chat || chat.notes.has(note.id)) return;

@@ -224,6 +224,7 @@ function connect() {
   live.on("chat:rated", chats.onRated);
   live.on("ticket:rated", onTicketRated);
   live.on("queue:alert", onQueueAlert);
+  live.on("chat:resync", chats.onResync);
   for (const event of ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned", "ticket:message"]) {
     live.on(event, (data) => onTicketPush(event, data));
   }
