@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,9 @@ import aiosql
 import asyncpg
 
 from sql import QUERIES_DIR
+
+log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_SECONDS = 10.0   # how long shutdown waits for connections still in use
 
 class _Queries:
     """aiosql's queries, with multi-row selects returning lists instead of async generators."""
@@ -86,8 +90,14 @@ class Database:
                                          command_timeout=30, reset=_keep_session)
         return cls(pool)
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """Close gracefully; a connection still held past ``timeout`` (a task that never released
+        it, a server that stopped answering) is terminated so shutdown cannot hang."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            log.warning("database pool did not close in %.0f s; terminating its connections", timeout)
+            self.pool.terminate()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

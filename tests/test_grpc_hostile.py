@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from grpc_server.gen.support.v1 import support_pb2 as pb
+from support_stubs.support.v1 import support_pb2 as pb
 
 pytest_plugins = ["grpc_fixtures"]
 
