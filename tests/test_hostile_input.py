@@ -91,7 +91,7 @@ async def test_unstorable_chat_start_is_validation_failed(cast: Cast, payload):
 async def test_a_message_the_database_refuses_fails_alone_in_its_batch(ctx, cast: Cast):
     customers = [await cast.customer() for _ in range(3)]
     sessions = [(await c.ok("chat:start", {"department": new_department()}))["session"] for c in customers]
-    writer = MessageWriter(ctx)
+    writer = MessageWriter(ctx.db, ctx.events, ctx.clock)
 
     def item(session: dict, customer, client_msg_id: str) -> PendingMessage:
         return PendingMessage(session_id=uuid.UUID(session["id"]), sender_id=customer.user_id,
