@@ -3,6 +3,7 @@
 Tokens come from the Auth Service: HS256 with ``JWT_SECRET`` (RS256 with ``JWT_PUBLIC_KEY`` when
 set). Claims: ``sub`` (user UUID), ``role``, ``exp``; optional ``name`` and ``email``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,7 +17,7 @@ from app.errors import Forbidden, Unauthorized
 
 ROLES = ("customer", "agent", "supervisor", "admin", "service")
 STAFF = frozenset({"agent", "supervisor", "admin"})
-OVERSEERS = frozenset({"supervisor", "admin"})   # see everything
+OVERSEERS = frozenset({"supervisor", "admin"})  # see everything
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Principal:
     role: str
     name: str | None = None
     email: str | None = None
-    expires_at: float | None = dataclasses.field(default=None, compare=False)   # the token's exp (epoch s)
+    expires_at: float | None = dataclasses.field(default=None, compare=False)  # the token's exp (epoch s)
 
     @property
     def is_staff(self) -> bool:
@@ -58,6 +59,7 @@ def is_party(principal: Principal, row: Any) -> bool:
 @dataclasses.dataclass(frozen=True)
 class RequestMeta:
     """Who is calling from where, for the audit log."""
+
     request_id: str | None = None
     ip: str | None = None
     transport: str = "rest"
@@ -106,8 +108,15 @@ def bearer_token(header: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def issue_token(secret: str, user_id: uuid.UUID | str, role: str, *, ttl: int = 3600,
-                name: str | None = None, email: str | None = None) -> str:
+def issue_token(
+    secret: str,
+    user_id: uuid.UUID | str,
+    role: str,
+    *,
+    ttl: int = 3600,
+    name: str | None = None,
+    email: str | None = None,
+) -> str:
     """Mint an HS256 token as the Auth Service would (dev mode and tests)."""
     now = int(time.time())
     claims: dict[str, Any] = {"sub": str(user_id), "role": role, "iat": now, "exp": now + ttl}

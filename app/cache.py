@@ -7,6 +7,7 @@ loaded only if the version is still the one it saw before loading, so a load tha
 update can never put the old row back. A TTL bounds staleness if an invalidation is ever missed.
 Losing Redis loses nothing: a failed cache call falls through to the database.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -79,8 +80,10 @@ class RowCache:
         row = await load()
         if row is not None:
             try:
-                await self._set_if_version(keys=[self._key(key), self._version_key(key)],
-                                           args=[version or "0", json.dumps(row, default=_encode), self._ttl])
+                await self._set_if_version(
+                    keys=[self._key(key), self._version_key(key)],
+                    args=[version or "0", json.dumps(row, default=_encode), self._ttl],
+                )
             except RedisError:
                 log.warning("cache write failed", exc_info=True)
         return row

@@ -1,4 +1,5 @@
 """`support-service` (or `python -m app`): serve, dev, migrate, reindex, token."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ, require=("JWT_SECRET", "DATA_ENCRYPTION_KEYS"))
     logs.configure(settings.log_level)
     from app.search.reindex import run as reindex
+
     print(json.dumps(asyncio.run(reindex(settings))))
     return 0
 
@@ -56,17 +58,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     _prepare_schema(settings)
     from app.server import run
+
     run(settings)
     return 0
 
 
 DEV_SECRETS = "dev-secrets.json"
-DEV_HOST = "127.0.0.1"   # dev prints admin tokens: only this machine reaches it unless --host says so
+DEV_HOST = "127.0.0.1"  # dev prints admin tokens: only this machine reaches it unless --host says so
 
 
 def _dev_secrets(data_dir: Path) -> dict[str, str]:
     """Secrets generated on the first dev run and reused after (old data stays readable)."""
     from app.security.encryption import generate_key_spec
+
     path = data_dir / DEV_SECRETS
     if path.exists():
         return json.loads(path.read_text())
@@ -90,10 +94,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     try:
         if not (env.get("DATABASE_URL") or env.get("SPRING_DATASOURCE_URL")):
             from app.embedded import EmbeddedPostgres
+
             servers.append(EmbeddedPostgres(data_dir / "postgres"))
             env["DATABASE_URL"] = servers[-1].start()
         if not env.get("REDIS_HOST"):
             from app.embedded import EmbeddedRedis
+
             servers.append(EmbeddedRedis(data_dir / "redis"))
             url = servers[-1].start()
             host_port = url.removeprefix("redis://").split("/")[0]
@@ -103,6 +109,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         logs.configure(settings.log_level)
         _prepare_schema(settings, always=True)
         from app.server import run
+
         run(settings, host=args.host, on_started=lambda ctx: _dev_banner(ctx, settings, args.host))
     finally:
         for server in reversed(servers):
@@ -121,27 +128,38 @@ def browse_host(host: str) -> str:
 async def _dev_banner(ctx, settings: Settings, host: str = DEV_HOST) -> str:
     from app import demo
     from app.auth import issue_token
+
     loaded = await demo.load(ctx)
     base = f"http://{browse_host(host)}:{settings.server_port}"
-    assert settings.jwt_secret   # dev mode makes one
-    tokens = {role: issue_token(settings.jwt_secret, user_id, role, ttl=settings.jwt_expiration, name=name,
-                                email=email)
-              for role, (user_id, name, email) in demo.USERS.items()}
-    lines = ["", "Support Service is running in dev mode" + (" (demo data loaded)" if loaded else ""), "",
-             f"  Widget demo   {base}/demo#token={tokens['customer']}",
-             f"  Console       {base}/console#token={tokens['agent']}&status=online",
-             f"  Supervisor    {base}/console#token={tokens['supervisor']}",
-             f"  API docs      {base}/api/docs",
-             f"  OpenAPI       {base}/api/openapi.json",
-             f"  Health        {base}/health/ready",
-             f"  Metrics       {base}/metrics",
-             f"  gRPC          {browse_host(host)}:{settings.grpc_server_port}",
-             "", "Tokens (paste as 'Authorization: Bearer <token>'; valid "
-             f"{settings.jwt_expiration} s):"]
+    assert settings.jwt_secret  # dev mode makes one
+    tokens = {
+        role: issue_token(settings.jwt_secret, user_id, role, ttl=settings.jwt_expiration, name=name, email=email)
+        for role, (user_id, name, email) in demo.USERS.items()
+    }
+    lines = [
+        "",
+        "Support Service is running in dev mode" + (" (demo data loaded)" if loaded else ""),
+        "",
+        f"  Widget demo   {base}/demo#token={tokens['customer']}",
+        f"  Console       {base}/console#token={tokens['agent']}&status=online",
+        f"  Supervisor    {base}/console#token={tokens['supervisor']}",
+        f"  API docs      {base}/api/docs",
+        f"  OpenAPI       {base}/api/openapi.json",
+        f"  Health        {base}/health/ready",
+        f"  Metrics       {base}/metrics",
+        f"  gRPC          {browse_host(host)}:{settings.grpc_server_port}",
+        "",
+        f"Tokens (paste as 'Authorization: Bearer <token>'; valid {settings.jwt_expiration} s):",
+    ]
     lines += [f"  {role:<11} {token}" for role, token in tokens.items()]
-    lines += ["", f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets",
-              "More tokens (another customer or agent): support-service token --role customer --name 'Second Guest'", "",
-              "Press Ctrl-C to stop.", ""]
+    lines += [
+        "",
+        f"Try: curl -H 'Authorization: Bearer <customer token>' {base}/api/v1/tickets",
+        "More tokens (another customer or agent): support-service token --role customer --name 'Second Guest'",
+        "",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -158,6 +176,7 @@ def token_secret(env: dict[str, str] | os._Environ, data_dir: Path) -> str | Non
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a token signed as the Auth Service would sign it (HS256 with the configured secret)."""
     from app.auth import issue_token
+
     if args.role not in TOKEN_ROLES:
         return _fail(f"token: --role must be one of {', '.join(TOKEN_ROLES)}, not {args.role!r}")
     try:
@@ -169,8 +188,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     secret = token_secret(os.environ, data_dir)
     if not secret:
-        return _fail(f"token: JWT_SECRET is not set and there is no {data_dir / DEV_SECRETS} "
-                     "(run `support-service dev` once, or set JWT_SECRET)")
+        return _fail(
+            f"token: JWT_SECRET is not set and there is no {data_dir / DEV_SECRETS} "
+            "(run `support-service dev` once, or set JWT_SECRET)"
+        )
     print(issue_token(secret, user_id, args.role, ttl=args.ttl, name=args.name, email=args.email))
     return 0
 
@@ -181,8 +202,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the service from environment variables (production)")
     dev = sub.add_parser("dev", help="run with embedded PostgreSQL and Redis and demo data")
     dev.add_argument("--data-dir", default=".data", help="where the embedded servers keep their data")
-    dev.add_argument("--host", default=DEV_HOST,
-                     help=f"address to listen on (HTTP and gRPC); default {DEV_HOST}, 0.0.0.0 for every interface")
+    dev.add_argument(
+        "--host",
+        default=DEV_HOST,
+        help=f"address to listen on (HTTP and gRPC); default {DEV_HOST}, 0.0.0.0 for every interface",
+    )
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("reindex", help="rebuild the knowledge-base search index from the database")
     token = sub.add_parser("token", help="print a signed token (JWT_SECRET, else dev's secret under --data-dir)")
@@ -197,8 +221,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "dev": cmd_dev, "migrate": cmd_migrate, "reindex": cmd_reindex,
-                "token": cmd_token}
+    handlers = {"serve": cmd_serve, "dev": cmd_dev, "migrate": cmd_migrate, "reindex": cmd_reindex, "token": cmd_token}
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -1,4 +1,5 @@
 """The one clock every timer and rule reads, so tests can move time instead of sleeping."""
+
 from __future__ import annotations
 
 import datetime as dt

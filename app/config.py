@@ -4,6 +4,7 @@ Nothing else in the code base reads ``os.environ``. Names follow SEED.md and API
 ("Settings beyond SEED.md"); SEED.md's sample values are examples, so optional integrations
 (Kafka, Elasticsearch, the e-mail worker, peer gRPC services) are off unless configured.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,6 +38,7 @@ def _int(minimum: int = 0) -> Callable[[str], int]:
         if value < minimum:
             raise ValueError(f"must be at least {minimum}")
         return value
+
     return parse
 
 
@@ -110,78 +112,262 @@ VARS: tuple[Var, ...] = (
     Var("SPRING_DATASOURCE_URL", "datasource_url", _str, None, "JDBC-style or postgresql:// URL of the database"),
     Var("SPRING_DATASOURCE_USERNAME", "datasource_username", _str, None, "Database user for SPRING_DATASOURCE_URL"),
     Var("SPRING_DATASOURCE_PASSWORD", "datasource_password", _str, None, "Database password for SPRING_DATASOURCE_URL"),
-    Var("SPRING_JPA_HIBERNATE_DDL_AUTO", "ddl_auto", _ddl_auto, "update",
-        "update: serve applies pending migrations; validate: refuse to start if any are pending; none: skip"),
+    Var(
+        "SPRING_JPA_HIBERNATE_DDL_AUTO",
+        "ddl_auto",
+        _ddl_auto,
+        "update",
+        "update: serve applies pending migrations; validate: refuse to start if any are pending; none: skip",
+    ),
     Var("DATABASE_POOL_SIZE", "database_pool_size", _int(1), 10, "Largest number of database connections per replica"),
     Var("REDIS_HOST", "redis_host", _str, "localhost", "Redis host"),
     Var("REDIS_PORT", "redis_port", _int(1), 6379, "Redis port"),
     Var("REDIS_PASSWORD", "redis_password", _str, None, "Redis password (optional)"),
     Var("REDIS_DATABASE", "redis_database", _int(0), 0, "Redis database number"),
-    Var("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers", _str, None, "Kafka brokers; events are relayed only when set"),
+    Var(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "kafka_bootstrap_servers",
+        _str,
+        None,
+        "Kafka brokers; events are relayed only when set",
+    ),
     Var("KAFKA_TOPIC_SUPPORT_EVENTS", "kafka_topic_support_events", _str, "support-events", "Topic for support events"),
     Var("KAFKA_TOPIC_TICKET_EVENTS", "kafka_topic_ticket_events", _str, "ticket-events", "Topic for ticket events"),
     Var("KAFKA_TOPIC_CHAT_EVENTS", "kafka_topic_chat_events", _str, "chat-events", "Topic for chat events"),
     Var("KAFKA_GROUP_ID", "kafka_group_id", _str, "support-service", "Consumer group for events from other services"),
-    Var("KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence", _bool, True, "Idempotent producer for the outbox relay"),
+    Var(
+        "KAFKA_ENABLE_IDEMPOTENCE", "kafka_enable_idempotence", _bool, True, "Idempotent producer for the outbox relay"
+    ),
     Var("GRPC_SERVER_PORT", "grpc_server_port", _int(0), 50061, "gRPC port"),
     Var("GRPC_AUTH_SERVICE_URL", "grpc_auth_service_url", _str, None, "Auth Service address (optional)"),
-    Var("GRPC_USER_SERVICE_URL", "grpc_user_service_url", _str, None, "User Service address, for contact details (optional)"),
-    Var("GRPC_BOOKING_SERVICE_URL", "grpc_booking_service_url", _str, None, "Booking Service address (optional): customers' bookings beside chats and tickets"),
+    Var(
+        "GRPC_USER_SERVICE_URL",
+        "grpc_user_service_url",
+        _str,
+        None,
+        "User Service address, for contact details (optional)",
+    ),
+    Var(
+        "GRPC_BOOKING_SERVICE_URL",
+        "grpc_booking_service_url",
+        _str,
+        None,
+        "Booking Service address (optional): customers' bookings beside chats and tickets",
+    ),
     Var("GRPC_EMAIL_SERVICE_URL", "grpc_email_service_url", _str, None, "E-mail worker gRPC address (optional)"),
-    Var("GRPC_MAX_RECEIVE_MESSAGE_SIZE", "grpc_max_receive_message_size", _int(1024), 4194304, "Largest gRPC message accepted, bytes"),
-    Var("GRPC_MAX_SEND_MESSAGE_SIZE", "grpc_max_send_message_size", _int(1024), 4194304, "Largest gRPC message sent, bytes"),
+    Var(
+        "GRPC_MAX_RECEIVE_MESSAGE_SIZE",
+        "grpc_max_receive_message_size",
+        _int(1024),
+        4194304,
+        "Largest gRPC message accepted, bytes",
+    ),
+    Var(
+        "GRPC_MAX_SEND_MESSAGE_SIZE",
+        "grpc_max_send_message_size",
+        _int(1024),
+        4194304,
+        "Largest gRPC message sent, bytes",
+    ),
     Var("GRPC_KEEPALIVE_TIME_MS", "grpc_keepalive_time_ms", _int(1), 30000, "gRPC keepalive ping interval, ms"),
     Var("GRPC_KEEPALIVE_TIMEOUT_MS", "grpc_keepalive_timeout_ms", _int(1), 5000, "gRPC keepalive ack timeout, ms"),
     Var("WEBSOCKET_ENDPOINT", "websocket_endpoint", _path, "/ws/chat", "Socket.IO path"),
     Var("WEBSOCKET_MAX_SESSIONS", "websocket_max_sessions", _int(1), 1000, "Most Socket.IO connections per replica"),
-    Var("WEBSOCKET_HEARTBEAT_INTERVAL", "websocket_heartbeat_interval", _int(1000), 30000, "Socket.IO ping interval, ms"),
+    Var(
+        "WEBSOCKET_HEARTBEAT_INTERVAL", "websocket_heartbeat_interval", _int(1000), 30000, "Socket.IO ping interval, ms"
+    ),
     Var("WEBSOCKET_COMPRESSION", "websocket_compression", _bool, False, "permessage-deflate on websockets"),
-    Var("ELASTICSEARCH_HOST", "elasticsearch_host", _str, None, "Elasticsearch host; KB search uses PostgreSQL when unset"),
+    Var(
+        "ELASTICSEARCH_HOST",
+        "elasticsearch_host",
+        _str,
+        None,
+        "Elasticsearch host; KB search uses PostgreSQL when unset",
+    ),
     Var("ELASTICSEARCH_PORT", "elasticsearch_port", _int(1), 9200, "Elasticsearch port"),
     Var("ELASTICSEARCH_USERNAME", "elasticsearch_username", _str, None, "Elasticsearch user (optional)"),
     Var("ELASTICSEARCH_PASSWORD", "elasticsearch_password", _str, None, "Elasticsearch password (optional)"),
     Var("ELASTICSEARCH_INDEX_ARTICLES", "elasticsearch_index_articles", _str, "kb-articles", "Index of KB articles"),
-    Var("EMAIL_SERVICE_URL", "email_service_url", _str, None, "E-mail worker HTTP base URL; no e-mail is sent when unset"),
-    Var("EMAIL_TEMPLATE_TICKET_CREATED", "email_template_ticket_created", _str, "ticket-created", "Template for a new ticket"),
-    Var("EMAIL_TEMPLATE_TICKET_UPDATED", "email_template_ticket_updated", _str, "ticket-updated", "Template for a ticket update"),
-    Var("EMAIL_TEMPLATE_TICKET_RESOLVED", "email_template_ticket_resolved", _str, "ticket-resolved", "Template for a resolved ticket"),
+    Var(
+        "EMAIL_SERVICE_URL",
+        "email_service_url",
+        _str,
+        None,
+        "E-mail worker HTTP base URL; no e-mail is sent when unset",
+    ),
+    Var(
+        "EMAIL_TEMPLATE_TICKET_CREATED",
+        "email_template_ticket_created",
+        _str,
+        "ticket-created",
+        "Template for a new ticket",
+    ),
+    Var(
+        "EMAIL_TEMPLATE_TICKET_UPDATED",
+        "email_template_ticket_updated",
+        _str,
+        "ticket-updated",
+        "Template for a ticket update",
+    ),
+    Var(
+        "EMAIL_TEMPLATE_TICKET_RESOLVED",
+        "email_template_ticket_resolved",
+        _str,
+        "ticket-resolved",
+        "Template for a resolved ticket",
+    ),
     Var("TICKET_AUTO_ASSIGNMENT", "ticket_auto_assignment", _bool, True, "Assign new tickets to an available agent"),
-    Var("TICKET_ESCALATION_TIMEOUT_HOURS", "ticket_escalation_timeout_hours", _int(1), 24, "Default rule: escalate tickets unresolved this long"),
-    Var("CHAT_QUEUE_TIMEOUT_MINUTES", "chat_queue_timeout_minutes", _int(1), 5, "A queued chat ends (queue_timeout) after this long, unless its department sets queue_timeout_minutes"),
-    Var("QUEUE_ALERT_MINUTES", "queue_alert_minutes", _int(0), 2, "Supervisors are alerted when a department's longest chat wait passes this (0: never), unless the department sets queue_alert_minutes"),
-    Var("CHAT_INACTIVITY_TIMEOUT_MINUTES", "chat_inactivity_timeout_minutes", _int(1), 30, "An active chat with no message this long ends"),
-    Var("AGENT_DISCONNECT_GRACE_SECONDS", "agent_disconnect_grace_seconds", _int(0), 30, "Disconnected agents go offline after this long"),
-    Var("MAX_TICKETS_PER_AGENT", "max_tickets_per_agent", _int(1), 15, "Ceiling on open tickets per agent for auto-assignment"),
-    Var("AUTO_RESPONSE_ENABLED", "auto_response_enabled", _bool, True, "Automatic first responses on tickets and chats"),
+    Var(
+        "TICKET_ESCALATION_TIMEOUT_HOURS",
+        "ticket_escalation_timeout_hours",
+        _int(1),
+        24,
+        "Default rule: escalate tickets unresolved this long",
+    ),
+    Var(
+        "CHAT_QUEUE_TIMEOUT_MINUTES",
+        "chat_queue_timeout_minutes",
+        _int(1),
+        5,
+        "A queued chat ends (queue_timeout) after this long, unless its department sets queue_timeout_minutes",
+    ),
+    Var(
+        "QUEUE_ALERT_MINUTES",
+        "queue_alert_minutes",
+        _int(0),
+        2,
+        "Supervisors are alerted when a department's longest chat wait passes this (0: never), unless the department sets queue_alert_minutes",
+    ),
+    Var(
+        "CHAT_INACTIVITY_TIMEOUT_MINUTES",
+        "chat_inactivity_timeout_minutes",
+        _int(1),
+        30,
+        "An active chat with no message this long ends",
+    ),
+    Var(
+        "AGENT_DISCONNECT_GRACE_SECONDS",
+        "agent_disconnect_grace_seconds",
+        _int(0),
+        30,
+        "Disconnected agents go offline after this long",
+    ),
+    Var(
+        "MAX_TICKETS_PER_AGENT",
+        "max_tickets_per_agent",
+        _int(1),
+        15,
+        "Ceiling on open tickets per agent for auto-assignment",
+    ),
+    Var(
+        "AUTO_RESPONSE_ENABLED", "auto_response_enabled", _bool, True, "Automatic first responses on tickets and chats"
+    ),
     Var("EVENT_RETENTION_DAYS", "event_retention_days", _int(1), 30, "Published events older than this are pruned"),
-    Var("ATTACHMENT_MAX_BYTES", "attachment_max_bytes", _int(1), 10485760, "Largest attachment accepted, bytes (larger uploads get 413)"),
-    Var("ATTACHMENT_STORAGE_DIR", "attachment_storage_dir", _str, ".data/attachments",
-        "Directory of the local attachment store (used unless ATTACHMENT_S3_BUCKET is set)"),
-    Var("ATTACHMENT_S3_BUCKET", "attachment_s3_bucket", _str, None, "S3 bucket for attachments; the local directory is used when unset"),
-    Var("ATTACHMENT_S3_ENDPOINT_URL", "attachment_s3_endpoint_url", _str, None,
-        "Endpoint of an S3-compatible store (MinIO, Ceph, R2...); AWS when unset"),
+    Var(
+        "ATTACHMENT_MAX_BYTES",
+        "attachment_max_bytes",
+        _int(1),
+        10485760,
+        "Largest attachment accepted, bytes (larger uploads get 413)",
+    ),
+    Var(
+        "ATTACHMENT_STORAGE_DIR",
+        "attachment_storage_dir",
+        _str,
+        ".data/attachments",
+        "Directory of the local attachment store (used unless ATTACHMENT_S3_BUCKET is set)",
+    ),
+    Var(
+        "ATTACHMENT_S3_BUCKET",
+        "attachment_s3_bucket",
+        _str,
+        None,
+        "S3 bucket for attachments; the local directory is used when unset",
+    ),
+    Var(
+        "ATTACHMENT_S3_ENDPOINT_URL",
+        "attachment_s3_endpoint_url",
+        _str,
+        None,
+        "Endpoint of an S3-compatible store (MinIO, Ceph, R2...); AWS when unset",
+    ),
     Var("ATTACHMENT_S3_REGION", "attachment_s3_region", _str, "us-east-1", "Region of the attachment bucket"),
-    Var("ATTACHMENT_S3_ACCESS_KEY_ID", "attachment_s3_access_key_id", _str, None,
-        "Access key of the attachment store (else the usual AWS credential chain)"),
-    Var("ATTACHMENT_S3_SECRET_ACCESS_KEY", "attachment_s3_secret_access_key", _str, None, "Secret key of the attachment store"),
+    Var(
+        "ATTACHMENT_S3_ACCESS_KEY_ID",
+        "attachment_s3_access_key_id",
+        _str,
+        None,
+        "Access key of the attachment store (else the usual AWS credential chain)",
+    ),
+    Var(
+        "ATTACHMENT_S3_SECRET_ACCESS_KEY",
+        "attachment_s3_secret_access_key",
+        _str,
+        None,
+        "Secret key of the attachment store",
+    ),
     Var("ATTACHMENT_S3_PREFIX", "attachment_s3_prefix", _str, "", "Prefix of every attachment key in the bucket"),
-    Var("ATTACHMENT_URL_TTL_SECONDS", "attachment_url_ttl_seconds", _int(10), 3600,
-        "Lifetime of the signed download links in messages"),
-    Var("ATTACHMENT_UNREFERENCED_HOURS", "attachment_unreferenced_hours", _int(1), 24,
-        "Uploads no message references within this long are removed by the retention run"),
-    Var("JWT_SECRET", "jwt_secret", _str, None, "HS256 secret shared with the Auth Service (at least 32 bytes in serve)"),
+    Var(
+        "ATTACHMENT_URL_TTL_SECONDS",
+        "attachment_url_ttl_seconds",
+        _int(10),
+        3600,
+        "Lifetime of the signed download links in messages",
+    ),
+    Var(
+        "ATTACHMENT_UNREFERENCED_HOURS",
+        "attachment_unreferenced_hours",
+        _int(1),
+        24,
+        "Uploads no message references within this long are removed by the retention run",
+    ),
+    Var(
+        "JWT_SECRET", "jwt_secret", _str, None, "HS256 secret shared with the Auth Service (at least 32 bytes in serve)"
+    ),
     Var("JWT_PUBLIC_KEY", "jwt_public_key", _str, None, "PEM public key; when set, RS256 tokens are accepted too"),
     Var("JWT_EXPIRATION", "jwt_expiration", _int(1), 3600, "Lifetime in seconds of the tokens dev prints"),
-    Var("CONSOLE_LOGIN_URL", "console_login_url", _page_url, None,
-        "Auth Service login page; a signed-out console goes there with ?return_to=<console URL> (see Console sign-in)"),
-    Var("CONSOLE_REFRESH_URL", "console_refresh_url", _page_url, None,
-        "Auth Service endpoint the console POSTs its token to before it expires, for a new one (see Console sign-in)"),
-    Var("RATE_LIMIT_REQUESTS_PER_MINUTE", "rate_limit_requests_per_minute", _int(1), 100, "REST and gRPC requests per caller per minute"),
-    Var("CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE", "chat_rate_limit_messages_per_minute", _int(1), 30, "Chat messages per sender per minute"),
-    Var("DATA_ENCRYPTION_KEYS", "data_encryption_keys", parse_encryption_keys, None,
-        "key_id:base64-32-bytes,...; the first encrypts, all decrypt (required by serve)"),
-    Var("CORS_ALLOWED_ORIGINS", "cors_allowed_origins", _origins, None,
-        "Comma-separated origins allowed for REST and Socket.IO; * for any (required by serve)"),
+    Var(
+        "CONSOLE_LOGIN_URL",
+        "console_login_url",
+        _page_url,
+        None,
+        "Auth Service login page; a signed-out console goes there with ?return_to=<console URL> (see Console sign-in)",
+    ),
+    Var(
+        "CONSOLE_REFRESH_URL",
+        "console_refresh_url",
+        _page_url,
+        None,
+        "Auth Service endpoint the console POSTs its token to before it expires, for a new one (see Console sign-in)",
+    ),
+    Var(
+        "RATE_LIMIT_REQUESTS_PER_MINUTE",
+        "rate_limit_requests_per_minute",
+        _int(1),
+        100,
+        "REST and gRPC requests per caller per minute",
+    ),
+    Var(
+        "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE",
+        "chat_rate_limit_messages_per_minute",
+        _int(1),
+        30,
+        "Chat messages per sender per minute",
+    ),
+    Var(
+        "DATA_ENCRYPTION_KEYS",
+        "data_encryption_keys",
+        parse_encryption_keys,
+        None,
+        "key_id:base64-32-bytes,...; the first encrypts, all decrypt (required by serve)",
+    ),
+    Var(
+        "CORS_ALLOWED_ORIGINS",
+        "cors_allowed_origins",
+        _origins,
+        None,
+        "Comma-separated origins allowed for REST and Socket.IO; * for any (required by serve)",
+    ),
     Var("LOG_LEVEL", "log_level", lambda raw: raw.strip().upper(), "INFO", "Log level of the JSON logs"),
 )
 
@@ -262,8 +448,9 @@ class Settings:
     log_level: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, require: tuple[str, ...] = SERVE_REQUIRED,
-                 **overrides: Any) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str], *, require: tuple[str, ...] = SERVE_REQUIRED, **overrides: Any
+    ) -> Settings:
         """Parse ``env``; every problem is collected so one start-up names them all."""
         values: dict[str, Any] = {}
         problems: list[str] = []
@@ -299,8 +486,9 @@ class Settings:
         if self.database_url:
             return _normalise_dsn(self.database_url, None, None, "DATABASE_URL")
         if self.datasource_url:
-            return _normalise_dsn(self.datasource_url, self.datasource_username,
-                                  self.datasource_password, "SPRING_DATASOURCE_URL")
+            return _normalise_dsn(
+                self.datasource_url, self.datasource_username, self.datasource_password, "SPRING_DATASOURCE_URL"
+            )
         raise ValueError("DATABASE_URL or SPRING_DATASOURCE_URL: one is required")
 
     @property
@@ -315,12 +503,12 @@ class Settings:
 
 def _normalise_dsn(url: str, user: str | None, password: str | None, name: str) -> str:
     if url.startswith("jdbc:"):
-        url = url[len("jdbc:"):]
+        url = url[len("jdbc:") :]
     if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
+        url = "postgresql://" + url[len("postgres://") :]
     if not url.startswith("postgresql://"):
         raise ValueError(f"{name}: expected a postgresql:// (or jdbc:postgresql://) URL")
-    rest = url[len("postgresql://"):]
+    rest = url[len("postgresql://") :]
     if user and "@" not in rest.split("/", 1)[0]:
         credentials = quote(user, safe="")
         if password:

@@ -2,6 +2,7 @@
 
 One :class:`AppContext` per process, opened once and shared by REST, Socket.IO and gRPC.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,10 +50,10 @@ class AppContext:
     live: Live
     queue_notifier: QueueNotifier
     message_writer: MessageWriter
-    search: SearchBackend                 # PostgreSQL or Elasticsearch (app.search.create_backend)
-    files: BlobStore                      # attachments: a local directory or S3 (app.storage.create_store)
-    users: UserDirectory | None = None    # when GRPC_USER_SERVICE_URL is set
-    bookings: BookingDirectory | None = None   # when GRPC_BOOKING_SERVICE_URL is set
+    search: SearchBackend  # PostgreSQL or Elasticsearch (app.search.create_backend)
+    files: BlobStore  # attachments: a local directory or S3 (app.storage.create_store)
+    users: UserDirectory | None = None  # when GRPC_USER_SERVICE_URL is set
+    bookings: BookingDirectory | None = None  # when GRPC_BOOKING_SERVICE_URL is set
 
 
 # The context as aiohttp app state: the one AppKey every transport reads (set by app/server.py).
@@ -63,16 +64,22 @@ CONTEXT = web.AppKey("context", AppContext)
 # and a command that meets a broken connection is retried once on a fresh one; while Redis is
 # down, connecting gives up quickly so callers can answer `unavailable` at once.
 REDIS_RESILIENCE: dict[str, Any] = dict(
-    health_check_interval=5, socket_keepalive=True, socket_connect_timeout=2, socket_timeout=5,
-    retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError, RedisTimeoutError])
+    health_check_interval=5,
+    socket_keepalive=True,
+    socket_connect_timeout=2,
+    socket_timeout=5,
+    retry=Retry(NoBackoff(), 1),
+    retry_on_error=[RedisConnectionError, RedisTimeoutError],
+)
 
 
 @contextlib.asynccontextmanager
 async def open_context(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[AppContext]:
     db = await Database.connect(settings.dsn, max_size=settings.database_pool_size)
     # One bounded pool: under a burst, callers wait for a connection instead of failing.
-    pool = aioredis.BlockingConnectionPool.from_url(settings.redis_url, decode_responses=True,
-                                                    max_connections=64, timeout=10, **REDIS_RESILIENCE)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, decode_responses=True, max_connections=64, timeout=10, **REDIS_RESILIENCE
+    )
     redis = aioredis.Redis(connection_pool=pool)
     search: SearchBackend | None = None
     files: BlobStore | None = None
@@ -80,9 +87,11 @@ async def open_context(settings: Settings, *, clock: Clock | None = None) -> Asy
     bookings: BookingDirectory | None = None
     writer: MessageWriter | None = None
     try:
-        events = EventLog(support_topic=settings.kafka_topic_support_events,
-                          ticket_topic=settings.kafka_topic_ticket_events,
-                          chat_topic=settings.kafka_topic_chat_events)
+        events = EventLog(
+            support_topic=settings.kafka_topic_support_events,
+            ticket_topic=settings.kafka_topic_ticket_events,
+            chat_topic=settings.kafka_topic_chat_events,
+        )
         clock = clock or Clock()
         cipher = FieldCipher(settings.data_encryption_keys or ())
         live = Live(redis, presence_ttl_seconds=max(10.0, 3 * settings.websocket_heartbeat_interval / 1000))

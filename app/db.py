@@ -1,4 +1,5 @@
 """asyncpg pool and the named SQL queries of ``sql/queries/*.sql`` (aiosql), loaded once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,8 @@ import asyncpg
 from sql import QUERIES_DIR
 
 log = logging.getLogger(__name__)
-CLOSE_TIMEOUT_SECONDS = 10.0   # how long shutdown waits for connections still in use
+CLOSE_TIMEOUT_SECONDS = 10.0  # how long shutdown waits for connections still in use
+
 
 class _Queries:
     """aiosql's queries, with multi-row selects returning lists instead of async generators."""
@@ -27,9 +29,11 @@ class _Queries:
         loaded = getattr(self._loaded, name)
         fn = loaded
         if inspect.isasyncgenfunction(loaded):
+
             async def fn(conn: asyncpg.Connection, **params: Any) -> list[asyncpg.Record]:
                 return [row async for row in loaded(conn, **params)]
-        setattr(self, name, fn)   # resolved once per query name
+
+        setattr(self, name, fn)  # resolved once per query name
         return fn
 
 
@@ -64,8 +68,9 @@ def contains_pattern(text: str | None) -> str | None:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-async def fetch_page(query: Any, conn: asyncpg.Connection, *, limit: int, offset: int,
-                     **params: Any) -> tuple[list[asyncpg.Record], int]:
+async def fetch_page(
+    query: Any, conn: asyncpg.Connection, *, limit: int, offset: int, **params: Any
+) -> tuple[list[asyncpg.Record], int]:
     """A page of a list query whose rows carry ``count(*) OVER () AS total``, and that total.
 
     An empty page past the end still reports how many rows match (from the first page), so a
@@ -86,8 +91,9 @@ class Database:
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 10) -> Database:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection,
-                                         command_timeout=30, reset=_keep_session)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, init=_init_connection, command_timeout=30, reset=_keep_session
+        )
         return cls(pool)
 
     async def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:

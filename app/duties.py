@@ -12,6 +12,7 @@ replica that serves Socket.IO.
 The followers of the event log (ticket live feed, Kafka relay, search sync, subscriptions) are
 not timers: they are woken by NOTIFY (app/follower.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,7 @@ from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 Run = Callable[[AppContext], Awaitable[object]]
-_lock_key = lock_key   # tests hold a duty's lock by its key
+_lock_key = lock_key  # tests hold a duty's lock by its key
 
 
 async def _presence_heartbeat(ctx: AppContext) -> None:
@@ -52,24 +53,35 @@ class Duty:
     name: str
     run: Run
     interval: float | Callable[[AppContext], float]
-    first: float = 0.0                           # seconds after start of the first run
-    leader: bool = True                          # once per cluster (advisory lock) or every replica
+    first: float = 0.0  # seconds after start of the first run
+    leader: bool = True  # once per cluster (advisory lock) or every replica
     enabled: Callable[[AppContext], bool] = _always
-    sockets: bool = False                        # only in a replica serving Socket.IO
+    sockets: bool = False  # only in a replica serving Socket.IO
 
     def period(self, ctx: AppContext) -> float:
         return self.interval(ctx) if callable(self.interval) else self.interval
 
 
 DUTIES: tuple[Duty, ...] = (
-    Duty("presence-heartbeat", _presence_heartbeat, interval=lambda ctx: max(1.0, ctx.live.presence_ttl / 3),
-         first=-1, leader=False, sockets=True),
+    Duty(
+        "presence-heartbeat",
+        _presence_heartbeat,
+        interval=lambda ctx: max(1.0, ctx.live.presence_ttl / 3),
+        first=-1,
+        leader=False,
+        sockets=True,
+    ),
     Duty("chat-timers", chat_timers.run_all, interval=2.0, sockets=True),
     Duty("kb-view-counts", kb.flush_view_counts, interval=kb.VIEW_FLUSH_SECONDS),
     Duty("escalation", escalation.duties_tick, interval=escalation.SWEEP_SECONDS, first=escalation.SWEEP_SECONDS),
     Duty("email-outbox", notifications.tick, interval=notifications.SEND_SECONDS, first=notifications.SEND_SECONDS),
-    Duty("ticket-pickup", automation.pickup_duty, interval=automation.PICKUP_INTERVAL,
-         first=automation.PICKUP_INTERVAL, enabled=lambda ctx: ctx.settings.ticket_auto_assignment),
+    Duty(
+        "ticket-pickup",
+        automation.pickup_duty,
+        interval=automation.PICKUP_INTERVAL,
+        first=automation.PICKUP_INTERVAL,
+        enabled=lambda ctx: ctx.settings.ticket_auto_assignment,
+    ),
     Duty("event-retention", _event_retention, interval=3600.0, first=60.0),
     Duty("attachment-retention", attachments.retention, interval=attachments.RETENTION_SECONDS),
     Duty("relay-backlog", update_backlog_metrics, interval=5.0, leader=False, enabled=_kafka),
@@ -79,8 +91,7 @@ DUTIES: tuple[Duty, ...] = (
 class Duties:
     """Runs the enabled duties of :data:`DUTIES` for one replica, from :meth:`start` to :meth:`aclose`."""
 
-    def __init__(self, ctx: AppContext, leader: Leader, *, sockets: bool,
-                 table: tuple[Duty, ...] = DUTIES):
+    def __init__(self, ctx: AppContext, leader: Leader, *, sockets: bool, table: tuple[Duty, ...] = DUTIES):
         self.ctx = ctx
         self.leader = leader
         self.duties = [d for d in table if d.enabled(ctx) and (sockets or not d.sockets)]
@@ -115,4 +126,4 @@ class Duties:
                 raise
             except Exception:
                 log.exception("duty failed", extra={"duty": duty.name})
-            await asyncio.sleep(period)   # a period between runs, not a wait for an event
+            await asyncio.sleep(period)  # a period between runs, not a wait for an event

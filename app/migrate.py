@@ -3,6 +3,7 @@
 Every replica may call :func:`migrate` at start: a session advisory lock makes the others wait,
 then find nothing left to do. A migration that was edited after it ran is refused (checksum).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,7 +55,8 @@ async def _applied(conn: asyncpg.Connection) -> dict[int, str]:
                version    INTEGER PRIMARY KEY,
                name       TEXT NOT NULL,
                checksum   TEXT NOT NULL,
-               applied_at TIMESTAMPTZ NOT NULL DEFAULT now())""")
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
+    )
     rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
     return {r["version"]: r["checksum"] for r in rows}
 
@@ -79,7 +81,10 @@ async def migrate(dsn: str) -> list[str]:
                     await conn.execute(m.sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                        m.version, m.name, m.checksum)
+                        m.version,
+                        m.name,
+                        m.checksum,
+                    )
                 log.info("migration applied", extra={"migration": f"{m.version:04d}_{m.name}"})
                 done.append(f"{m.version:04d}_{m.name}")
             return done
@@ -97,5 +102,4 @@ async def check_up_to_date(dsn: str) -> None:
         await conn.close()
     if waiting:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in waiting)
-        raise MigrationError(f"database schema is behind: pending migrations {names} "
-                             "(run `support-service migrate`)")
+        raise MigrationError(f"database schema is behind: pending migrations {names} (run `support-service migrate`)")

@@ -1,5 +1,6 @@
 """Which failures mean "a dependency is down" (answered ``unavailable`` / 503 / UNAVAILABLE with a
 retry hint), as opposed to a bug (``internal``). One list for every transport."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,15 +8,15 @@ import asyncio
 import asyncpg
 import redis.exceptions
 
-RETRY_AFTER_MS = 2000   # what clients are told to wait while a dependency is down
+RETRY_AFTER_MS = 2000  # what clients are told to wait while a dependency is down
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,                                   # refused / reset connections
-    asyncio.TimeoutError,                      # a pool or a connect that did not answer in time
-    asyncpg.PostgresConnectionError,           # the connection broke
-    asyncpg.exceptions.OperatorInterventionError,   # shutting down, starting up (57P01, 57P03)
+    OSError,  # refused / reset connections
+    asyncio.TimeoutError,  # a pool or a connect that did not answer in time
+    asyncpg.PostgresConnectionError,  # the connection broke
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up (57P01, 57P03)
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
-    redis.exceptions.ConnectionError,          # includes BusyLoadingError
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError
     redis.exceptions.TimeoutError,
 )
 _INTERFACE_OUTAGE = ("connection is closed", "pool is closing", "pool is closed", "connection was closed")

@@ -14,6 +14,7 @@ alone owns the app's lifetimes. They start top to bottom and stop in reverse (ai
 
 :func:`build_rest` is the REST routes with the context and the duties only (tests and tools).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,33 +56,37 @@ GRPC_GRACE_SECONDS = 5.0
 SERVE_HOST = "0.0.0.0"
 
 
-def build(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None,
-          grpc_host: str = SERVE_HOST) -> web.Application:
+def build(
+    settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None, grpc_host: str = SERVE_HOST
+) -> web.Application:
     """A whole replica: REST, Socket.IO and gRPC with everything they run in the background."""
     app = create_app(settings)
     sio = attach_sockets(app, settings)
-    app.cleanup_ctx.extend([
-        _context(settings, clock, context),
-        _live_runtime(sio),
-        _duties(settings, sockets=True),
-        _followers(settings, sockets=True, grpc=True),
-        serving,
-        _grpc(settings, grpc_host),
-        _kafka(settings),
-    ])
+    app.cleanup_ctx.extend(
+        [
+            _context(settings, clock, context),
+            _live_runtime(sio),
+            _duties(settings, sockets=True),
+            _followers(settings, sockets=True, grpc=True),
+            serving,
+            _grpc(settings, grpc_host),
+            _kafka(settings),
+        ]
+    )
     return app
 
 
-def build_rest(settings: Settings, *, clock: Clock | None = None,
-               context: AppContext | None = None) -> web.Application:
+def build_rest(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> web.Application:
     """The REST routes with the context and the duties and followers that need no sockets or
     gRPC (no live pushes): what the REST tests run."""
     app = create_app(settings)
-    app.cleanup_ctx.extend([
-        _context(settings, clock, context),
-        _duties(settings, sockets=False),
-        _followers(settings, sockets=False, grpc=False),
-    ])
+    app.cleanup_ctx.extend(
+        [
+            _context(settings, clock, context),
+            _duties(settings, sockets=False),
+            _followers(settings, sockets=False, grpc=False),
+        ]
+    )
     return app
 
 
@@ -109,11 +114,15 @@ def _register_core_checks(checks: Health, ctx: AppContext) -> None:
 def _context(settings: Settings, clock: Clock | None, provided: AppContext | None) -> Lifetime:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            ctx = provided if provided is not None else await stack.enter_async_context(
-                open_context(settings, clock=clock))
+            ctx = (
+                provided
+                if provided is not None
+                else await stack.enter_async_context(open_context(settings, clock=clock))
+            )
             app[CONTEXT] = ctx
             _register_core_checks(app[HEALTH], ctx)
             yield
+
     return lifetime
 
 
@@ -128,6 +137,7 @@ def _live_runtime(sio: socketio.AsyncServer) -> Lifetime:
         await ctx.queue_notifier.aclose()
         ctx.live.emitter = None
         await stop_pushing(sio)
+
     return lifetime
 
 
@@ -143,6 +153,7 @@ def _duties(settings: Settings, *, sockets: bool) -> Lifetime:
         yield
         await duties.aclose()
         await leader.aclose()
+
     return lifetime
 
 
@@ -168,19 +179,20 @@ def _followers(settings: Settings, *, sockets: bool, grpc: bool) -> Lifetime:
         await follower.start()
         yield
         await follower.aclose()
+
     return lifetime
 
 
 def _grpc(settings: Settings, host: str = SERVE_HOST) -> Lifetime:
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         """gRPC on GRPC_SERVER_PORT (0: any free port, see ``app[GRPC].port``), drained on stop."""
-        server = GrpcServer(app[CONTEXT], settings=settings, host=f"[{host}]" if ":" in host else host,
-                            hub=app[HUB])
+        server = GrpcServer(app[CONTEXT], settings=settings, host=f"[{host}]" if ":" in host else host, hub=app[HUB])
         await server.start()
         app[GRPC] = server
         app[HEALTH].register("grpc", server.report)
         yield
         await server.stop(GRPC_GRACE_SECONDS)
+
     return lifetime
 
 
@@ -195,11 +207,13 @@ def _kafka(settings: Settings) -> Lifetime:
         await kafka.start()
         yield
         await kafka.aclose()
+
     return lifetime
 
 
-def run(settings: Settings, *, host: str = SERVE_HOST,
-        on_started: Callable[[AppContext], Awaitable[str]] | None = None) -> None:
+def run(
+    settings: Settings, *, host: str = SERVE_HOST, on_started: Callable[[AppContext], Awaitable[str]] | None = None
+) -> None:
     """Serve on ``host`` (HTTP and gRPC) until SIGINT/SIGTERM. ``on_started`` runs once the
     context is open; the text it returns is printed when the ports are listening (dev's banner)."""
     app = build(settings, grpc_host=host)
@@ -218,5 +232,6 @@ def run(settings: Settings, *, host: str = SERVE_HOST,
     app.on_startup.append(started)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    web.run_app(app, host=host, port=settings.server_port, print=listening, access_log=None,
-                shutdown_timeout=10, loop=loop)
+    web.run_app(
+        app, host=host, port=settings.server_port, print=listening, access_log=None, shutdown_timeout=10, loop=loop
+    )

@@ -1,4 +1,5 @@
 """Stopping background tasks without ever hanging a shutdown."""
+
 from __future__ import annotations
 
 import asyncio

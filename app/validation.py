@@ -6,14 +6,15 @@ fails for every row in it. An ``integer`` column overflows at 2³¹. Deeply nest
 the recursion limit. So text, numbers and nesting are checked here, once, for REST bodies and
 queries (``app.schemas.common.StrictSchema``), every Socket.IO event and gRPC strings.
 """
+
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from typing import Any
 
-INT4_MIN, INT4_MAX = -(2 ** 31), 2 ** 31 - 1
-MAX_DEPTH = 32   # nesting of objects/arrays any payload may have (metadata included)
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
+MAX_DEPTH = 32  # nesting of objects/arrays any payload may have (metadata included)
 
 NUL_MESSAGE = "NUL characters are not allowed."
 SURROGATE_MESSAGE = "Lone UTF-16 surrogates are not allowed."

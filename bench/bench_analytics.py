@@ -11,6 +11,7 @@ markdown table of p50 / p95 / max per case; a case whose p95 is over ``--budget-
 marked. Tokens are minted with JWT_SECRET (the app's); the agent case uses the first agent the
 agents API lists. The app's RATE_LIMIT_REQUESTS_PER_MINUTE must allow the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ A = "/api/v1/analytics"
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--base-url", default="http://127.0.0.1:18088")
     p.add_argument("--jwt-secret", default=os.environ.get("JWT_SECRET"), help="default: $JWT_SECRET")
     p.add_argument("--requests", type=int, default=30, help="measured requests per case")
@@ -51,10 +53,18 @@ def cases(year: dict, agent_id: str | None) -> list[tuple[str, str, str, dict]]:
     found = [
         ("tickets, 30 days", "supervisor", f"{A}/tickets", {}),
         ("tickets, 365 days", "supervisor", f"{A}/tickets", {**year, **day}),
-        ("tickets, 365 days, week, department", "supervisor", f"{A}/tickets",
-         {**year, "granularity": "week", "department": "billing"}),
-        ("tickets, 7 days, hour, Europe/Berlin", "supervisor", f"{A}/tickets", {"granularity": "hour", "tz": "Europe/Berlin",
-                                                                               "from": _ago(7), "to": _ago(0)}),
+        (
+            "tickets, 365 days, week, department",
+            "supervisor",
+            f"{A}/tickets",
+            {**year, "granularity": "week", "department": "billing"},
+        ),
+        (
+            "tickets, 7 days, hour, Europe/Berlin",
+            "supervisor",
+            f"{A}/tickets",
+            {"granularity": "hour", "tz": "Europe/Berlin", "from": _ago(7), "to": _ago(0)},
+        ),
         ("chat, 30 days", "supervisor", f"{A}/chat", {}),
         ("chat, 365 days", "supervisor", f"{A}/chat", {**year, **day}),
         ("response-time, 30 days", "supervisor", f"{A}/response-time", {}),
@@ -66,8 +76,12 @@ def cases(year: dict, agent_id: str | None) -> list[tuple[str, str, str, dict]]:
         ("kb search: three words", None, "/api/v1/kb/search", {"q": "airport transfer luggage"}),
         ("kb search: prefix", None, "/api/v1/kb/search", {"q": "cancell"}),
         ("kb search: typo", None, "/api/v1/kb/search", {"q": "reservaton"}),
-        ("kb search: category + tag filter", None, "/api/v1/kb/search",
-         {"q": "booking payment", "category": "billing", "tags": "refund"}),
+        (
+            "kb search: category + tag filter",
+            None,
+            "/api/v1/kb/search",
+            {"q": "booking payment", "category": "billing", "tags": "refund"},
+        ),
         ("kb suggest", None, "/api/v1/kb/suggest", {"q": "airp"}),
     ]
     if agent_id:
@@ -111,11 +125,24 @@ async def run(args: argparse.Namespace) -> list[dict]:
             extra = ""
             if path.endswith("/search"):
                 extra = f"{json.loads(body)['total']} hits"
-            results.append({"case": name, "path": path, "params": params, "status": sorted(statuses),
-                            "p50_ms": round(statistics.median(timings), 1), "p95_ms": round(percentile(timings, 0.95), 1),
-                            "max_ms": round(max(timings), 1), "requests": len(timings), "note": extra})
-            print(f"  {name}: p50 {results[-1]['p50_ms']} ms, p95 {results[-1]['p95_ms']} ms {extra}",
-                  file=sys.stderr, flush=True)
+            results.append(
+                {
+                    "case": name,
+                    "path": path,
+                    "params": params,
+                    "status": sorted(statuses),
+                    "p50_ms": round(statistics.median(timings), 1),
+                    "p95_ms": round(percentile(timings, 0.95), 1),
+                    "max_ms": round(max(timings), 1),
+                    "requests": len(timings),
+                    "note": extra,
+                }
+            )
+            print(
+                f"  {name}: p50 {results[-1]['p50_ms']} ms, p95 {results[-1]['p95_ms']} ms {extra}",
+                file=sys.stderr,
+                flush=True,
+            )
     return results
 
 
@@ -123,8 +150,10 @@ def table(results: list[dict], budget: float) -> str:
     lines = ["| case | p50 ms | p95 ms | max ms | status | note |", "|---|---:|---:|---:|---|---|"]
     for r in results:
         flag = " ⚠" if r["p95_ms"] > budget or r["status"] != [200] else ""
-        lines.append(f"| {r['case']} | {r['p50_ms']} | {r['p95_ms']}{flag} | {r['max_ms']} | "
-                     f"{','.join(map(str, r['status']))} | {r['note']} |")
+        lines.append(
+            f"| {r['case']} | {r['p50_ms']} | {r['p95_ms']}{flag} | {r['max_ms']} | "
+            f"{','.join(map(str, r['status']))} | {r['note']} |"
+        )
     return "\n".join(lines)
 
 

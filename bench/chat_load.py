@@ -41,6 +41,7 @@ customers on another. Agents (max_chats=1) are inserted into ``support_agents`` 
 always live in the same worker. The JSON has ``client_cpu`` (CPU seconds per wall second of each
 worker): near 1.0 means the generator, not the server, is the bottleneck.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,35 +81,53 @@ def percentiles(values: list[float]) -> dict:
 
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 2)
+
     return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 2)}
 
 
 # ---------------------------------------------------------------- parent: setup
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", required=True, help="base URL(s) of the replicas, comma-separated")
     p.add_argument("--rooms", type=int, default=100, help="rooms (one customer + one agent each)")
     p.add_argument("--rate", type=float, default=1.0, help="messages per second per room (both sides together)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds of messaging")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of messaging before measuring")
     p.add_argument("--secret", default=os.environ.get("JWT_SECRET"), help="JWT_SECRET of the server (HS256)")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="the server's database, to create the benchmark's agents")
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="the server's database, to create the benchmark's agents",
+    )
     p.add_argument("--path", default="/ws/chat", help="WEBSOCKET_ENDPOINT of the server")
     p.add_argument("--workers", type=int, default=1, help="generator processes (rooms are split over them)")
     p.add_argument("--connect-concurrency", type=int, default=64, help="connects in flight (over all workers)")
     p.add_argument("--message-bytes", type=int, default=120, help="approximate message body size")
     p.add_argument("--ack-timeout", type=float, default=30.0, help="seconds to wait for an ack")
     p.add_argument("--assign-timeout", type=float, default=120.0, help="seconds to wait until every chat is assigned")
-    p.add_argument("--drain-timeout", type=float, default=15.0,
-                   help="seconds after the last send to wait for outstanding deliveries")
-    p.add_argument("--settle", type=float, default=2.0,
-                   help="after set-up, wait until no broadcast has arrived for this many seconds")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=15.0,
+        help="seconds after the last send to wait for outstanding deliveries",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="after set-up, wait until no broadcast has arrived for this many seconds",
+    )
     p.add_argument("--settle-max", type=float, default=120.0, help="longest wait for the set-up to settle")
-    p.add_argument("--self-test-drop", type=float, default=0.0,
-                   help="ignore this fraction of live deliveries, to check that the loss detector reports them")
+    p.add_argument(
+        "--self-test-drop",
+        type=float,
+        default=0.0,
+        help="ignore this fraction of live deliveries, to check that the loss detector reports them",
+    )
     p.add_argument("--keep-agents", action="store_true", help="do not delete the benchmark's agent rows at the end")
     p.add_argument("--label", default=None, help="free text copied into the JSON line")
     args = p.parse_args(argv)
@@ -132,6 +151,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def plan_rooms(args: argparse.Namespace, run_id: str) -> list[list[dict]]:
     """Room specs per worker: users, tokens, replicas and department."""
     from app.auth import issue_token
+
     n = len(args.urls)
     ttl = int(args.assign_timeout + args.warmup + args.duration + args.drain_timeout + 3600)
     per_worker: list[list[dict]] = [[] for _ in range(args.workers)]
@@ -140,32 +160,39 @@ def plan_rooms(args: argparse.Namespace, run_id: str) -> list[list[dict]]:
         c_rep = i % n
         a_rep = (c_rep + 1) % n if n > 1 else c_rep
         customer, agent = uuid.uuid4(), uuid.uuid4()
-        per_worker[worker].append({
-            "index": i,
-            "department": f"bench-{run_id}-w{worker}-r{a_rep}",
-            "customer_id": str(customer), "agent_id": str(agent),
-            "customer_url": args.urls[c_rep], "agent_url": args.urls[a_rep],
-            "customer_token": issue_token(args.secret, customer, "customer", ttl=ttl, name=f"Bench customer {i}"),
-            "agent_token": issue_token(args.secret, agent, "agent", ttl=ttl, name=f"Bench agent {i}"),
-        })
+        per_worker[worker].append(
+            {
+                "index": i,
+                "department": f"bench-{run_id}-w{worker}-r{a_rep}",
+                "customer_id": str(customer),
+                "agent_id": str(agent),
+                "customer_url": args.urls[c_rep],
+                "agent_url": args.urls[a_rep],
+                "customer_token": issue_token(args.secret, customer, "customer", ttl=ttl, name=f"Bench customer {i}"),
+                "agent_token": issue_token(args.secret, agent, "agent", ttl=ttl, name=f"Bench agent {i}"),
+            }
+        )
     return per_worker
 
 
 async def create_agents(dsn: str, rooms: list[dict]) -> None:
     import asyncpg
+
     conn = await asyncpg.connect(dsn)
     try:
         await conn.executemany(
             """INSERT INTO support_agents (user_id, display_name, role, department, max_chats, status,
                                            is_online, is_available)
                VALUES ($1, $2, 'agent', $3, 1, 'offline', FALSE, TRUE)""",
-            [(uuid.UUID(r["agent_id"]), f"Bench agent {r['index']}", r["department"]) for r in rooms])
+            [(uuid.UUID(r["agent_id"]), f"Bench agent {r['index']}", r["department"]) for r in rooms],
+        )
     finally:
         await conn.close()
 
 
 async def delete_agents(dsn: str, run_id: str) -> int:
     import asyncpg
+
     conn = await asyncpg.connect(dsn)
     try:
         status = await conn.execute("DELETE FROM support_agents WHERE department LIKE $1", f"bench-{run_id}-%")
@@ -175,6 +202,7 @@ async def delete_agents(dsn: str, run_id: str) -> int:
 
 
 # ---------------------------------------------------------------- worker
+
 
 class Sent:
     __slots__ = ("room", "side", "t_send", "warm", "t_ack", "seq", "id", "deliveries", "t_deliv")
@@ -192,7 +220,7 @@ class Room:
     def __init__(self, spec: dict):
         self.spec = spec
         self.customer = self.agent = None
-        self.serving = None          # the agent client that got this room's chat (maybe another room's agent)
+        self.serving = None  # the agent client that got this room's chat (maybe another room's agent)
         self.session_id: str | None = None
         self.assigned = asyncio.Event()
         self.cust_sync: list | None = None
@@ -208,13 +236,13 @@ class Worker:
         self.unexpected = 0
         self.echoes = 0
         self.rooms_by_session: dict[str, Room] = {}
-        self.agent_sessions: dict[int, str] = {}   # room index of the agent -> session it got
+        self.agent_sessions: dict[int, str] = {}  # room index of the agent -> session it got
         self.pending: set[asyncio.Task] = set()
         self.measuring = False
         self.disconnects_during_run = 0
-        self.disconnects: collections.Counter = collections.Counter()   # phase:reason -> count
-        self.dropped: set[int] = set()          # id() of clients the server disconnected
-        self.origin: dict[int, tuple] = {}      # id(client) -> (url, token, namespace)
+        self.disconnects: collections.Counter = collections.Counter()  # phase:reason -> count
+        self.dropped: set[int] = set()  # id() of clients the server disconnected
+        self.origin: dict[int, tuple] = {}  # id(client) -> (url, token, namespace)
         self.phase = "setup"
         self.control_events: collections.Counter = collections.Counter()
         self.last_control = time.monotonic()
@@ -229,8 +257,8 @@ class Worker:
 
     def make_client(self, session: Any) -> Any:
         import socketio
-        return socketio.AsyncClient(reconnection=False, handle_sigint=False, http_session=session,
-                                    request_timeout=30)
+
+        return socketio.AsyncClient(reconnection=False, handle_sigint=False, http_session=session, request_timeout=30)
 
     async def lag_monitor(self) -> None:
         loop = asyncio.get_running_loop()
@@ -252,10 +280,10 @@ class Worker:
                 self.unexpected += 1
                 return
             if rec.side == side:
-                self.echoes += 1   # a sender must not hear its own message back on the same socket
+                self.echoes += 1  # a sender must not hear its own message back on the same socket
                 return
             if self.drop_rate and random.random() < self.drop_rate:
-                return             # --self-test-drop: pretend it never arrived
+                return  # --self-test-drop: pretend it never arrived
             rec.deliveries += 1
             if rec.deliveries == 1:
                 rec.t_deliv = now
@@ -296,9 +324,15 @@ class Worker:
         async with sem:
             t = time.perf_counter()
             try:
-                await client.connect(room.spec[f"{side}_url"], namespaces=[ns], transports=["websocket"],
-                                     socketio_path=self.args["path"], auth={"token": room.spec[f"{side}_token"]},
-                                     wait_timeout=30, retry=False)
+                await client.connect(
+                    room.spec[f"{side}_url"],
+                    namespaces=[ns],
+                    transports=["websocket"],
+                    socketio_path=self.args["path"],
+                    auth={"token": room.spec[f"{side}_token"]},
+                    wait_timeout=30,
+                    retry=False,
+                )
             except Exception as exc:
                 self.errors[f"connect:{type(exc).__name__}:{str(exc)[:60]}"] += 1
                 return None
@@ -321,11 +355,13 @@ class Worker:
 
     async def setup(self) -> dict:
         import aiohttp
+
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
         sem = asyncio.Semaphore(max(1, self.args["connect_concurrency"] // self.args["workers"]))
         t_connect_start = time.time()
-        durations = await asyncio.gather(*[self.connect_one(self.http, sem, r, side)
-                                           for r in self.rooms for side in ("agent", "customer")])
+        durations = await asyncio.gather(
+            *[self.connect_one(self.http, sem, r, side) for r in self.rooms for side in ("agent", "customer")]
+        )
         t_connect_end = time.time()
         connect_ms = [d * 1000 for d in durations if d is not None]
         # agents online, then customers start chats
@@ -343,8 +379,9 @@ class Worker:
             if room.customer is None:
                 return
             async with sem:
-                data = await self.call(room.customer, "chat:start", {"department": room.spec["department"]},
-                                       CUSTOMER_NS)
+                data = await self.call(
+                    room.customer, "chat:start", {"department": room.spec["department"]}, CUSTOMER_NS
+                )
             if data is None:
                 return
             session = data["session"]
@@ -356,8 +393,9 @@ class Worker:
         await asyncio.gather(*[start(r) for r in self.rooms])
         waiting = [r for r in self.rooms if r.session_id]
         try:
-            await asyncio.wait_for(asyncio.gather(*[r.assigned.wait() for r in waiting]),
-                                   timeout=self.args["assign_timeout"])
+            await asyncio.wait_for(
+                asyncio.gather(*[r.assigned.wait() for r in waiting]), timeout=self.args["assign_timeout"]
+            )
         except asyncio.TimeoutError:
             pass
         # wait until every agent has heard of its chat too (the agent's chat:assigned)
@@ -366,7 +404,7 @@ class Worker:
             await asyncio.sleep(0.05)
         agent_of = {sid: idx for idx, sid in self.agent_sessions.items()}
         by_index = {r.spec["index"]: r for r in self.rooms}
-        self.active: list[tuple[Room, Any]] = []   # (room of the customer, agent client serving it)
+        self.active: list[tuple[Room, Any]] = []  # (room of the customer, agent client serving it)
         for room in waiting:
             idx = agent_of.get(room.session_id)
             if room.assigned.is_set() and idx is not None and by_index[idx].agent is not None:
@@ -376,10 +414,16 @@ class Worker:
                 self.errors["unassigned"] += 1
         t_assign_end = time.time()
         settle = await self.settle()
-        return {"t_connect_start": t_connect_start, "t_connect_end": t_connect_end,
-                "connected": len(connect_ms), "connect_ms": connect_ms,
-                "assign_seconds": t_assign_end - t_assign_start, "settle_seconds": settle,
-                "active": len(self.active), "control_events": dict(self.control_events)}
+        return {
+            "t_connect_start": t_connect_start,
+            "t_connect_end": t_connect_end,
+            "connected": len(connect_ms),
+            "connect_ms": connect_ms,
+            "assign_seconds": t_assign_end - t_assign_start,
+            "settle_seconds": settle,
+            "active": len(self.active),
+            "control_events": dict(self.control_events),
+        }
 
     async def settle(self) -> float:
         """Wait until the set-up's broadcasts (presence:updated to every agent per status change,
@@ -404,8 +448,9 @@ class Worker:
         self.sent[cmid] = rec
         text = f"bench {cmid} {side} t={time.time():.6f} {self.pad}"
         rec.t_send = time.perf_counter()
-        data = await self.call(client, "chat:message",
-                               {"session_id": room.session_id, "client_msg_id": cmid, "message": text}, ns)
+        data = await self.call(
+            client, "chat:message", {"session_id": room.session_id, "client_msg_id": cmid, "message": text}, ns
+        )
         if data is None:
             return
         rec.t_ack = time.perf_counter()
@@ -420,8 +465,9 @@ class Worker:
             if delay > 0:
                 await asyncio.sleep(delay)
             side = "customer" if k % 2 == 0 else "agent"
-            task = asyncio.create_task(self.send(room, room.customer if side == "customer" else agent,
-                                                 side, k, t < t_warm))
+            task = asyncio.create_task(
+                self.send(room, room.customer if side == "customer" else agent, side, k, t < t_warm)
+            )
             self.pending.add(task)
             task.add_done_callback(self.pending.discard)
             k += 1
@@ -429,7 +475,7 @@ class Worker:
 
     async def run(self, start_wall: float) -> dict:
         gc.collect()
-        gc.freeze()                       # the generator's own pauses must not look like server latency
+        gc.freeze()  # the generator's own pauses must not look like server latency
         gc.set_threshold(50_000, 50, 100)
         lag_task = asyncio.create_task(self.lag_monitor())
         await asyncio.sleep(max(0.0, start_wall - time.time()))
@@ -467,8 +513,7 @@ class Worker:
         messages: list = []
         after = 0
         while True:
-            data = await self.call(client, "chat:sync", {"session_id": session_id, "after_seq": after}, ns,
-                                   timeout=60)
+            data = await self.call(client, "chat:sync", {"session_id": session_id, "after_seq": after}, ns, timeout=60)
             if data is None:
                 return None
             page = data["messages"]
@@ -488,8 +533,15 @@ class Worker:
             url, token, ns = self.origin[id(client)]
             fresh = self.make_client(self.http)
             try:
-                await fresh.connect(url, namespaces=[ns], transports=["websocket"], socketio_path=self.args["path"],
-                                    auth={"token": token}, wait_timeout=30, retry=False)
+                await fresh.connect(
+                    url,
+                    namespaces=[ns],
+                    transports=["websocket"],
+                    socketio_path=self.args["path"],
+                    auth={"token": token},
+                    wait_timeout=30,
+                    retry=False,
+                )
             except Exception as exc:
                 self.errors[f"reconnect:{type(exc).__name__}"] += 1
                 return None
@@ -532,7 +584,7 @@ class Worker:
                 receiver = room.serving if rec.side == "customer" else room.customer
                 receiver_dropped = id(receiver) in self.dropped
                 if rec.deliveries == 0 and receiver_dropped:
-                    undelivered_dropped += 1     # expected: the receiver recovers it with chat:sync
+                    undelivered_dropped += 1  # expected: the receiver recovers it with chat:sync
                 elif rec.deliveries == 0:
                     lost_live += 1
                 if (rec.deliveries == 0 and not receiver_dropped) or missing:
@@ -540,10 +592,17 @@ class Worker:
             if counters and counters[0][0]:
                 unacked_stored += sum(1 for mid in counters[0][1] if mid not in acked_ids)
         live_dups = sum(r.deliveries - 1 for r in self.sent.values() if r.deliveries > 1)
-        return {"seq_errors": seq_errors, "sync_duplicates": sync_duplicates, "missing_in_sync": missing_in_sync,
-                "lost": lost, "lost_live": lost_live, "live_duplicates": live_dups,
-                "unacked_stored": unacked_stored, "undelivered_dropped": undelivered_dropped,
-                "sync_failed": sync_failed}
+        return {
+            "seq_errors": seq_errors,
+            "sync_duplicates": sync_duplicates,
+            "missing_in_sync": missing_in_sync,
+            "lost": lost,
+            "lost_live": lost_live,
+            "live_duplicates": live_dups,
+            "unacked_stored": unacked_stored,
+            "undelivered_dropped": undelivered_dropped,
+            "sync_failed": sync_failed,
+        }
 
     async def finish(self) -> None:
         sem = asyncio.Semaphore(64)
@@ -551,8 +610,7 @@ class Worker:
         async def end(room: Room) -> None:
             async with sem:
                 if room.customer is not None and room.session_id:
-                    await self.call(room.customer, "chat:end", {"session_id": room.session_id}, CUSTOMER_NS,
-                                    timeout=30)
+                    await self.call(room.customer, "chat:end", {"session_id": room.session_id}, CUSTOMER_NS, timeout=30)
 
         errors_before = sum(self.errors.values())
         await asyncio.gather(*[end(r) for r in self.rooms])
@@ -577,10 +635,14 @@ class Worker:
             "ack_ms": [(r.t_ack - r.t_send) * 1000 for r in measured if r.id is not None],
             "sent_total": len(self.sent),
             "errors": dict(self.errors),
-            "unexpected": self.unexpected, "echoes": self.echoes,
-            "disconnects": self.disconnects_during_run, "disconnect_kinds": dict(self.disconnects),
+            "unexpected": self.unexpected,
+            "echoes": self.echoes,
+            "disconnects": self.disconnects_during_run,
+            "disconnect_kinds": dict(self.disconnects),
             "clients_dropped": len(self.dropped),
-            "lag_ms": self.lags, "cpu_fraction": cpu_fraction, "drain_seconds": drain_s,
+            "lag_ms": self.lags,
+            "cpu_fraction": cpu_fraction,
+            "drain_seconds": drain_s,
             **checks,
         }
 
@@ -588,6 +650,7 @@ class Worker:
 def worker_main(wid: int, args: dict, specs: list[dict], pipe: Any) -> None:
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass
@@ -604,13 +667,15 @@ def worker_main(wid: int, args: dict, specs: list[dict], pipe: Any) -> None:
 
     try:
         asyncio.run(main())
-    except Exception as exc:   # report instead of hanging the parent
+    except Exception as exc:  # report instead of hanging the parent
         import traceback
+
         traceback.print_exc()
         pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
 
 
 # ---------------------------------------------------------------- parent: orchestration
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -618,13 +683,26 @@ def main(argv: list[str] | None = None) -> int:
     per_worker = plan_rooms(args, run_id)
     all_rooms = [r for rooms in per_worker for r in rooms]
     asyncio.run(create_agents(args.database_url, all_rooms))
-    log(f"run {run_id}: {args.rooms} rooms x {args.rate} msg/s over {len(args.urls)} replica(s), "
-        f"{args.workers} worker(s); {args.warmup}s warm-up + {args.duration}s measured")
-    shared = {"path": args.path, "ack_timeout": args.ack_timeout, "assign_timeout": args.assign_timeout,
-              "drain_timeout": args.drain_timeout, "rate": args.rate, "warmup": args.warmup,
-              "duration": args.duration, "message_bytes": args.message_bytes, "run_id": run_id,
-              "connect_concurrency": args.connect_concurrency, "workers": args.workers,
-              "settle": args.settle, "settle_max": args.settle_max, "self_test_drop": args.self_test_drop}
+    log(
+        f"run {run_id}: {args.rooms} rooms x {args.rate} msg/s over {len(args.urls)} replica(s), "
+        f"{args.workers} worker(s); {args.warmup}s warm-up + {args.duration}s measured"
+    )
+    shared = {
+        "path": args.path,
+        "ack_timeout": args.ack_timeout,
+        "assign_timeout": args.assign_timeout,
+        "drain_timeout": args.drain_timeout,
+        "rate": args.rate,
+        "warmup": args.warmup,
+        "duration": args.duration,
+        "message_bytes": args.message_bytes,
+        "run_id": run_id,
+        "connect_concurrency": args.connect_concurrency,
+        "workers": args.workers,
+        "settle": args.settle,
+        "settle_max": args.settle_max,
+        "self_test_drop": args.self_test_drop,
+    }
     ctx = mp.get_context("spawn")
     procs, pipes = [], []
     for wid, specs in enumerate(per_worker):
@@ -676,46 +754,67 @@ def main(argv: list[str] | None = None) -> int:
     errors: collections.Counter = collections.Counter()
     for r in results:
         errors.update(r["errors"])
-    total = lambda key: sum(r[key] for r in results)   # noqa: E731
+    total = lambda key: sum(r[key] for r in results)  # noqa: E731
     latency = [x for r in results for x in r["latency_ms"]]
     acks = [x for r in results for x in r["ack_ms"]]
     lags = [x for r in results for x in r["lag_ms"]]
     lost = total("lost")
     duplicates = total("live_duplicates") + total("sync_duplicates")
-    error_count = (sum(errors.values()) + total("echoes") + total("seq_errors") + total("clients_dropped")
-                   + total("sync_failed"))
+    error_count = (
+        sum(errors.values()) + total("echoes") + total("seq_errors") + total("clients_dropped") + total("sync_failed")
+    )
     out = {
-        "replicas": len(args.urls), "rooms": args.rooms, "rate": args.rate, "duration": args.duration,
+        "replicas": len(args.urls),
+        "rooms": args.rooms,
+        "rate": args.rate,
+        "duration": args.duration,
         "connections_per_s": round(connected / connect_seconds, 1) if connect_seconds > 0 else None,
         "connect_seconds": round(connect_seconds, 2),
-        "sent": total("sent"), "delivered": total("delivered"),
+        "sent": total("sent"),
+        "delivered": total("delivered"),
         "delivered_per_s": round(total("delivered") / args.duration, 1),
         "latency_ms": {k: v for k, v in percentiles(latency).items()},
         "ack_ms": {k: v for k, v in percentiles(acks).items()},
-        "lost": lost, "duplicates": duplicates, "errors": error_count,
+        "lost": lost,
+        "duplicates": duplicates,
+        "errors": error_count,
         # diagnostics
         "offered_per_s": round(args.rooms * args.rate, 1),
         "sent_per_s": round(total("sent") / args.duration, 1),
-        "acked": total("acked"), "active_chats": sum(s["active"] for s in setups),
+        "acked": total("acked"),
+        "active_chats": sum(s["active"] for s in setups),
         "connect_ms": percentiles([x for s in setups for x in s["connect_ms"]]),
         "assign_seconds": round(max(s["assign_seconds"] for s in setups), 2),
         "settle_seconds": round(max(s["settle_seconds"] for s in setups), 2),
-        "setup_broadcasts_received": dict(sum((collections.Counter(s["control_events"]) for s in setups),
-                                              collections.Counter())),
-        "lost_live": total("lost_live"), "missing_in_sync": total("missing_in_sync"),
-        "seq_errors": total("seq_errors"), "live_duplicates": total("live_duplicates"),
-        "sync_duplicates": total("sync_duplicates"), "unacked_stored": total("unacked_stored"),
-        "echoes": total("echoes"), "unexpected": total("unexpected"), "disconnects": total("disconnects"),
-        "clients_dropped": total("clients_dropped"), "undelivered_dropped": total("undelivered_dropped"),
+        "setup_broadcasts_received": dict(
+            sum((collections.Counter(s["control_events"]) for s in setups), collections.Counter())
+        ),
+        "lost_live": total("lost_live"),
+        "missing_in_sync": total("missing_in_sync"),
+        "seq_errors": total("seq_errors"),
+        "live_duplicates": total("live_duplicates"),
+        "sync_duplicates": total("sync_duplicates"),
+        "unacked_stored": total("unacked_stored"),
+        "echoes": total("echoes"),
+        "unexpected": total("unexpected"),
+        "disconnects": total("disconnects"),
+        "clients_dropped": total("clients_dropped"),
+        "undelivered_dropped": total("undelivered_dropped"),
         "sync_failed": total("sync_failed"),
-        "disconnect_kinds": dict(sum((collections.Counter(r["disconnect_kinds"]) for r in results),
-                                     collections.Counter())),
-        "error_kinds": dict(errors), "messages_total": total("sent_total"),
+        "disconnect_kinds": dict(
+            sum((collections.Counter(r["disconnect_kinds"]) for r in results), collections.Counter())
+        ),
+        "error_kinds": dict(errors),
+        "messages_total": total("sent_total"),
         "drain_seconds": round(max(r["drain_seconds"] for r in results), 2),
-        "workers": args.workers, "client_cpu": [round(r["cpu_fraction"], 2) for r in results],
+        "workers": args.workers,
+        "client_cpu": [round(r["cpu_fraction"], 2) for r in results],
         "client_loop_lag_ms": percentiles(lags),
-        "warmup": args.warmup, "message_bytes": args.message_bytes,
-        "run_id": run_id, "urls": args.urls, "label": args.label,
+        "warmup": args.warmup,
+        "message_bytes": args.message_bytes,
+        "run_id": run_id,
+        "urls": args.urls,
+        "label": args.label,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if lost or duplicates:

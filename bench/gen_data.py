@@ -14,6 +14,7 @@ tagged (BENCH-..., bench-...) and the run refuses a database that already has th
 columns hold one real ciphertext under the first DATA_ENCRYPTION_KEYS key, so the app started
 with the same keys can read every row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,24 @@ from app.migrate import migrate  # noqa: E402
 from app.security.encryption import FieldCipher  # noqa: E402
 
 QUERIES = aiosql.from_path(Path(__file__).with_name("gen_data.sql"), "asyncpg")
-FULL = {"agents": 60, "tickets": 100_000, "chat_sessions": 100_000, "chat_messages": 1_000_000,
-        "articles": 5_000, "feedback_tickets": 30_000, "feedback_chats": 20_000}
+FULL = {
+    "agents": 60,
+    "tickets": 100_000,
+    "chat_sessions": 100_000,
+    "chat_messages": 1_000_000,
+    "articles": 5_000,
+    "feedback_tickets": 30_000,
+    "feedback_chats": 20_000,
+}
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                   help="PostgreSQL DSN (default: $DATABASE_URL)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL"), help="PostgreSQL DSN (default: $DATABASE_URL)"
+    )
     p.add_argument("--quick", action="store_true", help="a tenth of the full size")
     p.add_argument("--scale", type=float, default=None, help="multiply every count (default 1, or 0.1 with --quick)")
     p.add_argument("--seed", type=float, default=0.42, help="random seed in [-1, 1] (same seed, same data)")
@@ -78,20 +88,45 @@ async def generate(dsn: str, scale: float, seed: float) -> dict:
         per_session = max(1, round(counts["chat_messages"] / counts["chat_sessions"] / 0.84))
         await step(conn, "departments", QUERIES.departments, _seed=seed)
         await step(conn, f"{counts['agents']} agents", QUERIES.agents, count=counts["agents"], _seed=seed)
-        await step(conn, f"{counts['tickets']} tickets", QUERIES.tickets, count=counts["tickets"], now=now,
-                   description=cipher.encrypt("Benchmark ticket description", "support_tickets.description"),
-                   _seed=seed)
+        await step(
+            conn,
+            f"{counts['tickets']} tickets",
+            QUERIES.tickets,
+            count=counts["tickets"],
+            now=now,
+            description=cipher.encrypt("Benchmark ticket description", "support_tickets.description"),
+            _seed=seed,
+        )
         await step(conn, "escalations", QUERIES.escalations, share=0.08, _seed=seed)
-        await step(conn, f"{counts['chat_sessions']} chat sessions", QUERIES.chat_sessions,
-                   count=counts["chat_sessions"], now=now, _seed=seed)
-        await step(conn, f"{counts['chat_messages']} chat messages", QUERIES.chat_messages, per_session=per_session,
-                   limit=counts["chat_messages"],
-                   message=cipher.encrypt("Benchmark chat message", "chat_messages.message"), _seed=seed)
-        await step(conn, f"{counts['articles']} articles", QUERIES.articles, count=counts["articles"], now=now,
-                   _seed=seed)
-        await step(conn, "feedback", QUERIES.feedback, on_tickets=counts["feedback_tickets"],
-                   on_chats=counts["feedback_chats"],
-                   comment=cipher.encrypt("Benchmark feedback comment", "feedback.comment"), _seed=seed)
+        await step(
+            conn,
+            f"{counts['chat_sessions']} chat sessions",
+            QUERIES.chat_sessions,
+            count=counts["chat_sessions"],
+            now=now,
+            _seed=seed,
+        )
+        await step(
+            conn,
+            f"{counts['chat_messages']} chat messages",
+            QUERIES.chat_messages,
+            per_session=per_session,
+            limit=counts["chat_messages"],
+            message=cipher.encrypt("Benchmark chat message", "chat_messages.message"),
+            _seed=seed,
+        )
+        await step(
+            conn, f"{counts['articles']} articles", QUERIES.articles, count=counts["articles"], now=now, _seed=seed
+        )
+        await step(
+            conn,
+            "feedback",
+            QUERIES.feedback,
+            on_tickets=counts["feedback_tickets"],
+            on_chats=counts["feedback_chats"],
+            comment=cipher.encrypt("Benchmark feedback comment", "feedback.comment"),
+            _seed=seed,
+        )
         started = time.perf_counter()
         await QUERIES.vacuum_analyze(conn)
         log(f"vacuum analyze: {time.perf_counter() - started:.1f} s")

@@ -7,6 +7,7 @@ Prints: the share of samples per layer (by the innermost frame's package: engine
 asyncpg, redis, aiohttp, app code, ...), the functions with the most self time, and the
 inclusive share of a few hot-path functions of the service.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,20 +17,51 @@ import re
 FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^():]*)(?::\d+)?\)$")
 
 LAYERS = [
-    ("engineio", "engine.io"), ("socketio", "socket.io"), ("asyncpg", "asyncpg"), ("redis", "redis-py"),
-    ("limits", "limits (rate limiter)"), ("aiohttp", "aiohttp"), ("uvloop", "uvloop"),
-    ("cryptography", "cryptography"), ("marshmallow", "marshmallow"), ("aiosql", "aiosql"),
-    ("json", "json"), ("logging", "logging"), ("prometheus_client", "prometheus"),
-    ("asyncio", "asyncio"), ("app/", "app"), ("sockets/", "sockets"), ("rest/", "rest"),
+    ("engineio", "engine.io"),
+    ("socketio", "socket.io"),
+    ("asyncpg", "asyncpg"),
+    ("redis", "redis-py"),
+    ("limits", "limits (rate limiter)"),
+    ("aiohttp", "aiohttp"),
+    ("uvloop", "uvloop"),
+    ("cryptography", "cryptography"),
+    ("marshmallow", "marshmallow"),
+    ("aiosql", "aiosql"),
+    ("json", "json"),
+    ("logging", "logging"),
+    ("prometheus_client", "prometheus"),
+    ("asyncio", "asyncio"),
+    ("app/", "app"),
+    ("sockets/", "sockets"),
+    ("rest/", "rest"),
 ]
 
 WATCH = [
-    "send_message (app/services/chat.py", "MessageWriter._store", "MessageWriter._flush",
-    "RateLimiter.check", "Live.to_session", "AsyncPubSubManager._publish", "AsyncPubSubManager._thread",
-    "AsyncPubSubManager._handle_emit", "AsyncServer._handle_event_internal", "present_message",
-    "FieldCipher.encrypt", "FieldCipher.decrypt", "to_jsonable", "Schema.load", "Packet.encode",
-    "Packet.decode", "AsyncSocket.send", "AsyncSocket.receive", "_websocket_handler", "ok (sockets/common.py",
-    "Histogram.observe", "Counter.inc", "AsyncServer.emit", "AsyncManager.emit", "Database.connection",
+    "send_message (app/services/chat.py",
+    "MessageWriter._store",
+    "MessageWriter._flush",
+    "RateLimiter.check",
+    "Live.to_session",
+    "AsyncPubSubManager._publish",
+    "AsyncPubSubManager._thread",
+    "AsyncPubSubManager._handle_emit",
+    "AsyncServer._handle_event_internal",
+    "present_message",
+    "FieldCipher.encrypt",
+    "FieldCipher.decrypt",
+    "to_jsonable",
+    "Schema.load",
+    "Packet.encode",
+    "Packet.decode",
+    "AsyncSocket.send",
+    "AsyncSocket.receive",
+    "_websocket_handler",
+    "ok (sockets/common.py",
+    "Histogram.observe",
+    "Counter.inc",
+    "AsyncServer.emit",
+    "AsyncManager.emit",
+    "Database.connection",
 ]
 
 

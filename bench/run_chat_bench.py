@@ -29,6 +29,7 @@ What it does, bounded in time (every step has a timeout; every child is stopped 
 
 The replicas, PostgreSQL, Redis and the generator share this machine's cores: see docs/bench-chat.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ def log(*parts: object) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--configs", default="200x1,500x2", help="comma-separated ROOMSxRATE (msg/s per room)")
     p.add_argument("--replicas", default="1,2", help="replica counts, comma-separated")
     p.add_argument("--duration", type=float, default=25.0, help="measured seconds per run")
@@ -68,17 +70,25 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--redis-host", default="127.0.0.1")
     p.add_argument("--redis-port", type=int, default=6379)
     p.add_argument("--redis-database", type=int, default=11, help="Redis database number for the replicas")
-    p.add_argument("--shared-redis", action="store_true", help="use --redis-host/--redis-port, not a private redis-server")
+    p.add_argument(
+        "--shared-redis", action="store_true", help="use --redis-host/--redis-port, not a private redis-server"
+    )
     p.add_argument("--private-redis-port", type=int, default=16399)
     p.add_argument("--base-port", type=int, default=18180, help="SERVER_PORT of replica 0 (+1 per replica)")
     p.add_argument("--grpc-base-port", type=int, default=15161, help="GRPC_SERVER_PORT of replica 0")
     p.add_argument("--pool-size", type=int, default=10, help="DATABASE_POOL_SIZE per replica")
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy record (collapsed stacks) of every replica during each measured window")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy record (collapsed stacks) of every replica during each measured window",
+    )
     p.add_argument("--profile-seconds", type=float, default=15.0)
     p.add_argument("--keep-db", action="store_true")
-    p.add_argument("--no-snapshot", action="store_true",
-                   help="run the replicas from the work tree itself instead of a copy taken at the start")
+    p.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="run the replicas from the work tree itself instead of a copy taken at the start",
+    )
     p.add_argument("--out", default=None, help="JSON lines file (default bench/results/chat-<date>.jsonl)")
     p.add_argument("--load-args", default="", help="extra arguments for chat_load.py, e.g. '--settle 3'")
     args = p.parse_args()
@@ -92,8 +102,10 @@ def parse_args() -> argparse.Namespace:
 
 # ---------------------------------------------------------------- infrastructure
 
+
 async def _pg_check(server: str) -> str | None:
     import asyncpg
+
     try:
         conn = await asyncio.wait_for(asyncpg.connect(server.rstrip("/") + "/postgres"), 5)
     except Exception as exc:
@@ -104,6 +116,7 @@ async def _pg_check(server: str) -> str | None:
 
 async def _pg_exec(server: str, sql: str) -> None:
     import asyncpg
+
     conn = await asyncpg.connect(server.rstrip("/") + "/postgres")
     try:
         await conn.execute(sql)
@@ -113,6 +126,7 @@ async def _pg_exec(server: str, sql: str) -> None:
 
 def redis_ping(host: str, port: int) -> str | None:
     import redis
+
     try:
         redis.Redis(host=host, port=port, socket_timeout=3).ping()
     except Exception as exc:
@@ -133,9 +147,24 @@ class PrivateRedis:
         if binary is None:
             raise RuntimeError("no redis-server binary; use --shared-redis")
         out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--protected-mode", "yes"],
-                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.time() + 15
         while redis_ping("127.0.0.1", self.port) is not None:
             if self.proc.poll() is not None or time.time() > deadline:
@@ -154,10 +183,11 @@ class PrivateRedis:
 
 # ---------------------------------------------------------------- CPU and counters
 
+
 def proc_cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime + stime
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -193,38 +223,49 @@ def machine_busy_seconds() -> tuple[float, float]:
 def bench_backends(dsn: str) -> list[int]:
     async def read() -> list[int]:
         import asyncpg
+
         conn = await asyncpg.connect(dsn)
         try:
-            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                    "AND pid <> pg_backend_pid()")
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
             return [r["pid"] for r in rows]
         finally:
             await conn.close()
+
     return asyncio.run(read())
 
 
 def db_stats(dsn: str) -> dict:
     """Counters of the bench database: commits, and row writes of the chat tables."""
+
     async def read() -> dict:
         import asyncpg
+
         conn = await asyncpg.connect(dsn)
         try:
-            out = {"commits": await conn.fetchval(
-                "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")}
+            out = {
+                "commits": await conn.fetchval(
+                    "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+                )
+            }
             for r in await conn.fetch(
-                    """SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-                       WHERE relname IN ('chat_messages', 'chat_sessions', 'support_events')"""):
+                """SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
+                       WHERE relname IN ('chat_messages', 'chat_sessions', 'support_events')"""
+            ):
                 out[f"{r['relname']}.ins"] = r["n_tup_ins"]
                 out[f"{r['relname']}.upd"] = r["n_tup_upd"]
                 out[f"{r['relname']}.hot_upd"] = r["n_tup_hot_upd"]
             return out
         finally:
             await conn.close()
+
     return asyncio.run(read())
 
 
 def redis_commands(host: str, port: int) -> int:
     import redis
+
     return int(redis.Redis(host=host, port=port).info("stats")["total_commands_processed"])
 
 
@@ -237,12 +278,15 @@ class Sampler:
     def snapshot(self) -> dict:
         pg_bench = bench_backends(self.dsn)
         load = [self.load_pid] + children_of(self.load_pid)
-        return {"t": time.time(), "machine": machine_busy_seconds(),
-                "replicas": [proc_cpu_seconds(p) for p in self.replica_pids],
-                "pg_bench": {p: proc_cpu_seconds(p) for p in pg_bench},
-                "pg_all": {p: proc_cpu_seconds(p) for p in pids_named("postgres")},
-                "redis": {p: proc_cpu_seconds(p) for p in self.redis_pids},
-                "client": {p: proc_cpu_seconds(p) for p in load}}
+        return {
+            "t": time.time(),
+            "machine": machine_busy_seconds(),
+            "replicas": [proc_cpu_seconds(p) for p in self.replica_pids],
+            "pg_bench": {p: proc_cpu_seconds(p) for p in pg_bench},
+            "pg_all": {p: proc_cpu_seconds(p) for p in pids_named("postgres")},
+            "redis": {p: proc_cpu_seconds(p) for p in self.redis_pids},
+            "client": {p: proc_cpu_seconds(p) for p in load},
+        }
 
     @staticmethod
     def delta(a: dict, b: dict) -> dict:
@@ -256,14 +300,20 @@ class Sampler:
         replicas = [round((y - x) / seconds, 2) for x, y in zip(a["replicas"], b["replicas"], strict=False)]
         machine = (b["machine"][0] - a["machine"][0]) / seconds
         ours = sum(replicas) + group("pg_bench") + group("redis") + group("client")
-        return {"replicas": replicas, "postgres": round(group("pg_bench"), 2),
-                "postgres_all_dbs": round(group("pg_all"), 2), "redis": round(group("redis"), 2),
-                "client": round(group("client"), 2), "machine_busy": round(machine, 2),
-                "others": round(max(0.0, machine - ours), 2),
-                "note": "cores busy (CPU s per s) during the measured window; 'others' = the rest of the machine"}
+        return {
+            "replicas": replicas,
+            "postgres": round(group("pg_bench"), 2),
+            "postgres_all_dbs": round(group("pg_all"), 2),
+            "redis": round(group("redis"), 2),
+            "client": round(group("client"), 2),
+            "machine_busy": round(machine, 2),
+            "others": round(max(0.0, machine - ours), 2),
+            "note": "cores busy (CPU s per s) during the measured window; 'others' = the rest of the machine",
+        }
 
 
 # ---------------------------------------------------------------- replicas and the load run
+
 
 class Replicas:
     def __init__(self, count: int, env: dict, args: argparse.Namespace, log_dir: Path, tag: str):
@@ -277,8 +327,16 @@ class Replicas:
             port = self.args.base_port + i
             env = {**self.env, "SERVER_PORT": str(port), "GRPC_SERVER_PORT": str(self.args.grpc_base_port + i)}
             out = open(self.log_dir / f"{self.tag}-r{i}.log", "ab")
-            self.procs.append(subprocess.Popen([PYTHON, "-m", "app", "serve"], cwd=self.cwd, env=env, stdout=out,
-                                               stderr=subprocess.STDOUT, start_new_session=True))
+            self.procs.append(
+                subprocess.Popen(
+                    [PYTHON, "-m", "app", "serve"],
+                    cwd=self.cwd,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
             self.urls.append(f"http://127.0.0.1:{port}")
         deadline = time.time() + 60
         for url, proc in zip(self.urls, self.procs, strict=False):
@@ -312,11 +370,28 @@ def start_profiles(pids: list[int], tag: str, seconds: float) -> list[subprocess
     if not Path(spy).exists():
         log("py-spy not found (pip install py-spy into the venv); no profile")
         return []
-    return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-                              "--format", "raw", "--nonblocking", "--output",
-                              str(RESULTS / f"profile-{tag}-r{i}.txt")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for i, pid in enumerate(pids)]
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(RESULTS / f"profile-{tag}-r{i}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i, pid in enumerate(pids)
+    ]
 
 
 class Window:
@@ -345,17 +420,18 @@ class Window:
         try:
             time.sleep(max(0.0, start - time.time()))
             if self.args.profile:
-                self.profiles = start_profiles(self.sampler.replica_pids, self.label,
-                                               min(self.args.profile_seconds, max(1.0, end - start - 1)))
+                self.profiles = start_profiles(
+                    self.sampler.replica_pids, self.label, min(self.args.profile_seconds, max(1.0, end - start - 1))
+                )
             a = self.sampler.snapshot()
             db0, rd0 = db_stats(self.args.dsn), redis_commands(*self.args.redis_addr)
             time.sleep(max(0.0, end - time.time()))
             self.cpu = Sampler.delta(a, self.sampler.snapshot())
-            time.sleep(1.5)   # PostgreSQL publishes table statistics about once a second
+            time.sleep(1.5)  # PostgreSQL publishes table statistics about once a second
             db1, rd1 = db_stats(self.args.dsn), redis_commands(*self.args.redis_addr)
             self.db = {k: db1[k] - db0.get(k, 0) for k in db1}
             self.db["redis_commands"] = rd1 - rd0
-        except Exception as exc:   # the numbers are extras; never lose the run for them
+        except Exception as exc:  # the numbers are extras; never lose the run for them
             log(f"sampling failed: {type(exc).__name__}: {exc}")
 
     def finish(self) -> tuple[dict | None, dict | None]:
@@ -367,8 +443,16 @@ class Window:
         return self.cpu, self.db
 
 
-SNAPSHOT_SKIP = {".git", ".venv", ".data", ".pytest_cache", "results", "__pycache__", "node_modules",
-                 "support_service.egg-info"}
+SNAPSHOT_SKIP = {
+    ".git",
+    ".venv",
+    ".data",
+    ".pytest_cache",
+    "results",
+    "__pycache__",
+    "node_modules",
+    "support_service.egg-info",
+}
 
 
 def snapshot_tree(dest: Path) -> Path:
@@ -381,22 +465,48 @@ def snapshot_tree(dest: Path) -> Path:
 def git_state() -> str:
     """The commit the replicas ran, with '+dirty' when tracked files had changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except Exception:
         return "unknown"
 
 
-def run_one(args: argparse.Namespace, replicas: Replicas, rooms: int, rate: float, secret: str,
-            redis_pids: list[int]) -> dict | None:
+def run_one(
+    args: argparse.Namespace, replicas: Replicas, rooms: int, rate: float, secret: str, redis_pids: list[int]
+) -> dict | None:
     label = f"{replicas.count}rep-{rooms}x{rate:g}"
-    cmd = [PYTHON, str(ROOT / "bench" / "chat_load.py"), "--url", ",".join(replicas.urls),
-           "--rooms", str(rooms), "--rate", f"{rate:g}", "--duration", f"{args.duration:g}",
-           "--warmup", f"{args.warmup:g}", "--secret", secret, "--database-url", args.dsn,
-           "--workers", str(args.workers), "--label", label, *args.load_args.split()]
+    cmd = [
+        PYTHON,
+        str(ROOT / "bench" / "chat_load.py"),
+        "--url",
+        ",".join(replicas.urls),
+        "--rooms",
+        str(rooms),
+        "--rate",
+        f"{rate:g}",
+        "--duration",
+        f"{args.duration:g}",
+        "--warmup",
+        f"{args.warmup:g}",
+        "--secret",
+        secret,
+        "--database-url",
+        args.dsn,
+        "--workers",
+        str(args.workers),
+        "--label",
+        label,
+        *args.load_args.split(),
+    ]
     log("running", " ".join(c if c != secret else "<secret>" for c in cmd))
     load = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = Sampler([p.pid for p in replicas.procs], load.pid, redis_pids, args.dsn)
@@ -418,44 +528,67 @@ def run_one(args: argparse.Namespace, replicas: Replicas, rooms: int, rate: floa
     row["cpu"] = cpu
     if db:
         stored = max(1, db.get("chat_messages.ins", 0))
-        row["db"] = {**db, "commits_per_message": round(db["commits"] / stored, 2),
-                     "redis_commands_per_message": round(db["redis_commands"] / stored, 1),
-                     "note": "deltas over the measured window (+1.5 s for statistics to arrive)"}
-    row.update({"database_pool_size": args.pool_size, "git": args.git, "nproc": os.cpu_count(),
-                "redis": "private" if not args.shared_redis else "shared"})
+        row["db"] = {
+            **db,
+            "commits_per_message": round(db["commits"] / stored, 2),
+            "redis_commands_per_message": round(db["redis_commands"] / stored, 1),
+            "note": "deltas over the measured window (+1.5 s for statistics to arrive)",
+        }
+    row.update(
+        {
+            "database_pool_size": args.pool_size,
+            "git": args.git,
+            "nproc": os.cpu_count(),
+            "redis": "private" if not args.shared_redis else "shared",
+        }
+    )
     return row
 
 
 # ---------------------------------------------------------------- the table
 
+
 def table(rows: list[dict], replica_counts: list[int]) -> str:
     by_key: dict[tuple, dict[int, dict]] = {}
     for row in rows:
         by_key.setdefault((row["rooms"], row["rate"]), {})[row["replicas"]] = row
-    cols = ["connect/s", "sent/s", "delivered/s", "latency p50/p95/p99 ms", "ack p50/p95/p99 ms",
-            "lost", "dup", "errors", "CPU: replicas / pg / redis / client / others", "pg commits/msg",
-            "redis cmds/msg"]
-    lines = ["| rooms × msg/s | offered msg/s | replicas | " + " | ".join(cols) + " |",
-             "|" + "---|" * (3 + len(cols))]
+    cols = [
+        "connect/s",
+        "sent/s",
+        "delivered/s",
+        "latency p50/p95/p99 ms",
+        "ack p50/p95/p99 ms",
+        "lost",
+        "dup",
+        "errors",
+        "CPU: replicas / pg / redis / client / others",
+        "pg commits/msg",
+        "redis cmds/msg",
+    ]
+    lines = ["| rooms × msg/s | offered msg/s | replicas | " + " | ".join(cols) + " |", "|" + "---|" * (3 + len(cols))]
     for (rooms, rate), per in by_key.items():
         for n in replica_counts:
             r = per.get(n)
             if r is None:
                 continue
             lat, ack, cpu, db = r["latency_ms"], r["ack_ms"], r.get("cpu") or {}, r.get("db") or {}
-            cpu_text = (f"{'+'.join(str(x) for x in cpu.get('replicas', []))} / {cpu.get('postgres')} / "
-                        f"{cpu.get('redis')} / {cpu.get('client')} / {cpu.get('others')}")
+            cpu_text = (
+                f"{'+'.join(str(x) for x in cpu.get('replicas', []))} / {cpu.get('postgres')} / "
+                f"{cpu.get('redis')} / {cpu.get('client')} / {cpu.get('others')}"
+            )
             lost = f"**{r['lost']}**" if r["lost"] else "0"
             dup = f"**{r['duplicates']}**" if r["duplicates"] else "0"
             lines.append(
                 f"| {rooms} × {rate:g} | {r['offered_per_s']:g} | {n} | {r['connections_per_s']} | "
                 f"{r['sent_per_s']} | {r['delivered_per_s']} | {lat['p50']} / {lat['p95']} / {lat['p99']} | "
                 f"{ack['p50']} / {ack['p95']} / {ack['p99']} | {lost} | {dup} | {r['errors']} | {cpu_text} | "
-                f"{db.get('commits_per_message')} | {db.get('redis_commands_per_message')} |")
+                f"{db.get('commits_per_message')} | {db.get('redis_commands_per_message')} |"
+            )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- main
+
 
 def main() -> int:
     args = parse_args()
@@ -469,17 +602,20 @@ def main() -> int:
     if not args.shared_redis and not (shutil.which("redis-server") or shutil.which("valkey-server")):
         problems.append("no redis-server binary for a private Redis (pass --shared-redis to use a running one)")
     if problems:
-        print("run_chat_bench: " + "; ".join(problems) + ".\n"
-              "Start local servers, or the embedded ones `support-service dev` uses, e.g.\n"
-              "  .venv/bin/python -c 'from pathlib import Path; from app.embedded import EmbeddedPostgres, "
-              "EmbeddedRedis; import time; pg = EmbeddedPostgres(Path(\".data/bench-pg\")); "
-              "rd = EmbeddedRedis(Path(\".data/bench-redis\")); print(pg.start(), rd.start(), flush=True); "
-              "time.sleep(86400)'\n"
-              "and pass --pg postgresql://postgres@127.0.0.1:PGPORT --shared-redis --redis-port REDISPORT.",
-              file=sys.stderr)
+        print(
+            "run_chat_bench: " + "; ".join(problems) + ".\n"
+            "Start local servers, or the embedded ones `support-service dev` uses, e.g.\n"
+            "  .venv/bin/python -c 'from pathlib import Path; from app.embedded import EmbeddedPostgres, "
+            'EmbeddedRedis; import time; pg = EmbeddedPostgres(Path(".data/bench-pg")); '
+            'rd = EmbeddedRedis(Path(".data/bench-redis")); print(pg.start(), rd.start(), flush=True); '
+            "time.sleep(86400)'\n"
+            "and pass --pg postgresql://postgres@127.0.0.1:PGPORT --shared-redis --redis-port REDISPORT.",
+            file=sys.stderr,
+        )
         return 2
 
     from app.security.encryption import generate_key_spec
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
     db_name = "bench_chat_" + stamp.replace("-", "_")
     args.dsn = f"{args.pg.rstrip('/')}/{db_name}"
@@ -493,6 +629,7 @@ def main() -> int:
         args.code_dir = ROOT
     else:
         import tempfile
+
         snapshot_dir = Path(tempfile.mkdtemp(prefix="bench-chat-src-"))
         args.code_dir = snapshot_tree(snapshot_dir / "src")
         log(f"replicas run from a copy of the work tree ({args.git}) in {args.code_dir}")
@@ -513,24 +650,39 @@ def main() -> int:
         redis_pids = [private.proc.pid]
     secret = secrets.token_urlsafe(48)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_", "REDIS_"))}
-    env.update({
-        "DATABASE_URL": args.dsn, "DATABASE_POOL_SIZE": str(args.pool_size),
-        "REDIS_HOST": args.redis_addr[0], "REDIS_PORT": str(args.redis_addr[1]),
-        "REDIS_DATABASE": str(args.redis_database if args.shared_redis else 0),
-        "JWT_SECRET": secret, "DATA_ENCRYPTION_KEYS": generate_key_spec("bench1"),
-        "CORS_ALLOWED_ORIGINS": "*", "WEBSOCKET_MAX_SESSIONS": "100000", "LOG_LEVEL": "WARNING",
-        "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "1000000",
-        # the HTTP limiter also counts Socket.IO handshakes per IP: every socket comes from 127.0.0.1
-        "RATE_LIMIT_REQUESTS_PER_MINUTE": "1000000",
-        "SPRING_PROFILES_ACTIVE": "bench",
-    })
+    env.update(
+        {
+            "DATABASE_URL": args.dsn,
+            "DATABASE_POOL_SIZE": str(args.pool_size),
+            "REDIS_HOST": args.redis_addr[0],
+            "REDIS_PORT": str(args.redis_addr[1]),
+            "REDIS_DATABASE": str(args.redis_database if args.shared_redis else 0),
+            "JWT_SECRET": secret,
+            "DATA_ENCRYPTION_KEYS": generate_key_spec("bench1"),
+            "CORS_ALLOWED_ORIGINS": "*",
+            "WEBSOCKET_MAX_SESSIONS": "100000",
+            "LOG_LEVEL": "WARNING",
+            "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "1000000",
+            # the HTTP limiter also counts Socket.IO handshakes per IP: every socket comes from 127.0.0.1
+            "RATE_LIMIT_REQUESTS_PER_MINUTE": "1000000",
+            "SPRING_PROFILES_ACTIVE": "bench",
+        }
+    )
     rows: list[dict] = []
     try:
         asyncio.run(_pg_exec(args.pg, f'CREATE DATABASE "{db_name}"'))
-        log(f"database {db_name}; redis {args.redis_addr[0]}:{args.redis_addr[1]} "
-            f"({'shared' if args.shared_redis else 'private'}); results -> {out_path}; logs -> {log_dir}")
-        subprocess.run([PYTHON, "-m", "app", "migrate"], cwd=args.code_dir, env=env, check=True, timeout=120,
-                       stdout=subprocess.DEVNULL)
+        log(
+            f"database {db_name}; redis {args.redis_addr[0]}:{args.redis_addr[1]} "
+            f"({'shared' if args.shared_redis else 'private'}); results -> {out_path}; logs -> {log_dir}"
+        )
+        subprocess.run(
+            [PYTHON, "-m", "app", "migrate"],
+            cwd=args.code_dir,
+            env=env,
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
         for rooms, rate in args.config_list:
             for count in args.replica_list:
                 replicas = Replicas(count, env, args, log_dir, f"{count}rep-{rooms}x{rate:g}")
@@ -544,8 +696,10 @@ def main() -> int:
                 rows.append(row)
                 with out_path.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
-                log(f"{row['label']}: delivered {row['delivered_per_s']}/s, latency {row['latency_ms']}, "
-                    f"lost {row['lost']}, dup {row['duplicates']}, errors {row['errors']}, cpu {row['cpu']}")
+                log(
+                    f"{row['label']}: delivered {row['delivered_per_s']}/s, latency {row['latency_ms']}, "
+                    f"lost {row['lost']}, dup {row['duplicates']}, errors {row['errors']}, cpu {row['cpu']}"
+                )
                 time.sleep(2)
     finally:
         if not args.keep_db:
@@ -558,8 +712,10 @@ def main() -> int:
     print(table(rows, args.replica_list))
     bad = [r for r in rows if r["lost"] or r["duplicates"]]
     if bad:
-        print(f"\n!!! LOST OR DUPLICATED MESSAGES in {len(bad)} run(s) "
-              f"({', '.join(r['label'] for r in bad)}): server bugs, see {out_path}")
+        print(
+            f"\n!!! LOST OR DUPLICATED MESSAGES in {len(bad)} run(s) "
+            f"({', '.join(r['label'] for r in bad)}): server bugs, see {out_path}"
+        )
     return 1 if bad else 0
 
 

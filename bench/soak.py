@@ -16,6 +16,7 @@ must both be 0; RSS should be flat after the first minutes).
     python bench/soak.py --url http://127.0.0.1:8088,http://127.0.0.1:8089 \\
         --secret "$JWT_SECRET" --database-url "$DATABASE_URL" --rooms 500 --rate 1 --minutes 30
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ from pathlib import Path
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
-SAMPLE = re.compile(r'^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>[-0-9.e+Ina]+)$')
+SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>[-0-9.e+Ina]+)$")
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -81,9 +82,13 @@ async def watch(urls: list[str], minutes: int, load: subprocess.Popen) -> list[d
                 deltas = {edge: buckets.get(edge, 0) - previous[url].get(edge, 0) for edge in buckets}
                 previous[url] = buckets
                 rss = next((v for _, v in metrics.get("process_resident_memory_bytes", [])), 0.0)
-                row = {"minute": minute, "replica": url, "rss_mb": round(rss / 2 ** 20, 1),
-                       "acked": int(deltas.get(float("inf"), 0)),
-                       "ack_ms": {"p50": quantile(deltas, 0.5), "p99": quantile(deltas, 0.99)}}
+                row = {
+                    "minute": minute,
+                    "replica": url,
+                    "rss_mb": round(rss / 2**20, 1),
+                    "acked": int(deltas.get(float("inf"), 0)),
+                    "ack_ms": {"p50": quantile(deltas, 0.5), "p99": quantile(deltas, 0.99)},
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             if load.poll() is not None:
@@ -92,11 +97,17 @@ async def watch(urls: list[str], minutes: int, load: subprocess.Popen) -> list[d
 
 
 def report(rows: list[dict], summary: str, args: argparse.Namespace) -> str:
-    lines = [f"# Soak: {args.rooms} chats × {args.rate} msg/s for {args.minutes} minutes", "",
-             "| minute | replica | RSS MB | acked | ack p50 ms | ack p99 ms |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Soak: {args.rooms} chats × {args.rate} msg/s for {args.minutes} minutes",
+        "",
+        "| minute | replica | RSS MB | acked | ack p50 ms | ack p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['minute']} | {r['replica']} | {r['rss_mb']} | {r['acked']} | "
-                     f"{r['ack_ms']['p50']} | {r['ack_ms']['p99']} |")
+        lines.append(
+            f"| {r['minute']} | {r['replica']} | {r['rss_mb']} | {r['acked']} | "
+            f"{r['ack_ms']['p50']} | {r['ack_ms']['p99']} |"
+        )
     lines += ["", "chat_load summary:", "", "```json", summary.strip(), "```", ""]
     return "\n".join(lines)
 
@@ -113,8 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", default=str(HERE.parent / "docs" / "soak.md"))
     args = p.parse_args(argv)
     urls = [u.rstrip("/") for u in args.url.split(",")]
-    command = [sys.executable, str(HERE / "chat_load.py"), "--url", args.url, "--rooms", str(args.rooms),
-               "--rate", str(args.rate), "--duration", str(args.minutes * 60), "--workers", str(args.workers)]
+    command = [
+        sys.executable,
+        str(HERE / "chat_load.py"),
+        "--url",
+        args.url,
+        "--rooms",
+        str(args.rooms),
+        "--rate",
+        str(args.rate),
+        "--duration",
+        str(args.minutes * 60),
+        "--workers",
+        str(args.workers),
+    ]
     if args.secret:
         command += ["--secret", args.secret]
     if args.database_url:

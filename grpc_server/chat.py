@@ -8,6 +8,7 @@ the session (LISTEN/NOTIFY, no polling loop), so every participant's messages re
 on whichever replica they were written. Out-going frames pass through one bounded queue: a
 peer that does not read stops the reader, not the server's memory.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +32,7 @@ from grpc_server.interceptors import caller, current_call, field_violations
 OPEN = ("queued", "active")
 PAGE = 200
 OUT_QUEUE = 256
-RECHECK_SECONDS = 30.0   # safety net only: the hub wakes the stream on every event of the session
+RECHECK_SECONDS = 30.0  # safety net only: the hub wakes the stream on every event of the session
 SHUTTING_DOWN = "The server is shutting down; reconnect and resume after the last seq received"
 _END = object()
 
@@ -45,8 +46,15 @@ def _frame(kind: int, **fields: Any) -> pb.ChatMessage:
 class _Stream:
     """One StreamChat call: a reader task for frames in, a follower task for messages out."""
 
-    def __init__(self, ctx: AppContext, hub: events_api.EventHub, principal: Principal, session: dict,
-                 after_seq: int, draining: asyncio.Event):
+    def __init__(
+        self,
+        ctx: AppContext,
+        hub: events_api.EventHub,
+        principal: Principal,
+        session: dict,
+        after_seq: int,
+        draining: asyncio.Event,
+    ):
         self.ctx = ctx
         self.hub = hub
         self.principal = principal
@@ -59,27 +67,50 @@ class _Stream:
 
     async def handle(self, frame: pb.ChatMessage) -> None:
         """One frame in: store its message (or answer why not)."""
-        payload = {"session_id": str(self.session["id"]), "client_msg_id": frame.client_msg_id or None,
-                   "message": frame.message or None, "message_type": frame.message_type or "text"}
+        payload = {
+            "session_id": str(self.session["id"]),
+            "client_msg_id": frame.client_msg_id or None,
+            "message": frame.message or None,
+            "message_type": frame.message_type or "text",
+        }
         try:
             data = chat_schemas.ChatMessageSchema().load({k: v for k, v in payload.items() if v is not None})
         except ma.ValidationError as exc:
             errors = "; ".join(f"{field}: {message}" for field, message in field_violations(exc.normalized_messages()))
-            await self.out.put(_frame(pb.CHAT_FRAME_TYPE_ERROR, client_msg_id=frame.client_msg_id,
-                                      session_id=self.session["id"], error_code="INVALID_ARGUMENT",
-                                      error_message=errors))
+            await self.out.put(
+                _frame(
+                    pb.CHAT_FRAME_TYPE_ERROR,
+                    client_msg_id=frame.client_msg_id,
+                    session_id=self.session["id"],
+                    error_code="INVALID_ARGUMENT",
+                    error_message=errors,
+                )
+            )
             return
         try:
-            sent = await chat.send_message(self.ctx, self.principal, current_call().meta, self.session["id"],
-                                           data["client_msg_id"], data["message"], data["message_type"])
+            sent = await chat.send_message(
+                self.ctx,
+                self.principal,
+                current_call().meta,
+                self.session["id"],
+                data["client_msg_id"],
+                data["message"],
+                data["message_type"],
+            )
         except DomainError as exc:
-            await self.out.put(_frame(pb.CHAT_FRAME_TYPE_ERROR, client_msg_id=frame.client_msg_id,
-                                      session_id=self.session["id"], error_code=TRANSPORT_CODES[exc.code][1],
-                                      error_message=exc.detail))
+            await self.out.put(
+                _frame(
+                    pb.CHAT_FRAME_TYPE_ERROR,
+                    client_msg_id=frame.client_msg_id,
+                    session_id=self.session["id"],
+                    error_code=TRANSPORT_CODES[exc.code][1],
+                    error_message=exc.detail,
+                )
+            )
             return
         if sent["duplicate"]:
             await self.out.put(_frame(pb.CHAT_FRAME_TYPE_DUPLICATE, **sent["message"]))
-        self.wake.set()   # our own message comes back in seq order: no need to wait for NOTIFY
+        self.wake.set()  # our own message comes back in seq order: no need to wait for NOTIFY
 
     async def read_in(self, frames: AsyncIterator[pb.ChatMessage]) -> None:
         async for frame in frames:
@@ -90,8 +121,9 @@ class _Stream:
 
     async def follow(self) -> None:
         """Every message after the cursor, in seq order; ENDED (and the end) when the chat ends."""
-        watch = await self.hub.watch(events_api.EventFilter(entity_type="chat_session",
-                                                            entity_id=str(self.session["id"])))
+        watch = await self.hub.watch(
+            events_api.EventFilter(entity_type="chat_session", entity_id=str(self.session["id"]))
+        )
         try:
             while True:
                 self.wake.clear()
@@ -100,18 +132,17 @@ class _Stream:
                 if self.session["status"] not in OPEN or "chat.ended" in watch.types_seen:
                     await self._finish()
                     return
-                if self.closing:   # set after the peer's last message committed: one more read has it
+                if self.closing:  # set after the peer's last message committed: one more read has it
                     await self._send_new()
                     await self.out.put(_END)
                     return
                 waits = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(watch.event.wait())]
                 try:
-                    done, _ = await asyncio.wait(waits, timeout=RECHECK_SECONDS,
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(waits, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for waiter in waits:
                         waiter.cancel()
-                if not done:   # nothing heard for a while: look at the session itself
+                if not done:  # nothing heard for a while: look at the session itself
                     self.session = await chat.get_session(self.ctx, self.principal, self.session["id"])
         finally:
             self.hub.detach(watch)
@@ -128,8 +159,7 @@ class _Stream:
 
     async def _finish(self) -> None:
         await self._send_new()
-        await self.out.put(_frame(pb.CHAT_FRAME_TYPE_ENDED, session_id=self.session["id"],
-                                  session=self.session))
+        await self.out.put(_frame(pb.CHAT_FRAME_TYPE_ENDED, session_id=self.session["id"], session=self.session))
         await self.out.put(_END)
 
 
@@ -139,15 +169,18 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self.hub = hub
         self.draining = draining
 
-    async def StreamChat(self, request_iterator: AsyncIterator[pb.ChatMessage],
-                         context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ChatMessage]:
+    async def StreamChat(
+        self, request_iterator: AsyncIterator[pb.ChatMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ChatMessage]:
         principal = caller()
         first = await anext(request_iterator, None)
         if first is None:
             return
         if not first.session_id or len(first.session_id) > 64:
-            raise ValidationFailed("The first frame names the session",
-                                   details={"session_id": ["A session id or session_key of 1-64 characters is required."]})
+            raise ValidationFailed(
+                "The first frame names the session",
+                details={"session_id": ["A session id or session_key of 1-64 characters is required."]},
+            )
         if first.HasField("after_seq") and first.after_seq < 0:
             raise ValidationFailed("The request has invalid fields", details={"after_seq": ["Must be at least 0."]})
         session = await chat.get_session(self.ctx, principal, first.session_id)
@@ -160,8 +193,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 await stream.handle(first)
             await stream.read_in(request_iterator)
 
-        tasks = [asyncio.create_task(read_in(), name="stream-chat-in"),
-                 asyncio.create_task(stream.follow(), name="stream-chat-out")]
+        tasks = [
+            asyncio.create_task(read_in(), name="stream-chat-in"),
+            asyncio.create_task(stream.follow(), name="stream-chat-out"),
+        ]
         stop = asyncio.ensure_future(self.draining.wait())
         getter: asyncio.Future | None = None
         try:

@@ -11,6 +11,7 @@ does every conversion:
   in JSON form (strings for times), ready for the same marshmallow schema REST uses.
 - :func:`to_dict` reads any message back into the REST JSON's shape (tests compare the two).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -49,7 +50,7 @@ def enum_text(enum: EnumDescriptor, number: int) -> str | None:
     """The REST string of an enum value; None for UNSPECIFIED (0)."""
     if number == 0:
         return None
-    return enum.values_by_number[number].name[len(_enum_prefix(enum)):].lower()
+    return enum.values_by_number[number].name[len(_enum_prefix(enum)) :].lower()
 
 
 def _is_map(field: FieldDescriptor) -> bool:
@@ -137,6 +138,7 @@ def to_message(cls: type[Message], data: dict | None) -> Message | None:
 
 # ---------------------------------------------------------------- requests in
 
+
 def _read_message(value: Message, *, json_times: bool) -> Any:
     name = value.DESCRIPTOR.full_name
     if name == _TIMESTAMP:
@@ -156,8 +158,9 @@ def request_fields(message: Message) -> dict[str, Any]:
         value = getattr(message, field.name)
         if _is_map(field):
             if value:
-                data[field.name] = {k: (_read_message(v, json_times=True) if isinstance(v, Message) else v)
-                                    for k, v in value.items()}
+                data[field.name] = {
+                    k: (_read_message(v, json_times=True) if isinstance(v, Message) else v) for k, v in value.items()
+                }
         elif field.is_repeated:
             if value:
                 if field.enum_type is not None:
@@ -173,7 +176,7 @@ def request_fields(message: Message) -> dict[str, Any]:
             if value != 0:
                 data[field.name] = enum_text(field.enum_type, value)
             elif field.has_presence and message.HasField(field.name):
-                data[field.name] = None   # UNSPECIFIED given on purpose: the schema refuses it
+                data[field.name] = None  # UNSPECIFIED given on purpose: the schema refuses it
         elif field.has_presence:
             if message.HasField(field.name):
                 data[field.name] = value
@@ -184,6 +187,7 @@ def request_fields(message: Message) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- any message out (tests, clients)
 
+
 def to_dict(message: Message) -> dict[str, Any]:
     """Every field in the REST JSON's form: unset ones are None, times aware datetimes."""
     data: dict[str, Any] = {}
@@ -191,8 +195,9 @@ def to_dict(message: Message) -> dict[str, Any]:
     for field in descriptor.fields:
         value = getattr(message, field.name)
         if _is_map(field):
-            data[field.name] = {k: (_read_message(v, json_times=False) if isinstance(v, Message) else v)
-                                for k, v in value.items()}
+            data[field.name] = {
+                k: (_read_message(v, json_times=False) if isinstance(v, Message) else v) for k, v in value.items()
+            }
         elif field.is_repeated:
             if field.enum_type is not None:
                 data[field.name] = [enum_text(field.enum_type, v) for v in value]
@@ -209,6 +214,6 @@ def to_dict(message: Message) -> dict[str, Any]:
         else:
             data[field.name] = value
     for oneof in descriptor.oneofs:
-        if not oneof.name.startswith("_"):   # real oneofs, not proto3 `optional`
+        if not oneof.name.startswith("_"):  # real oneofs, not proto3 `optional`
             data[oneof.name] = message.WhichOneof(oneof.name)
     return data

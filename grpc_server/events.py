@@ -1,4 +1,5 @@
 """SupportEventService: publish into the event log, subscribe to it (app.services.events_api)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,14 +27,19 @@ class SupportEventServicer(events_pb2_grpc.SupportEventServiceServicer):
 
     async def PublishSupportEvent(self, request: pb.SupportEvent, context: grpc.aio.ServicerContext) -> Any:
         data = request_fields(request)
-        data.pop("position", None)   # output only
+        data.pop("position", None)  # output only
         result = await events_api.publish(self.ctx, caller(), current_call().meta, data)
         event = result["event"]
-        return pb.EventResponse(event_id=str(event["event_id"]), duplicate=result["duplicate"],
-                                position=event["position"], topic=event["topic"])
+        return pb.EventResponse(
+            event_id=str(event["event_id"]),
+            duplicate=result["duplicate"],
+            position=event["position"],
+            topic=event["topic"],
+        )
 
-    async def SubscribeToSupportEvents(self, request: pb.SubscribeRequest,
-                                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.SupportEvent]:
+    async def SubscribeToSupportEvents(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SupportEvent]:
         flt, cursor = await events_api.prepare_subscription(self.ctx, caller(), request_fields(request))
         subscription = await self.hub.subscribe(flt, cursor)
         try:

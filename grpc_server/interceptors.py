@@ -12,6 +12,7 @@ grpcio-status): ``BadRequest`` field violations for validation, ``RetryInfo`` wh
 limited, ``ErrorInfo`` otherwise. Anything else is INTERNAL with a fixed message: the traceback
 goes to the log, never to the client.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,7 +46,7 @@ INTERNAL_MESSAGE = "Something went wrong; the request id identifies it in the lo
 
 @dataclasses.dataclass
 class CallInfo:
-    method: str                      # /support.v1.SupportService/GetTicket
+    method: str  # /support.v1.SupportService/GetTicket
     context: grpc.aio.ServicerContext
     request_id: str
     ip: str | None
@@ -75,7 +76,7 @@ def current_call() -> CallInfo:
 
 def caller() -> Principal:
     principal = current_call().principal
-    if principal is None:   # only the exempt services run without authentication
+    if principal is None:  # only the exempt services run without authentication
         raise Unauthorized("Missing bearer token")
     return principal
 
@@ -86,7 +87,7 @@ def peer_ip(peer: str | None) -> str | None:
         return None
     kind, _, rest = peer.partition(":")
     if kind == "ipv6" and rest.startswith("["):
-        return rest[1:rest.find("]")][:64]
+        return rest[1 : rest.find("]")][:64]
     if kind == "ipv4":
         return rest.rpartition(":")[0][:64]
     return peer[:64]
@@ -107,13 +108,13 @@ Scope = Callable[[CallInfo], contextlib.AbstractAsyncContextManager[Any]]
 def _open_call(method: str, context: grpc.aio.ServicerContext, streaming: bool) -> CallInfo:
     incoming = metadata_value(context, "x-request-id") or ""
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-    return CallInfo(method=method, context=context, request_id=request_id, ip=peer_ip(context.peer()),
-                    streaming=streaming)
+    return CallInfo(
+        method=method, context=context, request_id=request_id, ip=peer_ip(context.peer()), streaming=streaming
+    )
 
 
 @contextlib.asynccontextmanager
-async def _within(method: str, context: grpc.aio.ServicerContext, streaming: bool,
-                  scope: Scope) -> AsyncIterator[None]:
+async def _within(method: str, context: grpc.aio.ServicerContext, streaming: bool, scope: Scope) -> AsyncIterator[None]:
     """``scope`` around the call; the outermost interceptor opens the CallInfo."""
     call = _CALL.get()
     token = None
@@ -125,7 +126,7 @@ async def _within(method: str, context: grpc.aio.ServicerContext, streaming: boo
             yield
     finally:
         if token is not None:
-            with contextlib.suppress(ValueError):   # a generator finalised in another context
+            with contextlib.suppress(ValueError):  # a generator finalised in another context
                 _CALL.reset(token)
 
 
@@ -145,16 +146,18 @@ def _safe_deserializer(deserialize: Callable[[bytes], Any] | None) -> Callable[[
     def safe(data: bytes) -> Any:
         try:
             return deserialize(data)
-        except Exception as exc:   # google.protobuf.message.DecodeError and friends
+        except Exception as exc:  # google.protobuf.message.DecodeError and friends
             return Undecodable(exc)
-    safe.safe = True   # type: ignore[attr-defined]
+
+    safe.safe = True  # type: ignore[attr-defined]
     return safe
 
 
 def _decoded(request: Any) -> Any:
     if isinstance(request, Undecodable):
-        raise ValidationFailed("The request could not be decoded (strings must be valid UTF-8)",
-                               details={"_request": [str(request.error)]})
+        raise ValidationFailed(
+            "The request could not be decoded (strings must be valid UTF-8)", details={"_request": [str(request.error)]}
+        )
     return request
 
 
@@ -163,12 +166,15 @@ async def _decoded_stream(requests: Any) -> AsyncIterator[Any]:
         yield _decoded(request)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope, *,
-          check_requests: bool = False) -> grpc.RpcMethodHandler:
+def _wrap(
+    handler: grpc.RpcMethodHandler, method: str, scope: Scope, *, check_requests: bool = False
+) -> grpc.RpcMethodHandler:
     """The same handler with every invocation inside ``scope(call)``; with ``check_requests``
     an undecodable request raises :class:`ValidationFailed` inside that scope."""
-    options = {"request_deserializer": _safe_deserializer(handler.request_deserializer),
-               "response_serializer": handler.response_serializer}
+    options = {
+        "request_deserializer": _safe_deserializer(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
     check = _decoded if check_requests else (lambda request: request)
     check_stream = _decoded_stream if check_requests else (lambda requests: requests)
     if handler.unary_unary is not None:
@@ -177,6 +183,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope, *,
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with _within(method, context, False, scope):
                 return await inner_uu(check(request), context)
+
         return grpc.unary_unary_rpc_method_handler(unary_unary, **options)
     if handler.stream_unary is not None:
         inner_su = handler.stream_unary
@@ -184,6 +191,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope, *,
         async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
             async with _within(method, context, False, scope):
                 return await inner_su(check_stream(requests), context)
+
         return grpc.stream_unary_rpc_method_handler(stream_unary, **options)
     inner_stream = handler.unary_stream or handler.stream_stream
     check_in = check if handler.unary_stream is not None else check_stream
@@ -192,13 +200,14 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, scope: Scope, *,
         async with _within(method, context, True, scope):
             async for response in inner_stream(check_in(request), context):
                 yield response
+
     if handler.unary_stream is not None:
         return grpc.unary_stream_rpc_method_handler(streaming, **options)
     return grpc.stream_stream_rpc_method_handler(streaming, **options)
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):
-    checks_requests = False   # the innermost one refuses undecodable requests (after auth)
+    checks_requests = False  # the innermost one refuses undecodable requests (after auth)
 
     def scope(self, call: CallInfo) -> contextlib.AbstractAsyncContextManager[Any]:
         raise NotImplementedError
@@ -216,7 +225,7 @@ class LoggingInterceptor(_Interceptor):
     @contextlib.asynccontextmanager
     async def scope(self, call: CallInfo) -> AsyncIterator[None]:
         token = request_id_var.set(call.request_id)
-        with contextlib.suppress(Exception):   # a cancelled call can no longer take metadata
+        with contextlib.suppress(Exception):  # a cancelled call can no longer take metadata
             await call.context.send_initial_metadata((("x-request-id", call.request_id),))
         try:
             yield
@@ -225,11 +234,17 @@ class LoggingInterceptor(_Interceptor):
             raise
         finally:
             principal = call.principal
-            log.info("grpc call", extra={
-                "grpc_method": call.method, "code": call.code.name, "ip": call.ip,
-                "duration_ms": round((time.perf_counter() - call.started) * 1000, 2),
-                "user_id": str(principal.user_id) if principal else None,
-                "role": principal.role if principal else None})
+            log.info(
+                "grpc call",
+                extra={
+                    "grpc_method": call.method,
+                    "code": call.code.name,
+                    "ip": call.ip,
+                    "duration_ms": round((time.perf_counter() - call.started) * 1000, 2),
+                    "user_id": str(principal.user_id) if principal else None,
+                    "role": principal.role if principal else None,
+                },
+            )
             with contextlib.suppress(ValueError):
                 request_id_var.reset(token)
 
@@ -268,9 +283,13 @@ def status_for(exc: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]:
         retry.FromMilliseconds(exc.retry_after_ms)
         detail.Pack(error_details_pb2.RetryInfo(retry_delay=retry))
     else:
-        detail.Pack(error_details_pb2.ErrorInfo(
-            reason=exc.code.upper(), domain="support-service",
-            metadata={str(k): str(v) for k, v in (exc.details or {}).items()}))
+        detail.Pack(
+            error_details_pb2.ErrorInfo(
+                reason=exc.code.upper(),
+                domain="support-service",
+                metadata={str(k): str(v) for k, v in (exc.details or {}).items()},
+            )
+        )
     status = status_pb2.Status(code=code.value[0], message=exc.detail, details=[detail])
     return code, status
 
@@ -312,16 +331,22 @@ class ErrorInterceptor(_Interceptor):
         except (asyncio.CancelledError, GeneratorExit, grpc.aio.AbortError):
             raise
         except Exception as exc:
-            if not is_outage(exc):   # PostgreSQL or Redis out of reach: UNAVAILABLE, which clients retry
+            if not is_outage(exc):  # PostgreSQL or Redis out of reach: UNAVAILABLE, which clients retry
                 log.exception("grpc call failed", extra={"grpc_method": call.method})
                 call.code = grpc.StatusCode.INTERNAL
                 status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
                 grpc_status = rpc_status.to_status(status)
                 await call.context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
-            log.warning("grpc call failed: a backing service is out of reach",
-                        extra={"grpc_method": call.method, "error": f"{type(exc).__name__}: {exc}"})
-            await abort_with(call, Unavailable("A backing service is out of reach; retry shortly",
-                                               details={"retry_after_ms": RETRY_AFTER_MS}))
+            log.warning(
+                "grpc call failed: a backing service is out of reach",
+                extra={"grpc_method": call.method, "error": f"{type(exc).__name__}: {exc}"},
+            )
+            await abort_with(
+                call,
+                Unavailable(
+                    "A backing service is out of reach; retry shortly", details={"retry_after_ms": RETRY_AFTER_MS}
+                ),
+            )
 
 
 class AuthInterceptor(_Interceptor):
@@ -341,6 +366,7 @@ class RateLimitInterceptor(_Interceptor):
     """RATE_LIMIT_REQUESTS_PER_MINUTE per caller, counted in Redis like REST (scope ``grpc``);
     a stream counts once, when it opens. The innermost interceptor: an undecodable request is
     refused here, after the caller is known, as INVALID_ARGUMENT."""
+
     checks_requests = True
 
     def __init__(self, ctx: AppContext):
@@ -354,5 +380,10 @@ class RateLimitInterceptor(_Interceptor):
 
 
 def interceptors(ctx: AppContext) -> list[grpc.aio.ServerInterceptor]:
-    return [LoggingInterceptor(), MetricsInterceptor(), ErrorInterceptor(), AuthInterceptor(ctx),
-            RateLimitInterceptor(ctx)]
+    return [
+        LoggingInterceptor(),
+        MetricsInterceptor(),
+        ErrorInterceptor(),
+        AuthInterceptor(ctx),
+        RateLimitInterceptor(ctx),
+    ]

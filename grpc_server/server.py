@@ -7,6 +7,7 @@ database answers and NOT_SERVING while it does not (checked every few seconds), 
 NOT_SERVING, open streams are ended with UNAVAILABLE (clients resume from their last event id or
 seq), unary calls in flight get ``grace`` seconds to finish.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,14 @@ from grpc_server.interceptors import interceptors
 from grpc_server.support import SupportServicer
 
 log = logging.getLogger("support.grpc")
-SERVICES = tuple(module.DESCRIPTOR.services_by_name[name].full_name for module, name in (
-    (support_pb2, "SupportService"), (events_pb2, "SupportEventService"), (chat_pb2, "ChatService")))
+SERVICES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (support_pb2, "SupportService"),
+        (events_pb2, "SupportEventService"),
+        (chat_pb2, "ChatService"),
+    )
+)
 DbCheck = Callable[[], Awaitable[object]]
 
 
@@ -49,9 +56,18 @@ def server_options(s: Settings) -> list[tuple[str, int]]:
 
 
 class GrpcServer:
-    def __init__(self, ctx: AppContext, *, settings: Settings | None = None, host: str = "0.0.0.0",
-                 port: int | None = None, grace: float = 10.0, health_interval: float = 5.0,
-                 db_check: DbCheck | None = None, hub: EventHub | None = None):
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        settings: Settings | None = None,
+        host: str = "0.0.0.0",
+        port: int | None = None,
+        grace: float = 10.0,
+        health_interval: float = 5.0,
+        db_check: DbCheck | None = None,
+        hub: EventHub | None = None,
+    ):
         """``hub``: the replica's subscriptions hub (a listener of its event follower); without
         one the server runs a hub of its own."""
         self.ctx = ctx
@@ -78,7 +94,8 @@ class GrpcServer:
         server = grpc.aio.server(interceptors=interceptors(self.ctx), options=server_options(self.settings))
         support_pb2_grpc.add_SupportServiceServicer_to_server(SupportServicer(self.ctx), server)
         events_pb2_grpc.add_SupportEventServiceServicer_to_server(
-            SupportEventServicer(self.ctx, self.hub, self.draining), server)
+            SupportEventServicer(self.ctx, self.hub, self.draining), server
+        )
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self.ctx, self.hub, self.draining), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -114,7 +131,7 @@ class GrpcServer:
 
     async def _watch_health(self) -> None:
         while True:
-            await asyncio.sleep(self.health_interval)   # the probe period
+            await asyncio.sleep(self.health_interval)  # the probe period
             await self._check_health()
 
     async def stop(self, grace: float | None = None) -> None:
@@ -136,8 +153,11 @@ class GrpcServer:
         """The ``grpc`` readiness component: down unless listening and serving."""
         if self._server is None or not self.serving:
             raise RuntimeError("gRPC is not serving")
-        return {"port": self.port, "event_hub": "listening" if self.hub.connected else "reconnecting",
-                "subscribers": self.hub.listeners}
+        return {
+            "port": self.port,
+            "event_hub": "listening" if self.hub.connected else "reconnecting",
+            "subscribers": self.hub.listeners,
+        }
 
 
 @contextlib.asynccontextmanager

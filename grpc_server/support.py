@@ -1,5 +1,6 @@
 """SupportService: each RPC parses like its REST endpoint (the same marshmallow schema), calls the
 same service function, and shapes the reply from the same dict."""
+
 from __future__ import annotations
 
 import uuid
@@ -25,10 +26,12 @@ from grpc_server.interceptors import caller, current_call
 
 # Fields REST takes as null; proto3 strings cannot be null, so a set empty string means null.
 _NULLABLE_TICKET_FIELDS = ("subcategory", "customer_email", "customer_name", "agent_id")
-_REPORTS = {pb.ANALYTICS_REPORT_TICKETS: ("tickets", pb.TicketAnalytics),
-            pb.ANALYTICS_REPORT_CHAT: ("chat", pb.ChatAnalytics),
-            pb.ANALYTICS_REPORT_RESPONSE_TIME: ("response_time", pb.ResponseTimeAnalytics),
-            pb.ANALYTICS_REPORT_SATISFACTION: ("satisfaction", pb.SatisfactionAnalytics)}
+_REPORTS = {
+    pb.ANALYTICS_REPORT_TICKETS: ("tickets", pb.TicketAnalytics),
+    pb.ANALYTICS_REPORT_CHAT: ("chat", pb.ChatAnalytics),
+    pb.ANALYTICS_REPORT_RESPONSE_TIME: ("response_time", pb.ResponseTimeAnalytics),
+    pb.ANALYTICS_REPORT_SATISFACTION: ("satisfaction", pb.SatisfactionAnalytics),
+}
 _WINDOW = ("from", "to", "granularity", "tz", "department", "agent_id")
 
 
@@ -38,14 +41,14 @@ def load(schema: ma.Schema, data: dict) -> dict:
         return schema.load(data)
     except ma.ValidationError as exc:
         messages = exc.normalized_messages()
-        raise ValidationFailed("The request has invalid fields",
-                               details=messages if isinstance(messages, dict) else {"_request": messages}) from None
+        raise ValidationFailed(
+            "The request has invalid fields", details=messages if isinstance(messages, dict) else {"_request": messages}
+        ) from None
 
 
 def resource_id(value: str, field: str = "id") -> uuid.UUID:
     if not value:
-        raise ValidationFailed("The request has invalid fields",
-                               details={field: ["Missing data for required field."]})
+        raise ValidationFailed("The request has invalid fields", details={field: ["Missing data for required field."]})
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -55,8 +58,10 @@ def resource_id(value: str, field: str = "id") -> uuid.UUID:
 def session_ref(value: str, field: str) -> str:
     """A chat session named by its id or its session_key."""
     if not value or len(value) > 64:
-        raise ValidationFailed("The request has invalid fields",
-                               details={field: ["A session id or session_key of 1-64 characters is required."]})
+        raise ValidationFailed(
+            "The request has invalid fields",
+            details={field: ["A session id or session_key of 1-64 characters is required."]},
+        )
     return value
 
 
@@ -118,8 +123,7 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
 
     # ------------------------------------------------------------ chat
 
-    async def CreateChatSession(self, request: pb.CreateChatSessionRequest,
-                                context: grpc.aio.ServicerContext) -> Any:
+    async def CreateChatSession(self, request: pb.CreateChatSessionRequest, context: grpc.aio.ServicerContext) -> Any:
         data = load(chat_schemas.ChatStartSchema(), request_fields(request))
         result = await chat.start_chat(self.ctx, caller(), current_call().meta, data)
         return to_message(pb.ChatSessionResponse, result)
@@ -131,8 +135,15 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
     async def SendMessage(self, request: pb.SendMessageRequest, context: grpc.aio.ServicerContext) -> Any:
         ref = session_ref(request.session_id, "session_id")
         data = load(chat_schemas.MessageCreateSchema(), _without(request_fields(request), "session_id"))
-        sent = await chat.send_message(self.ctx, caller(), current_call().meta, ref, data.get("client_msg_id"),
-                                       data["message"], data["message_type"])
+        sent = await chat.send_message(
+            self.ctx,
+            caller(),
+            current_call().meta,
+            ref,
+            data.get("client_msg_id"),
+            data["message"],
+            data["message_type"],
+        )
         return to_message(pb.SendMessageResponse, sent)
 
     async def GetMessages(self, request: pb.GetMessagesRequest, context: grpc.aio.ServicerContext) -> Any:
@@ -164,7 +175,7 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
         return pb.DeleteArticleResponse(id=str(article_id), deleted=True)
 
     async def SearchArticles(self, request: pb.SearchArticlesRequest, context: grpc.aio.ServicerContext) -> Any:
-        caller()   # authenticated like every RPC (REST's search is public)
+        caller()  # authenticated like every RPC (REST's search is public)
         params = load(kb_schemas.SearchQuery(), _joined(request_fields(request), "tags"))
         return to_message(pb.SearchArticlesResponse, await kb.search(self.ctx, params))
 
@@ -172,7 +183,7 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
 
     async def CreateFeedback(self, request: pb.CreateFeedbackRequest, context: grpc.aio.ServicerContext) -> Any:
         fields = request_fields(request)
-        fields.setdefault("rating", request.rating)   # 0 is not left out: the schema refuses it
+        fields.setdefault("rating", request.rating)  # 0 is not left out: the schema refuses it
         data = load(feedback_schemas.FeedbackCreateSchema(), fields)
         item = await feedback.create_feedback(self.ctx, caller(), current_call().meta, data)
         return pb.FeedbackResponse(feedback=to_message(pb.Feedback, item))
@@ -181,8 +192,9 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
         item = await feedback.get_feedback(self.ctx, caller(), resource_id(request.id))
         return pb.FeedbackResponse(feedback=to_message(pb.Feedback, item))
 
-    async def GetFeedbackAnalytics(self, request: pb.GetFeedbackAnalyticsRequest,
-                                   context: grpc.aio.ServicerContext) -> Any:
+    async def GetFeedbackAnalytics(
+        self, request: pb.GetFeedbackAnalyticsRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
         fields = _window(request)
         if request.HasField("category"):
             fields["category"] = request.category
@@ -192,12 +204,15 @@ class SupportServicer(support_pb2_grpc.SupportServiceServicer):
 
     # ------------------------------------------------------------ analytics
 
-    async def GetSupportAnalytics(self, request: pb.GetSupportAnalyticsRequest,
-                                  context: grpc.aio.ServicerContext) -> Any:
-        require_role(caller(), *analytics.ROLES)   # who may ask comes before what was asked
+    async def GetSupportAnalytics(
+        self, request: pb.GetSupportAnalyticsRequest, context: grpc.aio.ServicerContext
+    ) -> Any:
+        require_role(caller(), *analytics.ROLES)  # who may ask comes before what was asked
         if request.report not in _REPORTS:
-            raise ValidationFailed("The request has invalid fields",
-                                   details={"report": ["One of tickets, chat, response_time, satisfaction."]})
+            raise ValidationFailed(
+                "The request has invalid fields",
+                details={"report": ["One of tickets, chat, response_time, satisfaction."]},
+            )
         name, figures = _REPORTS[request.report]
         params = load(analytics_schemas.WindowQuery(), _window(request))
         report = await analytics.report(self.ctx, caller(), name, params)

@@ -1,4 +1,5 @@
 """/api/v1/agents: the roster (supervisors, admins) and each agent's own profile."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -6,7 +7,18 @@ from aiohttp import web
 from app.auth import STAFF
 from app.schemas import agents as s
 from app.services import agents
-from rest.common import MANAGERS, authenticate, body, context, created, json_response, meta, no_content, path_uuid, query
+from rest.common import (
+    MANAGERS,
+    authenticate,
+    body,
+    context,
+    created,
+    json_response,
+    meta,
+    no_content,
+    path_uuid,
+    query,
+)
 from rest.openapi import api_doc
 
 routes = web.RouteTableDef()
@@ -14,8 +26,7 @@ TAGS = ["Agents"]
 
 
 @routes.get("/api/v1/agents")
-@api_doc(summary="List agents (supervisors, admins)", tags=TAGS, query=s.AgentListQuery,
-         response=s.AgentPageSchema)
+@api_doc(summary="List agents (supervisors, admins)", tags=TAGS, query=s.AgentListQuery, response=s.AgentPageSchema)
 async def list_agents(request: web.Request) -> web.Response:
     principal = authenticate(request, *MANAGERS)
     params = await query(request, s.AgentListQuery())
@@ -23,8 +34,14 @@ async def list_agents(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/agents")
-@api_doc(summary="Create an agent (supervisors, admins)", tags=TAGS, body=s.AgentCreateSchema,
-         response=s.AgentSchema, status=201, errors=(409,))
+@api_doc(
+    summary="Create an agent (supervisors, admins)",
+    tags=TAGS,
+    body=s.AgentCreateSchema,
+    response=s.AgentSchema,
+    status=201,
+    errors=(409,),
+)
 async def create_agent(request: web.Request) -> web.Response:
     principal = authenticate(request, *MANAGERS)
     data = await body(request, s.AgentCreateSchema())
@@ -40,8 +57,9 @@ async def get_me(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/agents/me/status")
-@api_doc(summary="Set the calling agent's status", tags=TAGS, body=s.AgentStatusSchema,
-         response=s.AgentSchema, errors=(404,))
+@api_doc(
+    summary="Set the calling agent's status", tags=TAGS, body=s.AgentStatusSchema, response=s.AgentSchema, errors=(404,)
+)
 async def set_my_status(request: web.Request) -> web.Response:
     principal = authenticate(request, *STAFF)
     data = await body(request, s.AgentStatusSchema())
@@ -49,11 +67,15 @@ async def set_my_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/agents/stats")
-@api_doc(summary="Each agent's status, load and today's figures (supervisors, admins)", tags=TAGS,
-         query=s.AgentStatsQuery, response=s.AgentStatsPageSchema,
-         description="Today starts at midnight in `tz`; `from`/`to` choose another window. First response "
-                     "is assigned -> first agent message (chats assigned in the window); handle time is "
-                     "assigned -> ended (chats that ended in it); ratings are those received in it.")
+@api_doc(
+    summary="Each agent's status, load and today's figures (supervisors, admins)",
+    tags=TAGS,
+    query=s.AgentStatsQuery,
+    response=s.AgentStatsPageSchema,
+    description="Today starts at midnight in `tz`; `from`/`to` choose another window. First response "
+    "is assigned -> first agent message (chats assigned in the window); handle time is "
+    "assigned -> ended (chats that ended in it); ratings are those received in it.",
+)
 async def agent_stats(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.AgentStatsQuery())
@@ -75,8 +97,13 @@ def _only_get_on_me(request: web.Request) -> None:
 
 
 @routes.put("/api/v1/agents/{id}")
-@api_doc(summary="Update an agent (partial; supervisors, admins)", tags=TAGS, body=s.AgentUpdateSchema,
-         response=s.AgentSchema, errors=(404,))
+@api_doc(
+    summary="Update an agent (partial; supervisors, admins)",
+    tags=TAGS,
+    body=s.AgentUpdateSchema,
+    response=s.AgentSchema,
+    errors=(404,),
+)
 async def update_agent(request: web.Request) -> web.Response:
     _only_get_on_me(request)
     principal = authenticate(request, *MANAGERS)

@@ -1,5 +1,6 @@
 """The REST application: middlewares, routes and docs. Its resources and lifetimes (the
 AppContext, the duties) belong to the composition root, app/server.py."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -31,15 +32,33 @@ def create_app(settings: Settings) -> web.Application:
     """The REST routes and middlewares; the resources the handlers use (app[CONTEXT], app[HEALTH])
     are put in place by the composition root, app/server.py."""
     app = web.Application(
-        middlewares=[middleware.request_context, middleware.cors(settings.cors_allowed_origins or ()),
-                     middleware.problems, middleware.rate_limit],
-        client_max_size=2 * 1024 * 1024)
+        middlewares=[
+            middleware.request_context,
+            middleware.cors(settings.cors_allowed_origins or ()),
+            middleware.problems,
+            middleware.rate_limit,
+        ],
+        client_max_size=2 * 1024 * 1024,
+    )
     app.on_response_prepare.append(middleware.security_headers)
     app[HEALTH] = Health()
-    for module in (tickets, chat, departments, agents, audit, health, kb, feedback, analytics, canned, automation, escalation,
-                   attachments):
+    for module in (
+        tickets,
+        chat,
+        departments,
+        agents,
+        audit,
+        health,
+        kb,
+        feedback,
+        analytics,
+        canned,
+        automation,
+        escalation,
+        attachments,
+    ):
         app.router.add_routes(module.routes)
-    app.router.add_routes(bookings.routes)   # beside the chat and ticket (README "Bookings")
+    app.router.add_routes(bookings.routes)  # beside the chat and ticket (README "Bookings")
     setup_docs(app)
     setup_static(app, settings)
     return app

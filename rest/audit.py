@@ -1,4 +1,5 @@
 """/api/v1/audit: the audit log, for admins."""
+
 from __future__ import annotations
 
 from aiohttp import web

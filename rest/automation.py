@@ -1,4 +1,5 @@
 """/api/v1/automation/{categorization,priority}-rules: admin CRUD over app.services.automation_rules."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -31,8 +32,7 @@ def _crud(kind: str, path: str, create: type, update: type, item: type, page: ty
         params = await query(request, s.RuleListQuery())
         return json_response(await rules.list_rules(context(request), principal, kind, params))
 
-    @api_doc(summary=f"Create a {kind} rule (admins)", tags=TAGS, body=create, response=item, status=201,
-             errors=(403,))
+    @api_doc(summary=f"Create a {kind} rule (admins)", tags=TAGS, body=create, response=item, status=201, errors=(403,))
     async def create_handler(request: web.Request) -> web.Response:
         principal = authenticate(request, "admin")
         data = await body(request, create())
@@ -45,8 +45,9 @@ def _crud(kind: str, path: str, create: type, update: type, item: type, page: ty
         rule_id = path_uuid(request, what="Rule")
         return json_response(await rules.get_rule(context(request), principal, kind, rule_id))
 
-    @api_doc(summary=f"Change a {kind} rule (partial; admins)", tags=TAGS, body=update, response=item,
-             errors=(403, 404))
+    @api_doc(
+        summary=f"Change a {kind} rule (partial; admins)", tags=TAGS, body=update, response=item, errors=(403, 404)
+    )
     async def update_handler(request: web.Request) -> web.Response:
         principal = authenticate(request, "admin")
         rule_id = path_uuid(request, what="Rule")
@@ -67,7 +68,19 @@ def _crud(kind: str, path: str, create: type, update: type, item: type, page: ty
     routes.delete(base + "/{id}")(delete_handler)
 
 
-_crud("categorization", "categorization-rules", s.CategorizationRuleCreateSchema,
-      s.CategorizationRuleUpdateSchema, s.CategorizationRuleSchema, s.CategorizationRulePageSchema)
-_crud("priority", "priority-rules", s.PriorityRuleCreateSchema, s.PriorityRuleUpdateSchema,
-      s.PriorityRuleSchema, s.PriorityRulePageSchema)
+_crud(
+    "categorization",
+    "categorization-rules",
+    s.CategorizationRuleCreateSchema,
+    s.CategorizationRuleUpdateSchema,
+    s.CategorizationRuleSchema,
+    s.CategorizationRulePageSchema,
+)
+_crud(
+    "priority",
+    "priority-rules",
+    s.PriorityRuleCreateSchema,
+    s.PriorityRuleUpdateSchema,
+    s.PriorityRuleSchema,
+    s.PriorityRulePageSchema,
+)

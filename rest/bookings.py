@@ -1,4 +1,5 @@
 """Bookings beside the chat and the ticket: thin handlers over app.services.bookings."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -15,20 +16,31 @@ TAGS = ["Bookings"]
 
 
 @routes.get("/api/v1/customers/{customer_id}/bookings")
-@api_doc(summary="A customer's recent bookings (from the Booking Service)", tags=TAGS, query=PageQuery,
-         response=s.BookingPageSchema, errors=(404,), description=s.BOOKINGS_RULES)
+@api_doc(
+    summary="A customer's recent bookings (from the Booking Service)",
+    tags=TAGS,
+    query=PageQuery,
+    response=s.BookingPageSchema,
+    errors=(404,),
+    description=s.BOOKINGS_RULES,
+)
 async def customer_bookings(request: web.Request) -> web.Response:
     principal = authenticate(request)
     customer_id = path_uuid(request, "customer_id", what="Customer")
     params = await query(request, PageQuery())
-    page = await bookings.customer_bookings(context(request), principal, customer_id,
-                                            params["limit"], params["offset"])
+    page = await bookings.customer_bookings(context(request), principal, customer_id, params["limit"], params["offset"])
     return json_response(page)
 
 
 @routes.put("/api/v1/tickets/{id}/booking")
-@api_doc(summary="Link a booking to a ticket", tags=TAGS, body=s.BookingLinkSchema, response=TicketSchema,
-         errors=(404,), description=s.LINK_RULES)
+@api_doc(
+    summary="Link a booking to a ticket",
+    tags=TAGS,
+    body=s.BookingLinkSchema,
+    response=TicketSchema,
+    errors=(404,),
+    description=s.LINK_RULES,
+)
 async def link_booking(request: web.Request) -> web.Response:
     principal = authenticate(request)
     bookings.check_may_link(principal)

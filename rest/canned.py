@@ -1,4 +1,5 @@
 """/api/v1/canned-responses: thin handlers over app.services.canned (staff read, supervisors/admins write)."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -25,8 +26,13 @@ BASE = "/api/v1/canned-responses"
 
 
 @routes.get(BASE)
-@api_doc(summary="List canned responses (staff)", tags=TAGS, query=s.CannedListQuery,
-         response=s.CannedPageSchema, errors=(403,))
+@api_doc(
+    summary="List canned responses (staff)",
+    tags=TAGS,
+    query=s.CannedListQuery,
+    response=s.CannedPageSchema,
+    errors=(403,),
+)
 async def list_canned(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.CannedListQuery())
@@ -34,8 +40,14 @@ async def list_canned(request: web.Request) -> web.Response:
 
 
 @routes.post(BASE)
-@api_doc(summary="Create a canned response (supervisors, admins)", tags=TAGS, body=s.CannedCreateSchema,
-         response=s.CannedSchema, status=201, errors=(403, 409))
+@api_doc(
+    summary="Create a canned response (supervisors, admins)",
+    tags=TAGS,
+    body=s.CannedCreateSchema,
+    response=s.CannedSchema,
+    status=201,
+    errors=(403, 409),
+)
 async def create_canned(request: web.Request) -> web.Response:
     principal = authenticate(request, *MANAGERS)
     data = await body(request, s.CannedCreateSchema())
@@ -52,8 +64,13 @@ async def get_canned(request: web.Request) -> web.Response:
 
 
 @routes.put(BASE + "/{id}")
-@api_doc(summary="Change a canned response (partial; supervisors, admins)", tags=TAGS,
-         body=s.CannedUpdateSchema, response=s.CannedSchema, errors=(403, 404, 409))
+@api_doc(
+    summary="Change a canned response (partial; supervisors, admins)",
+    tags=TAGS,
+    body=s.CannedUpdateSchema,
+    response=s.CannedSchema,
+    errors=(403, 404, 409),
+)
 async def update_canned(request: web.Request) -> web.Response:
     principal = authenticate(request, *MANAGERS)
     canned_id = path_uuid(request, what="Canned response")

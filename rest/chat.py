@@ -3,6 +3,7 @@
 Paths accept a session's ``id`` or its ``session_key``; a message sent here reaches the sockets
 in the session like any other.
 """
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -21,8 +22,9 @@ def _ref(request: web.Request) -> str:
 
 
 @routes.get("/api/v1/chat/sessions")
-@api_doc(summary="List chat sessions the caller may see", tags=TAGS, query=s.SessionListQuery,
-         response=s.SessionPageSchema)
+@api_doc(
+    summary="List chat sessions the caller may see", tags=TAGS, query=s.SessionListQuery, response=s.SessionPageSchema
+)
 async def list_sessions(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.SessionListQuery())
@@ -30,8 +32,12 @@ async def list_sessions(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/chat/availability")
-@api_doc(summary="Departments with agents online, free places and queue length (the widget's pre-chat form)",
-         tags=TAGS, query=s.AvailabilityQuery, response=s.AvailabilitySchema)
+@api_doc(
+    summary="Departments with agents online, free places and queue length (the widget's pre-chat form)",
+    tags=TAGS,
+    query=s.AvailabilityQuery,
+    response=s.AvailabilitySchema,
+)
 async def availability(request: web.Request) -> web.Response:
     authenticate(request)
     params = await query(request, s.AvailabilityQuery())
@@ -39,16 +45,22 @@ async def availability(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/chat/sessions")
-@api_doc(summary="Start a chat (or get the customer's open one)", tags=TAGS, body=s.ChatStartSchema,
-         response=s.SessionSchema, status=201, errors=(409,),
-         also={200: "The customer's open session, returned instead of a new one"})
+@api_doc(
+    summary="Start a chat (or get the customer's open one)",
+    tags=TAGS,
+    body=s.ChatStartSchema,
+    response=s.SessionSchema,
+    status=201,
+    errors=(409,),
+    also={200: "The customer's open session, returned instead of a new one"},
+)
 async def create_session(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.ChatStartSchema())
     result = await chat.start_chat(context(request), principal, meta(request), data)
     session = result["session"]
     location = f"/api/v1/chat/sessions/{session['id']}"
-    if not result["created"]:   # the customer's open session, not a new one
+    if not result["created"]:  # the customer's open session, not a new one
         return json_response(session, headers={"Location": location})
     return created(session, location)
 
@@ -61,8 +73,13 @@ async def get_session(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/chat/sessions/{id}")
-@api_doc(summary="Update a chat: subject/metadata, transfer (agent_id or department), end (status: ended)",
-         tags=TAGS, body=s.SessionUpdateSchema, response=s.SessionSchema, errors=(404, 409, 503))
+@api_doc(
+    summary="Update a chat: subject/metadata, transfer (agent_id or department), end (status: ended)",
+    tags=TAGS,
+    body=s.SessionUpdateSchema,
+    response=s.SessionSchema,
+    errors=(404, 409, 503),
+)
 async def update_session(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.SessionUpdateSchema())
@@ -70,15 +87,28 @@ async def update_session(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/chat/sessions/{id}/messages")
-@api_doc(summary="Send a chat message", tags=TAGS, body=s.MessageCreateSchema, response=s.MessageSchema,
-         status=201, errors=(404, 409),
-         also={200: "A resend of an earlier client_msg_id: the message stored the first time"})
+@api_doc(
+    summary="Send a chat message",
+    tags=TAGS,
+    body=s.MessageCreateSchema,
+    response=s.MessageSchema,
+    status=201,
+    errors=(404, 409),
+    also={200: "A resend of an earlier client_msg_id: the message stored the first time"},
+)
 async def send_message(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.MessageCreateSchema())
-    sent = await chat.send_message(context(request), principal, meta(request), _ref(request),
-                                   data.get("client_msg_id"), data["message"], data["message_type"],
-                                   attachment_ids=data.get("attachments"))
+    sent = await chat.send_message(
+        context(request),
+        principal,
+        meta(request),
+        _ref(request),
+        data.get("client_msg_id"),
+        data["message"],
+        data["message_type"],
+        attachment_ids=data.get("attachments"),
+    )
     message = sent["message"]
     location = f"/api/v1/chat/sessions/{message['session_id']}/messages?after_seq={message['seq'] - 1}&limit=1"
     if sent["duplicate"]:
@@ -87,10 +117,16 @@ async def send_message(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/chat/sessions/{id}/messages")
-@api_doc(summary="Messages of a chat after a seq", tags=TAGS, query=s.MessageListQuery,
-         response=s.MessageListSchema, errors=(404,))
+@api_doc(
+    summary="Messages of a chat after a seq",
+    tags=TAGS,
+    query=s.MessageListQuery,
+    response=s.MessageListSchema,
+    errors=(404,),
+)
 async def list_messages(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.MessageListQuery())
-    return json_response(await chat.list_messages(context(request), principal, _ref(request),
-                                                  params["after_seq"], params["limit"]))
+    return json_response(
+        await chat.list_messages(context(request), principal, _ref(request), params["after_seq"], params["limit"])
+    )

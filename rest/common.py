@@ -1,4 +1,5 @@
 """What every REST handler needs: the context, the caller, parsed input and JSON replies."""
+
 from __future__ import annotations
 
 import functools
@@ -17,15 +18,16 @@ from app.errors import BadRequest, DomainError, NotFound, ValidationFailed
 from app.jsonutil import dumps
 
 REQUEST_ID = web.RequestKey("request_id", str)
-MANAGERS = tuple(sorted(OVERSEERS))   # supervisors and admins
-_PRINCIPAL = web.RequestKey("principal", Principal)   # request-scoped cache of the verified caller
+MANAGERS = tuple(sorted(OVERSEERS))  # supervisors and admins
+_PRINCIPAL = web.RequestKey("principal", Principal)  # request-scoped cache of the verified caller
 
 
 class _Parser(AIOHTTPParser):
     DEFAULT_VALIDATION_STATUS = 422
 
-    def handle_error(self, error: ma.ValidationError, req: Any, schema: Any, *,
-                     error_status_code: Any, error_headers: Any) -> None:
+    def handle_error(
+        self, error: ma.ValidationError, req: Any, schema: Any, *, error_status_code: Any, error_headers: Any
+    ) -> None:
         messages = error.normalized_messages()
         # webargs nests messages under the location ("json", "query"): report fields directly.
         if len(messages) == 1 and next(iter(messages)) in ("json", "query", "match_info"):
@@ -47,7 +49,7 @@ class _Parser(AIOHTTPParser):
             if exc.doc == "":
                 return ma.missing
             return self._handle_invalid_json_error(exc, req)
-        except (ValueError, RecursionError) as exc:   # includes UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:  # includes UnicodeDecodeError
             return self._handle_invalid_json_error(exc, req)
 
 
@@ -104,7 +106,7 @@ def authenticate(request: web.Request, *roles: str) -> Principal:
 
 
 async def body(request: web.Request, schema: ma.Schema) -> dict:
-    if request.method == "PUT" and not request.body_exists:   # a partial update still names its fields
+    if request.method == "PUT" and not request.body_exists:  # a partial update still names its fields
         raise BadRequest("Send the fields to change as a JSON object")
     if request.can_read_body and request.content_type not in ("application/json", ""):
         if not request.content_type.endswith("+json"):

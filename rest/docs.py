@@ -6,6 +6,7 @@ first request and cached. ``GET /api/docs`` is a static page that loads the vend
 ``/api/docs/assets/...``; it has no inline script, so it carries a strict Content-Security-Policy.
 Both are public and are not themselves API operations (they are left out of the document).
 """
+
 from __future__ import annotations
 
 import json
@@ -73,16 +74,19 @@ def setup_docs(app: web.Application) -> None:
         body = cache.get("spec")
         if body is None:
             body = cache["spec"] = json.dumps(build_spec(app), indent=2).encode()
-        return web.Response(body=body, content_type="application/json",
-                            headers={"Cache-Control": "no-cache"})
+        return web.Response(body=body, content_type="application/json", headers={"Cache-Control": "no-cache"})
 
     async def docs_page(request: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html", headers={
-            "Content-Security-Policy": DOCS_CSP,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-cache",
-        })
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": DOCS_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-cache",
+            },
+        )
 
     async def docs_asset(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -91,11 +95,14 @@ def setup_docs(app: web.Application) -> None:
             raise web.HTTPNotFound()
         if content_type.startswith(_TEXT_TYPES):
             content_type += "; charset=utf-8"
-        return web.FileResponse(ASSETS_DIR / name, headers={
-            "Content-Type": content_type,
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "public, max-age=86400",
-        })
+        return web.FileResponse(
+            ASSETS_DIR / name,
+            headers={
+                "Content-Type": content_type,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "public, max-age=86400",
+            },
+        )
 
     app.router.add_get(SPEC_PATH, openapi_json)
     app.router.add_get(DOCS_PATH, docs_page)

@@ -1,5 +1,6 @@
 """/api/v1/escalation-rules, /api/v1/sla-policies and /api/v1/notifications (admins). The
 escalation, SLA and e-mail duties these configure run from app/duties.py."""
+
 from __future__ import annotations
 
 
@@ -31,8 +32,7 @@ async def list_rules(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/escalation-rules")
-@api_doc(summary="Create an escalation rule", tags=TAGS, body=s.RuleCreateSchema, response=s.RuleSchema,
-         status=201)
+@api_doc(summary="Create an escalation rule", tags=TAGS, body=s.RuleCreateSchema, response=s.RuleSchema, status=201)
 async def create_rule(request: web.Request) -> web.Response:
     principal = authenticate(request, "admin")
     data = await body(request, s.RuleCreateSchema())
@@ -49,8 +49,13 @@ async def get_rule(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/escalation-rules/{id}")
-@api_doc(summary="Change an escalation rule (partial)", tags=TAGS, body=s.RuleUpdateSchema,
-         response=s.RuleSchema, errors=(404,))
+@api_doc(
+    summary="Change an escalation rule (partial)",
+    tags=TAGS,
+    body=s.RuleUpdateSchema,
+    response=s.RuleSchema,
+    errors=(404,),
+)
 async def update_rule(request: web.Request) -> web.Response:
     principal = authenticate(request, "admin")
     rule_id = path_uuid(request, what="Escalation rule")
@@ -74,18 +79,30 @@ async def list_sla_policies(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/sla-policies/{priority}")
-@api_doc(summary="Set the SLA targets of a priority", tags=TAGS, body=s.SlaPolicyUpdateSchema,
-         response=s.SlaPolicySchema, errors=(404,))
+@api_doc(
+    summary="Set the SLA targets of a priority",
+    tags=TAGS,
+    body=s.SlaPolicyUpdateSchema,
+    response=s.SlaPolicySchema,
+    errors=(404,),
+)
 async def update_sla_policy(request: web.Request) -> web.Response:
     principal = authenticate(request, "admin")
     data = await body(request, s.SlaPolicyUpdateSchema())
-    return json_response(await escalation.update_sla_policy(
-        context(request), principal, meta(request), request.match_info["priority"], data))
+    return json_response(
+        await escalation.update_sla_policy(
+            context(request), principal, meta(request), request.match_info["priority"], data
+        )
+    )
 
 
 @routes.get("/api/v1/notifications")
-@api_doc(summary="List e-mail notifications (e.g. status=failed for the parked ones)", tags=TAGS,
-         query=s.NotificationListQuery, response=s.NotificationPageSchema)
+@api_doc(
+    summary="List e-mail notifications (e.g. status=failed for the parked ones)",
+    tags=TAGS,
+    query=s.NotificationListQuery,
+    response=s.NotificationPageSchema,
+)
 async def list_notifications(request: web.Request) -> web.Response:
     principal = authenticate(request, "admin")
     params = await query(request, s.NotificationListQuery())

@@ -1,4 +1,5 @@
 """/api/v1/feedback: thin handlers over app.services.feedback (analytics over app.services.analytics)."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -14,8 +15,9 @@ TAGS = ["Feedback"]
 
 
 @routes.get("/api/v1/feedback")
-@api_doc(summary="List the feedback the caller may see", tags=TAGS, query=s.FeedbackListQuery,
-         response=s.FeedbackPageSchema)
+@api_doc(
+    summary="List the feedback the caller may see", tags=TAGS, query=s.FeedbackListQuery, response=s.FeedbackPageSchema
+)
 async def list_feedback(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.FeedbackListQuery())
@@ -23,8 +25,14 @@ async def list_feedback(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/feedback")
-@api_doc(summary="Give feedback on your ticket or chat session (one each)", tags=TAGS,
-         body=s.FeedbackCreateSchema, response=s.FeedbackSchema, status=201, errors=(404, 409))
+@api_doc(
+    summary="Give feedback on your ticket or chat session (one each)",
+    tags=TAGS,
+    body=s.FeedbackCreateSchema,
+    response=s.FeedbackSchema,
+    status=201,
+    errors=(404, 409),
+)
 async def create_feedback(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.FeedbackCreateSchema())
@@ -33,8 +41,12 @@ async def create_feedback(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/feedback/analytics")
-@api_doc(summary="Feedback figures: count, rating, CSAT, distribution, sentiment, by agent and category",
-         tags=TAGS, query=a.FeedbackWindowQuery, response=a.FeedbackReportSchema)
+@api_doc(
+    summary="Feedback figures: count, rating, CSAT, distribution, sentiment, by agent and category",
+    tags=TAGS,
+    query=a.FeedbackWindowQuery,
+    response=a.FeedbackReportSchema,
+)
 async def feedback_analytics(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, a.FeedbackWindowQuery())
@@ -50,8 +62,13 @@ async def get_feedback(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/feedback/{id}")
-@api_doc(summary="Change your feedback (partial)", tags=TAGS, body=s.FeedbackUpdateSchema,
-         response=s.FeedbackSchema, errors=(404,))
+@api_doc(
+    summary="Change your feedback (partial)",
+    tags=TAGS,
+    body=s.FeedbackUpdateSchema,
+    response=s.FeedbackSchema,
+    errors=(404,),
+)
 async def update_feedback(request: web.Request) -> web.Response:
     principal = authenticate(request)
     feedback_id = path_uuid(request, what="Feedback")

@@ -1,4 +1,5 @@
 """aiohttp middlewares: request id and logs, metrics, problem+json errors, CORS, rate limits."""
+
 from __future__ import annotations
 
 import logging
@@ -22,16 +23,32 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _UNLIMITED = ("/health", "/actuator/health", "/metrics", "/api/docs", "/api/openapi.json", "/static")
 
 
-def problem(status: int, title: str, detail: str, *, errors: dict | None = None,
-            extra: dict | None = None, code: str | None = None, headers: dict | None = None) -> web.Response:
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: dict | None = None,
+    extra: dict | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+) -> web.Response:
     """RFC 9457 problem details; ``errors`` maps fields to messages, ``extra`` adds members."""
-    body = {**(extra or {}), "type": f"https://support-service.dev/problems/{code or status}",
-            "title": title, "status": status, "detail": detail}
+    body = {
+        **(extra or {}),
+        "type": f"https://support-service.dev/problems/{code or status}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = errors
-    return web.Response(text=dumps(body), status=status,
-                        headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
-                        content_type="application/problem+json")
+    return web.Response(
+        text=dumps(body),
+        status=status,
+        headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
+        content_type="application/problem+json",
+    )
 
 
 def _route_name(request: web.Request) -> str:
@@ -62,8 +79,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         route = _route_name(request)
         metrics.HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
         metrics.HTTP_LATENCY.labels(request.method, route).observe(elapsed)
-        log.info("request", extra={"method": request.method, "path": request.path, "status": status,
-                                   "duration_ms": round(elapsed * 1000, 2), "ip": client_ip(request)})
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "ip": client_ip(request),
+            },
+        )
         request_id_var.reset(token)
 
 
@@ -85,18 +110,22 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             headers = {"Retry-After": str(max(1, -(-retry_ms // 1000)))}
         if status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="support-service"'}
-        return problem(status, exc.title, exc.detail, errors=errors, extra=extra, code=exc.code,
-                       headers=headers)
+        return problem(status, exc.title, exc.detail, errors=errors, extra=extra, code=exc.code, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _http_problem(request, exc)
     except Exception as exc:
-        if is_outage(exc):   # a dependency is down: say so, and when to come back (never a 500)
+        if is_outage(exc):  # a dependency is down: say so, and when to come back (never a 500)
             log.warning("request failed: a backing service is out of reach: %s: %s", type(exc).__name__, exc)
-            return problem(503, Unavailable.title, "A backing service is out of reach; retry shortly",
-                           code=Unavailable.code, extra={"retry_after_ms": RETRY_AFTER_MS},
-                           headers={"Retry-After": str(max(1, RETRY_AFTER_MS // 1000))})
+            return problem(
+                503,
+                Unavailable.title,
+                "A backing service is out of reach; retry shortly",
+                code=Unavailable.code,
+                extra={"retry_after_ms": RETRY_AFTER_MS},
+                headers={"Retry-After": str(max(1, RETRY_AFTER_MS // 1000))},
+            )
         log.exception("unhandled error")
         return problem(500, "Internal error", "Something went wrong; the request id identifies it in the logs")
 
@@ -120,7 +149,7 @@ def _http_problem(request: web.Request, exc: web.HTTPException) -> web.Response:
         detail = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(allowed)}"
     elif exc.status == 404:
         title = NotFound.title
-        if request.match_info.http_exception is not None:    # no route matched at all
+        if request.match_info.http_exception is not None:  # no route matched at all
             detail = f"No such endpoint: {where}"
         detail = detail or f"Nothing here: {where}"
     return problem(exc.status, title, detail or f"{exc.reason}: {where}", code=code, headers=headers)
@@ -154,19 +183,26 @@ def cors(allowed: tuple[str, ...]) -> Callable:
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             if not permitted:
                 return problem(403, "Forbidden", "Origin not allowed", code="forbidden")
-            response: web.StreamResponse = web.Response(status=204, headers={
-                "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-                "Access-Control-Allow-Headers": request.headers.get(
-                    "Access-Control-Request-Headers", "Authorization, Content-Type"),
-                "Access-Control-Max-Age": "600"})
+            response: web.StreamResponse = web.Response(
+                status=204,
+                headers={
+                    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                    "Access-Control-Allow-Headers": request.headers.get(
+                        "Access-Control-Request-Headers", "Authorization, Content-Type"
+                    ),
+                    "Access-Control-Max-Age": "600",
+                },
+            )
         else:
             response = await handler(request)
         if permitted:
             response.headers["Access-Control-Allow-Origin"] = origin
             response.headers["Vary"] = "Origin"
             response.headers["Access-Control-Expose-Headers"] = (
-                "Location, Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset")
+                "Location, Retry-After, X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
+            )
         return response
+
     return middleware
 
 
@@ -174,19 +210,28 @@ def cors(allowed: tuple[str, ...]) -> Callable:
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     """RATE_LIMIT_REQUESTS_PER_MINUTE per caller (user id, else IP), shared by replicas via Redis."""
     ctx = context(request)
-    if (request.method == "OPTIONS" or request.path.startswith(_UNLIMITED)
-            or request.path.startswith(ctx.settings.websocket_endpoint)):   # sockets have their own limits
+    if (
+        request.method == "OPTIONS"
+        or request.path.startswith(_UNLIMITED)
+        or request.path.startswith(ctx.settings.websocket_endpoint)
+    ):  # sockets have their own limits
         return await handler(request)
     principal = try_principal(request)
     key = f"user:{principal.user_id}" if principal else f"ip:{client_ip(request)}"
     verdict = await ctx.limiter.hit("rest", key, ctx.settings.rate_limit_requests_per_minute)
-    headers = {"RateLimit-Limit": str(verdict.limit), "RateLimit-Remaining": str(verdict.remaining),
-               "RateLimit-Reset": str(verdict.reset_seconds)}
+    headers = {
+        "RateLimit-Limit": str(verdict.limit),
+        "RateLimit-Remaining": str(verdict.remaining),
+        "RateLimit-Reset": str(verdict.reset_seconds),
+    }
     if not verdict.allowed:
-        return problem(429, RateLimited.title,
-                       f"More than {verdict.limit} requests a minute; retry in {max(1, verdict.reset_seconds)} s",
-                       code=RateLimited.code,
-                       headers={**headers, "Retry-After": str(max(1, verdict.reset_seconds))})
+        return problem(
+            429,
+            RateLimited.title,
+            f"More than {verdict.limit} requests a minute; retry in {max(1, verdict.reset_seconds)} s",
+            code=RateLimited.code,
+            headers={**headers, "Retry-After": str(max(1, verdict.reset_seconds))},
+        )
     response = await handler(request)
     response.headers.update(headers)
     return response

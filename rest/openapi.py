@@ -3,6 +3,7 @@
 Handlers are decorated with :func:`api_doc`; :func:`build_spec` walks ``app.router`` and turns
 each decorated route into an operation with apispec's MarshmallowPlugin.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,18 +15,26 @@ import marshmallow as ma
 from aiohttp import hdrs, web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from apispec.ext.marshmallow.common import (make_schema_key, resolve_schema_cls,
-                                            resolve_schema_instance)
+from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_cls, resolve_schema_instance
 
 DOC_ATTR = "__api_doc__"
 
 
-def api_doc(*, summary: str, tags: list[str], query: type[ma.Schema] | ma.Schema | None = None,
-            body: type[ma.Schema] | ma.Schema | None = None,
-            response: type[ma.Schema] | ma.Schema | None = None, status: int = 200,
-            errors: tuple[int, ...] = (), public: bool = False,
-            description: str | None = None, body_media_type: str | None = None,
-            binary_response: str | None = None, also: dict[int, str] | None = None) -> Callable:
+def api_doc(
+    *,
+    summary: str,
+    tags: list[str],
+    query: type[ma.Schema] | ma.Schema | None = None,
+    body: type[ma.Schema] | ma.Schema | None = None,
+    response: type[ma.Schema] | ma.Schema | None = None,
+    status: int = 200,
+    errors: tuple[int, ...] = (),
+    public: bool = False,
+    description: str | None = None,
+    body_media_type: str | None = None,
+    binary_response: str | None = None,
+    also: dict[int, str] | None = None,
+) -> Callable:
     """Attach OpenAPI metadata to a handler.
 
     ``query``/``body``/``response`` are marshmallow schemas (classes or instances); ``status`` is
@@ -33,14 +42,28 @@ def api_doc(*, summary: str, tags: list[str], query: type[ma.Schema] | ma.Schema
     /429 (added unless ``public``); ``public`` marks operations that need no bearer token;
     ``also`` documents other success codes (same body), e.g. ``{200: "the existing resource"}``.
     """
+
     def decorate(handler: Callable) -> Callable:
-        setattr(handler, DOC_ATTR, {
-            "summary": summary, "tags": tags, "query": query, "body": body, "response": response,
-            "status": status, "errors": errors, "public": public, "description": description,
-            "body_media_type": body_media_type, "binary_response": binary_response,
-            "also": also or {},
-        })
+        setattr(
+            handler,
+            DOC_ATTR,
+            {
+                "summary": summary,
+                "tags": tags,
+                "query": query,
+                "body": body,
+                "response": response,
+                "status": status,
+                "errors": errors,
+                "public": public,
+                "description": description,
+                "body_media_type": body_media_type,
+                "binary_response": binary_response,
+                "also": also or {},
+            },
+        )
         return handler
+
     return decorate
 
 
@@ -57,17 +80,21 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "An RFC 9457 problem detail: every REST error has this shape.",
     "properties": {
-        "type": {"type": "string", "format": "uri-reference", "default": "about:blank",
-                 "description": "A URI naming the kind of problem"},
+        "type": {
+            "type": "string",
+            "format": "uri-reference",
+            "default": "about:blank",
+            "description": "A URI naming the kind of problem",
+        },
         "title": {"type": "string", "description": "A short summary of the kind of problem"},
-        "status": {"type": "integer", "minimum": 100, "maximum": 599,
-                   "description": "The HTTP status code"},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599, "description": "The HTTP status code"},
         "detail": {"type": "string", "description": "What went wrong in this occurrence"},
-        "errors": {"type": "object",
-                   "description": "422 only: each invalid field mapped to its messages; a list field or a "
-                                  "nested object maps to an object of its invalid items (by index) or fields",
-                   "additionalProperties": {"anyOf": [{"type": "array", "items": {"type": "string"}},
-                                                      {"type": "object"}]}},
+        "errors": {
+            "type": "object",
+            "description": "422 only: each invalid field mapped to its messages; a list field or a "
+            "nested object maps to an object of its invalid items (by index) or fields",
+            "additionalProperties": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "object"}]},
+        },
     },
     "required": ["type", "title", "status"],
 }
@@ -85,11 +112,18 @@ _ERROR_RESPONSES: dict[int, tuple[str, str, str, dict[str, Any]]] = {
     409: ("Conflict", "Conflict with the resource's current state", "Problem", {}),
     413: ("PayloadTooLarge", "The file is larger than ATTACHMENT_MAX_BYTES", "Problem", {}),
     415: ("UnsupportedMediaType", "The file's content is not of an allowed type", "Problem", {}),
-    422: ("ValidationFailed", "Validation failed; `errors` names each field", "ValidationProblem",
-          {}),
-    429: ("TooManyRequests", "Rate limited; retry after the given number of seconds", "Problem",
-          {"Retry-After": {"description": "Seconds to wait before retrying",
-                           "schema": {"type": "integer", "minimum": 0}}}),
+    422: ("ValidationFailed", "Validation failed; `errors` names each field", "ValidationProblem", {}),
+    429: (
+        "TooManyRequests",
+        "Rate limited; retry after the given number of seconds",
+        "Problem",
+        {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        },
+    ),
     500: ("InternalError", "Unexpected server error", "Problem", {}),
     503: ("ServiceUnavailable", "A backing service is unavailable", "Problem", {}),
 }
@@ -173,15 +207,16 @@ def _path_parameters(path: str) -> list[dict]:
 
 def _operation(doc: dict, operation_id: str) -> dict:
     status = int(doc["status"])
-    op: dict[str, Any] = {"operationId": operation_id, "summary": doc["summary"],
-                          "tags": list(doc["tags"])}
+    op: dict[str, Any] = {"operationId": operation_id, "summary": doc["summary"], "tags": list(doc["tags"])}
     if doc.get("description"):
         op["description"] = doc["description"]
     if doc.get("query") is not None:
         op["parameters"] = [{"in": "query", "schema": doc["query"]}]
     if doc.get("body") is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {doc.get("body_media_type") or JSON_MEDIA_TYPE: {"schema": doc["body"]}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {doc.get("body_media_type") or JSON_MEDIA_TYPE: {"schema": doc["body"]}},
+        }
 
     success: dict[str, Any] = {"description": HTTPStatus(status).phrase}
     if doc.get("response") is not None and status != 204:
@@ -189,9 +224,12 @@ def _operation(doc: dict, operation_id: str) -> dict:
     if doc.get("binary_response"):
         success["content"] = {doc["binary_response"]: {"schema": {"type": "string", "format": "binary"}}}
     if status == 201:
-        success["headers"] = {"Location": {"description": "URL of the created resource",
-                                           "schema": {"type": "string",
-                                                      "format": "uri-reference"}}}
+        success["headers"] = {
+            "Location": {
+                "description": "URL of the created resource",
+                "schema": {"type": "string", "format": "uri-reference"},
+            }
+        }
     responses: dict[int, Any] = {status: success}
     for code, text in (doc.get("also") or {}).items():
         responses[int(code)] = {**{k: v for k, v in success.items() if k == "content"}, "description": text}
@@ -209,32 +247,34 @@ def _operation(doc: dict, operation_id: str) -> dict:
         if known:
             responses[code] = known[0]  # a reference to components/responses, added on use
         else:
-            responses[code] = {"description": HTTPStatus(code).phrase,
-                               "content": {PROBLEM_MEDIA_TYPE: {"schema": "Problem"}}}
+            responses[code] = {
+                "description": HTTPStatus(code).phrase,
+                "content": {PROBLEM_MEDIA_TYPE: {"schema": "Problem"}},
+            }
     op["responses"] = dict(sorted(responses.items()))
     op["security"] = [] if doc.get("public") else [{SECURITY_SCHEME: []}]
     return op
 
 
-def build_spec(app: web.Application, *, title: str = "Support Service API",
-               version: str = "1.0.0") -> dict:
+def build_spec(app: web.Application, *, title: str = "Support Service API", version: str = "1.0.0") -> dict:
     """The OpenAPI 3.0.3 document for every :func:`api_doc`-decorated route of ``app``.
 
     Routes of sub-applications are included (with their prefix); ``HEAD`` routes and handlers
     without :func:`api_doc` are skipped.
     """
     names = _SchemaNames()
-    spec = APISpec(title=title, version=version, openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin(schema_name_resolver=names)])
+    spec = APISpec(
+        title=title, version=version, openapi_version="3.0.3", plugins=[MarshmallowPlugin(schema_name_resolver=names)]
+    )
     names.components = spec.components
-    spec.components.security_scheme(
-        SECURITY_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Problem", PROBLEM_SCHEMA)
     spec.components.schema("ValidationProblem", VALIDATION_PROBLEM_SCHEMA)
     for _code, (name, description, schema_name, headers) in _ERROR_RESPONSES.items():
         response: dict[str, Any] = {
             "description": description,
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": schema_name}}}
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": schema_name}},
+        }
         if headers:
             response["headers"] = headers
         spec.components.response(name, response, lazy=True)

@@ -18,6 +18,7 @@
 Pages carry a strict Content-Security-Policy (no inline script): the console and demo talk only
 to this origin. Nothing is built at run time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,11 +44,13 @@ _TYPES = {
     ".LICENSE": "text/plain; charset=utf-8",
 }
 # No .html: pages are served only by their own routes, with their Content-Security-Policy.
-_SHORT_CACHE = "public, max-age=300"     # hosts embed widget.js without a version in its URL
+_SHORT_CACHE = "public, max-age=300"  # hosts embed widget.js without a version in its URL
 _LONG_CACHE = "public, max-age=86400"
 
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 _PAGE_HEADERS = {
     "Content-Security-Policy": PAGE_CSP,
     "X-Content-Type-Options": "nosniff",
@@ -73,7 +76,7 @@ def _content_type(path: Path) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class _Asset:
     body: bytes
-    gzipped: bytes | None      # for text types: the widget is fetched by customers' phones
+    gzipped: bytes | None  # for text types: the widget is fetched by customers' phones
     etag: str
 
 
@@ -82,8 +85,9 @@ def _asset(path: Path, mtime_ns: int) -> _Asset:
     """The file's bytes, gzipped once (keyed by modification time, so an edit is picked up)."""
     body = path.read_bytes()
     text = (_content_type(path) or "").startswith(("text/", "image/svg"))
-    return _Asset(body, gzip.compress(body, 9, mtime=0) if text else None,
-                  '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
+    return _Asset(
+        body, gzip.compress(body, 9, mtime=0) if text else None, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    )
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -110,8 +114,10 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 
 def _page(relative: str) -> web.RequestHandler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC_DIR / relative, headers={
-            **_PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+        return web.FileResponse(
+            STATIC_DIR / relative, headers={**_PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"}
+        )
+
     return handler
 
 
@@ -121,9 +127,11 @@ RETURN_TO_PARAM = "return_to"
 
 def console_config(settings: Settings | None) -> dict:
     """What ``GET /console/config.json`` answers."""
-    return {"login_url": settings.console_login_url if settings else None,
-            "refresh_url": settings.console_refresh_url if settings else None,
-            "return_to_param": RETURN_TO_PARAM}
+    return {
+        "login_url": settings.console_login_url if settings else None,
+        "refresh_url": settings.console_refresh_url if settings else None,
+        "return_to_param": RETURN_TO_PARAM,
+    }
 
 
 def console_csp(settings: Settings | None) -> str:
@@ -136,11 +144,15 @@ def console_csp(settings: Settings | None) -> str:
 
 
 def _console_page(settings: Settings | None) -> web.RequestHandler:
-    headers = {**_PAGE_HEADERS, "Content-Security-Policy": console_csp(settings),
-               "Content-Type": "text/html; charset=utf-8"}
+    headers = {
+        **_PAGE_HEADERS,
+        "Content-Security-Policy": console_csp(settings),
+        "Content-Type": "text/html; charset=utf-8",
+    }
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC_DIR / "console/index.html", headers=headers)
+
     return handler
 
 
@@ -149,6 +161,7 @@ def _console_config(settings: Settings | None) -> web.RequestHandler:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return web.json_response(config, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
     return handler
 
 

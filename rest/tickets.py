@@ -1,4 +1,5 @@
 """/api/v1/tickets: thin handlers over app.services.tickets."""
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -14,8 +15,7 @@ TAGS = ["Tickets"]
 
 
 @routes.get("/api/v1/tickets")
-@api_doc(summary="List tickets the caller may see", tags=TAGS, query=s.TicketListQuery,
-         response=s.TicketPageSchema)
+@api_doc(summary="List tickets the caller may see", tags=TAGS, query=s.TicketListQuery, response=s.TicketPageSchema)
 async def list_tickets(request: web.Request) -> web.Response:
     principal = authenticate(request)
     params = await query(request, s.TicketListQuery())
@@ -23,8 +23,14 @@ async def list_tickets(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tickets")
-@api_doc(summary="Create a ticket", tags=TAGS, body=s.TicketCreateSchema, response=s.TicketSchema,
-         status=201, description=s.CUSTOMER_CREATE_RULES)
+@api_doc(
+    summary="Create a ticket",
+    tags=TAGS,
+    body=s.TicketCreateSchema,
+    response=s.TicketSchema,
+    status=201,
+    description=s.CUSTOMER_CREATE_RULES,
+)
 async def create_ticket(request: web.Request) -> web.Response:
     principal = authenticate(request)
     data = await body(request, s.TicketCreateSchema())
@@ -41,8 +47,14 @@ async def get_ticket(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/tickets/{id}")
-@api_doc(summary="Update a ticket (partial)", tags=TAGS, body=s.TicketUpdateSchema,
-         response=s.TicketSchema, errors=(404, 409), description=s.CUSTOMER_UPDATE_RULES)
+@api_doc(
+    summary="Update a ticket (partial)",
+    tags=TAGS,
+    body=s.TicketUpdateSchema,
+    response=s.TicketSchema,
+    errors=(404, 409),
+    description=s.CUSTOMER_UPDATE_RULES,
+)
 async def update_ticket(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
@@ -51,8 +63,7 @@ async def update_ticket(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/v1/tickets/{id}")
-@api_doc(summary="Delete a ticket and its messages (supervisors, admins)", tags=TAGS, status=204,
-         errors=(404,))
+@api_doc(summary="Delete a ticket and its messages (supervisors, admins)", tags=TAGS, status=204, errors=(404,))
 async def delete_ticket(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
@@ -61,32 +72,43 @@ async def delete_ticket(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/tickets/{id}/status")
-@api_doc(summary="Change a ticket's status", tags=TAGS, body=s.TicketStatusSchema,
-         response=s.TicketSchema, errors=(404, 409))
+@api_doc(
+    summary="Change a ticket's status", tags=TAGS, body=s.TicketStatusSchema, response=s.TicketSchema, errors=(404, 409)
+)
 async def change_status(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
     data = await body(request, s.TicketStatusSchema())
-    ticket = await tickets.change_status(context(request), principal, meta(request), ticket_id,
-                                         data["status"], data.get("reason"))
+    ticket = await tickets.change_status(
+        context(request), principal, meta(request), ticket_id, data["status"], data.get("reason")
+    )
     return json_response(ticket)
 
 
 @routes.post("/api/v1/tickets/{id}/escalate")
-@api_doc(summary="Escalate a ticket", tags=TAGS, body=s.TicketEscalateSchema,
-         response=s.EscalateResponseSchema, errors=(404, 409))
+@api_doc(
+    summary="Escalate a ticket",
+    tags=TAGS,
+    body=s.TicketEscalateSchema,
+    response=s.EscalateResponseSchema,
+    errors=(404, 409),
+)
 async def escalate_ticket(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
     data = await body(request, s.TicketEscalateSchema())
-    result = await tickets.escalate_ticket(context(request), principal, meta(request), ticket_id,
-                                           data.get("reason"))
+    result = await tickets.escalate_ticket(context(request), principal, meta(request), ticket_id, data.get("reason"))
     return json_response(result)
 
 
 @routes.get("/api/v1/tickets/{id}/messages")
-@api_doc(summary="List a ticket's messages (internal notes for agents only)", tags=TAGS,
-         query=PageQuery, response=s.TicketMessagePageSchema, errors=(404,))
+@api_doc(
+    summary="List a ticket's messages (internal notes for agents only)",
+    tags=TAGS,
+    query=PageQuery,
+    response=s.TicketMessagePageSchema,
+    errors=(404,),
+)
 async def list_messages(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
@@ -96,8 +118,14 @@ async def list_messages(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/tickets/{id}/messages")
-@api_doc(summary="Add a message or an internal note to a ticket", tags=TAGS,
-         body=s.TicketMessageCreateSchema, response=s.TicketMessageSchema, status=201, errors=(404, 409))
+@api_doc(
+    summary="Add a message or an internal note to a ticket",
+    tags=TAGS,
+    body=s.TicketMessageCreateSchema,
+    response=s.TicketMessageSchema,
+    status=201,
+    errors=(404, 409),
+)
 async def add_message(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
@@ -116,8 +144,7 @@ async def get_message(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/tickets/{id}/history")
-@api_doc(summary="A ticket's timeline from the event log", tags=TAGS, response=s.TicketHistorySchema,
-         errors=(404,))
+@api_doc(summary="A ticket's timeline from the event log", tags=TAGS, response=s.TicketHistorySchema, errors=(404,))
 async def ticket_history(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")

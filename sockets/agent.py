@@ -1,4 +1,5 @@
 """The ``/agent`` namespace (PROTOCOL.md "Agent → server")."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,8 +51,9 @@ async def accept(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
 
 
 async def transfer(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
-    return {"session": await routing.transfer(ctx, p, meta(sid), d["session_id"], d.get("to_agent_id"),
-                                              d.get("department"))}
+    return {
+        "session": await routing.transfer(ctx, p, meta(sid), d["session_id"], d.get("to_agent_id"), d.get("department"))
+    }
 
 
 async def watch(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:

@@ -1,5 +1,6 @@
 """The shape every Socket.IO handler shares: authenticate once at connect, validate the payload,
 call one service function, answer ``{"ok": true, "data"}`` or ``{"ok": false, "error"}``."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,8 @@ from app.validation import DEPTH_MESSAGE, MAX_DEPTH, json_depth_exceeds
 log = logging.getLogger("support.sockets")
 
 Handler = Callable[[AppContext, Principal, str, dict], Awaitable[Any]]
-EVENTS_PER_SECOND = 30.0   # per socket, on average (a person types and sends far less)
-EVENT_BURST = 120.0        # per socket, at once (a reconnect's syncs, a paste of messages)
+EVENTS_PER_SECOND = 30.0  # per socket, on average (a person types and sends far less)
+EVENT_BURST = 120.0  # per socket, at once (a reconnect's syncs, a paste of messages)
 
 
 class Budget:
@@ -54,10 +55,15 @@ class SocketState:
     """Per-replica socket bookkeeping: the AppContext, who each local socket is, its event
     budget and the timer that ends it when its token expires."""
 
-    def __init__(self, max_in_flight: int = 2000, *, events_per_second: float = EVENTS_PER_SECOND,
-                 event_burst: float = EVENT_BURST) -> None:
+    def __init__(
+        self,
+        max_in_flight: int = 2000,
+        *,
+        events_per_second: float = EVENTS_PER_SECOND,
+        event_burst: float = EVENT_BURST,
+    ) -> None:
         self.ctx: AppContext | None = None
-        self.sockets: dict[str, tuple[str, Principal]] = {}   # sid -> (namespace, principal)
+        self.sockets: dict[str, tuple[str, Principal]] = {}  # sid -> (namespace, principal)
         # Events being handled at once on this replica; past the bound the server answers
         # `unavailable` at once instead of queueing work it cannot finish in time.
         self.max_in_flight = max_in_flight
@@ -112,21 +118,31 @@ def check_call(state: SocketState, sid: str, args: tuple) -> tuple[tuple[str, Pr
         return None, error("unauthorized", "Not connected")
     wait_ms = state.spend(sid)
     if wait_ms:
-        return None, error("rate_limited", "Too many events from this connection; slow down",
-                           {"retry_after_ms": wait_ms})
+        return None, error(
+            "rate_limited", "Too many events from this connection; slow down", {"retry_after_ms": wait_ms}
+        )
     expires_at = entry[1].expires_at
     if expires_at is not None and time.time() >= expires_at:
         return None, error("token_expired", "Your token has expired; send auth:refresh with a new one")
     if len(args) > 1:
-        return None, error("validation_failed", "An event takes one payload object",
-                           {"_schema": [f"Expected one argument, got {len(args)}."]})
+        return None, error(
+            "validation_failed",
+            "An event takes one payload object",
+            {"_schema": [f"Expected one argument, got {len(args)}."]},
+        )
     if args and isinstance(args[0], TooDeep):
         return None, error("validation_failed", "The payload is nested too deeply", {"_schema": [DEPTH_MESSAGE]})
     return entry, None
 
 
-def register(sio: socketio.AsyncServer, state: SocketState, namespace: str, event: str,
-             schema: ma.Schema | None, handler: Handler) -> None:
+def register(
+    sio: socketio.AsyncServer,
+    state: SocketState,
+    namespace: str,
+    event: str,
+    schema: ma.Schema | None,
+    handler: Handler,
+) -> None:
     """Wire ``event`` in ``namespace`` to ``handler`` with validation and error acks."""
 
     async def on_event(sid: str, *args: Any) -> dict:
@@ -153,11 +169,18 @@ def register(sio: socketio.AsyncServer, state: SocketState, namespace: str, even
         except DomainError as exc:
             return error(exc.code, exc.detail, exc.details)
         except Exception as exc:
-            if is_outage(exc):   # a dependency is down: never `internal`
-                log.warning("socket event failed: a backing service is out of reach: %s: %s",
-                            type(exc).__name__, exc, extra={"event": event})
-                return error("unavailable", "A backing service is out of reach; retry shortly",
-                             {"retry_after_ms": RETRY_AFTER_MS})
+            if is_outage(exc):  # a dependency is down: never `internal`
+                log.warning(
+                    "socket event failed: a backing service is out of reach: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                    extra={"event": event},
+                )
+                return error(
+                    "unavailable",
+                    "A backing service is out of reach; retry shortly",
+                    {"retry_after_ms": RETRY_AFTER_MS},
+                )
             log.exception("socket event failed", extra={"event": event})
             return error("internal", "Something went wrong; try again")
         finally:
@@ -212,6 +235,7 @@ def _field_errors(exc: ma.ValidationError) -> dict:
 
 class SocketPacket(socketio.packet.Packet):
     """Socket.IO packets of this server, decoded with :class:`PacketJson`."""
+
     json = PacketJson
 
 
@@ -225,7 +249,8 @@ class SocketServer(socketio.AsyncServer):
         if not data or not isinstance(data[0], str) or data[0] in self.reserved_events:
             if id is not None:
                 answer = error("unknown_event", "Not an event a client may send")
-                await self._send_packet(eio_sid, self.packet_class(
-                    socketio.packet.ACK, namespace=namespace or "/", id=id, data=[answer]))
+                await self._send_packet(
+                    eio_sid, self.packet_class(socketio.packet.ACK, namespace=namespace or "/", id=id, data=[answer])
+                )
             return
         await super()._handle_event(eio_sid, namespace, id, data)

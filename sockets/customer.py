@@ -1,4 +1,5 @@
 """The ``/customer`` namespace (PROTOCOL.md "Customer → server")."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,8 +31,17 @@ async def start(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
 
 
 async def message(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
-    sent = await chat.send_message(ctx, p, meta(sid), d["session_id"], d["client_msg_id"], d["message"],
-                                   d["message_type"], origin_sid=sid, attachment_ids=d.get("attachments"))
+    sent = await chat.send_message(
+        ctx,
+        p,
+        meta(sid),
+        d["session_id"],
+        d["client_msg_id"],
+        d["message"],
+        d["message_type"],
+        origin_sid=sid,
+        attachment_ids=d.get("attachments"),
+    )
     return {"message": sent["message"]}
 
 
@@ -62,9 +72,17 @@ async def leave_message(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any
 async def watch_availability(ctx: AppContext, p: Principal, sid: str, d: dict) -> Any:
     """Join ``availability:<name>`` for each department (leaving those watched before) and answer
     their availability now; ``chat:availability`` pushes follow when an agent's presence changes."""
-    data = await departments.availability(ctx, None) if not d.get("departments") else {
-        "departments": [row for name in dict.fromkeys(d["departments"])
-                        for row in (await departments.availability(ctx, name))["departments"]]}
+    data = (
+        await departments.availability(ctx, None)
+        if not d.get("departments")
+        else {
+            "departments": [
+                row
+                for name in dict.fromkeys(d["departments"])
+                for row in (await departments.availability(ctx, name))["departments"]
+            ]
+        }
+    )
     emitter = ctx.live.emitter
     if emitter is not None:
         wanted = {availability_room(row["name"]) for row in data["departments"]}

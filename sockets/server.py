@@ -6,6 +6,7 @@ Redis manager. Its lifetimes (pushing through Redis, accepting sockets) are put 
 composition root, app/server.py; the background work around sockets (presence heartbeats, chat
 timers) is in the duty table, app/duties.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,18 +37,19 @@ log = logging.getLogger("support.sockets")
 SOCKETS = web.AppKey("sockets", socketio.AsyncServer)
 STATE = web.AppKey("socket_state", SocketState)
 ROLES = {CUSTOMER_NS: frozenset({"customer"}), AGENT_NS: STAFF}
-TOKEN_GRACE_SECONDS = 5.0   # a socket outlives its token's exp by this much, for auth:refresh
+TOKEN_GRACE_SECONDS = 5.0  # a socket outlives its token's exp by this much, for auth:refresh
 # The manager's own Redis client: stale connections found before use, refused connects given up fast.
 MANAGER_REDIS_OPTIONS = {"health_check_interval": 5, "socket_keepalive": True, "socket_connect_timeout": 2}
 _EXPIRING: set[asyncio.Task] = set()
-LISTEN_RETRY_FIRST_SECONDS = 0.1   # the fan-out listener's back-off after Redis fails...
-LISTEN_RETRY_MAX_SECONDS = 2.0     # ...doubling up to this, so it is back within ~2 s of Redis
+LISTEN_RETRY_FIRST_SECONDS = 0.1  # the fan-out listener's back-off after Redis fails...
+LISTEN_RETRY_MAX_SECONDS = 2.0  # ...doubling up to this, so it is back within ~2 s of Redis
 SESSION_ROOM_PREFIX = session_room("")
 ENGINE_SHUTDOWN_SECONDS = 5.0
 
 
 def _websocket_class(compress: bool) -> type:
     """engine.io's aiohttp websocket with permessage-deflate as a setting (aiohttp enables it)."""
+
     class WebSocket(eio_aiohttp.WebSocket):
         async def __call__(self, environ: dict) -> web.WebSocketResponse:
             request = environ["aiohttp.request"]
@@ -56,6 +58,7 @@ def _websocket_class(compress: bool) -> type:
             self.environ = environ
             await self.handler(self)
             return self._sock
+
     return WebSocket
 
 
@@ -165,15 +168,19 @@ class RedisManager(socketio.AsyncRedisManager):
             for room, members in list(rooms.items()):
                 if isinstance(room, str) and room.startswith(SESSION_ROOM_PREFIX):
                     for sid in list(members):
-                        per_socket.setdefault(sid, []).append(room[len(SESSION_ROOM_PREFIX):])
+                        per_socket.setdefault(sid, []).append(room[len(SESSION_ROOM_PREFIX) :])
             for sid, session_ids in per_socket.items():
                 with contextlib.suppress(Exception):
-                    await self.server.emit("chat:resync", {"session_ids": sorted(session_ids)}, to=sid,
-                                           namespace=namespace, ignore_queue=True)
+                    await self.server.emit(
+                        "chat:resync",
+                        {"session_ids": sorted(session_ids)},
+                        to=sid,
+                        namespace=namespace,
+                        ignore_queue=True,
+                    )
                     told += 1
         metrics.SOCKET_RESYNCS.inc(told)
         return told
-
 
     def start(self, sio: socketio.AsyncServer) -> None:
         """Listen from now on, not from the first socket connection."""
@@ -186,7 +193,7 @@ class RedisManager(socketio.AsyncRedisManager):
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
-        listener = getattr(self, "thread", None)   # the listening task initialize() started
+        listener = getattr(self, "thread", None)  # the listening task initialize() started
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -212,6 +219,7 @@ def origin_check(settings: Settings) -> Any:
         host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST", "")
         scheme = environ.get("HTTP_X_FORWARDED_PROTO") or environ.get("wsgi.url_scheme", "http")
         return origin == f"{scheme.split(',')[0].strip()}://{host.split(',')[0].strip()}"
+
     return allowed
 
 
@@ -221,15 +229,20 @@ def create_socket_server(settings: Settings) -> socketio.AsyncServer:
         async_mode="aiohttp",
         # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis
         # on different databases do not hear each other's broadcasts.
-        client_manager=RedisManager(settings.redis_url, channel=f"support-socketio:{settings.redis_database}",
-                                    redis_options=MANAGER_REDIS_OPTIONS),
-        serializer=SocketPacket,   # bounds nesting before a packet is decoded
+        client_manager=RedisManager(
+            settings.redis_url,
+            channel=f"support-socketio:{settings.redis_database}",
+            redis_options=MANAGER_REDIS_OPTIONS,
+        ),
+        serializer=SocketPacket,  # bounds nesting before a packet is decoded
         cors_allowed_origins=origins,
         ping_interval=settings.websocket_heartbeat_interval / 1000,
         ping_timeout=max(5, settings.websocket_heartbeat_interval / 2000),
         max_http_buffer_size=1_000_000,
         http_compression=settings.websocket_compression,
-        logger=False, engineio_logger=False)
+        logger=False,
+        engineio_logger=False,
+    )
     sio.eio._async = {**sio.eio._async, "websocket": _websocket_class(settings.websocket_compression)}
     return sio
 
@@ -259,8 +272,9 @@ def _register_connection_handlers(sio: socketio.AsyncServer, state: SocketState,
         register_unknown(sio, state, namespace)
 
 
-def _watch_expiry(sio: socketio.AsyncServer, state: SocketState, sid: str, namespace: str,
-                  principal: Principal) -> None:
+def _watch_expiry(
+    sio: socketio.AsyncServer, state: SocketState, sid: str, namespace: str, principal: Principal
+) -> None:
     """End the socket ``TOKEN_GRACE_SECONDS`` after its token's ``exp`` unless ``auth:refresh``
     brought a fresh token first (events in between are answered ``token_expired``)."""
     previous = state.expiry.pop(sid, None)
@@ -275,8 +289,13 @@ def _watch_expiry(sio: socketio.AsyncServer, state: SocketState, sid: str, names
         if sid not in state.sockets:
             return
         with contextlib.suppress(Exception):
-            await sio.emit("auth:expired", {"code": "token_expired", "message": "Your token has expired"},
-                           to=sid, namespace=namespace, ignore_queue=True)
+            await sio.emit(
+                "auth:expired",
+                {"code": "token_expired", "message": "Your token has expired"},
+                to=sid,
+                namespace=namespace,
+                ignore_queue=True,
+            )
             await sio.disconnect(sid, namespace=namespace)
 
     def fire() -> None:
@@ -293,8 +312,8 @@ async def _resync_the_other_parties(sio: socketio.AsyncServer, ctx: Any, sid: st
     before fanning them out: the other parties of its open chats get ``chat:resync`` for them."""
     for room in sio.rooms(sid, namespace=namespace):
         if isinstance(room, str) and room.startswith(SESSION_ROOM_PREFIX):
-            session_id = room[len(SESSION_ROOM_PREFIX):]
-            with contextlib.suppress(Exception):   # best effort: Redis may be away just now
+            session_id = room[len(SESSION_ROOM_PREFIX) :]
+            with contextlib.suppress(Exception):  # best effort: Redis may be away just now
                 await ctx.live.to_session(session_id, "chat:resync", {"session_ids": [session_id]}, skip_sid=sid)
 
 
@@ -306,8 +325,7 @@ def _token_handlers(sio: socketio.AsyncServer, state: SocketState, namespace: st
             return error("unauthorized", "Not connected")
         wait_ms = state.spend(sid)
         if wait_ms:
-            return error("rate_limited", "Too many events from this connection; slow down",
-                         {"retry_after_ms": wait_ms})
+            return error("rate_limited", "Too many events from this connection; slow down", {"retry_after_ms": wait_ms})
         data = args[0] if len(args) == 1 else None
         token = data.get("token") if isinstance(data, dict) and set(data) == {"token"} else None
         if not isinstance(token, str) or not token or len(token) > 8192 or value_problem(token):
@@ -328,8 +346,9 @@ def _token_handlers(sio: socketio.AsyncServer, state: SocketState, namespace: st
     sio.on("auth:refresh", refresh, namespace=namespace)
 
 
-def _connection_handlers(sio: socketio.AsyncServer, state: SocketState, settings: Settings,
-                         namespace: str, module: Any) -> None:
+def _connection_handlers(
+    sio: socketio.AsyncServer, state: SocketState, settings: Settings, namespace: str, module: Any
+) -> None:
     async def connect(sid: str, environ: dict, auth: Any = None) -> None:
         ctx = state.ctx
         if ctx is None:
@@ -385,15 +404,18 @@ async def serving(app: web.Application) -> AsyncIterator[None]:
     state.ctx = ctx
 
     async def websocket_health() -> dict:
-        return {"connections": state.count(), "max_sessions": ctx.settings.websocket_max_sessions,
-                "path": ctx.settings.websocket_endpoint}
+        return {
+            "connections": state.count(),
+            "max_sessions": ctx.settings.websocket_max_sessions,
+            "path": ctx.settings.websocket_endpoint,
+        }
 
     app[HEALTH].register("websocket", websocket_health)
     yield
     for sid in list(state.sockets):
         with contextlib.suppress(Exception):
             await sio.disconnect(sid, namespace=state.sockets[sid][0])
-    try:   # engine.io's ping monitor; bounded, so a stuck monitor cannot hold the shutdown
+    try:  # engine.io's ping monitor; bounded, so a stuck monitor cannot hold the shutdown
         await asyncio.wait_for(sio.shutdown(), ENGINE_SHUTDOWN_SECONDS)
     except asyncio.TimeoutError:
         log.warning("engine.io service task did not stop in time; cancelled")

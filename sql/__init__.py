@@ -1,4 +1,5 @@
 """SQL lives here: numbered migrations and named queries, shipped as package data."""
+
 from pathlib import Path
 
 SQL_DIR = Path(__file__).resolve().parent

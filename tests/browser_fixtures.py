@@ -4,6 +4,7 @@
 (its own cookies and storage, like another person's browser) and fails the test on any uncaught
 script error in it.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ OpenPage = Callable[..., Awaitable[Page]]
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make test does it as root; "
-                    "or apt-get install chromium), or point CHROMIUM_PATH at a Chromium")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (make test does it as root; "
+            "or apt-get install chromium), or point CHROMIUM_PATH at a Chromium"
+        )
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium

@@ -5,6 +5,7 @@ Chromium is the system one (``apt-get install chromium``; ``.ci/run`` and ``make
 it as root): Playwright never downloads a browser here. Screenshots go to a temporary folder, or
 to ``SCREENSHOT_DIR`` (``make screenshots`` sets ``docs/screenshots``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,16 +20,25 @@ from app.auth import issue_token
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PHONE = {"width": 390, "height": 800}
 DESKTOP = {"width": 1366, "height": 860}
-UI_TIMEOUT_MS = 10_000        # the longest any element may take to appear or change
+UI_TIMEOUT_MS = 10_000  # the longest any element may take to appear or change
 
 
 def token(secret: str, user_id: uuid.UUID, role: str, name: str, email: str | None = None) -> str:
-    return issue_token(secret, user_id, role, ttl=3600, name=name,
-                       email=email or f"{role}-{user_id.hex[:6]}@example.com")
+    return issue_token(
+        secret, user_id, role, ttl=3600, name=name, email=email or f"{role}-{user_id.hex[:6]}@example.com"
+    )
 
 
 def demo_url(base: str, secret: str, customer_id: uuid.UUID, department: str, name: str = "Casey Customer") -> str:
@@ -36,8 +46,16 @@ def demo_url(base: str, secret: str, customer_id: uuid.UUID, department: str, na
     return f"{base}/demo#token={token(secret, customer_id, 'customer', name)}&department={department}"
 
 
-async def open_console(open_page, base: str, secret: str, user_id: uuid.UUID, *, role: str = "agent",
-                       name: str = "Ada Agent", viewport: dict = DESKTOP) -> Page:
+async def open_console(
+    open_page,
+    base: str,
+    secret: str,
+    user_id: uuid.UUID,
+    *,
+    role: str = "agent",
+    name: str = "Ada Agent",
+    viewport: dict = DESKTOP,
+) -> Page:
     """The console signed in through the URL fragment, once its socket is connected."""
     page = await open_page(f"{base}/console#token={token(secret, user_id, role, name)}", viewport=viewport)
     await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
@@ -103,8 +121,7 @@ class CuttableProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
-        await asyncio.gather(self._pump(reader, up_writer, replies=False),
-                             self._pump(up_reader, writer, replies=True))
+        await asyncio.gather(self._pump(reader, up_writer, replies=False), self._pump(up_reader, writer, replies=True))
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, replies: bool) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError, OSError):
@@ -123,11 +140,14 @@ AXE = REPO / "tests" / "assets" / "axe-core" / "axe.min.js"
 async def accessibility_violations(page: Page, include: list[str] | None = None) -> list[dict]:
     """axe-core's WCAG 2 A/AA findings of impact serious or critical (in open shadow roots too),
     as ``{id, impact, help, targets}``; ``include`` limits the check to those selectors."""
-    await page.evaluate(AXE.read_text())          # CDP evaluation: the page's CSP does not apply
-    found = await page.evaluate("""async (include) => {
+    await page.evaluate(AXE.read_text())  # CDP evaluation: the page's CSP does not apply
+    found = await page.evaluate(
+        """async (include) => {
         const context = include ? { include: include.map((s) => [s]) } : document;
         const result = await axe.run(context, { runOnly: ["wcag2a", "wcag2aa"] });
         return result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
                                                targets: v.nodes.map((n) => n.target) }));
-    }""", include)
+    }""",
+        include,
+    )
     return [v for v in found if v["impact"] in ("serious", "critical")]

@@ -1,5 +1,6 @@
 """Fixtures of the chat test modules (``pytest_plugins = ["chat_fixtures"]``); the helpers they
 use are in ``chat_support``."""
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,9 @@ async def replicas(test_env: dict[str, str], replica_logs: Path) -> AsyncIterato
     try:
         for name in ("A", "B"):
             env = replica_env(test_env)
-            replica = Replica(name, f"http://127.0.0.1:{env['SERVER_PORT']}", env,
-                              log_path=replica_logs / f"replica-{name}.log")
+            replica = Replica(
+                name, f"http://127.0.0.1:{env['SERVER_PORT']}", env, log_path=replica_logs / f"replica-{name}.log"
+            )
             replica.start()
             group.append(replica)
         await asyncio.gather(*(r.wait_ready() for r in group))

@@ -4,6 +4,7 @@ socket clients that record what they receive, agents in their own departments.
 The fixtures built on them are in ``chat_fixtures`` (``pytest_plugins = ["chat_fixtures"]``).
 Nothing here sleeps to wait for something: clients await acks, pushes are awaited with a timeout.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,8 @@ from app.services import agents as agent_service
 
 REPO = Path(__file__).resolve().parents[1]
 WS_PATH = "/ws/chat"
-EVENT_TIMEOUT = 5.0          # seconds any awaited push or ack may take
-SHUTDOWN_TIMEOUT = 60.0      # seconds an in-process server may take to stop
+EVENT_TIMEOUT = 5.0  # seconds any awaited push or ack may take
+SHUTDOWN_TIMEOUT = 60.0  # seconds an in-process server may take to stop
 ADMIN = Principal(uuid.UUID("00000000-0000-4000-8000-00000000ad01"), "admin")
 
 
@@ -50,11 +51,11 @@ def new_department() -> str:
 
 # ------------------------------------------------------------------ socket clients
 
+
 class Peer:
     """A python-socketio client on one namespace that keeps every push it receives."""
 
-    def __init__(self, url: str, secret: str, role: str, namespace: str,
-                 user_id: uuid.UUID | None = None):
+    def __init__(self, url: str, secret: str, role: str, namespace: str, user_id: uuid.UUID | None = None):
         self.url = url
         self.secret = secret
         self.role = role
@@ -77,8 +78,14 @@ class Peer:
     async def connect(self, url: str | None = None) -> Peer:
         if url is not None:
             self.url = url
-        await self.sio.connect(self.url, auth={"token": self.token}, namespaces=[self.namespace],
-                               socketio_path=WS_PATH, transports=["websocket"], wait_timeout=EVENT_TIMEOUT)
+        await self.sio.connect(
+            self.url,
+            auth={"token": self.token},
+            namespaces=[self.namespace],
+            socketio_path=WS_PATH,
+            transports=["websocket"],
+            wait_timeout=EVENT_TIMEOUT,
+        )
         return self
 
     async def disconnect(self) -> None:
@@ -97,8 +104,7 @@ class Peer:
     # acks ---------------------------------------------------------------------------
 
     async def call(self, event: str, data: Any = None, timeout: float = EVENT_TIMEOUT) -> dict:
-        return await self.sio.call(event, data if data is not None else {}, namespace=self.namespace,
-                                   timeout=timeout)
+        return await self.sio.call(event, data if data is not None else {}, namespace=self.namespace, timeout=timeout)
 
     async def ok(self, event: str, data: Any = None, timeout: float = EVENT_TIMEOUT) -> dict:
         ack = await self.call(event, data, timeout)
@@ -116,9 +122,11 @@ class Peer:
 
     # pushes -------------------------------------------------------------------------
 
-    async def expect(self, event: str, where: Callable[[Any], bool] = lambda _: True,
-                     timeout: float = EVENT_TIMEOUT) -> Any:
+    async def expect(
+        self, event: str, where: Callable[[Any], bool] = lambda _: True, timeout: float = EVENT_TIMEOUT
+    ) -> Any:
         """The first push of ``event`` matching ``where`` that no earlier expect returned."""
+
         async def first() -> Any:
             while True:
                 for i, (name, data) in enumerate(self.received):
@@ -127,12 +135,14 @@ class Peer:
                         return data
                 self._arrived.clear()
                 await self._arrived.wait()
+
         try:
             return await asyncio.wait_for(first(), timeout)
         except asyncio.TimeoutError:
             names = [name for name, _ in self.received]
-            raise AssertionError(f"{self.role} {self.user_id} got no {event!r} within {timeout} s; "
-                                 f"received {names}") from None
+            raise AssertionError(
+                f"{self.role} {self.user_id} got no {event!r} within {timeout} s; received {names}"
+            ) from None
 
     async def catch_up(self) -> None:
         """Let every push already sent to this client arrive (an ack round trip comes after them),
@@ -150,12 +160,14 @@ class Peer:
 
 def for_session(session_id: str) -> Callable[[Any], bool]:
     """A filter for pushes about one session (``{session}``, a Session, or a Message/Note)."""
+
     def match(data: Any) -> bool:
         if not isinstance(data, dict):
             return False
         if isinstance(data.get("session"), dict):
             return data["session"]["id"] == session_id
         return data.get("session_id") == session_id or data.get("id") == session_id
+
     return match
 
 
@@ -170,8 +182,14 @@ async def connect_refusal(url: str, namespace: str, auth: Any) -> dict:
 
     client.on("connect_error", on_error, namespace=namespace)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await client.connect(url, auth=auth, namespaces=[namespace], socketio_path=WS_PATH,
-                             transports=["websocket"], wait_timeout=EVENT_TIMEOUT)
+        await client.connect(
+            url,
+            auth=auth,
+            namespaces=[namespace],
+            socketio_path=WS_PATH,
+            transports=["websocket"],
+            wait_timeout=EVENT_TIMEOUT,
+        )
     try:
         return await asyncio.wait_for(got, EVENT_TIMEOUT)
     finally:
@@ -181,13 +199,33 @@ async def connect_refusal(url: str, namespace: str, auth: Any) -> dict:
 
 # ------------------------------------------------------------------ agents
 
-async def make_agent(ctx: AppContext, department: str, *, max_chats: int = 2, role: str = "agent",
-                     name: str | None = None, user_id: uuid.UUID | None = None) -> uuid.UUID:
+
+async def make_agent(
+    ctx: AppContext,
+    department: str,
+    *,
+    max_chats: int = 2,
+    role: str = "agent",
+    name: str | None = None,
+    user_id: uuid.UUID | None = None,
+) -> uuid.UUID:
     user_id = user_id or uuid.uuid4()
-    await agent_service.create_agent(ctx, ADMIN, RequestMeta(), {
-        "user_id": user_id, "display_name": name or f"Agent {user_id.hex[:6]}", "role": role,
-        "department": department, "skills": [], "max_tickets": 10, "max_chats": max_chats,
-        "is_available": True, "performance_score": None})
+    await agent_service.create_agent(
+        ctx,
+        ADMIN,
+        RequestMeta(),
+        {
+            "user_id": user_id,
+            "display_name": name or f"Agent {user_id.hex[:6]}",
+            "role": role,
+            "department": department,
+            "skills": [],
+            "max_tickets": 10,
+            "max_chats": max_chats,
+            "is_available": True,
+            "performance_score": None,
+        },
+    )
     return user_id
 
 
@@ -204,8 +242,9 @@ class Cast:
         self.peers.append(peer)
         return await peer.connect()
 
-    async def staff(self, user_id: uuid.UUID, role: str = "agent", *, status: str | None = "online",
-                    url: str | None = None) -> Peer:
+    async def staff(
+        self, user_id: uuid.UUID, role: str = "agent", *, status: str | None = "online", url: str | None = None
+    ) -> Peer:
         peer = Peer(url or self.url, self.secret, role, "/agent", user_id)
         self.peers.append(peer)
         await peer.connect()
@@ -219,6 +258,7 @@ class Cast:
 
 # ------------------------------------------------------------------ in-process server
 
+
 @dataclasses.dataclass
 class ChatServer:
     url: str
@@ -231,7 +271,8 @@ class ChatServer:
 async def serve_in_process(settings: Settings, ctx: AppContext) -> AsyncIterator[ChatServer]:
     """REST + Socket.IO of one replica on 127.0.0.1, over real sockets."""
     from app.server import build
-    settings = dataclasses.replace(settings, grpc_server_port=0)   # gRPC on any free port
+
+    settings = dataclasses.replace(settings, grpc_server_port=0)  # gRPC on any free port
     app = build(settings, context=ctx)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -261,13 +302,19 @@ async def _bounded(coro: Any, timeout: float, what: str) -> None:
     for other in asyncio.all_tasks():
         if other is not asyncio.current_task():
             frames = other.get_stack(limit=12)
-            stacks.append(f"{other.get_name()}: " + " <- ".join(
-                f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}" for f in reversed(frames)))
+            stacks.append(
+                f"{other.get_name()}: "
+                + " <- ".join(
+                    f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}"
+                    for f in reversed(frames)
+                )
+            )
     task.cancel()
     raise AssertionError(f"{what} did not finish within {timeout} s; tasks:\n" + "\n".join(stacks))
 
 
 # ------------------------------------------------------------------ replica processes
+
 
 @dataclasses.dataclass
 class Replica:
@@ -281,8 +328,14 @@ class Replica:
         assert self.log_path is not None
         log = self.log_path.open("ab")
         try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log.close()
 
@@ -295,13 +348,12 @@ class Replica:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
                 with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with http.get(f"{self.url}/health/ready",
-                                        timeout=aiohttp.ClientTimeout(total=2)) as response:
+                    async with http.get(f"{self.url}/health/ready", timeout=aiohttp.ClientTimeout(total=2)) as response:
                         if response.status == 200:
                             return
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.name} not ready within {timeout} s:\n{self.log_tail()}")
-                await asyncio.sleep(delay)   # polling backoff between readiness probes
+                await asyncio.sleep(delay)  # polling backoff between readiness probes
                 delay = min(delay * 2, 0.5)
 
     def kill(self) -> None:
@@ -327,8 +379,15 @@ class Replica:
 
 
 def replica_env(test_env: dict[str, str], **extra: str) -> dict[str, str]:
-    return {**os.environ, **test_env, "SERVER_PORT": str(free_port()), "GRPC_SERVER_PORT": str(free_port()),
-            "CORS_ALLOWED_ORIGINS": "*", "SPRING_JPA_HIBERNATE_DDL_AUTO": "validate", **extra}
+    return {
+        **os.environ,
+        **test_env,
+        "SERVER_PORT": str(free_port()),
+        "GRPC_SERVER_PORT": str(free_port()),
+        "CORS_ALLOWED_ORIGINS": "*",
+        "SPRING_JPA_HIBERNATE_DDL_AUTO": "validate",
+        **extra,
+    }
 
 
 def spare_replica(test_env: dict[str, str], replica_logs: Path, name: str) -> Replica:
@@ -341,6 +400,7 @@ async def chat_timers_paused(settings: Settings) -> AsyncIterator[None]:
     """Hold the cluster-wide chat-timers duty lock (waiting for a run in progress to finish), so
     no replica's own timer loop sweeps while a test moves a clock and sweeps itself."""
     from app import duties
+
     holder = await asyncpg.connect(settings.dsn)
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", duties._lock_key("chat-timers"))

@@ -4,6 +4,7 @@ PostgreSQL and Redis come from TEST_DATABASE_URL / TEST_REDIS_URL when set, else
 local servers (127.0.0.1:5432 db `test`, 127.0.0.1:6379), else embedded ones started here.
 Each test run works in its own new database, dropped at the end.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,6 +48,7 @@ def service_urls() -> Iterator[tuple[str, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="support-test-"))
     if pg is None or rd is None:
         from app.embedded import EmbeddedPostgres, EmbeddedRedis
+
         if pg is None:
             server = EmbeddedPostgres(tmp / "pg", ephemeral=True)
             pg = server.start()
@@ -92,7 +94,9 @@ def test_env(service_urls: tuple[str, str]) -> Iterator[dict[str, str]]:
     port, _, db = rest.partition("/")
     yield {
         "DATABASE_URL": dsn,
-        "REDIS_HOST": host, "REDIS_PORT": port, "REDIS_DATABASE": db or "0",
+        "REDIS_HOST": host,
+        "REDIS_PORT": port,
+        "REDIS_DATABASE": db or "0",
         "JWT_SECRET": secrets.token_urlsafe(48),
         "DATA_ENCRYPTION_KEYS": generate_key_spec("t1"),
         "CORS_ALLOWED_ORIGINS": "https://shop.example",
@@ -100,7 +104,7 @@ def test_env(service_urls: tuple[str, str]) -> Iterator[dict[str, str]]:
         "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000",
         "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "100000",
         "LOG_LEVEL": "WARNING",
-        "GRPC_SERVER_PORT": "0",   # any free port: never clash with a running dev server
+        "GRPC_SERVER_PORT": "0",  # any free port: never clash with a running dev server
         "ATTACHMENT_STORAGE_DIR": tempfile.mkdtemp(prefix="support-test-files-"),
         # Automation off by default so the suite keeps its expectations; automation tests open
         # their own context with these on.
@@ -127,6 +131,7 @@ async def ctx(settings: Settings) -> AsyncIterator[AppContext]:
 @pytest.fixture(scope="session")
 async def client(settings: Settings, ctx: AppContext) -> AsyncIterator[TestClient]:
     from app.server import build_rest
+
     async with TestClient(TestServer(build_rest(settings, context=ctx))) as test_client:
         yield test_client
 

@@ -1,6 +1,7 @@
 """Shared pieces for the escalation, SLA and notification tests: a frozen-clock context, service
 callers and tickets in categories (and departments) of their own, so the shared database's other
 tickets never match."""
+
 from __future__ import annotations
 
 import contextlib
@@ -29,11 +30,13 @@ def utcnow() -> dt.datetime:
 
 
 @contextlib.asynccontextmanager
-async def frozen(settings: Settings, start: dt.datetime | None = None,
-                 **overrides: Any) -> AsyncIterator[tuple[AppContext, FrozenClock]]:
+async def frozen(
+    settings: Settings, start: dt.datetime | None = None, **overrides: Any
+) -> AsyncIterator[tuple[AppContext, FrozenClock]]:
     clock = FrozenClock(start or utcnow())
     if overrides:
         import dataclasses
+
         settings = dataclasses.replace(settings, **overrides)
     async with open_context(settings, clock=clock) as ctx:
         yield ctx, clock
@@ -47,8 +50,7 @@ async def department(ctx: AppContext, name: str | None = None) -> str:
     return name
 
 
-async def new_ticket(ctx: AppContext, category: str, *, customer: Principal | None = None,
-                     **fields: Any) -> dict:
+async def new_ticket(ctx: AppContext, category: str, *, customer: Principal | None = None, **fields: Any) -> dict:
     """A ticket of ``category``; a ``priority`` is given at creation (so the SLA due times follow
     it), other ``fields`` by an admin's update afterwards."""
     customer = customer or Principal(uuid.uuid4(), "customer")
@@ -70,12 +72,22 @@ async def row(ctx: AppContext, ticket_id: Any) -> dict:
 
 async def escalations(ctx: AppContext, ticket_id: Any) -> list[dict]:
     async with ctx.db.pool.acquire() as conn:
-        return [dict(r) for r in await conn.fetch(
-            "SELECT * FROM ticket_escalations WHERE ticket_id = $1 ORDER BY created_at, id", ticket_id)]
+        return [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT * FROM ticket_escalations WHERE ticket_id = $1 ORDER BY created_at, id", ticket_id
+            )
+        ]
 
 
 async def events(ctx: AppContext, ticket_id: Any, event_type: str) -> list[dict]:
     async with ctx.db.pool.acquire() as conn:
-        return [dict(r) for r in await conn.fetch(
-            "SELECT * FROM support_events WHERE entity_type = 'ticket' AND entity_id = $1 AND type = $2"
-            " ORDER BY position", str(ticket_id), event_type)]
+        return [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT * FROM support_events WHERE entity_type = 'ticket' AND entity_id = $1 AND type = $2"
+                " ORDER BY position",
+                str(ticket_id),
+                event_type,
+            )
+        ]

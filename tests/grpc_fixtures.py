@@ -1,6 +1,7 @@
 """Fixtures of the gRPC test modules (``pytest_plugins = ["grpc_fixtures"]``): the whole replica
 (REST, Socket.IO, gRPC on a free port) in-process on the shared ``ctx``, a real grpc.aio channel
 to it, stubs and per-role call metadata."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,6 +22,7 @@ from support_stubs.support.v1 import chat_pb2_grpc, events_pb2_grpc, support_pb2
 @dataclasses.dataclass
 class Replica:
     """One replica on 127.0.0.1: ``http`` base URL, ``grpc`` address, the app and its context."""
+
     http: str
     grpc: str
     app: web.Application
@@ -58,6 +60,7 @@ class Callers:
 async def serve_replica(settings: Settings, ctx: AppContext) -> AsyncIterator[Replica]:
     """``app.server.build`` on free ports (HTTP and gRPC) over real sockets."""
     from app.server import GRPC, build
+
     local = dataclasses.replace(settings, grpc_server_port=0)
     app = build(local, context=ctx)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -82,6 +85,7 @@ async def _stop_socketio_manager(app: web.Application) -> None:
     """python-socketio's Redis manager keeps a listener task and connection past the app's
     cleanup; stop them so no socket outlives the test module (ResourceWarning is an error)."""
     from sockets.server import SOCKETS
+
     manager = app[SOCKETS].manager
     thread = getattr(manager, "thread", None)
     if thread is not None:
@@ -99,8 +103,12 @@ async def _stop_socketio_manager(app: web.Application) -> None:
 async def stubs(replica: Replica) -> AsyncIterator[Stubs]:
     channel = grpc.aio.insecure_channel(replica.grpc)
     try:
-        yield Stubs(support_pb2_grpc.SupportServiceStub(channel), events_pb2_grpc.SupportEventServiceStub(channel),
-                    chat_pb2_grpc.ChatServiceStub(channel), channel)
+        yield Stubs(
+            support_pb2_grpc.SupportServiceStub(channel),
+            events_pb2_grpc.SupportEventServiceStub(channel),
+            chat_pb2_grpc.ChatServiceStub(channel),
+            channel,
+        )
     finally:
         await channel.close()
 

@@ -1,4 +1,5 @@
 """Helpers of the gRPC, events and Kafka test modules (fixtures are in ``grpc_fixtures``)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,11 +48,11 @@ async def until(condition: Callable[[], bool], timeout: float = PATIENCE) -> Non
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)   # test-side wait for a server-side state change
+        await asyncio.sleep(0.01)  # test-side wait for a server-side state change
 
 
 async def until_equal(value: Callable[[], Awaitable[Any]], expected: Any, timeout: float = PATIENCE) -> None:
     deadline = time.monotonic() + timeout
     while (current := await value()) != expected:
         assert time.monotonic() < deadline, f"still {current!r}, not {expected!r}"
-        await asyncio.sleep(0.05)   # test-side wait for a server-side state change
+        await asyncio.sleep(0.05)  # test-side wait for a server-side state change

@@ -1,4 +1,5 @@
 """Small helpers shared by the REST test modules: request bodies, problem checks, raw SQL."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,8 +16,7 @@ TICKETS = "/api/v1/tickets"
 
 def ticket_body(**fields: Any) -> dict[str, Any]:
     """A valid create body; every call gets a unique subject so tests can find their tickets."""
-    body: dict[str, Any] = {"subject": f"Help {uuid.uuid4().hex[:8]}",
-                            "description": "My booking page shows an error."}
+    body: dict[str, Any] = {"subject": f"Help {uuid.uuid4().hex[:8]}", "description": "My booking page shows an error."}
     body.update(fields)
     return body
 
@@ -27,8 +27,7 @@ async def create_ticket(client: TestClient, headers: dict[str, str], **fields: A
     return await response.json()
 
 
-async def create_for(client: TestClient, staff_headers: dict[str, str], customer_id: uuid.UUID,
-                     **fields: Any) -> dict:
+async def create_for(client: TestClient, staff_headers: dict[str, str], customer_id: uuid.UUID, **fields: Any) -> dict:
     """A ticket created by staff (or a service) on behalf of a customer."""
     return await create_ticket(client, staff_headers, customer_id=str(customer_id), **fields)
 
@@ -44,10 +43,10 @@ async def problem(response: ClientResponse, status: int) -> dict:
     return body
 
 
-async def set_status(client: TestClient, headers: dict[str, str], ticket_id: str, status: str,
-                     **extra: Any) -> ClientResponse:
-    return await client.patch(f"{TICKETS}/{ticket_id}/status", json={"status": status, **extra},
-                              headers=headers)
+async def set_status(
+    client: TestClient, headers: dict[str, str], ticket_id: str, status: str, **extra: Any
+) -> ClientResponse:
+    return await client.patch(f"{TICKETS}/{ticket_id}/status", json={"status": status, **extra}, headers=headers)
 
 
 async def fetchval(ctx: AppContext, sql: str, *args: Any) -> Any:
@@ -67,6 +66,10 @@ async def execute(ctx: AppContext, sql: str, *args: Any) -> str:
 
 async def start_active_chat(ctx: AppContext, customer_id: uuid.UUID, agent_id: uuid.UUID) -> None:
     """An active chat between the agent and the customer (the chat feature is not built yet)."""
-    await execute(ctx, "INSERT INTO chat_sessions (session_id, customer_id, agent_id, status) "
-                       "VALUES ($1, $2, $3, 'active')",
-                  f"test-{uuid.uuid4().hex}", customer_id, agent_id)
+    await execute(
+        ctx,
+        "INSERT INTO chat_sessions (session_id, customer_id, agent_id, status) VALUES ($1, $2, $3, 'active')",
+        f"test-{uuid.uuid4().hex}",
+        customer_id,
+        agent_id,
+    )

@@ -7,6 +7,7 @@ points the tests at another broker instead. Tansu refuses idempotent producers, 
 relay with ``enable_idempotence=False``; de-duplication by event id on the consuming side is what
 they prove.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,9 +47,22 @@ class Broker:
     def start(self, timeout: float = 10.0) -> Broker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--cluster-id", "ci", "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                str(tansu_binary()),
+                "broker",
+                "--cluster-id",
+                "ci",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -58,7 +72,7 @@ class Broker:
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"tansu did not listen on {self.port} within {timeout} s")
-            time.sleep(0.02)   # start-up probe interval
+            time.sleep(0.02)  # start-up probe interval
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -1,6 +1,7 @@
 """The rules of the house (DESIGN.md "Layout"), checked over the source: imports form a directed
 graph without cycles; transports import ``app``, never each other; ``app`` imports no transport
 but in the composition root, which alone registers lifetimes."""
+
 from __future__ import annotations
 
 import ast
@@ -31,7 +32,8 @@ MODULES = _modules()
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -68,9 +70,9 @@ def _edges(module: str, path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         else:
-            if node.level:   # relative: resolve against this module's package
+            if node.level:  # relative: resolve against this module's package
                 package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
-                base = package[:len(package) - (node.level - 1)]
+                base = package[: len(package) - (node.level - 1)]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
@@ -137,14 +139,20 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 
 def test_app_imports_no_transport_but_in_the_composition_root() -> None:
-    offending = {module: sorted(t for t in targets if _top(t) in TRANSPORTS)
-                 for module, targets in GRAPH.items() if _top(module) == "app" and module != COMPOSITION_ROOT}
+    offending = {
+        module: sorted(t for t in targets if _top(t) in TRANSPORTS)
+        for module, targets in GRAPH.items()
+        if _top(module) == "app" and module != COMPOSITION_ROOT
+    }
     assert {m: t for m, t in offending.items() if t} == {}
 
 
 def test_no_transport_imports_another() -> None:
-    offending = {module: sorted(t for t in targets if _top(t) in TRANSPORTS and _top(t) != _top(module))
-                 for module, targets in GRAPH.items() if _top(module) in TRANSPORTS}
+    offending = {
+        module: sorted(t for t in targets if _top(t) in TRANSPORTS and _top(t) != _top(module))
+        for module, targets in GRAPH.items()
+        if _top(module) in TRANSPORTS
+    }
     assert {m: t for m, t in offending.items() if t} == {}
 
 
@@ -152,7 +160,6 @@ def test_only_the_composition_root_registers_lifetimes() -> None:
     registering = []
     for module, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Attribute) and node.attr == "cleanup_ctx"
-                    and module != COMPOSITION_ROOT):
+            if isinstance(node, ast.Attribute) and node.attr == "cleanup_ctx" and module != COMPOSITION_ROOT:
                 registering.append(f"{module}:{node.lineno}")
     assert registering == []

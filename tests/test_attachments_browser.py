@@ -1,6 +1,7 @@
 """Files in a real browser: an image and a PDF sent both ways between the widget (on the demo host
 page) and the console, a pasted/dropped image, and files the server refuses (too large, not an
 allowed type) shown clearly in the widget, at phone width too."""
+
 from __future__ import annotations
 
 import base64
@@ -17,8 +18,10 @@ from chat_support import make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 
-PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
-       b"trailer<</Root 1 0 R>>\n%%EOF\n")
+PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
 
 # Drops a PNG (base64) on the element, as dragging a file from the desktop would.
 DROP = """(zone, b64) => {
@@ -53,8 +56,10 @@ async def open_chat(open_page, chat_server, department: str, viewport: dict | No
     console = await open_console(open_page, chat_server.url, secret, agent_id, name="Fay Files")
     await console.get_by_test_id("presence").select_option("online")
     await expect(console.get_by_test_id("presence")).to_have_attribute("data-status", "online")
-    widget = await open_page(demo_url(chat_server.url, secret, uuid.uuid4(), department, name="Casey"),
-                             **({"viewport": viewport} if viewport else {}))
+    widget = await open_page(
+        demo_url(chat_server.url, secret, uuid.uuid4(), department, name="Casey"),
+        **({"viewport": viewport} if viewport else {}),
+    )
     await widget.get_by_test_id("launcher").click()
     await widget.get_by_test_id("prechat-message").fill("I have a screenshot")
     await widget.get_by_test_id("start-chat").click()
@@ -62,15 +67,17 @@ async def open_chat(open_page, chat_server, department: str, viewport: dict | No
     return console, widget
 
 
-async def test_image_and_pdf_go_both_ways_between_widget_and_console(chat_server, department, open_page,
-                                                                     screenshot_dir):
+async def test_image_and_pdf_go_both_ways_between_widget_and_console(
+    chat_server, department, open_page, screenshot_dir
+):
     console, widget = await open_chat(open_page, chat_server, department)
     pane = console.locator("[data-testid=chat-pane]:visible")
     await expect(pane.get_by_test_id("message-text")).to_have_text(["I have a screenshot"])
 
     # widget → console: an image and a PDF through the attach button's picker
-    await widget.get_by_test_id("attach-input").set_input_files([
-        file("booking-error.png", "image/png", png("tomato")), file("invoice.pdf", "application/pdf", PDF)])
+    await widget.get_by_test_id("attach-input").set_input_files(
+        [file("booking-error.png", "image/png", png("tomato")), file("invoice.pdf", "application/pdf", PDF)]
+    )
     widget_messages = widget.get_by_test_id("messages").get_by_test_id("message")
     await expect(widget_messages).to_have_count(3)
     await expect(widget_messages.nth(2)).to_have_attribute("data-state", "sent")
@@ -78,8 +85,7 @@ async def test_image_and_pdf_go_both_ways_between_widget_and_console(chat_server
     await expect(image).to_have_count(1)
     assert await image_loaded(image)
     await expect(image.locator("img")).to_have_attribute("alt", "booking-error.png")
-    await expect(pane.get_by_test_id("attachment-link")).to_have_text([
-        re.compile(r"^invoice\.pdf \(\d+ B\)$")])
+    await expect(pane.get_by_test_id("attachment-link")).to_have_text([re.compile(r"^invoice\.pdf \(\d+ B\)$")])
     assert await image_loaded(widget.get_by_test_id("attachment-image"))
 
     # The full image and the PDF open from their links (signed, no token needed)
@@ -91,8 +97,9 @@ async def test_image_and_pdf_go_both_ways_between_widget_and_console(chat_server
     assert pdf.headers["content-disposition"].startswith("attachment;")
 
     # console → widget: an image and a PDF from the chat composer
-    await pane.get_by_test_id("attach-input").set_input_files([
-        file("where-to-click.png", "image/png", png("seagreen")), file("guide.pdf", "application/pdf", PDF)])
+    await pane.get_by_test_id("attach-input").set_input_files(
+        [file("where-to-click.png", "image/png", png("seagreen")), file("guide.pdf", "application/pdf", PDF)]
+    )
     await expect(widget_messages).to_have_count(5)
     agent_image = widget_messages.nth(3).get_by_test_id("attachment-image")
     assert await image_loaded(agent_image)
@@ -107,12 +114,15 @@ async def test_image_and_pdf_go_both_ways_between_widget_and_console(chat_server
     # An image dropped on the conversation is sent too
     await widget.get_by_test_id("messages").evaluate(DROP, base64.b64encode(png("gold", (60, 60))).decode())
     await expect(pane.get_by_test_id("attachment-image")).to_have_count(3)
-    await pane.locator(".messages").evaluate(DROP, base64.b64encode(png("plum", (60, 60))).decode())   # and in the console
+    await pane.locator(".messages").evaluate(
+        DROP, base64.b64encode(png("plum", (60, 60))).decode()
+    )  # and in the console
     await expect(widget.get_by_test_id("attachment-image")).to_have_count(4)
 
 
-async def test_refused_files_are_explained_in_the_widget_at_phone_width(chat_server, department, open_page,
-                                                                      screenshot_dir, tmp_path):
+async def test_refused_files_are_explained_in_the_widget_at_phone_width(
+    chat_server, department, open_page, screenshot_dir, tmp_path
+):
     console, widget = await open_chat(open_page, chat_server, department, viewport=PHONE)
     too_big = tmp_path / "huge-log.txt"
     too_big.write_bytes(b"a" * (chat_server.settings.attachment_max_bytes + 1))
@@ -121,7 +131,7 @@ async def test_refused_files_are_explained_in_the_widget_at_phone_width(chat_ser
     await expect(failed).to_have_count(1)
     await expect(failed).to_contain_text("huge-log.txt")
     await expect(failed).to_contain_text("at most 10 MB")
-    await expect(failed.get_by_test_id("retry")).to_have_count(0)        # retrying cannot help
+    await expect(failed.get_by_test_id("retry")).to_have_count(0)  # retrying cannot help
 
     disguised = b"<!DOCTYPE html><html><body><script>alert(1)</script></body></html>"
     await widget.get_by_test_id("attach-input").set_input_files([file("cute-cat.png", "image/png", disguised)])
@@ -145,16 +155,27 @@ async def test_console_shows_and_sends_files_on_a_ticket(chat_server, department
     customer = {"Authorization": f"Bearer {token(secret, customer_id, 'customer', 'Casey')}"}
     admin = {"Authorization": f"Bearer {token(secret, admin_id, 'admin', 'Root')}"}
     async with aiohttp.ClientSession(chat_server.url) as http:
-        async with http.post("/api/v1/tickets", headers=admin, json={
-                "subject": "Broken lock", "description": "See the photo", "category": department,
-                "customer_id": str(customer_id), "agent_id": str(agent_id)}) as response:
+        async with http.post(
+            "/api/v1/tickets",
+            headers=admin,
+            json={
+                "subject": "Broken lock",
+                "description": "See the photo",
+                "category": department,
+                "customer_id": str(customer_id),
+                "agent_id": str(agent_id),
+            },
+        ) as response:
             ticket = await response.json()
         form = aiohttp.FormData()
         form.add_field("file", png("purple"), filename="lock.png", content_type="image/png")
         async with http.post("/api/v1/attachments", headers=customer, data=form) as response:
             photo = await response.json()
-        async with http.post(f"/api/v1/tickets/{ticket['id']}/messages", headers=customer,
-                             json={"message": "Here it is", "attachments": [photo["id"]]}) as response:
+        async with http.post(
+            f"/api/v1/tickets/{ticket['id']}/messages",
+            headers=customer,
+            json={"message": "Here it is", "attachments": [photo["id"]]},
+        ) as response:
             assert response.status == 201
 
         page = await open_console(open_page, chat_server.url, secret, agent_id, name="Fay Files")
@@ -164,7 +185,7 @@ async def test_console_shows_and_sends_files_on_a_ticket(chat_server, department
         assert await image_loaded(view.get_by_test_id("attachment-image"))
         await view.get_by_test_id("attach-input").set_input_files([file("manual.pdf", "application/pdf", PDF)])
         await expect(view.get_by_test_id("reply-file")).to_contain_text("manual.pdf")
-        await view.get_by_test_id("ticket-send").click()                   # files alone are a reply
+        await view.get_by_test_id("ticket-send").click()  # files alone are a reply
         await expect(view.get_by_test_id("attachment-link")).to_contain_text("manual.pdf")
         async with http.get(f"/api/v1/tickets/{ticket['id']}/messages", headers=customer) as response:
             items = (await response.json())["items"]

@@ -1,5 +1,6 @@
 """/api/v1/canned-responses: CRUD, unique shortcuts (409), filters, RBAC (staff read, supervisors
 and admins write), validation (422), audit rows and events."""
+
 from __future__ import annotations
 
 import uuid
@@ -34,11 +35,17 @@ async def test_supervisor_crud_with_audit_and_events(client, ctx, users):
     assert r.status == 204
     await problem(await client.get(f"{CANNED}/{item['id']}", headers=supervisor), 404)
     await problem(await client.delete(f"{CANNED}/{item['id']}", headers=supervisor), 404)
-    actions = [r["action"] for r in await fetch(
-        ctx, "SELECT action FROM audit_log WHERE entity_id = $1 ORDER BY id", str(item["id"]))]
+    actions = [
+        r["action"]
+        for r in await fetch(ctx, "SELECT action FROM audit_log WHERE entity_id = $1 ORDER BY id", str(item["id"]))
+    ]
     assert actions == ["canned_response.create", "canned_response.update", "canned_response.delete"]
-    events = [r["type"] for r in await fetch(
-        ctx, "SELECT type FROM support_events WHERE entity_id = $1 ORDER BY position", str(item["id"]))]
+    events = [
+        r["type"]
+        for r in await fetch(
+            ctx, "SELECT type FROM support_events WHERE entity_id = $1 ORDER BY position", str(item["id"])
+        )
+    ]
     assert events == ["canned_response.created", "canned_response.updated", "canned_response.deleted"]
 
 
@@ -56,8 +63,9 @@ async def test_list_filters_by_department_and_text(client, users):
     _, agent = users.new("agent")
     department, other_department = f"dept-{uuid.uuid4().hex[:8]}", f"dept-{uuid.uuid4().hex[:8]}"
     word = f"w{uuid.uuid4().hex[:10]}"
-    mine = await (await client.post(CANNED, json=canned_body(department=department, body=f"About {word}"),
-                                    headers=admin)).json()
+    mine = await (
+        await client.post(CANNED, json=canned_body(department=department, body=f"About {word}"), headers=admin)
+    ).json()
     shared = await (await client.post(CANNED, json=canned_body(title=f"Shared {word}"), headers=admin)).json()
     await client.post(CANNED, json=canned_body(department=other_department, title=word), headers=admin)
     r = await client.get(CANNED, params={"department": department, "q": word}, headers=agent)
@@ -87,8 +95,10 @@ async def test_customers_cannot_read_and_tokens_are_required(client, users):
     assert (await client.get(CANNED, headers=agent)).status == 200
 
 
-@pytest.mark.parametrize("field,value", [("shortcut", ""), ("shortcut", "has space"), ("title", ""),
-                                         ("body", None), ("colour", "red"), ("department", "")])
+@pytest.mark.parametrize(
+    "field,value",
+    [("shortcut", ""), ("shortcut", "has space"), ("title", ""), ("body", None), ("colour", "red"), ("department", "")],
+)
 async def test_invalid_bodies_are_422(client, users, field, value):
     _, admin = users.new("admin")
     await problem(await client.post(CANNED, json=canned_body(**{field: value}), headers=admin), 422)

@@ -2,6 +2,7 @@
 server: messages cross replicas both ways, routing under a burst never overfills an agent nor
 gives a chat twice, clients that drop (or whose replica dies) recover with ``chat:sync``, resends
 and racing starts are single, and freed capacity on one replica serves the queue at once."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,12 +32,17 @@ def message_ids(peer: Peer, session_id: str) -> list[str]:
 
 
 async def say(peer: Peer, session_id: str, text: str, client_msg_id: str | None = None) -> dict:
-    return (await peer.ok("chat:message", {"session_id": session_id, "message": text,
-                                           "client_msg_id": client_msg_id or uuid.uuid4().hex}))["message"]
+    return (
+        await peer.ok(
+            "chat:message",
+            {"session_id": session_id, "message": text, "client_msg_id": client_msg_id or uuid.uuid4().hex},
+        )
+    )["message"]
 
 
-async def chat_across(cast: Cast, ctx: AppContext, a: Replica, b: Replica, department: str,
-                      **agent_options) -> tuple[Peer, Peer, dict]:
+async def chat_across(
+    cast: Cast, ctx: AppContext, a: Replica, b: Replica, department: str, **agent_options
+) -> tuple[Peer, Peer, dict]:
     """An agent online on ``b`` and a customer on ``a`` in an active chat."""
     agent = await cast.staff(await make_agent(ctx, department, **agent_options), url=b.url)
     customer = await cast.customer(url=a.url)
@@ -63,8 +69,10 @@ async def check_stored(ctx: AppContext, session_id: str, count: int) -> None:
 
 # ------------------------------------------------------------------ messages across replicas
 
+
 async def test_a_customer_and_an_agent_on_different_replicas_talk_both_ways(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
     a, b = replicas
     customer, agent, session = await chat_across(cast, ctx, a, b, department)
     sid = session["id"]
@@ -87,12 +95,15 @@ async def test_a_customer_and_an_agent_on_different_replicas_talk_both_ways(
 
 # ------------------------------------------------------------------ a burst of starts
 
+
 async def test_fifty_customers_at_once_fill_five_agents_and_queue_the_rest_in_order(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
     a, b = replicas
     agent_ids = [await make_agent(ctx, department, max_chats=2) for _ in range(5)]
-    agents = list(await asyncio.gather(*(cast.staff(uid, url=(a if i < 3 else b).url)
-                                         for i, uid in enumerate(agent_ids))))
+    agents = list(
+        await asyncio.gather(*(cast.staff(uid, url=(a if i < 3 else b).url) for i, uid in enumerate(agent_ids)))
+    )
     customers = list(await asyncio.gather(*(cast.customer(url=(a if i % 2 else b).url) for i in range(50))))
 
     acks = await asyncio.gather(*(c.ok("chat:start", {"department": department}) for c in customers))
@@ -103,34 +114,43 @@ async def test_fifty_customers_at_once_fill_five_agents_and_queue_the_rest_in_or
     assert (len(active), len(queued)) == (10, 40)
 
     # every assignment was announced to exactly one agent, and nobody got more than 2
-    assigned = await asyncio.gather(*(asyncio.gather(*(agent.expect("chat:assigned") for _ in range(2)))
-                                      for agent in agents))
+    assigned = await asyncio.gather(
+        *(asyncio.gather(*(agent.expect("chat:assigned") for _ in range(2))) for agent in agents)
+    )
     await asyncio.gather(*(agent.catch_up() for agent in agents))
     announced = collections.Counter(e["session"]["id"] for agent in agents for e in agent.seen("chat:assigned"))
     assert set(announced) == {s["id"] for s in active} and set(announced.values()) == {1}
     for agent, events in zip(agents, assigned, strict=False):
         assert all(e["session"]["agent_id"] == str(agent.user_id) for e in events)
 
-    rows = await fetch(ctx, "SELECT user_id, active_chats, max_chats FROM support_agents WHERE department = $1",
-                       department)
-    held = collections.Counter(r["agent_id"] for r in await fetch(
-        ctx, "SELECT agent_id FROM chat_sessions WHERE department = $1 AND status = 'active'", department))
+    rows = await fetch(
+        ctx, "SELECT user_id, active_chats, max_chats FROM support_agents WHERE department = $1", department
+    )
+    held = collections.Counter(
+        r["agent_id"]
+        for r in await fetch(
+            ctx, "SELECT agent_id FROM chat_sessions WHERE department = $1 AND status = 'active'", department
+        )
+    )
     for row in rows:
         assert row["active_chats"] == held[row["user_id"]] == 2 <= row["max_chats"]
 
-    supervisor = await cast.staff(await make_agent(ctx, new_department(), role="supervisor"), role="supervisor",
-                                  status=None, url=b.url)
+    supervisor = await cast.staff(
+        await make_agent(ctx, new_department(), role="supervisor"), role="supervisor", status=None, url=b.url
+    )
     snapshot = await supervisor.ok("queue:snapshot", {"department": department})
     assert [s["queue_position"] for s in snapshot["queued"]] == list(range(1, 41))
     assert {s["id"] for s in snapshot["queued"]} == {s["id"] for s in queued}
     started = [s["started_at"] for s in snapshot["queued"]]
-    assert started == sorted(started)                       # oldest first
+    assert started == sorted(started)  # oldest first
 
 
 # ------------------------------------------------------------------ recovering from drops
 
+
 async def test_a_client_that_drops_mid_conversation_recovers_with_sync(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
     a, b = replicas
     customer, agent, session = await chat_across(cast, ctx, a, b, department)
     sid = session["id"]
@@ -147,7 +167,7 @@ async def test_a_client_that_drops_mid_conversation_recovers_with_sync(
     await asyncio.wait_for(halfway.wait(), 10)
     before = customer.seen("chat:message", for_session(sid))
     await customer.disconnect()
-    await say(agent, sid, "while you were away")         # certainly missed
+    await say(agent, sid, "while you were away")  # certainly missed
     await customer.reconnect(a.url)
     back = await customer.expect("chat:session", lambda s: s["id"] == sid)
     assert back["status"] == "active"
@@ -165,8 +185,8 @@ async def test_a_client_that_drops_mid_conversation_recovers_with_sync(
 
 
 async def test_a_client_whose_replica_is_killed_recovers_on_the_other(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, test_env: dict[str, str], replica_logs,
-        department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, test_env: dict[str, str], replica_logs, department: str
+) -> None:
     a, b = replicas
     doomed = spare_replica(test_env, replica_logs, "C")
     doomed.start()
@@ -192,7 +212,7 @@ async def test_a_client_whose_replica_is_killed_recovers_on_the_other(
         assert [m["seq"] for m in synced] == list(range(contiguous + 1, 16))
         check_transcript(sid, 15, sent + before + synced + customer.seen("chat:message", for_session(sid)))
 
-        latest = await say(customer, sid, "I'm back")                 # and the chat goes on
+        latest = await say(customer, sid, "I'm back")  # and the chat goes on
         assert latest["seq"] == 16
         assert (await agent.expect("chat:message", lambda m: m.get("seq") == 16))["id"] == latest["id"]
         await check_stored(ctx, sid, 16)
@@ -202,8 +222,10 @@ async def test_a_client_whose_replica_is_killed_recovers_on_the_other(
 
 # ------------------------------------------------------------------ idempotency and races
 
+
 async def test_resending_a_client_msg_id_through_both_replicas_stores_one_message(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
     a, b = replicas
     customer, agent, session = await chat_across(cast, ctx, a, b, department)
     sid = session["id"]
@@ -218,17 +240,19 @@ async def test_resending_a_client_msg_id_through_both_replicas_stores_one_messag
     await agent.expect("chat:typing", for_session(sid))
     await other_tab.ok("chat:typing", {"session_id": sid, "typing": False})
     await agent.expect("chat:typing", lambda d: d["session_id"] == sid and d["typing"] is False)
-    assert message_ids(agent, sid) == [acks[0]["message"]["id"]]     # broadcast once
+    assert message_ids(agent, sid) == [acks[0]["message"]["id"]]  # broadcast once
 
 
 async def test_simultaneous_starts_on_two_replicas_open_one_session(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
     a, b = replicas
     for _ in range(5):
         on_a = await cast.customer(url=a.url)
         on_b = await cast.customer(url=b.url, user_id=on_a.user_id)
-        first, second = await asyncio.gather(on_a.call("chat:start", {"department": department}),
-                                             on_b.call("chat:start", {"department": department}))
+        first, second = await asyncio.gather(
+            on_a.call("chat:start", {"department": department}), on_b.call("chat:start", {"department": department})
+        )
         assert first["ok"] and second["ok"], (first, second)
         assert first["data"]["session"]["id"] == second["data"]["session"]["id"]
         assert await fetchval(ctx, "SELECT count(*) FROM chat_sessions WHERE customer_id = $1", on_a.user_id) == 1
@@ -236,8 +260,10 @@ async def test_simultaneous_starts_on_two_replicas_open_one_session(
 
 # ------------------------------------------------------------------ capacity freed elsewhere
 
+
 async def test_a_queued_chat_is_assigned_within_a_second_of_capacity_freeing_on_the_other_replica(
-        cast: Cast, replicas: list[Replica], ctx: AppContext, department: str) -> None:
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
     a, b = replicas
     first, agent, session = await chat_across(cast, ctx, a, b, department, max_chats=1)
     waiting = await cast.customer(url=a.url)

@@ -1,6 +1,7 @@
 """The six chat REST endpoints (/api/v1/chat/sessions...) on the same replica as the sockets:
 shapes as in PROTOCOL.md's objects, RBAC like tickets, errors as application/problem+json, and
 REST changes reaching the sockets in the session."""
+
 from __future__ import annotations
 
 import uuid
@@ -60,48 +61,69 @@ async def active_chat(cast: Cast, chat_server: ChatServer, department: str) -> t
 
 # ------------------------------------------------------------------ create
 
-async def test_a_customer_starts_a_chat_and_gets_the_open_one_again(http: aiohttp.ClientSession, users: Users,
-                                                                    department: str) -> None:
+
+async def test_a_customer_starts_a_chat_and_gets_the_open_one_again(
+    http: aiohttp.ClientSession, users: Users, department: str
+) -> None:
     customer_id = uuid.uuid4()
     headers = auth(users, customer_id, "customer")
     session = await start(http, headers, department=department, subject="Where is my parcel?")
     assert session["status"] == "queued" and session["queue_position"] == 1
     assert session["customer_id"] == str(customer_id) and session["subject"] == "Where is my parcel?"
     assert session["session_key"] and session["agent"] is None
-    again = await start(http, headers, expect=200, department=department)   # the open one, not new
+    again = await start(http, headers, expect=200, department=department)  # the open one, not new
     assert again["id"] == session["id"]
 
 
-async def test_staff_start_chats_for_a_customer_and_agents_may_not(http: aiohttp.ClientSession, users: Users,
-                                                                   department: str) -> None:
+async def test_staff_start_chats_for_a_customer_and_agents_may_not(
+    http: aiohttp.ClientSession, users: Users, department: str
+) -> None:
     customer_id = uuid.uuid4()
-    session = await start(http, auth(users, uuid.uuid4(), "supervisor"), department=department,
-                          customer_id=str(customer_id))
+    session = await start(
+        http, auth(users, uuid.uuid4(), "supervisor"), department=department, customer_id=str(customer_id)
+    )
     assert session["customer_id"] == str(customer_id)
     async with http.post(SESSIONS, json={"department": department}, headers=auth(users, uuid.uuid4(), "service")) as r:
         body = await problem(r, 422)
         assert "customer_id" in body["errors"]
-    async with http.post(SESSIONS, json={"customer_id": str(uuid.uuid4())},
-                         headers=auth(users, uuid.uuid4(), "agent")) as r:
+    async with http.post(
+        SESSIONS, json={"customer_id": str(uuid.uuid4())}, headers=auth(users, uuid.uuid4(), "agent")
+    ) as r:
         await problem(r, 403)
-    async with http.post(SESSIONS, json={"customer_id": str(uuid.uuid4())},
-                         headers=auth(users, customer_id, "customer")) as r:
-        await problem(r, 403)   # customers start chats only for themselves
+    async with http.post(
+        SESSIONS, json={"customer_id": str(uuid.uuid4())}, headers=auth(users, customer_id, "customer")
+    ) as r:
+        await problem(r, 403)  # customers start chats only for themselves
 
 
 # ------------------------------------------------------------------ read and RBAC
 
-async def test_get_by_id_or_session_key_with_ticket_like_visibility(http: aiohttp.ClientSession, users: Users,
-                                                                    cast: Cast, chat_server: ChatServer,
-                                                                    department: str) -> None:
+
+async def test_get_by_id_or_session_key_with_ticket_like_visibility(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     path, by_key = f"{SESSIONS}/{session['id']}", f"{SESSIONS}/{session['session_key']}"
     mine = await get(http, path, auth(users, customer.user_id, "customer"))
     assert mine["id"] == session["id"] and mine["status"] == "active"
     assert mine["agent"]["id"] == str(agent.user_id)
-    assert set(mine) >= {"id", "session_key", "status", "customer_id", "agent_id", "agent", "department",
-                         "ticket_id", "queue_position", "started_at", "assigned_at", "ended_at", "last_seq",
-                         "customer_last_read_seq", "agent_last_read_seq"}
+    assert set(mine) >= {
+        "id",
+        "session_key",
+        "status",
+        "customer_id",
+        "agent_id",
+        "agent",
+        "department",
+        "ticket_id",
+        "queue_position",
+        "started_at",
+        "assigned_at",
+        "ended_at",
+        "last_seq",
+        "customer_last_read_seq",
+        "agent_last_read_seq",
+    }
     assert await get(http, by_key, auth(users, customer.user_id, "customer")) == mine
     assert (await get(http, by_key, auth(users, agent.user_id, "agent")))["id"] == session["id"]
     assert (await get(http, path, auth(users, uuid.uuid4(), "supervisor")))["id"] == session["id"]
@@ -113,8 +135,9 @@ async def test_get_by_id_or_session_key_with_ticket_like_visibility(http: aiohtt
     await get(http, f"{SESSIONS}/chat_nothing-here", auth(users, uuid.uuid4(), "admin"), status=404)
 
 
-async def test_list_shows_each_caller_what_they_may_see(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                                        chat_server: ChatServer, department: str) -> None:
+async def test_list_shows_each_caller_what_they_may_see(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     agent = await cast.staff(await make_agent(chat_server.ctx, department, max_chats=1))
     customer, other = await cast.customer(), await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
@@ -146,8 +169,10 @@ async def test_list_shows_each_caller_what_they_may_see(http: aiohttp.ClientSess
 
 # ------------------------------------------------------------------ update
 
-async def test_put_status_ended_ends_the_chat_live(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                                   chat_server: ChatServer, department: str) -> None:
+
+async def test_put_status_ended_ends_the_chat_live(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     response = await put(http, session["session_key"], auth(users, agent.user_id, "agent"), {"status": "ended"})
     assert response.status == 200
@@ -158,15 +183,18 @@ async def test_put_status_ended_ends_the_chat_live(http: aiohttp.ClientSession, 
     assert again.status == 409 and again.content_type == PROBLEM_JSON
 
 
-async def test_put_agent_id_transfers_the_chat(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                               chat_server: ChatServer, department: str) -> None:
+async def test_put_agent_id_transfers_the_chat(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     target = await cast.staff(await make_agent(chat_server.ctx, department), status="away")
-    denied = await put(http, session["id"], auth(users, customer.user_id, "customer"),
-                       {"agent_id": str(target.user_id)})
+    denied = await put(
+        http, session["id"], auth(users, customer.user_id, "customer"), {"agent_id": str(target.user_id)}
+    )
     assert denied.status == 403
-    response = await put(http, session["id"], auth(users, uuid.uuid4(), "supervisor"),
-                         {"agent_id": str(target.user_id)})
+    response = await put(
+        http, session["id"], auth(users, uuid.uuid4(), "supervisor"), {"agent_id": str(target.user_id)}
+    )
     assert response.status == 200, await response.text()
     moved = await response.json()
     assert moved["agent_id"] == str(target.user_id) and moved["status"] == "active"
@@ -175,8 +203,9 @@ async def test_put_agent_id_transfers_the_chat(http: aiohttp.ClientSession, user
     await customer.expect("chat:transferred", for_session(session["id"]))
 
 
-async def test_put_subject_and_refusals(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                        chat_server: ChatServer, department: str) -> None:
+async def test_put_subject_and_refusals(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     mine = auth(users, customer.user_id, "customer")
     response = await put(http, session["id"], mine, {"subject": "Refund"})
@@ -188,43 +217,56 @@ async def test_put_subject_and_refusals(http: aiohttp.ClientSession, users: User
     response = await put(http, session["id"], auth(users, uuid.uuid4(), "customer"), {"subject": "Mine now"})
     assert response.status == 404
     response = await put(http, session["id"], auth(users, uuid.uuid4(), "agent"), {"status": "ended"})
-    assert response.status == 403   # staff know the chat exists; it is not theirs to end
+    assert response.status == 403  # staff know the chat exists; it is not theirs to end
     assert (await get(http, f"{SESSIONS}/{session['id']}", mine))["status"] == "active"
 
 
 # ------------------------------------------------------------------ messages
 
-async def test_a_message_sent_over_rest_reaches_the_sockets(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                                            chat_server: ChatServer, department: str) -> None:
+
+async def test_a_message_sent_over_rest_reaches_the_sockets(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     path = f"{SESSIONS}/{session['id']}/messages"
     headers = auth(users, customer.user_id, "customer")
-    async with http.post(path, json={"message": "Sent from the app", "client_msg_id": "rest-1"},
-                         headers=headers) as response:
+    async with http.post(
+        path, json={"message": "Sent from the app", "client_msg_id": "rest-1"}, headers=headers
+    ) as response:
         assert response.status == 201, await response.text()
         message = await response.json()
         assert response.headers["Location"]
     assert message["seq"] == 1 and message["sender_type"] == "customer"
     assert await agent.expect("chat:message", for_session(session["id"])) == message
-    assert await customer.expect("chat:message", for_session(session["id"])) == message   # the other tabs too
-    async with http.post(path, json={"message": "Sent from the app", "client_msg_id": "rest-1"},
-                         headers=headers) as response:
+    assert await customer.expect("chat:message", for_session(session["id"])) == message  # the other tabs too
+    async with http.post(
+        path, json={"message": "Sent from the app", "client_msg_id": "rest-1"}, headers=headers
+    ) as response:
         assert response.status == 200
         assert await response.json() == message
-    assert await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1",
-                          uuid.UUID(session["id"])) == 1
-    async with http.post(f"{SESSIONS}/{session['session_key']}/messages", json={"message": "By key"},
-                         headers=auth(users, agent.user_id, "agent")) as response:
+    assert (
+        await fetchval(
+            chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1", uuid.UUID(session["id"])
+        )
+        == 1
+    )
+    async with http.post(
+        f"{SESSIONS}/{session['session_key']}/messages",
+        json={"message": "By key"},
+        headers=auth(users, agent.user_id, "agent"),
+    ) as response:
         assert response.status == 201
         assert (await response.json())["seq"] == 2
 
 
-async def test_get_messages_after_seq_with_limit(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                                 chat_server: ChatServer, department: str) -> None:
+async def test_get_messages_after_seq_with_limit(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     for i in range(5):
-        await customer.ok("chat:message", {"session_id": session["id"], "client_msg_id": f"g{i}",
-                                           "message": f"line {i}"})
+        await customer.ok(
+            "chat:message", {"session_id": session["id"], "client_msg_id": f"g{i}", "message": f"line {i}"}
+        )
     path = f"{SESSIONS}/{session['id']}/messages"
     page = await get(http, f"{path}?after_seq=1&limit=3", auth(users, agent.user_id, "agent"))
     assert [m["seq"] for m in page["items"]] == [2, 3, 4]
@@ -236,7 +278,7 @@ async def test_get_messages_after_seq_with_limit(http: aiohttp.ClientSession, us
     assert [m["seq"] for m in page["items"]] == [1, 2, 3, 4, 5]
     assert (page["total"], page["limit"], page["offset"]) == (5, 100, 0)
     await agent.ok("chat:note", {"session_id": session["id"], "message": "internal, not a message"})
-    for who in ((customer.user_id, "customer"), (agent.user_id, "agent")):   # notes count for nobody
+    for who in ((customer.user_id, "customer"), (agent.user_id, "agent")):  # notes count for nobody
         page = await get(http, f"{path}?after_seq=4", auth(users, *who))
         assert ([m["seq"] for m in page["items"]], page["total"], page["offset"]) == ([5], 5, 4)
     page = await get(http, f"{path}?after_seq=9", auth(users, agent.user_id, "agent"))
@@ -248,8 +290,10 @@ async def test_get_messages_after_seq_with_limit(http: aiohttp.ClientSession, us
 
 # ------------------------------------------------------------------ errors
 
-async def test_errors_are_problem_json(http: aiohttp.ClientSession, users: Users, cast: Cast,
-                                       chat_server: ChatServer, department: str) -> None:
+
+async def test_errors_are_problem_json(
+    http: aiohttp.ClientSession, users: Users, cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server, department)
     path = f"{SESSIONS}/{session['id']}/messages"
     async with http.get(SESSIONS) as response:
@@ -257,16 +301,22 @@ async def test_errors_are_problem_json(http: aiohttp.ClientSession, users: Users
     async with http.post(path, json={"message": ""}, headers=auth(users, customer.user_id, "customer")) as response:
         body = await problem(response, 422)
         assert "message" in body["errors"]
-    async with http.post(path, data=b"{not json", headers={**auth(users, customer.user_id, "customer"),
-                                                           "Content-Type": "application/json"}) as response:
+    async with http.post(
+        path,
+        data=b"{not json",
+        headers={**auth(users, customer.user_id, "customer"), "Content-Type": "application/json"},
+    ) as response:
         await problem(response, 400)
     async with http.post(path, json={"message": "hi"}, headers=auth(users, uuid.uuid4(), "customer")) as response:
         await problem(response, 404)
     async with http.post(path, json={"message": "hi"}, headers=auth(users, uuid.uuid4(), "agent")) as response:
-        await problem(response, 403)   # staff may not write in a chat that is not theirs
+        await problem(response, 403)  # staff may not write in a chat that is not theirs
     await customer.ok("chat:end", {"session_id": session["id"]})
     async with http.post(path, json={"message": "hi"}, headers=auth(users, customer.user_id, "customer")) as response:
         await problem(response, 409)
-    async with http.post(f"{SESSIONS}/{new_department()}/messages", json={"message": "hi"},
-                         headers=auth(users, customer.user_id, "customer")) as response:
+    async with http.post(
+        f"{SESSIONS}/{new_department()}/messages",
+        json={"message": "hi"},
+        headers=auth(users, customer.user_id, "customer"),
+    ) as response:
         await problem(response, 404)

@@ -1,6 +1,7 @@
 """The Socket.IO contract (../shared/PROTOCOL.md) against one in-process replica over real websockets:
 connecting, every client event with its acknowledgement and error codes, and the pushes each
 party (and only that party) receives. Every test works in its own department."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,14 +14,23 @@ import socketio
 from app.auth import issue_token
 from app.config import Settings
 from app.context import open_context
-from chat_support import (Cast, ChatServer, Peer, connect_refusal, for_session, make_agent, new_department,
-                          serve_in_process)
+from chat_support import (
+    Cast,
+    ChatServer,
+    Peer,
+    connect_refusal,
+    for_session,
+    make_agent,
+    new_department,
+    serve_in_process,
+)
 from helpers import fetch, fetchval
 
 pytest_plugins = ["chat_fixtures"]
 
 
 # ------------------------------------------------------------------ helpers
+
 
 async def online_agent(cast: Cast, ctx, department: str, **kw) -> Peer:
     return await cast.staff(await make_agent(ctx, department, **kw))
@@ -38,8 +48,9 @@ async def active_chat(cast: Cast, ctx, department: str) -> tuple[Peer, Peer, dic
 
 
 async def say(peer: Peer, session_id: str, text: str, client_msg_id: str | None = None) -> dict:
-    data = await peer.ok("chat:message", {"session_id": session_id, "message": text,
-                                          "client_msg_id": client_msg_id or uuid.uuid4().hex})
+    data = await peer.ok(
+        "chat:message", {"session_id": session_id, "message": text, "client_msg_id": client_msg_id or uuid.uuid4().hex}
+    )
     return data["message"]
 
 
@@ -62,6 +73,7 @@ async def session_row(ctx, session_id: str) -> dict:
 
 
 # ------------------------------------------------------------------ connecting
+
 
 async def test_connect_without_a_token_is_refused_as_unauthorized(chat_server: ChatServer) -> None:
     refusal = await connect_refusal(chat_server.url, "/customer", None)
@@ -110,12 +122,19 @@ async def test_a_full_replica_refuses_with_server_full(test_env: dict[str, str])
 async def test_bearer_header_is_accepted_instead_of_auth(chat_server: ChatServer) -> None:
     client = socketio.AsyncClient(reconnection=False)
     token = issue_token(chat_server.settings.jwt_secret, uuid.uuid4(), "customer")
-    await client.connect(chat_server.url, headers={"Authorization": f"Bearer {token}"}, namespaces=["/customer"],
-                         socketio_path="/ws/chat", transports=["websocket"], wait_timeout=5)
+    await client.connect(
+        chat_server.url,
+        headers={"Authorization": f"Bearer {token}"},
+        namespaces=["/customer"],
+        socketio_path="/ws/chat",
+        transports=["websocket"],
+        wait_timeout=5,
+    )
     try:
-        ack = await client.call("chat:sync", {"session_id": str(uuid.uuid4()), "after_seq": 0},
-                                namespace="/customer", timeout=5)
-        assert ack["error"]["code"] == "not_found"   # connected and authenticated
+        ack = await client.call(
+            "chat:sync", {"session_id": str(uuid.uuid4()), "after_seq": 0}, namespace="/customer", timeout=5
+        )
+        assert ack["error"]["code"] == "not_found"  # connected and authenticated
     finally:
         await client.disconnect()
 
@@ -129,6 +148,7 @@ async def test_customer_gets_its_open_session_on_connect(cast: Cast, department:
 
 
 # ------------------------------------------------------------------ starting and routing
+
 
 async def test_start_without_an_online_agent_queues_the_session(cast: Cast, department: str) -> None:
     customer = await cast.customer()
@@ -145,21 +165,20 @@ async def test_start_without_an_online_agent_queues_the_session(cast: Cast, depa
     assert pushed["status"] == "queued"
 
 
-async def test_second_start_returns_the_same_open_session(cast: Cast, chat_server: ChatServer,
-                                                          department: str) -> None:
+async def test_second_start_returns_the_same_open_session(cast: Cast, chat_server: ChatServer, department: str) -> None:
     customer = await cast.customer()
     first = (await customer.ok("chat:start", {"department": department}))["session"]
     second = (await customer.ok("chat:start", {"department": department}))["session"]
     assert second["id"] == first["id"]
-    count = await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_sessions WHERE customer_id = $1",
-                           customer.user_id)
+    count = await fetchval(
+        chat_server.ctx, "SELECT count(*) FROM chat_sessions WHERE customer_id = $1", customer.user_id
+    )
     assert count == 1
 
 
 async def test_start_with_a_first_message_stores_it_as_seq_1(cast: Cast, department: str) -> None:
     customer = await cast.customer()
-    data = await customer.ok("chat:start", {"department": department, "message": "Hello?",
-                                            "client_msg_id": "first-1"})
+    data = await customer.ok("chat:start", {"department": department, "message": "Hello?", "client_msg_id": "first-1"})
     assert data["message"]["seq"] == 1 and data["message"]["message"] == "Hello?"
     assert data["message"]["client_msg_id"] == "first-1"
     assert data["session"]["last_seq"] == 1
@@ -182,8 +201,7 @@ async def test_start_assigns_to_an_online_agent(cast: Cast, chat_server: ChatSer
     assert (await agent_row(chat_server.ctx, agent.user_id))["active_chats"] == 1
 
 
-async def test_the_least_loaded_agent_gets_the_next_chat(cast: Cast, chat_server: ChatServer,
-                                                         department: str) -> None:
+async def test_the_least_loaded_agent_gets_the_next_chat(cast: Cast, chat_server: ChatServer, department: str) -> None:
     ctx = chat_server.ctx
     busy = await online_agent(cast, ctx, department, max_chats=3)
     first = await cast.customer()
@@ -197,8 +215,10 @@ async def test_the_least_loaded_agent_gets_the_next_chat(cast: Cast, chat_server
 
 # ------------------------------------------------------------------ messages
 
-async def test_message_ack_has_id_and_seq_and_reaches_only_the_other_party(cast: Cast, chat_server: ChatServer,
-                                                                          department: str) -> None:
+
+async def test_message_ack_has_id_and_seq_and_reaches_only_the_other_party(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     sent = await say(customer, sid, "My order is late", "c-1")
@@ -214,49 +234,51 @@ async def test_message_ack_has_id_and_seq_and_reaches_only_the_other_party(cast:
 
     await settle(agent, customer, sid)
     await settle(customer, agent, sid)
-    assert [m["seq"] for m in customer.seen("chat:message")] == [2]   # never its own message back
+    assert [m["seq"] for m in customer.seen("chat:message")] == [2]  # never its own message back
     assert [m["seq"] for m in agent.seen("chat:message")] == [1]
 
 
 async def test_resending_a_client_msg_id_returns_the_first_message_and_stores_one(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     first = await say(customer, sid, "Refund please", "dup-1")
     again = await say(customer, sid, "Refund please", "dup-1")
     assert again == first
-    rows = await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1",
-                          uuid.UUID(sid))
+    rows = await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1", uuid.UUID(sid))
     assert rows == 1
     await settle(customer, agent, sid)
-    assert [m["id"] for m in agent.seen("chat:message")] == [first["id"]]   # no second broadcast
-    assert (await session_row(chat_server.ctx, sid))["last_seq"] == 1      # no seq spent
+    assert [m["id"] for m in agent.seen("chat:message")] == [first["id"]]  # no second broadcast
+    assert (await session_row(chat_server.ctx, sid))["last_seq"] == 1  # no seq spent
 
 
 async def test_a_resend_racing_the_first_send_is_stored_and_broadcast_once(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     other_tab = await cast.customer(user_id=customer.user_id)
     body = {"session_id": sid, "client_msg_id": "race-1", "message": "Anyone?"}
     acks = await asyncio.gather(*(tab.ok("chat:message", body) for tab in (customer, other_tab) * 4))
     assert all(ack == acks[0] for ack in acks)
-    assert await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1",
-                          uuid.UUID(sid)) == 1
+    assert (
+        await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1", uuid.UUID(sid)) == 1
+    )
     await settle(customer, agent, sid)
     assert [m["id"] for m in agent.seen("chat:message")] == [acks[0]["message"]["id"]]
 
 
-async def test_same_client_msg_id_from_both_parties_are_two_messages(cast: Cast, chat_server: ChatServer,
-                                                                     department: str) -> None:
+async def test_same_client_msg_id_from_both_parties_are_two_messages(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     mine = await say(customer, session["id"], "hi", "m-1")
     theirs = await say(agent, session["id"], "hello", "m-1")
     assert mine["id"] != theirs["id"] and (mine["seq"], theirs["seq"]) == (1, 2)
 
 
-async def test_sync_returns_everything_after_seq_in_order(cast: Cast, chat_server: ChatServer,
-                                                          department: str) -> None:
+async def test_sync_returns_everything_after_seq_in_order(cast: Cast, chat_server: ChatServer, department: str) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     sent = []
@@ -268,7 +290,7 @@ async def test_sync_returns_everything_after_seq_in_order(cast: Cast, chat_serve
     assert synced["messages"] == sent[2:]
     assert [m["seq"] for m in synced["messages"]] == [3, 4, 5]
     assert synced["session"]["id"] == sid and synced["session"]["last_seq"] == 5
-    assert "notes" not in synced                                  # customers never see notes
+    assert "notes" not in synced  # customers never see notes
 
     everything = await agent.ok("chat:sync", {"session_id": sid, "after_seq": 0})
     assert everything["messages"] == sent
@@ -283,22 +305,32 @@ async def test_typing_reaches_the_other_party(cast: Cast, chat_server: ChatServe
     sid = session["id"]
     assert await customer.ok("chat:typing", {"session_id": sid, "typing": True}) == {}
     assert await agent.expect("chat:typing", for_session(sid)) == {
-        "session_id": sid, "sender_type": "customer", "typing": True}
+        "session_id": sid,
+        "sender_type": "customer",
+        "typing": True,
+    }
     await agent.ok("chat:typing", {"session_id": sid, "typing": False})
     assert await customer.expect("chat:typing", for_session(sid)) == {
-        "session_id": sid, "sender_type": "agent", "typing": False}
+        "session_id": sid,
+        "sender_type": "agent",
+        "typing": False,
+    }
     assert customer.seen("chat:typing", lambda d: d["sender_type"] == "customer") == []
 
 
-async def test_read_receipts_reach_the_other_party_and_are_stored(cast: Cast, chat_server: ChatServer,
-                                                                  department: str) -> None:
+async def test_read_receipts_reach_the_other_party_and_are_stored(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     await say(agent, sid, "one")
     await say(agent, sid, "two")
     assert await customer.ok("chat:read", {"session_id": sid, "up_to_seq": 2}) == {}
     assert await agent.expect("chat:read", for_session(sid)) == {
-        "session_id": sid, "reader_type": "customer", "up_to_seq": 2}
+        "session_id": sid,
+        "reader_type": "customer",
+        "up_to_seq": 2,
+    }
     await agent.ok("chat:read", {"session_id": sid, "up_to_seq": 1})
     assert (await customer.expect("chat:read", for_session(sid)))["reader_type"] == "agent"
     row = await session_row(chat_server.ctx, sid)
@@ -310,8 +342,7 @@ async def test_read_receipts_reach_the_other_party_and_are_stored(cast: Cast, ch
     assert synced["session"]["customer_last_read_seq"] == 2
 
 
-async def test_notes_reach_agents_and_never_the_customer(cast: Cast, chat_server: ChatServer,
-                                                          department: str) -> None:
+async def test_notes_reach_agents_and_never_the_customer(cast: Cast, chat_server: ChatServer, department: str) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     second_tab = await cast.staff(agent.user_id, status=None)
@@ -324,13 +355,15 @@ async def test_notes_reach_agents_and_never_the_customer(cast: Cast, chat_server
     assert all(name != "chat:message" for name, _ in customer.received)
     stored = await fetchval(chat_server.ctx, "SELECT message FROM chat_notes WHERE id = $1", uuid.UUID(note["id"]))
     assert stored.startswith("enc:v1:")
-    assert (await session_row(chat_server.ctx, sid))["last_seq"] == 0   # notes take no seq
+    assert (await session_row(chat_server.ctx, sid))["last_seq"] == 0  # notes take no seq
 
 
 # ------------------------------------------------------------------ ending, rating, offline messages
 
-async def test_customer_ending_a_chat_tells_both_and_frees_the_agent(cast: Cast, chat_server: ChatServer,
-                                                                     department: str) -> None:
+
+async def test_customer_ending_a_chat_tells_both_and_frees_the_agent(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, agent, session = await active_chat(cast, ctx, department)
     sid = session["id"]
@@ -346,8 +379,9 @@ async def test_customer_ending_a_chat_tells_both_and_frees_the_agent(cast: Cast,
     assert (await agent_row(ctx, agent.user_id))["active_chats"] == 0
     # the transcript stays
     assert len((await customer.ok("chat:sync", {"session_id": sid, "after_seq": 0}))["messages"]) == 1
-    await customer.fails("chat:message", {"session_id": sid, "client_msg_id": "late", "message": "hello?"},
-                         "invalid_state")
+    await customer.fails(
+        "chat:message", {"session_id": sid, "client_msg_id": "late", "message": "hello?"}, "invalid_state"
+    )
     await customer.fails("chat:end", {"session_id": sid}, "invalid_state")
 
 
@@ -368,8 +402,9 @@ async def test_ending_a_queued_chat_abandons_it(cast: Cast, department: str) -> 
     assert fresh["id"] != session["id"]
 
 
-async def test_rating_stores_the_rating_and_a_feedback_row_once(cast: Cast, chat_server: ChatServer,
-                                                                department: str) -> None:
+async def test_rating_stores_the_rating_and_a_feedback_row_once(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, agent, session = await active_chat(cast, ctx, department)
     sid = session["id"]
@@ -379,7 +414,11 @@ async def test_rating_stores_the_rating_and_a_feedback_row_once(cast: Cast, chat
     assert len(feedback) == 1
     row = feedback[0]
     assert (row["chat_session_id"], row["customer_id"], row["agent_id"], row["rating"]) == (
-        uuid.UUID(sid), customer.user_id, agent.user_id, 4)
+        uuid.UUID(sid),
+        customer.user_id,
+        agent.user_id,
+        4,
+    )
     assert row["comment"].startswith("enc:v1:")
     assert (await session_row(ctx, sid))["satisfaction_rating"] == 4
     again = await customer.fails("chat:rate", {"session_id": sid, "rating": 1}, "conflict")
@@ -394,17 +433,24 @@ async def test_rating_a_chat_no_agent_joined_is_invalid_state(cast: Cast, depart
 
 
 async def test_leaving_a_message_creates_a_chat_ticket_linked_to_the_session(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
-    data = await customer.ok("chat:leave_message", {
-        "session_id": session["id"], "subject": "Nobody answered", "message": "Please call me back.",
-        "email": "kim@example.com"})
+    data = await customer.ok(
+        "chat:leave_message",
+        {
+            "session_id": session["id"],
+            "subject": "Nobody answered",
+            "message": "Please call me back.",
+            "email": "kim@example.com",
+        },
+    )
     ticket = data["ticket"]
     assert ticket["channel"] == "chat" and ticket["category"] == department
     assert ticket["customer_id"] == str(customer.user_id) and ticket["subject"] == "Nobody answered"
-    assert ticket["metadata"] == {"source": "chat_offline_message", "session_id": session["id"]}   # API.md's name
+    assert ticket["metadata"] == {"source": "chat_offline_message", "session_id": session["id"]}  # API.md's name
     assert (await session_row(ctx, session["id"]))["ticket_id"] == uuid.UUID(ticket["id"])
     synced = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})
     assert synced["session"]["ticket_id"] == ticket["id"]
@@ -412,8 +458,9 @@ async def test_leaving_a_message_creates_a_chat_ticket_linked_to_the_session(
 
 async def test_ticket_events_reach_the_customer_and_supervisors_live(cast: Cast, chat_server: ChatServer) -> None:
     customer = await cast.customer()
-    supervisor = await cast.staff(await make_agent(chat_server.ctx, new_department(), role="supervisor"),
-                                  role="supervisor", status=None)
+    supervisor = await cast.staff(
+        await make_agent(chat_server.ctx, new_department(), role="supervisor"), role="supervisor", status=None
+    )
     ticket = (await customer.ok("chat:leave_message", {"subject": "Live?", "message": "Hi"}))["ticket"]
     for peer in (customer, supervisor):
         # The feed reads the event log in commit order: it waits while any older transaction of the
@@ -430,19 +477,22 @@ async def test_leaving_a_message_without_a_session_files_a_general_ticket(cast: 
 
 # ------------------------------------------------------------------ agents: accept, transfer, queue, status
 
+
 async def test_an_agent_accepts_a_queued_chat_and_a_second_taker_gets_conflict(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     first = await cast.staff(await make_agent(ctx, department), status="away")
     second = await cast.staff(await make_agent(ctx, department), status="away")
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
-    assert session["status"] == "queued"   # away agents get no chats by themselves
+    assert session["status"] == "queued"  # away agents get no chats by themselves
 
     taken = (await first.ok("chat:accept", {"session_id": session["id"]}))["session"]
     assert taken["status"] == "active" and taken["agent_id"] == str(first.user_id)
     assert (await customer.expect("chat:assigned", for_session(session["id"])))["session"]["agent_id"] == str(
-        first.user_id)
+        first.user_id
+    )
     await first.expect("chat:assigned", for_session(session["id"]))
     await second.fails("chat:accept", {"session_id": session["id"]}, "conflict")
     assert (await agent_row(ctx, first.user_id))["active_chats"] == 1
@@ -454,7 +504,8 @@ async def test_an_agent_accepts_a_queued_chat_and_a_second_taker_gets_conflict(
 
 
 async def test_transfer_to_another_agent_tells_everyone_and_moves_capacity(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, old, session = await active_chat(cast, ctx, department)
     sid = session["id"]
@@ -474,7 +525,7 @@ async def test_transfer_to_another_agent_tells_everyone_and_moves_capacity(
     await say(new, sid, "I'm taking over")
     await old.fails("chat:message", {"session_id": sid, "client_msg_id": "x", "message": "me too"}, "forbidden")
     assert old.seen("chat:message") == []
-    assert len(new.seen("chat:transferred", for_session(sid))) == 1   # told once
+    assert len(new.seen("chat:transferred", for_session(sid))) == 1  # told once
 
 
 async def test_transfer_needs_a_free_online_target(cast: Cast, chat_server: ChatServer, department: str) -> None:
@@ -489,8 +540,9 @@ async def test_transfer_needs_a_free_online_target(cast: Cast, chat_server: Chat
     assert "to_agent_id" in error["details"]
 
 
-async def test_transfer_to_a_department_picks_a_free_agent_there(cast: Cast, chat_server: ChatServer,
-                                                                  department: str) -> None:
+async def test_transfer_to_a_department_picks_a_free_agent_there(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, agent, session = await active_chat(cast, ctx, department)
     billing = new_department()
@@ -500,8 +552,9 @@ async def test_transfer_to_a_department_picks_a_free_agent_there(cast: Cast, cha
     await target.expect("chat:transferred", for_session(session["id"]))
 
 
-async def test_queue_snapshot_lists_the_queue_my_chats_and_the_agents(cast: Cast, chat_server: ChatServer,
-                                                                      department: str) -> None:
+async def test_queue_snapshot_lists_the_queue_my_chats_and_the_agents(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, agent, session = await active_chat(cast, ctx, department)
     await agent.ok("agent:status", {"status": "away"})
@@ -529,7 +582,8 @@ async def test_queue_snapshot_lists_the_queue_my_chats_and_the_agents(cast: Cast
 
 
 async def test_an_away_agent_gets_no_new_chats_and_going_online_drains_the_queue(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     agent = await online_agent(cast, ctx, department)
     away = await agent.ok("agent:status", {"status": "away"})
@@ -541,7 +595,7 @@ async def test_an_away_agent_gets_no_new_chats_and_going_online_drains_the_queue
 
     back = await agent.ok("agent:status", {"status": "online"})
     assert back["agent"]["status"] == "online"
-    for s in sessions[:2]:   # capacity 2, oldest first
+    for s in sessions[:2]:  # capacity 2, oldest first
         await agent.expect("chat:assigned", for_session(s["id"]))
     assert (await customers[0].expect("chat:assigned", for_session(sessions[0]["id"])))["session"]["status"] == "active"
     third = await customers[2].expect("chat:queue_position", lambda d: d["queue_position"] == 1)
@@ -549,8 +603,9 @@ async def test_an_away_agent_gets_no_new_chats_and_going_online_drains_the_queue
     assert (await agent_row(ctx, agent.user_id))["active_chats"] == 2
 
 
-async def test_going_offline_hands_the_agents_chats_back_to_the_queue(cast: Cast, chat_server: ChatServer,
-                                                                      department: str) -> None:
+async def test_going_offline_hands_the_agents_chats_back_to_the_queue(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, agent, session = await active_chat(cast, ctx, department)
     sid = session["id"]
@@ -575,11 +630,13 @@ async def test_queue_position_pushes_follow_the_queue(cast: Cast, department: st
 
 
 async def test_queue_updates_reach_the_departments_agents_and_supervisors(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     agent = await cast.staff(await make_agent(ctx, department), status="away")
-    supervisor = await cast.staff(await make_agent(ctx, new_department(), role="supervisor"),
-                                  role="supervisor", status=None)
+    supervisor = await cast.staff(
+        await make_agent(ctx, new_department(), role="supervisor"), role="supervisor", status=None
+    )
     outsider = await cast.staff(await make_agent(ctx, new_department()), status="away")
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
@@ -590,7 +647,7 @@ async def test_queue_updates_reach_the_departments_agents_and_supervisors(
     for peer in (agent, supervisor):
         update = await peer.expect("queue:updated", has_session)
         assert update["queued"][0]["queue_position"] == 1
-    await outsider.ok("queue:snapshot", {})   # anything pushed to it before this ack has arrived
+    await outsider.ok("queue:snapshot", {})  # anything pushed to it before this ack has arrived
     assert outsider.seen("queue:updated", lambda d: d["department"] == department) == []
 
 
@@ -599,24 +656,29 @@ async def test_presence_updates_reach_other_agents(cast: Cast, chat_server: Chat
     watcher = await online_agent(cast, ctx, department)
     other = await online_agent(cast, ctx, department, max_chats=4)
     await other.ok("agent:status", {"status": "away"})
-    update = await watcher.expect("presence:updated",
-                                  lambda d: d["agent_id"] == str(other.user_id) and d["status"] == "away")
+    update = await watcher.expect(
+        "presence:updated", lambda d: d["agent_id"] == str(other.user_id) and d["status"] == "away"
+    )
     assert update == {"agent_id": str(other.user_id), "status": "away", "active_chats": 0, "capacity": 4}
 
 
 # ------------------------------------------------------------------ error codes
 
-async def test_invalid_payloads_are_validation_failed_with_details(cast: Cast, chat_server: ChatServer,
-                                                                    department: str) -> None:
+
+async def test_invalid_payloads_are_validation_failed_with_details(
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     error = await customer.fails("chat:message", {"session_id": sid}, "validation_failed")
     assert {"client_msg_id", "message"} <= set(error["details"])
-    error = await customer.fails("chat:message", {"session_id": sid, "client_msg_id": "v", "message": ""},
-                                 "validation_failed")
+    error = await customer.fails(
+        "chat:message", {"session_id": sid, "client_msg_id": "v", "message": ""}, "validation_failed"
+    )
     assert list(error["details"]) == ["message"]
-    error = await customer.fails("chat:message", {"session_id": sid, "client_msg_id": "v", "message": "x" * 5001},
-                                 "validation_failed")
+    error = await customer.fails(
+        "chat:message", {"session_id": sid, "client_msg_id": "v", "message": "x" * 5001}, "validation_failed"
+    )
     assert "message" in error["details"]
     error = await customer.fails("chat:rate", {"session_id": sid, "rating": 6}, "validation_failed")
     assert "rating" in error["details"]
@@ -627,21 +689,24 @@ async def test_invalid_payloads_are_validation_failed_with_details(cast: Cast, c
     assert "status" in error["details"]
     error = await customer.fails("chat:read", {"session_id": sid, "up_to_seq": -1}, "validation_failed")
     assert "up_to_seq" in error["details"]
-    assert await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1",
-                          uuid.UUID(sid)) == 0
+    assert (
+        await fetchval(chat_server.ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1", uuid.UUID(sid)) == 0
+    )
 
 
 async def test_another_customers_session_is_not_found(cast: Cast, chat_server: ChatServer, department: str) -> None:
     owner, agent, session = await active_chat(cast, chat_server.ctx, department)
     sid = session["id"]
     stranger = await cast.customer()
-    for event, data in (("chat:message", {"session_id": sid, "client_msg_id": "s", "message": "hi"}),
-                        ("chat:sync", {"session_id": sid, "after_seq": 0}),
-                        ("chat:typing", {"session_id": sid, "typing": True}),
-                        ("chat:read", {"session_id": sid, "up_to_seq": 0}),
-                        ("chat:end", {"session_id": sid}),
-                        ("chat:rate", {"session_id": sid, "rating": 3}),
-                        ("chat:leave_message", {"session_id": sid, "subject": "x", "message": "y"})):
+    for event, data in (
+        ("chat:message", {"session_id": sid, "client_msg_id": "s", "message": "hi"}),
+        ("chat:sync", {"session_id": sid, "after_seq": 0}),
+        ("chat:typing", {"session_id": sid, "typing": True}),
+        ("chat:read", {"session_id": sid, "up_to_seq": 0}),
+        ("chat:end", {"session_id": sid}),
+        ("chat:rate", {"session_id": sid, "rating": 3}),
+        ("chat:leave_message", {"session_id": sid, "subject": "x", "message": "y"}),
+    ):
         await stranger.fails(event, data, "not_found")
     await stranger.fails("chat:sync", {"session_id": session["session_key"], "after_seq": 0}, "not_found")
     await stranger.fails("chat:sync", {"session_id": "chat_doesnotexist", "after_seq": 0}, "not_found")
@@ -649,7 +714,8 @@ async def test_another_customers_session_is_not_found(cast: Cast, chat_server: C
 
 
 async def test_an_agent_may_not_write_in_a_chat_assigned_to_someone_else(
-        cast: Cast, chat_server: ChatServer, department: str) -> None:
+    cast: Cast, chat_server: ChatServer, department: str
+) -> None:
     ctx = chat_server.ctx
     customer, agent, session = await active_chat(cast, ctx, department)
     sid = session["id"]
@@ -668,9 +734,9 @@ async def test_an_admin_without_an_agent_profile_may_not_accept(cast: Cast, depa
     await admin.fails("chat:accept", {"session_id": session["id"]}, "forbidden")
 
 
-async def test_an_unexpected_error_is_internal_without_details(cast: Cast, chat_server: ChatServer,
-                                                                department: str,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_unexpected_error_is_internal_without_details(
+    cast: Cast, chat_server: ChatServer, department: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.services import chat
 
     async def broken(*args, **kwargs):
@@ -684,6 +750,7 @@ async def test_an_unexpected_error_is_internal_without_details(cast: Cast, chat_
 
 # ------------------------------------------------------------------ rate limit
 
+
 @pytest.fixture(scope="module")
 async def limited_server(test_env: dict[str, str]) -> AsyncIterator[ChatServer]:
     settings = Settings.from_env({**test_env, "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "3"})
@@ -691,8 +758,9 @@ async def limited_server(test_env: dict[str, str]) -> AsyncIterator[ChatServer]:
         yield server
 
 
-async def test_messages_over_the_rate_limit_are_refused_and_not_stored(limited_server: ChatServer,
-                                                                       department: str) -> None:
+async def test_messages_over_the_rate_limit_are_refused_and_not_stored(
+    limited_server: ChatServer, department: str
+) -> None:
     ctx = limited_server.ctx
     cast = Cast(limited_server.url, limited_server.settings.jwt_secret)
     try:
@@ -700,8 +768,9 @@ async def test_messages_over_the_rate_limit_are_refused_and_not_stored(limited_s
         sid = session["id"]
         for i in range(3):
             await say(customer, sid, f"message {i}")
-        error = await customer.fails("chat:message", {"session_id": sid, "client_msg_id": "over",
-                                                      "message": "one too many"}, "rate_limited")
+        error = await customer.fails(
+            "chat:message", {"session_id": sid, "client_msg_id": "over", "message": "one too many"}, "rate_limited"
+        )
         assert 0 < error["details"]["retry_after_ms"] <= 60_000
         assert await fetchval(ctx, "SELECT count(*) FROM chat_messages WHERE session_id = $1", uuid.UUID(sid)) == 3
         await settle(customer, agent, sid)
@@ -713,6 +782,7 @@ async def test_messages_over_the_rate_limit_are_refused_and_not_stored(limited_s
 
 
 # ------------------------------------------------------------------ storage and events
+
 
 async def test_messages_are_encrypted_at_rest(cast: Cast, chat_server: ChatServer, department: str) -> None:
     customer, agent, session = await active_chat(cast, chat_server.ctx, department)
@@ -729,23 +799,36 @@ async def test_every_state_change_writes_its_event(cast: Cast, chat_server: Chat
     other = await online_agent(cast, ctx, department)
     await agent.ok("chat:transfer", {"session_id": sid, "to_agent_id": str(other.user_id)})
     await other.ok("chat:end", {"session_id": sid})
-    rows = await fetch(ctx, "SELECT type, payload FROM support_events WHERE entity_type = 'chat_session' "
-                            "AND entity_id = $1 ORDER BY created_at, type", sid)
+    rows = await fetch(
+        ctx,
+        "SELECT type, payload FROM support_events WHERE entity_type = 'chat_session' "
+        "AND entity_id = $1 ORDER BY created_at, type",
+        sid,
+    )
     types = {r["type"] for r in rows}
-    assert {"chat.started", "chat.queued", "chat.assigned", "chat.message", "chat.transferred",
-            "chat.ended"} <= types, types
+    assert {
+        "chat.started",
+        "chat.queued",
+        "chat.assigned",
+        "chat.message",
+        "chat.transferred",
+        "chat.ended",
+    } <= types, types
     for row in rows:
-        assert "message" not in row["payload"] and "hello" not in str(row["payload"])   # no free text
-    agent_ids = [r["id"] for r in await fetch(ctx, "SELECT id FROM support_agents WHERE user_id = $1",
-                                                agent.user_id)]
-    status_events = await fetchval(ctx, "SELECT count(*) FROM support_events WHERE type = 'agent.status_changed' "
-                                        "AND entity_id = $1", str(agent_ids[0]))
+        assert "message" not in row["payload"] and "hello" not in str(row["payload"])  # no free text
+    agent_ids = [r["id"] for r in await fetch(ctx, "SELECT id FROM support_agents WHERE user_id = $1", agent.user_id)]
+    status_events = await fetchval(
+        ctx,
+        "SELECT count(*) FROM support_events WHERE type = 'agent.status_changed' AND entity_id = $1",
+        str(agent_ids[0]),
+    )
     assert status_events >= 1
 
 
 async def test_sync_pages_a_long_history_with_has_more(chat_server, cast, department, monkeypatch):
     from app.services import chat as chat_service
-    monkeypatch.setattr(chat_service, "SYNC_LIMIT", 3)   # a small page, so the paging shows
+
+    monkeypatch.setattr(chat_service, "SYNC_LIMIT", 3)  # a small page, so the paging shows
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
     for i in range(5):
@@ -758,11 +841,13 @@ async def test_sync_pages_a_long_history_with_has_more(chat_server, cast, depart
 
 async def test_busy_replica_answers_unavailable_at_once_and_stores_nothing(chat_server, cast, department, monkeypatch):
     from sockets.server import STATE
+
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
     monkeypatch.setattr(chat_server.app[STATE], "max_in_flight", 0)
-    error = await customer.fails("chat:message", {"session_id": session["id"], "client_msg_id": "busy",
-                                                  "message": "hello"}, "unavailable")
+    error = await customer.fails(
+        "chat:message", {"session_id": session["id"], "client_msg_id": "busy", "message": "hello"}, "unavailable"
+    )
     assert error["details"]["retry_after_ms"] > 0
     monkeypatch.undo()
     synced = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})

@@ -4,6 +4,7 @@ whose sockets are gone past the grace period, and presence left behind by a dead
 The server of this module runs on a context with a :class:`FrozenClock`; the test holds the
 cluster-wide ``chat-timers`` duty lock so the server's own timer loop never runs, and calls the
 sweeps itself after moving the clock."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -65,15 +66,17 @@ async def agent_row(ctx: AppContext, user_id: uuid.UUID) -> dict:
 
 # ------------------------------------------------------------------ queue timeout
 
+
 async def test_a_chat_queued_past_the_timeout_ends_and_the_customer_can_leave_a_message(
-        cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str) -> None:
+    cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str
+) -> None:
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
     timeout = dt.timedelta(minutes=tctx.settings.chat_queue_timeout_minutes)
 
     frozen.advance(seconds=timeout.total_seconds() - 1)
     await chat_timers.sweep_queue_timeouts(tctx)
-    assert (await session_row(tctx, session["id"]))["status"] == "queued"   # not yet
+    assert (await session_row(tctx, session["id"]))["status"] == "queued"  # not yet
 
     frozen.advance(seconds=2)
     assert await chat_timers.sweep_queue_timeouts(tctx) >= 1
@@ -84,8 +87,11 @@ async def test_a_chat_queued_past_the_timeout_ends_and_the_customer_can_leave_a_
     assert ended["reason"] == "queue_timeout" and ended["session"]["status"] == "timed_out"
     await customer.expect("chat:session", lambda s: s["id"] == session["id"] and s["status"] == "timed_out")
 
-    ticket = (await customer.ok("chat:leave_message", {"session_id": session["id"], "subject": "No one came",
-                                                       "message": "Please email me."}))["ticket"]
+    ticket = (
+        await customer.ok(
+            "chat:leave_message", {"session_id": session["id"], "subject": "No one came", "message": "Please email me."}
+        )
+    )["ticket"]
     assert ticket["channel"] == "chat" and ticket["category"] == department
     assert (await session_row(tctx, session["id"]))["ticket_id"] == uuid.UUID(ticket["id"])
     # and the customer may start again
@@ -93,8 +99,9 @@ async def test_a_chat_queued_past_the_timeout_ends_and_the_customer_can_leave_a_
     assert again["id"] != session["id"] and again["status"] == "queued"
 
 
-async def test_an_active_chat_never_times_out_in_the_queue(cast: Cast, tctx: AppContext, frozen: FrozenClock,
-                                                           department: str) -> None:
+async def test_an_active_chat_never_times_out_in_the_queue(
+    cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str
+) -> None:
     agent = await cast.staff(await make_agent(tctx, department))
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
@@ -107,8 +114,10 @@ async def test_an_active_chat_never_times_out_in_the_queue(cast: Cast, tctx: App
 
 # ------------------------------------------------------------------ inactivity
 
-async def test_an_active_chat_without_messages_ends_for_inactivity(cast: Cast, tctx: AppContext,
-                                                                   frozen: FrozenClock, department: str) -> None:
+
+async def test_an_active_chat_without_messages_ends_for_inactivity(
+    cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str
+) -> None:
     agent = await cast.staff(await make_agent(tctx, department))
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
@@ -117,7 +126,7 @@ async def test_an_active_chat_without_messages_ends_for_inactivity(cast: Cast, t
 
     frozen.advance(seconds=idle.total_seconds() / 2)
     await customer.ok("chat:message", {"session_id": sid, "client_msg_id": "m1", "message": "still there?"})
-    frozen.advance(seconds=idle.total_seconds() - 1)          # idle, measured from the last message
+    frozen.advance(seconds=idle.total_seconds() - 1)  # idle, measured from the last message
     await chat_timers.sweep_inactive(tctx)
     assert (await session_row(tctx, sid))["status"] == "active"
 
@@ -133,11 +142,14 @@ async def test_an_active_chat_without_messages_ends_for_inactivity(cast: Cast, t
 
 # ------------------------------------------------------------------ agents who lapsed
 
+
 async def test_an_agent_gone_past_the_grace_goes_offline_and_their_chat_goes_to_the_head_of_the_queue(
-        cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str) -> None:
+    cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str
+) -> None:
     grace = tctx.settings.agent_disconnect_grace_seconds
-    watcher = await cast.staff(await make_agent(tctx, new_department(), role="supervisor"), role="supervisor",
-                               status=None)
+    watcher = await cast.staff(
+        await make_agent(tctx, new_department(), role="supervisor"), role="supervisor", status=None
+    )
     gone = await cast.staff(await make_agent(tctx, department, max_chats=1))
     first = await cast.customer()
     s1 = (await first.ok("chat:start", {"department": department}))["session"]
@@ -148,13 +160,13 @@ async def test_an_agent_gone_past_the_grace_goes_offline_and_their_chat_goes_to_
 
     await watcher.catch_up()
     await gone.disconnect()
-    await watcher.expect("presence:updated", lambda d: d["agent_id"] == str(gone.user_id))   # seen as gone
+    await watcher.expect("presence:updated", lambda d: d["agent_id"] == str(gone.user_id))  # seen as gone
     row = await agent_row(tctx, gone.user_id)
     assert row["is_online"] is False and row["status"] == "online" and row["last_seen_at"] == frozen.now()
 
     frozen.advance(seconds=grace - 1)
     await chat_timers.sweep_lapsed_agents(tctx)
-    assert (await agent_row(tctx, gone.user_id))["status"] == "online"           # still within grace
+    assert (await agent_row(tctx, gone.user_id))["status"] == "online"  # still within grace
     assert (await session_row(tctx, s1["id"]))["agent_id"] == gone.user_id
 
     frozen.advance(seconds=2)
@@ -166,21 +178,25 @@ async def test_an_agent_gone_past_the_grace_goes_offline_and_their_chat_goes_to_
     told = await first.expect("chat:transferred", for_session(s1["id"]))
     assert told["from_agent_id"] == str(gone.user_id) and told["to_agent_id"] is None
     back = await first.expect("chat:session", lambda s: s["id"] == s1["id"] and s["status"] == "queued")
-    assert back["queue_position"] == 1                                          # ahead of the older s2
+    assert back["queue_position"] == 1  # ahead of the older s2
     await waiting.expect("chat:queue_position", lambda d: d["session_id"] == s2["id"] and d["queue_position"] == 2)
-    events = await fetch(tctx, "SELECT payload FROM support_events WHERE type = 'agent.status_changed' "
-                               "AND entity_id = $1", str(row["id"]))
+    events = await fetch(
+        tctx,
+        "SELECT payload FROM support_events WHERE type = 'agent.status_changed' AND entity_id = $1",
+        str(row["id"]),
+    )
     assert any(e["payload"].get("reason") == "disconnected" for e in events)
 
     helper = await cast.staff(await make_agent(tctx, department, max_chats=1))
     assigned = await helper.expect("chat:assigned", for_session(s1["id"]))
     assert assigned["session"]["agent_id"] == str(helper.user_id)
     assert (await first.expect("chat:assigned", for_session(s1["id"])))["session"]["status"] == "active"
-    assert (await session_row(tctx, s2["id"]))["status"] == "queued"              # s2 still waits
+    assert (await session_row(tctx, s2["id"]))["status"] == "queued"  # s2 still waits
 
 
 async def test_an_agent_who_reconnects_within_the_grace_keeps_their_chats(
-        cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str) -> None:
+    cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str
+) -> None:
     agent = await cast.staff(await make_agent(tctx, department))
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": department}))["session"]
@@ -197,10 +213,11 @@ async def test_an_agent_who_reconnects_within_the_grace_keeps_their_chats(
     await agent.expect("chat:message", for_session(session["id"]))
 
 
-async def test_presence_left_by_a_dead_replica_is_reconciled(cast: Cast, tctx: AppContext, frozen: FrozenClock,
-                                                             department: str) -> None:
+async def test_presence_left_by_a_dead_replica_is_reconciled(
+    cast: Cast, tctx: AppContext, frozen: FrozenClock, department: str
+) -> None:
     orphan = await make_agent(tctx, department)
-    await routing.agent_connected(tctx, orphan)          # marked connected, but no socket anywhere
+    await routing.agent_connected(tctx, orphan)  # marked connected, but no socket anywhere
     await routing.set_status(tctx, Principal(orphan, "agent"), RequestMeta(), "online")
     live = await cast.staff(await make_agent(tctx, department))
     assert not await tctx.live.is_connected(AGENT_NS, orphan)

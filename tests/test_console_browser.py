@@ -4,6 +4,7 @@ notes, end, transfer, reconnect), tickets, the supervisor view, user text render
 axe-core finding no serious WCAG 2 A/AA problem in any screen it photographs.
 
 Every test works in its own department; customers are python-socketio peers (``cast``)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,8 +23,7 @@ from app.clock import FrozenClock
 from app.context import open_context
 from app.services import departments, queue_alerts
 from app.services.departments import default_display_name
-from browser_support import (DESKTOP, PHONE, UI_TIMEOUT_MS, CuttableProxy, accessibility_violations, screenshot,
-                             token)
+from browser_support import DESKTOP, PHONE, UI_TIMEOUT_MS, CuttableProxy, accessibility_violations, screenshot, token
 from browser_support import open_console as signed_in_console
 from chat_support import ADMIN, Cast, ChatServer, Peer, chat_timers_paused, for_session, make_agent
 
@@ -37,16 +37,26 @@ def patient_expect() -> Iterator[None]:
     """Assertions wait as long as any UI change may take (browser_support.UI_TIMEOUT_MS)."""
     expect.set_options(timeout=UI_TIMEOUT_MS)
     yield
-    expect.set_options(timeout=5_000)   # Playwright's default
+    expect.set_options(timeout=5_000)  # Playwright's default
 
 
 # ------------------------------------------------------------------ helpers
 
-async def open_console(open_page, server: ChatServer, user_id: uuid.UUID, *, role: str = "agent",
-                       name: str = "Ada Agent", viewport: dict = DESKTOP, base: str | None = None) -> Page:
+
+async def open_console(
+    open_page,
+    server: ChatServer,
+    user_id: uuid.UUID,
+    *,
+    role: str = "agent",
+    name: str = "Ada Agent",
+    viewport: dict = DESKTOP,
+    base: str | None = None,
+) -> Page:
     """The console signed in through the URL fragment, once its socket is connected."""
-    return await signed_in_console(open_page, base or server.url, server.settings.jwt_secret, user_id,
-                                   role=role, name=name, viewport=viewport)
+    return await signed_in_console(
+        open_page, base or server.url, server.settings.jwt_secret, user_id, role=role, name=name, viewport=viewport
+    )
 
 
 async def start_chat(cast: Cast, department: str, subject: str, message: str | None = None) -> tuple[Peer, dict]:
@@ -59,8 +69,7 @@ async def start_chat(cast: Cast, department: str, subject: str, message: str | N
 
 
 async def say(peer: Peer, session_id: str, text: str) -> dict:
-    data = await peer.ok("chat:message", {"session_id": session_id, "message": text,
-                                          "client_msg_id": uuid.uuid4().hex})
+    data = await peer.ok("chat:message", {"session_id": session_id, "message": text, "client_msg_id": uuid.uuid4().hex})
     return data["message"]
 
 
@@ -88,8 +97,9 @@ async def accept(page: Page, session_id: str) -> Locator:
     return pane
 
 
-async def rest(server: ChatServer, method: str, path: str, user_id: uuid.UUID, role: str,
-               payload: Any = None, expected: int = 200) -> Any:
+async def rest(
+    server: ChatServer, method: str, path: str, user_id: uuid.UUID, role: str, payload: Any = None, expected: int = 200
+) -> Any:
     headers = {"Authorization": f"Bearer {issue_token(server.settings.jwt_secret, user_id, role)}"}
     async with aiohttp.ClientSession(server.url) as http:
         async with http.request(method, path, json=payload, headers=headers) as response:
@@ -100,11 +110,12 @@ async def rest(server: ChatServer, method: str, path: str, user_id: uuid.UUID, r
 
 # ------------------------------------------------------------------ sign-in
 
+
 async def test_bad_or_expired_token_shows_a_clear_sign_in_error(chat_server, open_page, department, screenshot_dir):
     secret = chat_server.settings.jwt_secret
     page = await open_page(f"{chat_server.url}/console#token=not-a-token")
     await expect(page.get_by_test_id("signin-error")).to_contain_text("not a valid access token")
-    assert page.url == f"{chat_server.url}/console"          # the token left the address bar
+    assert page.url == f"{chat_server.url}/console"  # the token left the address bar
     await expect(page.get_by_test_id("agent-name")).to_be_hidden()
 
     expired = issue_token(secret, uuid.uuid4(), "agent", ttl=-60)
@@ -143,12 +154,13 @@ async def test_bad_or_expired_token_shows_a_clear_sign_in_error(chat_server, ope
 
 # ------------------------------------------------------------------ queue
 
+
 async def test_queue_updates_live_with_waiting_times(chat_server, cast, open_page, department, screenshot_dir):
     agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
     page = await open_console(open_page, chat_server, agent_id)
     await expect(page.get_by_test_id("agent-name")).to_have_text("Ada Agent")
     await expect(page.get_by_test_id("agent-role")).to_have_text("Agent")
-    await expect(page.get_by_test_id("presence")).to_have_value("offline")   # nobody is routed to us
+    await expect(page.get_by_test_id("presence")).to_have_value("offline")  # nobody is routed to us
     own = page.locator(f'[data-testid="queue-department"][data-department="{department}"]')
     await expect(own.get_by_test_id("queue-empty")).to_be_visible()
 
@@ -156,20 +168,21 @@ async def test_queue_updates_live_with_waiting_times(chat_server, cast, open_pag
     await expect(own.get_by_test_id("queue-item")).to_have_count(1)
     item = queue_item(page, first["id"])
     await expect(item.get_by_test_id("queue-subject")).to_have_text("Booking #1042 not confirmed")
-    await expect(item.get_by_test_id("queue-preview")).to_have_text("“Hello?”")   # what they asked, before accepting
+    await expect(item.get_by_test_id("queue-preview")).to_have_text("“Hello?”")  # what they asked, before accepting
     waiting = item.get_by_test_id("waiting")
     await expect(waiting).to_have_text(WAIT)
     shown = await waiting.text_content()
-    await expect(waiting).not_to_have_text(shown)                      # it ticks
+    await expect(waiting).not_to_have_text(shown)  # it ticks
     await expect(waiting).to_have_text(WAIT)
 
     _, second = await start_chat(cast, department, "Change my check-in date")
     await expect(own.get_by_test_id("queue-item")).to_have_count(2)
     await expect(own.get_by_test_id("queue-count")).to_have_text("2")
     await expect(own.get_by_test_id("queue-subject")).to_have_text(
-        ["Booking #1042 not confirmed", "Change my check-in date"])    # serving order
+        ["Booking #1042 not confirmed", "Change my check-in date"]
+    )  # serving order
     await expect(queue_item(page, second["id"]).get_by_test_id("waiting")).to_have_text(WAIT)
-    await expect(queue_item(page, second["id"]).get_by_test_id("queue-preview")).to_be_hidden()   # no message yet
+    await expect(queue_item(page, second["id"]).get_by_test_id("queue-preview")).to_be_hidden()  # no message yet
     await screenshot(page, "console-queue-desktop", screenshot_dir)
     assert await accessibility_violations(page) == []
 
@@ -188,8 +201,10 @@ async def test_queue_updates_live_with_waiting_times(chat_server, cast, open_pag
 
 # ------------------------------------------------------------------ chatting
 
+
 async def test_accept_then_chat_both_ways_with_typing_receipts_notes_and_end(
-        chat_server, cast, open_page, department, screenshot_dir):
+    chat_server, cast, open_page, department, screenshot_dir
+):
     agent_id = await make_agent(chat_server.ctx, department, max_chats=3, name="Ada Agent")
     page = await open_console(open_page, chat_server, agent_id)
     await page.get_by_test_id("presence").select_option("away")
@@ -218,7 +233,7 @@ async def test_accept_then_chat_both_ways_with_typing_receipts_notes_and_end(
     await composer.press("Enter")
     sent = await anna.expect("chat:message", lambda m: m["sender_type"] == "agent")
     assert sent["message"] == "Hi Anna\nlooking into it now."
-    assert uuid.UUID(sent["client_msg_id"])                          # generated by the console
+    assert uuid.UUID(sent["client_msg_id"])  # generated by the console
     await expect(composer).to_have_value("")
     mine = pane_a.locator(f'[data-testid="message"][data-seq="{sent["seq"]}"]')
     await expect(mine.get_by_test_id("message-status")).to_have_text("Sent")
@@ -243,9 +258,10 @@ async def test_accept_then_chat_both_ways_with_typing_receipts_notes_and_end(
     await expect(chat_tab(page, chat_a["id"]).get_by_test_id("unread")).to_be_hidden()
     await expect(page).to_have_title("Agent console")
     await expect(texts(pane_a, "Are you still there?")).to_have_count(1)
-    await expect(pane_a.get_by_test_id("message")).to_have_count(3)   # once each, in seq order
-    seqs = [int(s) for s in await pane_a.get_by_test_id("message").evaluate_all(
-        "nodes => nodes.map(n => n.dataset.seq)")]
+    await expect(pane_a.get_by_test_id("message")).to_have_count(3)  # once each, in seq order
+    seqs = [
+        int(s) for s in await pane_a.get_by_test_id("message").evaluate_all("nodes => nodes.map(n => n.dataset.seq)")
+    ]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
 
     # an internal note: shown apart, never sent to the customer
@@ -322,7 +338,7 @@ async def test_transfer_moves_the_chat_to_another_agents_console(chat_server, ca
 
     customer, session = await start_chat(cast, department, "Broken key card", "My key card stopped working")
     assert session["status"] == "active" and session["agent_id"] == str(ada_id)
-    pane = chat_pane(ada, session["id"])                             # auto-assigned: opens by itself
+    pane = chat_pane(ada, session["id"])  # auto-assigned: opens by itself
     await expect(texts(pane, "My key card stopped working")).to_have_count(1)
     await expect(ada.get_by_test_id("toast").filter(has_text="Broken key card")).to_be_visible()
 
@@ -330,7 +346,7 @@ async def test_transfer_moves_the_chat_to_another_agents_console(chat_server, ca
     await expect(bob.get_by_test_id("presence")).to_have_attribute("data-status", "online")
     await pane.get_by_test_id("transfer").click()
     option = pane.locator(f'[data-testid="transfer-agent"] option[value="{bob_id}"]')
-    await expect(option).to_be_enabled()                             # Bob is online with a free place
+    await expect(option).to_be_enabled()  # Bob is online with a free place
     await pane.get_by_test_id("transfer-agent").select_option(str(bob_id))
     await pane.get_by_test_id("transfer-agent-confirm").click()
 
@@ -356,7 +372,8 @@ async def test_transfer_moves_the_chat_to_another_agents_console(chat_server, ca
 
 
 async def test_reconnect_resyncs_chats_and_resends_unacknowledged_messages(
-        chat_server, cast, open_page, department, proxy: CuttableProxy):
+    chat_server, cast, open_page, department, proxy: CuttableProxy
+):
     agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
     page = await open_console(open_page, chat_server, agent_id, base=proxy.url)
     customer, session = await start_chat(cast, department, "Wi-Fi password", "What is the Wi-Fi password?")
@@ -369,8 +386,8 @@ async def test_reconnect_resyncs_chats_and_resends_unacknowledged_messages(
     await pane.get_by_test_id("composer").press("Enter")
     pending = pane.locator('[data-testid="message"][data-status="sending"]')
     await expect(pending.get_by_test_id("message-status")).to_have_text("Sending…")
-    await say(customer, session["id"], "Found it, thanks!")               # while the console is away
-    _, newcomer = await start_chat(cast, department, "Pool hours")          # its queue:updated is missed
+    await say(customer, session["id"], "Found it, thanks!")  # while the console is away
+    _, newcomer = await start_chat(cast, department, "Pool hours")  # its queue:updated is missed
 
     proxy.restore()
     await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
@@ -378,7 +395,7 @@ async def test_reconnect_resyncs_chats_and_resends_unacknowledged_messages(
     mine = pane.get_by_test_id("message").filter(has_text="It is on the card in your room.")
     await expect(mine.get_by_test_id("message-status")).to_have_text(re.compile("Sent|Seen"))
     await expect(pane.get_by_test_id("message")).to_have_count(3)
-    await expect(queue_item(page, newcomer["id"])).to_have_count(1)        # from the new queue:snapshot
+    await expect(queue_item(page, newcomer["id"])).to_have_count(1)  # from the new queue:snapshot
     await customer.expect("chat:message", lambda m: m["message"] == "It is on the card in your room.")
     await customer.catch_up()
     assert len(customer.seen("chat:message", lambda m: m["message"] == "It is on the card in your room.")) == 1
@@ -402,11 +419,12 @@ async def test_a_refused_message_shows_not_sent_and_retry_delivers_it_once(chat_
             text = str(message)
             sent = re.match(r'^42/agent,(\d+)\["chat:message",', text)
             if sent and not refused:
-                refused.append(json.loads(text[text.index("["):])[1]["client_msg_id"])
+                refused.append(json.loads(text[text.index("[") :])[1]["client_msg_id"])
                 error = {"code": "unavailable", "message": "The server is busy; retry shortly", "details": {}}
                 route.send(f"43/agent,{sent.group(1)}{json.dumps([{'ok': False, 'error': error}])}")
             else:
                 server.send(message)
+
         route.on_message(from_page)
 
     await page.route_web_socket(re.compile(r"/ws/chat/"), refuse_first_message)
@@ -418,7 +436,7 @@ async def test_a_refused_message_shows_not_sent_and_retry_delivers_it_once(chat_
     await composer.press("Enter")
     failed = pane.locator('[data-testid="message"][data-status="failed"]')
     await expect(failed.get_by_test_id("message-status")).to_have_text("Not sent")
-    for text in ("Anything else?", "Have a nice stay."):      # typed quickly: they keep their order
+    for text in ("Anything else?", "Have a nice stay."):  # typed quickly: they keep their order
         await composer.fill(text)
         await composer.press("Enter")
     first = await customer.expect("chat:message", lambda m: m["message"] == "Anything else?")
@@ -427,16 +445,16 @@ async def test_a_refused_message_shows_not_sent_and_retry_delivers_it_once(chat_
 
     await failed.get_by_test_id("retry").click()
     retried = await customer.expect("chat:message", lambda m: m["message"] == "On their way!")
-    assert retried["client_msg_id"] == refused[0]              # the same id: the server keeps it once
+    assert retried["client_msg_id"] == refused[0]  # the same id: the server keeps it once
     await expect(pane.get_by_test_id("message-text")).to_have_text(
-        ["Could I get extra towels?", "Anything else?", "Have a nice stay.", "On their way!"])
+        ["Could I get extra towels?", "Anything else?", "Have a nice stay.", "On their way!"]
+    )
     await expect(pane.get_by_test_id("message-status")).to_have_text(["Sent", "Sent", "Sent"])
     await customer.catch_up()
     assert len(customer.seen("chat:message", lambda m: m["message"] == "On their way!")) == 1
 
 
-async def test_accepting_a_chat_another_agent_took_says_so_and_drops_it(
-        chat_server, cast, open_page, department):
+async def test_accepting_a_chat_another_agent_took_says_so_and_drops_it(chat_server, cast, open_page, department):
     ctx = chat_server.ctx
     agent_id = await make_agent(ctx, department, name="Ada Agent")
     rival_id = await make_agent(ctx, department, name="Rita Rival")
@@ -454,7 +472,7 @@ async def test_accepting_a_chat_another_agent_took_says_so_and_drops_it(
     await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
     rival = await cast.staff(rival_id, status="away")
     await rival.ok("chat:accept", {"session_id": session["id"]})
-    await expect(queue_item(page, session["id"])).to_have_count(1)     # stale on purpose
+    await expect(queue_item(page, session["id"])).to_have_count(1)  # stale on purpose
 
     await queue_item(page, session["id"]).get_by_test_id("accept").click()
     await expect(page.get_by_test_id("toast").filter(has_text="Another agent has this chat already")).to_be_visible()
@@ -466,12 +484,34 @@ async def test_canned_responses_and_kb_links_go_into_the_composer(chat_server, c
     agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
     admin_id = uuid.uuid4()
     word = f"quokka{uuid.uuid4().hex[:6]}"
-    canned = await rest(chat_server, "POST", "/api/v1/canned-responses", admin_id, "admin", expected=201, payload={
-        "shortcut": f"/late-{department}", "title": "Late check-out",
-        "body": "Late check-out until 2pm is free for members.", "department": department})
-    article = await rest(chat_server, "POST", "/api/v1/kb/articles", admin_id, "admin", expected=201, payload={
-        "title": f"Check-out times ({word})", "content": f"Standard check-out is at 11am. {word}",
-        "category": department, "is_published": True})
+    canned = await rest(
+        chat_server,
+        "POST",
+        "/api/v1/canned-responses",
+        admin_id,
+        "admin",
+        expected=201,
+        payload={
+            "shortcut": f"/late-{department}",
+            "title": "Late check-out",
+            "body": "Late check-out until 2pm is free for members.",
+            "department": department,
+        },
+    )
+    article = await rest(
+        chat_server,
+        "POST",
+        "/api/v1/kb/articles",
+        admin_id,
+        "admin",
+        expected=201,
+        payload={
+            "title": f"Check-out times ({word})",
+            "content": f"Standard check-out is at 11am. {word}",
+            "category": department,
+            "is_published": True,
+        },
+    )
     page = await open_console(open_page, chat_server, agent_id)
     _, session = await start_chat(cast, department, "Check-out")
     pane = await accept(page, session["id"])
@@ -490,10 +530,12 @@ async def test_canned_responses_and_kb_links_go_into_the_composer(chat_server, c
     await result.get_by_test_id("kb-insert").click()
     await expect(composer).to_have_value(
         f"Hello! Late check-out until 2pm is free for members. Check-out times ({word}): "
-        f"{chat_server.url}/help/articles/{article['id']}")
+        f"{chat_server.url}/help/articles/{article['id']}"
+    )
 
 
 # ------------------------------------------------------------------ user text stays text
+
 
 async def test_html_from_users_is_rendered_as_text(chat_server, cast, open_page, department):
     agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
@@ -502,8 +544,15 @@ async def test_html_from_users_is_rendered_as_text(chat_server, cast, open_page,
     page.on("dialog", lambda d: dialogs.append(d.message))
     payload = "<img src=x onerror=alert(1)>"
     customer, session = await start_chat(cast, department, "<b>bold</b> subject", payload)
-    await rest(chat_server, "POST", "/api/v1/tickets", customer.user_id, "customer", expected=201,
-               payload={"subject": "<script>alert(2)</script>", "description": payload, "category": department})
+    await rest(
+        chat_server,
+        "POST",
+        "/api/v1/tickets",
+        customer.user_id,
+        "customer",
+        expected=201,
+        payload={"subject": "<script>alert(2)</script>", "description": payload, "category": department},
+    )
 
     item = queue_item(page, session["id"])
     await expect(item.get_by_test_id("queue-subject")).to_have_text("<b>bold</b> subject")
@@ -524,16 +573,31 @@ async def test_html_from_users_is_rendered_as_text(chat_server, cast, open_page,
 
 # ------------------------------------------------------------------ tickets
 
+
 async def test_ticket_list_filters_and_ticket_view_with_live_updates(
-        chat_server, cast, open_page, department, screenshot_dir):
+    chat_server, cast, open_page, department, screenshot_dir
+):
     agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
     supervisor_id = uuid.uuid4()
     customer_id = uuid.uuid4()
 
     async def create(subject: str, priority: str) -> dict:
-        return await rest(chat_server, "POST", "/api/v1/tickets", agent_id, "agent", expected=201, payload={
-            "subject": subject, "description": f"{subject}: details from the guest.", "priority": priority,
-            "category": department, "customer_id": str(customer_id), "customer_name": "Olga Guest"})
+        return await rest(
+            chat_server,
+            "POST",
+            "/api/v1/tickets",
+            agent_id,
+            "agent",
+            expected=201,
+            payload={
+                "subject": subject,
+                "description": f"{subject}: details from the guest.",
+                "priority": priority,
+                "category": department,
+                "customer_id": str(customer_id),
+                "customer_name": "Olga Guest",
+            },
+        )
 
     for n in range(20):
         await create(f"Routine request {n:02d}", "low")
@@ -574,7 +638,8 @@ async def test_ticket_list_filters_and_ticket_view_with_live_updates(
     await expect(view.get_by_test_id("ticket-priority")).to_have_text("High priority")
     await expect(view.get_by_test_id("ticket-escalation")).to_have_text("Escalation level 0")
     await expect(view.get_by_test_id("ticket-status-select").locator("option")).to_have_text(
-        ["Open (current)", "In progress", "Pending", "Resolved", "Closed"])
+        ["Open (current)", "In progress", "Pending", "Resolved", "Closed"]
+    )
 
     await view.get_by_test_id("ticket-reply").fill("We have reset your password.")
     await view.get_by_test_id("ticket-send").click()
@@ -592,7 +657,8 @@ async def test_ticket_list_filters_and_ticket_view_with_live_updates(
     await view.get_by_test_id("ticket-status-apply").click()
     await expect(view.get_by_test_id("ticket-status")).to_have_text("In progress")
     await expect(view.get_by_test_id("ticket-status-select").locator("option")).to_have_text(
-        ["In progress (current)", "Pending", "Resolved", "Closed"])
+        ["In progress (current)", "Pending", "Resolved", "Closed"]
+    )
     await view.get_by_test_id("ticket-escalate").click()
     await expect(view.get_by_test_id("ticket-escalation")).to_have_text("Escalation level 1")
     await expect(view.get_by_test_id("ticket-priority")).to_have_text("Urgent priority")
@@ -602,14 +668,26 @@ async def test_ticket_list_filters_and_ticket_view_with_live_updates(
     await expect(history.filter(has_text="Internal note added")).to_have_count(1)
 
     # someone else changes the ticket over REST: the console follows without a reload
-    await rest(chat_server, "PATCH", f"/api/v1/tickets/{login['id']}/status", supervisor_id, "supervisor",
-               payload={"status": "pending", "reason": "waiting for the guest"})
+    await rest(
+        chat_server,
+        "PATCH",
+        f"/api/v1/tickets/{login['id']}/status",
+        supervisor_id,
+        "supervisor",
+        payload={"status": "pending", "reason": "waiting for the guest"},
+    )
     await expect(view.get_by_test_id("ticket-status")).to_have_text("Pending")
     row = page.locator(f'[data-testid="ticket-row"][data-ticket-id="{login["id"]}"]')
     await expect(row.get_by_test_id("ticket-row-status")).to_have_text("Pending")
     await expect(history.filter(has_text="Status: In progress → Pending")).to_have_count(1)
-    await rest(chat_server, "PUT", f"/api/v1/tickets/{login['id']}", supervisor_id, "supervisor",
-               payload={"subject": "Cannot log in to the app (iOS)"})
+    await rest(
+        chat_server,
+        "PUT",
+        f"/api/v1/tickets/{login['id']}",
+        supervisor_id,
+        "supervisor",
+        payload={"subject": "Cannot log in to the app (iOS)"},
+    )
     await expect(view.get_by_test_id("ticket-subject")).to_have_text("Cannot log in to the app (iOS)")
     await screenshot(page, "console-ticket-desktop", screenshot_dir)
     assert await accessibility_violations(page) == []
@@ -627,13 +705,15 @@ async def test_ticket_list_filters_and_ticket_view_with_live_updates(
 
 # ------------------------------------------------------------------ supervisors
 
+
 async def test_supervisor_sees_agents_load_and_queues_change_live(
-        chat_server, cast, open_page, department, screenshot_dir):
+    chat_server, cast, open_page, department, screenshot_dir
+):
     ctx = chat_server.ctx
     xavier_id = await make_agent(ctx, department, max_chats=2, name="Xavier Agent")
     yara_id = await make_agent(ctx, department, max_chats=3, name="Yara Agent")
     await departments.update_department(ctx, ADMIN, RequestMeta(), department, {"display_name": "Front Desk"})
-    supervisor_id = uuid.uuid4()                                  # a supervisor with no agent profile
+    supervisor_id = uuid.uuid4()  # a supervisor with no agent profile
     page = await open_console(open_page, chat_server, supervisor_id, role="supervisor", name="Sam Supervisor")
     await expect(page.get_by_test_id("agent-role")).to_have_text("Supervisor")
     await page.get_by_test_id("nav-team").click()
@@ -644,7 +724,7 @@ async def test_supervisor_sees_agents_load_and_queues_change_live(
     await expect(xavier.get_by_test_id("agent-load")).to_have_text("0 / 2")
     await expect(page.get_by_test_id("agent-row")).to_have_count(2)
 
-    await cast.staff(xavier_id)                                    # online
+    await cast.staff(xavier_id)  # online
     await cast.staff(yara_id, status="away")
     await expect(xavier.get_by_test_id("agent-status")).to_have_text("Online")
     yara = page.locator(f'[data-testid="agent-row"][data-agent-id="{yara_id}"]')
@@ -655,45 +735,75 @@ async def test_supervisor_sees_agents_load_and_queues_change_live(
     await expect(xavier.get_by_test_id("agent-load")).to_have_text("2 / 2")
     queue = page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
     await expect(queue.get_by_test_id("team-queue-count")).to_have_text("0")
-    await start_chat(cast, department, "Airport shuttle")             # Xavier is full: it waits
+    await start_chat(cast, department, "Airport shuttle")  # Xavier is full: it waits
     await expect(queue.get_by_test_id("team-queue-count")).to_have_text("1")
-    await expect(queue.locator(".team-queue-head strong")).to_have_text("Front Desk")   # display names
+    await expect(queue.locator(".team-queue-head strong")).to_have_text("Front Desk")  # display names
     await expect(xavier.locator(".col-dept")).to_have_text("Front Desk")
     await screenshot(page, "console-supervisor-desktop", screenshot_dir)
     assert await accessibility_violations(page) == []
 
-    phone = await open_console(open_page, chat_server, supervisor_id, role="supervisor", name="Sam Supervisor",
-                               viewport=PHONE)
+    phone = await open_console(
+        open_page, chat_server, supervisor_id, role="supervisor", name="Sam Supervisor", viewport=PHONE
+    )
     await phone.get_by_test_id("nav-team").click()
     await phone.get_by_test_id("team-department").select_option(department)
-    await expect(phone.locator(f'[data-testid="agent-row"][data-agent-id="{xavier_id}"]')
-                 .get_by_test_id("agent-load")).to_have_text("2 / 2")
+    await expect(
+        phone.locator(f'[data-testid="agent-row"][data-agent-id="{xavier_id}"]').get_by_test_id("agent-load")
+    ).to_have_text("2 / 2")
     await screenshot(phone, "console-supervisor-phone", screenshot_dir)
     assert await accessibility_violations(phone) == []
 
 
 # ------------------------------------------------------------------ ratings on tickets
 
-async def test_a_ticket_row_opens_from_anywhere_and_shows_the_customers_rating(chat_server, cast, open_page, department):
+
+async def test_a_ticket_row_opens_from_anywhere_and_shows_the_customers_rating(
+    chat_server, cast, open_page, department
+):
     agent_id = await make_agent(chat_server.ctx, department, name="Ada Agent")
     customer_id = uuid.uuid4()
-    ticket = await rest(chat_server, "POST", "/api/v1/tickets", uuid.uuid4(), "admin", expected=201, payload={
-        "subject": f"Broken lock {uuid.uuid4().hex[:6]}", "description": "The door", "category": department,
-        "customer_id": str(customer_id), "agent_id": str(agent_id)})
-    await rest(chat_server, "PATCH", f"/api/v1/tickets/{ticket['id']}/status", agent_id, "agent",
-               payload={"status": "resolved"})
+    ticket = await rest(
+        chat_server,
+        "POST",
+        "/api/v1/tickets",
+        uuid.uuid4(),
+        "admin",
+        expected=201,
+        payload={
+            "subject": f"Broken lock {uuid.uuid4().hex[:6]}",
+            "description": "The door",
+            "category": department,
+            "customer_id": str(customer_id),
+            "agent_id": str(agent_id),
+        },
+    )
+    await rest(
+        chat_server,
+        "PATCH",
+        f"/api/v1/tickets/{ticket['id']}/status",
+        agent_id,
+        "agent",
+        payload={"status": "resolved"},
+    )
     page = await open_console(open_page, chat_server, agent_id)
     await page.get_by_test_id("nav-tickets").click()
     row = page.locator(f'[data-testid="ticket-row"][data-ticket-id="{ticket["id"]}"]')
-    await row.get_by_test_id("ticket-row-status").click()                 # not the link: the row itself
+    await row.get_by_test_id("ticket-row-status").click()  # not the link: the row itself
     await expect(page.get_by_test_id("ticket-subject")).to_have_text(ticket["subject"])
     await expect(page.get_by_test_id("ticket-rating")).to_be_hidden()
-    await rest(chat_server, "POST", "/api/v1/feedback", customer_id, "customer", expected=201,
-               payload={"ticket_id": ticket["id"], "rating": 2, "comment": "Took three days"})
-    rating = page.get_by_test_id("ticket-rating")                          # live, from ticket:rated
+    await rest(
+        chat_server,
+        "POST",
+        "/api/v1/feedback",
+        customer_id,
+        "customer",
+        expected=201,
+        payload={"ticket_id": ticket["id"], "rating": 2, "comment": "Took three days"},
+    )
+    rating = page.get_by_test_id("ticket-rating")  # live, from ticket:rated
     await expect(rating.get_by_test_id("rating-value")).to_have_text(" Rated 2/5")
     await expect(rating.get_by_test_id("rating-comment")).to_have_text("Took three days")
-    await page.reload()                                                    # and read back later
+    await page.reload()  # and read back later
     await page.get_by_test_id("nav-tickets").click()
     await page.locator(f'[data-testid="ticket-row"][data-ticket-id="{ticket["id"]}"]').click()
     await expect(page.get_by_test_id("ticket-rating").get_by_test_id("rating-comment")).to_have_text("Took three days")
@@ -701,8 +811,10 @@ async def test_a_ticket_row_opens_from_anywhere_and_shows_the_customers_rating(c
 
 # ------------------------------------------------------------------ supervision
 
+
 async def test_a_supervisor_watches_a_live_chat_adds_a_note_and_takes_it_over(
-        chat_server, cast, open_page, department, screenshot_dir):
+    chat_server, cast, open_page, department, screenshot_dir
+):
     ctx = chat_server.ctx
     agent_id = await make_agent(ctx, department, name="Ada Agent")
     agent = await cast.staff(agent_id)
@@ -717,7 +829,7 @@ async def test_a_supervisor_watches_a_live_chat_adds_a_note_and_takes_it_over(
     await page.get_by_test_id("nav-team").click()
     await page.get_by_test_id("team-department").select_option(department)
     ada = page.locator(f'[data-testid="agent-row"][data-agent-id="{agent_id}"]')
-    await expect(ada.get_by_test_id("agent-chats-today")).to_have_text("1")          # today's figures
+    await expect(ada.get_by_test_id("agent-chats-today")).to_have_text("1")  # today's figures
     await expect(ada.get_by_test_id("agent-rating-today")).to_have_text("—")
     live = page.locator(f'[data-testid="live-chat"][data-session-id="{sid}"]')
     await live.get_by_test_id("watch-chat").click()
@@ -727,15 +839,17 @@ async def test_a_supervisor_watches_a_live_chat_adds_a_note_and_takes_it_over(
     await expect(pane.get_by_test_id("watching-banner")).to_be_visible()
     await expect(texts(pane, "I lost my keys")).to_have_count(1)
     await expect(pane.get_by_test_id("end-chat")).to_be_hidden()
-    await say(customer, sid, "They were in room 12")                                # it updates live
+    await say(customer, sid, "They were in room 12")  # it updates live
     await expect(texts(pane, "They were in room 12")).to_have_count(1)
     await say(agent, sid, "Let me check with the front desk")
     await expect(texts(pane, "Let me check with the front desk")).to_have_count(1)
 
-    composer = pane.get_by_test_id("composer")                                     # watching, it writes notes
+    composer = pane.get_by_test_id("composer")  # watching, it writes notes
     await composer.fill("Offer a new key card at once")
     await composer.press("Enter")
-    await expect(pane.get_by_test_id("note").get_by_test_id("message-text")).to_have_text("Offer a new key card at once")
+    await expect(pane.get_by_test_id("note").get_by_test_id("message-text")).to_have_text(
+        "Offer a new key card at once"
+    )
     seen_by_agent = await agent.expect("chat:note", for_session(sid))
     assert seen_by_agent["message"] == "Offer a new key card at once"
     await customer.catch_up()
@@ -743,7 +857,7 @@ async def test_a_supervisor_watches_a_live_chat_adds_a_note_and_takes_it_over(
     await screenshot(page, "console-supervisor-watching-desktop", screenshot_dir)
     assert await accessibility_violations(page) == []
 
-    await pane.get_by_test_id("take-over").click()                                 # a transfer to themselves
+    await pane.get_by_test_id("take-over").click()  # a transfer to themselves
     moved = await customer.expect("chat:transferred", for_session(sid))
     assert moved["to_agent_id"] == str(sam_id)
     await expect(pane.get_by_test_id("watching-banner")).to_be_hidden()
@@ -756,9 +870,9 @@ async def test_a_supervisor_watches_a_live_chat_adds_a_note_and_takes_it_over(
 
 async def test_a_queue_waiting_too_long_is_flagged_for_supervisors(chat_server, cast, open_page, department):
     ctx = chat_server.ctx
-    await make_agent(ctx, department, max_chats=0)                     # nobody can take the chat
+    await make_agent(ctx, department, max_chats=0)  # nobody can take the chat
     await departments.update_department(ctx, ADMIN, RequestMeta(), department, {"queue_alert_minutes": 1})
-    async with chat_timers_paused(chat_server.settings):               # only this test's clock sweeps
+    async with chat_timers_paused(chat_server.settings):  # only this test's clock sweeps
         page = await open_console(open_page, chat_server, uuid.uuid4(), role="supervisor", name="Sam Supervisor")
         await page.get_by_test_id("nav-team").click()
         await page.get_by_test_id("team-department").select_option(department)
@@ -766,14 +880,17 @@ async def test_a_queue_waiting_too_long_is_flagged_for_supervisors(chat_server, 
         await expect(queue.get_by_test_id("team-queue-alert")).to_have_count(0)
         await start_chat(cast, department, "Anyone there?", "Hello")
         await expect(queue.get_by_test_id("team-queue-count")).to_have_text("1")
-        clock = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))   # two minutes on
+        clock = FrozenClock(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2))  # two minutes on
         async with open_context(chat_server.settings, clock=clock) as later:
             later.live.emitter = ctx.live.emitter
             await queue_alerts.sweep(later)
         await expect(queue.get_by_test_id("team-queue-alert")).to_have_text("Over 1 min")
-        label = f"Queue alert · {default_display_name(department)}"          # other tests' queues may alert too
+        label = f"Queue alert · {default_display_name(department)}"  # other tests' queues may alert too
         await expect(page.get_by_test_id("toast").filter(has_text=label)).to_be_visible()
-        await page.reload()                                            # the flag is the server's, not the page's
+        await page.reload()  # the flag is the server's, not the page's
         await page.get_by_test_id("nav-team").click()
-        await expect(page.locator(f'[data-testid="team-queue"][data-department="{department}"]')
-                     .get_by_test_id("team-queue-alert")).to_be_visible()
+        await expect(
+            page.locator(f'[data-testid="team-queue"][data-department="{department}"]').get_by_test_id(
+                "team-queue-alert"
+            )
+        ).to_be_visible()

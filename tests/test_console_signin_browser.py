@@ -4,6 +4,7 @@ the agent back to ``return_to`` with ``#token=...``, and a refresh endpoint answ
 preflights), recording what it receives.
 
 Tokens live some twenty seconds so renewal comes soon; every wait is for an event or a condition."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,7 @@ from sockets.server import SOCKETS, STATE
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 
-SHORT_TTL = 20          # the console acts at half the life of a short token: after 10 s
+SHORT_TTL = 20  # the console acts at half the life of a short token: after 10 s
 TOKEN_KEY = "support-console-token"
 
 
@@ -44,8 +45,8 @@ class FakeAuthService:
     def __init__(self, secret: str):
         self.secret = secret
         self.url = ""
-        self.console_origin = ""          # the one origin it lets call /refresh (CORS)
-        self.user: tuple[uuid.UUID, str, str] | None = None   # who signs in at /login
+        self.console_origin = ""  # the one origin it lets call /refresh (CORS)
+        self.user: tuple[uuid.UUID, str, str] | None = None  # who signs in at /login
         self.refuse_refresh = False
         self.logins: list[dict[str, str]] = []
         self.preflights: list[dict[str, str]] = []
@@ -66,21 +67,33 @@ class FakeAuthService:
         if not return_to.startswith(self.console_origin + "/console") or self.user is None:
             return web.Response(status=400, text="unknown return_to")
         target = f"{return_to}#token={self._token(*self.user)}"
-        return web.Response(content_type="text/html", text=(
-            "<!doctype html><title>Auth Service</title><h1>Sign in</h1>"
-            f'<a id="continue" href="{html.escape(target)}">Continue as {html.escape(self.user[2])}</a>'))
+        return web.Response(
+            content_type="text/html",
+            text=(
+                "<!doctype html><title>Auth Service</title><h1>Sign in</h1>"
+                f'<a id="continue" href="{html.escape(target)}">Continue as {html.escape(self.user[2])}</a>'
+            ),
+        )
 
     def _cors(self, request: web.Request) -> dict[str, str]:
         origin = request.headers.get("Origin", "")
         if origin != self.console_origin:
             return {}
-        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
-                "Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers": "Authorization",
-                "Vary": "Origin"}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Credentials": "true",
+            "Access-Control-Allow-Methods": "POST",
+            "Access-Control-Allow-Headers": "Authorization",
+            "Vary": "Origin",
+        }
 
     async def preflight(self, request: web.Request) -> web.Response:
-        self.preflights.append({"origin": request.headers.get("Origin", ""),
-                                "headers": request.headers.get("Access-Control-Request-Headers", "")})
+        self.preflights.append(
+            {
+                "origin": request.headers.get("Origin", ""),
+                "headers": request.headers.get("Access-Control-Request-Headers", ""),
+            }
+        )
         return web.Response(status=204, headers=self._cors(request))
 
     async def refresh(self, request: web.Request) -> web.Response:
@@ -121,7 +134,7 @@ async def auth_service(settings) -> AsyncIterator[FakeAuthService]:
 class Serving:
     server: ChatServer
     cast: Cast
-    open_page: Any       # open_page, keeping the pages to close before the server stops
+    open_page: Any  # open_page, keeping the pages to close before the server stops
 
 
 @pytest.fixture
@@ -129,11 +142,14 @@ def serving(settings, ctx, auth_service, open_page):
     """A server whose console uses the fake Auth Service: its login page, and its refresh URL
     when ``refresh`` is true. Its pages are closed before it stops (an open socket would hold
     up the server's graceful shutdown)."""
+
     @contextlib.asynccontextmanager
     async def serve(*, login: bool = True, refresh: bool = False) -> AsyncIterator[Serving]:
         configured = dataclasses.replace(
-            settings, console_login_url=f"{auth_service.url}/login" if login else None,
-            console_refresh_url=f"{auth_service.url}/refresh" if refresh else None)
+            settings,
+            console_login_url=f"{auth_service.url}/login" if login else None,
+            console_refresh_url=f"{auth_service.url}/refresh" if refresh else None,
+        )
         pages: list[Page] = []
 
         async def open_(url: str, **kwargs: Any) -> Page:
@@ -149,13 +165,18 @@ def serving(settings, ctx, auth_service, open_page):
                 await cast.close()
                 for page in pages:
                     await page.context.close()
+
     return serve
 
 
 async def start_chat(cast: Cast, department: str, subject: str, message: str) -> tuple[Peer, dict]:
     customer = await cast.customer()
-    session = (await customer.ok("chat:start", {"department": department, "subject": subject, "message": message,
-                                               "client_msg_id": uuid.uuid4().hex}))["session"]
+    session = (
+        await customer.ok(
+            "chat:start",
+            {"department": department, "subject": subject, "message": message, "client_msg_id": uuid.uuid4().hex},
+        )
+    )["session"]
     return customer, session
 
 
@@ -197,7 +218,7 @@ async def console_in_a_chat(open_page, server: ChatServer, cast: Cast, departmen
     """A console signed in with ``token``, in a chat, with a draft in its composer."""
     page = await open_page(f"{server.url}/console#token={token}")
     await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
-    await page.get_by_test_id("presence").select_option("away")       # chats come only by Accept
+    await page.get_by_test_id("presence").select_option("away")  # chats come only by Accept
     await expect(page.get_by_test_id("presence")).to_have_attribute("data-status", "away")
     customer, session = await start_chat(cast, department, "Room upgrade", "Can I upgrade my room?")
     pane = await accept(page, session["id"])
@@ -212,34 +233,38 @@ async def chat_still_works(page: Page, customer, session: dict) -> None:
     await expect(pane).to_be_visible()
     await expect(pane.get_by_test_id("composer")).to_have_value("Let me check the upgrades")
     await pane.get_by_test_id("send").click()
-    await customer.expect("chat:message", lambda m: m["sender_type"] == "agent"
-                          and m["message"] == "Let me check the upgrades")
-    await customer.ok("chat:message", {"session_id": session["id"], "client_msg_id": uuid.uuid4().hex,
-                                       "message": "Thanks!"})
+    await customer.expect(
+        "chat:message", lambda m: m["sender_type"] == "agent" and m["message"] == "Let me check the upgrades"
+    )
+    await customer.ok(
+        "chat:message", {"session_id": session["id"], "client_msg_id": uuid.uuid4().hex, "message": "Thanks!"}
+    )
     await expect(texts(pane, "Thanks!")).to_have_count(1)
     await expect(page.get_by_test_id("signin")).to_be_hidden()
 
 
 # ------------------------------------------------------------------ signing in and out
 
+
 async def test_signed_out_console_goes_to_the_login_page_and_comes_back_signed_in(
-        serving, auth_service, department, screenshot_dir):
+    serving, auth_service, department, screenshot_dir
+):
     async with serving() as served:
         server, open_page = served.server, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Lena Login")
         auth_service.user = (agent_id, "agent", "Lena Login")
         console = f"{server.url}/console"
 
-        page = await open_page(console)                        # no token: off to the Auth Service
+        page = await open_page(console)  # no token: off to the Auth Service
         await expect(page).to_have_url(re.compile("^" + re.escape(f"{auth_service.url}/login?")))
         assert auth_service.logins == [{"return_to": console}]
-        await page.locator("#continue").click()                # back with #token=...
+        await page.locator("#continue").click()  # back with #token=...
         await expect(page.get_by_test_id("agent-name")).to_have_text("Lena Login")
         await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
-        assert page.url == console                             # the token left the address bar
+        assert page.url == console  # the token left the address bar
         assert await stored_token(page) == auth_service.issued[-1]
 
-        await page.get_by_test_id("signout").click()           # signing out goes to the login page too
+        await page.get_by_test_id("signout").click()  # signing out goes to the login page too
         await expect(page).to_have_url(re.compile("^" + re.escape(f"{auth_service.url}/login?")))
         assert auth_service.logins[-1] == {"return_to": console}
         assert await stored_token(page) is None
@@ -274,6 +299,7 @@ async def test_without_login_url_the_console_asks_for_a_token(serving):
 
 # ------------------------------------------------------------------ the token's lifetime
 
+
 async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, auth_service, department):
     async with serving(refresh=True) as served:
         server, cast, open_page = served.server, served.cast, served.open_page
@@ -281,18 +307,26 @@ async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, a
         old = issue_token(server.settings.jwt_secret, agent_id, "agent", ttl=SHORT_TTL, name="Rae Renew")
         page, customer, session = await console_in_a_chat(open_page, server, cast, department, old)
         rest_tokens: list[str] = []
-        new_socket = asyncio.Event()         # the socket presented the new token to the server
+        new_socket = asyncio.Event()  # the socket presented the new token to the server
         # auth:refresh (PROTOCOL.md) where the server has it, else a new CONNECT with the new token
         has_refresh = "auth:refresh" in server.app[SOCKETS].handlers.get("/agent", {})
-        packet = r'42/agent,\d*\["auth:refresh",(\{[^}]*\})' if has_refresh else r'40/agent,(\{[^}]*\})'
+        packet = r'42/agent,\d*\["auth:refresh",(\{[^}]*\})' if has_refresh else r"40/agent,(\{[^}]*\})"
 
         def socket_sent(payload: Any) -> None:
             for match in re.finditer(packet, str(payload or "")):
                 if auth_service.issued and auth_service.issued[-1] in match[1]:
                     new_socket.set()
 
-        page.on("request", lambda r: rest_tokens.append(r.headers.get("authorization", ""))
-                if "/api/v1/" in r.url else socket_sent(r.post_data) if "/ws/chat" in r.url else None)
+        page.on(
+            "request",
+            lambda r: (
+                rest_tokens.append(r.headers.get("authorization", ""))
+                if "/api/v1/" in r.url
+                else socket_sent(r.post_data)
+                if "/ws/chat" in r.url
+                else None
+            ),
+        )
         page.on("websocket", lambda ws: ws.on("framesent", socket_sent))
 
         await asyncio.wait_for(auth_service.refreshed.wait(), SHORT_TTL + 10)
@@ -300,24 +334,25 @@ async def test_a_token_near_expiry_is_renewed_through_the_refresh_url(serving, a
         assert auth_service.preflights and "authorization" in auth_service.preflights[0]["headers"].lower()
         new = auth_service.issued[-1]
         await page.wait_for_function(f"t => sessionStorage.getItem({TOKEN_KEY!r}) === t", arg=new)
-        if not has_refresh:   # auth:refresh goes over the socket opened before these listeners: checked below
-            await asyncio.wait_for(new_socket.wait(), UI_TIMEOUT_MS / 1000)    # the socket signed in again
+        if not has_refresh:  # auth:refresh goes over the socket opened before these listeners: checked below
+            await asyncio.wait_for(new_socket.wait(), UI_TIMEOUT_MS / 1000)  # the socket signed in again
         await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "connected")
         await expect(page.get_by_test_id("session-banner")).to_have_count(0)
 
-        await wait_until_expired(page, old)                  # REST would refuse the old token now
+        await wait_until_expired(page, old)  # REST would refuse the old token now
         rest_tokens.clear()
         await tickets_load_with(page, new)
         assert rest_tokens and set(rest_tokens) == {f"Bearer {new}"}
-        await chat_still_works(page, customer, session)      # after the old token's exp: the socket has the new one
+        await chat_still_works(page, customer, session)  # after the old token's exp: the socket has the new one
         agent_sockets = [p for ns, p in server.app[STATE].sockets.values() if p.user_id == agent_id]
         new_exp = jwt.decode(new, options={"verify_signature": False})["exp"]
         assert agent_sockets and all(p.expires_at == new_exp for p in agent_sockets)
-        assert len(auth_service.refreshes) == 1             # the new token lives an hour: no second call
+        assert len(auth_service.refreshes) == 1  # the new token lives an hour: no second call
 
 
 async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_the_chat(
-        serving, auth_service, department, screenshot_dir):
+    serving, auth_service, department, screenshot_dir
+):
     async with serving() as served:
         server, cast, open_page = served.server, served.cast, served.open_page
         agent_id = await make_agent(server.ctx, department, name="Sam Again")
@@ -328,10 +363,10 @@ async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_th
 
         banner = page.get_by_test_id("session-banner")
         await expect(banner).to_be_visible(timeout=(SHORT_TTL + 5) * 1000)
-        assert await page.evaluate("exp => Date.now() / 1000 < exp", exp)    # before it lapses
+        assert await page.evaluate("exp => Date.now() / 1000 < exp", exp)  # before it lapses
         await expect(banner).to_have_attribute("data-reason", "expiring")
         await expect(page.get_by_test_id("session-banner-text")).to_contain_text("Sign in again")
-        await expect(chat_pane(page, session["id"])).to_be_visible()           # nothing is blocked
+        await expect(chat_pane(page, session["id"])).to_be_visible()  # nothing is blocked
         await screenshot(page, "console-session-banner-desktop", screenshot_dir)
         assert await accessibility_violations(page, ['[data-testid="session-banner"]']) == []
 
@@ -344,7 +379,7 @@ async def test_without_refresh_the_agent_signs_in_again_in_a_window_and_keeps_th
         closed = asyncio.get_running_loop().create_future()
         window.on("close", lambda _: closed.done() or closed.set_result(True))
         await window.locator("#continue").click()
-        await asyncio.wait_for(closed, UI_TIMEOUT_MS / 1000)                 # it handed the token over
+        await asyncio.wait_for(closed, UI_TIMEOUT_MS / 1000)  # it handed the token over
 
         new = auth_service.issued[-1]
         await page.wait_for_function(f"t => sessionStorage.getItem({TOKEN_KEY!r}) === t", arg=new)
@@ -368,7 +403,7 @@ async def test_failed_renewal_without_login_page_asks_for_a_pasted_token(serving
         assert auth_service.refreshes[0]["authorization"] == f"Bearer {old}"
         await page.get_by_test_id("reauth").click()
         field = page.get_by_test_id("reauth-token")
-        await field.fill(issue_token(secret, uuid.uuid4(), "agent"))            # someone else's token
+        await field.fill(issue_token(secret, uuid.uuid4(), "agent"))  # someone else's token
         await page.get_by_test_id("reauth-apply").click()
         await expect(page.get_by_test_id("reauth-error")).to_contain_text("another user")
         new = issue_token(secret, agent_id, "agent", ttl=3600, name="Pat Paste")

@@ -1,6 +1,7 @@
 """Departments (/api/v1/departments, API.md "Departments"): CRUD with the list conventions, who
 may read and write, validation of hours and time zones, one department per category, creation on
 first use, and routing of tickets and chats to agents of a department created over the API."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,17 +40,23 @@ def admin(users) -> dict:
 
 
 async def events_of(ctx: AppContext, dept_id: str) -> list[tuple[str, dict]]:
-    rows = await fetch(ctx, "SELECT type, payload FROM support_events WHERE entity_type = 'department' "
-                            "AND entity_id = $1 ORDER BY position", dept_id)
+    rows = await fetch(
+        ctx,
+        "SELECT type, payload FROM support_events WHERE entity_type = 'department' "
+        "AND entity_id = $1 ORDER BY position",
+        dept_id,
+    )
     return [(r["type"], r["payload"]) for r in rows]
 
 
 # ------------------------------------------------------------------ CRUD
 
+
 async def test_admin_creates_a_department_with_201_location_and_defaults(client, admin):
     dept_name = f"billing-{uuid.uuid4().hex[:6]}"
-    response = await client.post(DEPARTMENTS, json={"name": dept_name, "categories": [f"refund-{dept_name}"]},
-                                 headers=admin)
+    response = await client.post(
+        DEPARTMENTS, json={"name": dept_name, "categories": [f"refund-{dept_name}"]}, headers=admin
+    )
     assert response.status == 201
     dept = await response.json()
     assert response.headers["Location"] == f"{DEPARTMENTS}/{dept['id']}"
@@ -71,8 +78,9 @@ async def test_list_has_the_envelope_filters_and_sort(client, admin):
     body = await response.json()
     assert (body["total"], body["limit"], body["offset"]) == (3, 2, 0)
     assert [d["name"] for d in body["items"]] == [made[2]["name"], made[1]["name"]]
-    by_display = await (await client.get(DEPARTMENTS, params={"q": marker, "sort": "display_name"},
-                                         headers=admin)).json()
+    by_display = await (
+        await client.get(DEPARTMENTS, params={"q": marker, "sort": "display_name"}, headers=admin)
+    ).json()
     assert [d["display_name"] for d in by_display["items"]] == ["Team 0", "Team 1", "Team 2"]
     served = await create(client, admin, categories=[f"cat-{marker}"])
     by_category = await (await client.get(DEPARTMENTS, params={"category": f"cat-{marker}"}, headers=admin)).json()
@@ -82,14 +90,14 @@ async def test_list_has_the_envelope_filters_and_sort(client, admin):
 
 async def test_put_is_partial_and_the_name_cannot_change(client, admin):
     dept = await create(client, admin, offline_message="Back soon", categories=["x-" + uuid.uuid4().hex[:6]])
-    response = await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"display_name": "Billing (DE)",
-                                                                      "queue_timeout_minutes": 7}, headers=admin)
+    response = await client.put(
+        f"{DEPARTMENTS}/{dept['id']}", json={"display_name": "Billing (DE)", "queue_timeout_minutes": 7}, headers=admin
+    )
     assert response.status == 200
     changed = await response.json()
     assert changed["display_name"] == "Billing (DE)" and changed["queue_timeout_minutes"] == 7
     assert changed["offline_message"] == "Back soon" and changed["categories"] == dept["categories"]
-    refused = await problem(await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"name": "other"},
-                                             headers=admin), 422)
+    refused = await problem(await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"name": "other"}, headers=admin), 422)
     assert "name" in refused["errors"]
     assert (await (await client.get(f"{DEPARTMENTS}/{dept['id']}", headers=admin)).json())["name"] == dept["name"]
 
@@ -113,10 +121,11 @@ async def test_a_department_in_use_and_general_cannot_be_deleted(client, admin, 
 
 # ------------------------------------------------------------------ who may read and write
 
+
 @pytest.mark.parametrize("role", ["customer", "agent", "supervisor", "service"])
 async def test_only_admins_write_and_are_asked_before_the_body_is_read(client, users, role, admin):
     _, headers = users.new(role)
-    await problem(await client.post(DEPARTMENTS, json={}, headers=headers), 403)   # 403, not 422
+    await problem(await client.post(DEPARTMENTS, json={}, headers=headers), 403)  # 403, not 422
     dept = await create(client, admin)
     await problem(await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"display_name": "Mine"}, headers=headers), 403)
     await problem(await client.delete(f"{DEPARTMENTS}/{dept['id']}", headers=headers), 403)
@@ -132,14 +141,27 @@ async def test_staff_and_services_read_every_field(client, users, admin, role):
 
 
 async def test_customers_read_the_public_subset_of_public_departments_with_availability(client, users, admin, ctx):
-    shown = await create(client, admin, offline_message="Mail us", categories=["c-" + uuid.uuid4().hex[:6]],
-                         greeting="Hi", business_hours={"mon": [["00:00", "24:00"]]}, time_zone="Europe/Berlin")
+    shown = await create(
+        client,
+        admin,
+        offline_message="Mail us",
+        categories=["c-" + uuid.uuid4().hex[:6]],
+        greeting="Hi",
+        business_hours={"mon": [["00:00", "24:00"]]},
+        time_zone="Europe/Berlin",
+    )
     hidden = await create(client, admin, is_public=False)
     _, customer = users.new("customer")
     mine = await (await client.get(f"{DEPARTMENTS}/{shown['name']}", headers=customer)).json()
-    assert mine == {"name": shown["name"], "display_name": shown["display_name"],
-                    "business_hours": {"mon": [["00:00", "24:00"]]}, "time_zone": "Europe/Berlin",
-                    "offline_message": "Mail us", "open_now": mine["open_now"], "available": False}
+    assert mine == {
+        "name": shown["name"],
+        "display_name": shown["display_name"],
+        "business_hours": {"mon": [["00:00", "24:00"]]},
+        "time_zone": "Europe/Berlin",
+        "offline_message": "Mail us",
+        "open_now": mine["open_now"],
+        "available": False,
+    }
     assert isinstance(mine["open_now"], bool)
     await problem(await client.get(f"{DEPARTMENTS}/{hidden['id']}", headers=customer), 404)
     listed = await (await client.get(DEPARTMENTS, params={"limit": 100}, headers=customer)).json()
@@ -151,29 +173,44 @@ async def test_customers_read_the_public_subset_of_public_departments_with_avail
 
 # ------------------------------------------------------------------ validation
 
-@pytest.mark.parametrize("hours", [
-    {"monday": [["09:00", "17:00"]]},
-    {"mon": [["17:00", "09:00"]]},
-    {"mon": [["9:00", "17:00"]]},
-    {"mon": [["09:00", "25:00"]]},
-    {"mon": [["24:00", "24:00"]]},
-    {"mon": ["09:00-17:00"]},
-    {"mon": "always"},
-    ["mon"],
-])
+
+@pytest.mark.parametrize(
+    "hours",
+    [
+        {"monday": [["09:00", "17:00"]]},
+        {"mon": [["17:00", "09:00"]]},
+        {"mon": [["9:00", "17:00"]]},
+        {"mon": [["09:00", "25:00"]]},
+        {"mon": [["24:00", "24:00"]]},
+        {"mon": ["09:00-17:00"]},
+        {"mon": "always"},
+        ["mon"],
+    ],
+)
 async def test_bad_business_hours_are_422_and_create_nothing(client, admin, ctx, hours):
     dept_name = name()
-    body = await problem(await client.post(DEPARTMENTS, json={"name": dept_name, "business_hours": hours},
-                                           headers=admin), 422)
+    body = await problem(
+        await client.post(DEPARTMENTS, json={"name": dept_name, "business_hours": hours}, headers=admin), 422
+    )
     assert "business_hours" in body["errors"]
     assert await fetchval(ctx, "SELECT count(*) FROM departments WHERE name = $1", dept_name) == 0
 
 
-@pytest.mark.parametrize("fields", [
-    {"time_zone": "Mars/Olympus"}, {"time_zone": ""}, {"name": ""}, {"name": "a/b"}, {"name": " padded"},
-    {"name": "x" * 101}, {"categories": ["a", "a"]}, {"queue_timeout_minutes": 0}, {"is_public": "maybe"},
-    {"colour": "red"},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"time_zone": "Mars/Olympus"},
+        {"time_zone": ""},
+        {"name": ""},
+        {"name": "a/b"},
+        {"name": " padded"},
+        {"name": "x" * 101},
+        {"categories": ["a", "a"]},
+        {"queue_timeout_minutes": 0},
+        {"is_public": "maybe"},
+        {"colour": "red"},
+    ],
+)
 async def test_other_bad_fields_are_422(client, admin, fields):
     body = await problem(await client.post(DEPARTMENTS, json={"name": name(), **fields}, headers=admin), 422)
     assert set(fields) <= set(body["errors"])
@@ -188,43 +225,53 @@ async def test_valid_hours_are_kept_in_day_order(client, admin):
 
 # ------------------------------------------------------------------ one department per category
 
+
 async def test_a_category_has_one_department(client, admin, ctx):
     category = f"refund-{uuid.uuid4().hex[:6]}"
     first = await create(client, admin, categories=[category])
-    clash = await problem(await client.post(DEPARTMENTS, json={"name": name(), "categories": [category, "fine"]},
-                                            headers=admin), 409)
+    clash = await problem(
+        await client.post(DEPARTMENTS, json={"name": name(), "categories": [category, "fine"]}, headers=admin), 409
+    )
     assert first["name"] in clash["detail"]
     other = await create(client, admin)
     await problem(await client.put(f"{DEPARTMENTS}/{other['id']}", json={"categories": [category]}, headers=admin), 409)
     # A category may not name another department, nor a new department a served category.
-    await problem(await client.put(f"{DEPARTMENTS}/{other['id']}", json={"categories": [first["name"]]},
-                                   headers=admin), 409)
+    await problem(
+        await client.put(f"{DEPARTMENTS}/{other['id']}", json={"categories": [first["name"]]}, headers=admin), 409
+    )
     await problem(await client.post(DEPARTMENTS, json={"name": category}, headers=admin), 409)
     await problem(await client.post(DEPARTMENTS, json={"name": first["name"]}, headers=admin), 409)
     # The owner may keep or change its own categories.
-    kept = await client.put(f"{DEPARTMENTS}/{first['id']}", json={"categories": [category, "extra-" + category]},
-                            headers=admin)
+    kept = await client.put(
+        f"{DEPARTMENTS}/{first['id']}", json={"categories": [category, "extra-" + category]}, headers=admin
+    )
     assert kept.status == 200
     assert await fetchval(ctx, "SELECT count(*) FROM departments WHERE $1 = ANY(categories)", category) == 1
 
 
 # ------------------------------------------------------------------ audit and events
 
+
 async def test_changes_are_audited_and_announced(client, admin, ctx):
     dept = await create(client, admin)
     await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"offline_message": "Closed"}, headers=admin)
-    await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"offline_message": "Closed"}, headers=admin)   # no change
+    await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"offline_message": "Closed"}, headers=admin)  # no change
     await client.delete(f"{DEPARTMENTS}/{dept['id']}", headers=admin)
     events = await events_of(ctx, dept["id"])
     assert [t for t, _ in events] == ["department.created", "department.updated", "department.deleted"]
     assert events[1][1]["changed"] == ["offline_message"]
     assert all(p["name"] == dept["name"] for _, p in events)
-    actions = [r["action"] for r in await fetch(ctx, "SELECT action FROM audit_log WHERE entity = 'department' "
-                                                     "AND entity_id = $1 ORDER BY id", dept["id"])]
+    actions = [
+        r["action"]
+        for r in await fetch(
+            ctx, "SELECT action FROM audit_log WHERE entity = 'department' AND entity_id = $1 ORDER BY id", dept["id"]
+        )
+    ]
     assert actions == ["department.create", "department.update", "department.delete"]
 
 
 # ------------------------------------------------------------------ first use
+
 
 async def test_an_agent_a_chat_and_a_ticket_create_their_department_on_first_use(client, users, ctx, cast):
     for_agent, for_chat, for_ticket = name(), name(), f"billing-de-{uuid.uuid4().hex[:6]}"
@@ -233,7 +280,7 @@ async def test_an_agent_a_chat_and_a_ticket_create_their_department_on_first_use
     await customer.ok("chat:start", {"department": for_chat, "message": "hello"})
     _, staff = users.new("admin")
     ticket = await create_for(client, staff, uuid.uuid4(), category=for_ticket)
-    assert ticket["department"] == for_ticket       # a category nothing maps is its own department
+    assert ticket["department"] == for_ticket  # a category nothing maps is its own department
     for dept_name in (for_agent, for_chat, for_ticket):
         rows = await fetch(ctx, "SELECT id, display_name FROM departments WHERE name = $1", dept_name)
         assert len(rows) == 1, dept_name
@@ -252,6 +299,7 @@ async def test_a_mapped_category_goes_to_its_department(client, users, admin):
 
 
 # ------------------------------------------------------------------ routing, hours, queue settings
+
 
 @pytest.fixture(scope="module")
 async def assigning(test_env: dict[str, str]) -> AsyncIterator[TestClient]:
@@ -273,7 +321,7 @@ async def test_a_ticket_reaches_an_agent_of_a_department_created_by_api(assignin
 async def test_an_unmapped_category_reaches_an_agent_of_the_department_of_that_name(assigning, users, ctx):
     _, admin = users.new("admin")
     category = f"billing-de-{uuid.uuid4().hex[:6]}"
-    agent_id = await make_agent(ctx, category)     # the agent's department exists from here on
+    agent_id = await make_agent(ctx, category)  # the agent's department exists from here on
     await ctx.db.pool.execute("UPDATE support_agents SET status = 'online' WHERE user_id = $1", agent_id)
     ticket = await create_for(assigning, admin, uuid.uuid4(), category=category)
     assert (ticket["department"], ticket["agent_id"]) == (category, str(agent_id))
@@ -290,16 +338,25 @@ async def test_a_chat_reaches_an_agent_of_a_department_created_by_api(client, ad
 
 
 async def test_business_hours_set_over_the_api_decide_availability(client, admin, users, cast, chat_server):
-    dept = await create(client, admin, business_hours={}, offline_message="Closed today")   # never open
+    dept = await create(client, admin, business_hours={}, offline_message="Closed today")  # never open
     await cast.staff(await make_agent(chat_server.ctx, dept["name"]))
     _, customer = users.new("customer")
-    seen = await (await client.get("/api/v1/chat/availability", params={"department": dept["name"]},
-                                   headers=customer)).json()
+    seen = await (
+        await client.get("/api/v1/chat/availability", params={"department": dept["name"]}, headers=customer)
+    ).json()
     assert seen["departments"][0] | {"online_agents": None} == {
-        "name": dept["name"], "display_name": dept["display_name"], "description": None,
-        "offline_message": "Closed today", "business_hours": {}, "time_zone": "UTC",
-        "online_agents": None, "free_places": 2, "queued": 0,
-        "open_now": False, "available": False}
+        "name": dept["name"],
+        "display_name": dept["display_name"],
+        "description": None,
+        "offline_message": "Closed today",
+        "business_hours": {},
+        "time_zone": "UTC",
+        "online_agents": None,
+        "free_places": 2,
+        "queued": 0,
+        "open_now": False,
+        "available": False,
+    }
     await client.put(f"{DEPARTMENTS}/{dept['id']}", json={"business_hours": None}, headers=admin)
     seen = await (await client.get(f"{DEPARTMENTS}/{dept['id']}", headers=customer)).json()
     assert (seen["open_now"], seen["available"]) == (True, True)
@@ -314,10 +371,12 @@ async def test_a_department_queue_timeout_overrides_the_configured_one(settings,
             customer = Principal(uuid.uuid4(), "customer")
             started = await chat.start_chat(tctx, customer, RequestMeta(), {"department": dept["name"]})
             sessions[dept["name"]] = started["session"]["id"]
-        clock.advance(minutes=2)     # past 1 minute, within CHAT_QUEUE_TIMEOUT_MINUTES (5)
+        clock.advance(minutes=2)  # past 1 minute, within CHAT_QUEUE_TIMEOUT_MINUTES (5)
         await chat_timers.sweep_queue_timeouts(tctx)
-        statuses = {d: await fetchval(tctx, "SELECT status FROM chat_sessions WHERE id = $1", uuid.UUID(str(s)))
-                    for d, s in sessions.items()}
+        statuses = {
+            d: await fetchval(tctx, "SELECT status FROM chat_sessions WHERE id = $1", uuid.UUID(str(s)))
+            for d, s in sessions.items()
+        }
     assert statuses == {quick["name"]: "timed_out", slow["name"]: "queued"}
     assert settings.chat_queue_timeout_minutes > 2
 
@@ -327,10 +386,17 @@ async def test_a_department_greeting_opens_the_automatic_greeting(test_env, user
     async with open_context(settings) as actx, TestClient(TestServer(build_rest(settings, context=actx))) as c:
         _, admin = users.new("admin")
         dept = await create(c, admin, greeting="Moin! Thanks for writing to Billing.")
-        started = await chat.start_chat(actx, Principal(uuid.uuid4(), "customer"), RequestMeta(),
-                                        {"department": dept["name"], "message": "Where is my invoice?"})
-        rows = await fetch(actx, "SELECT message FROM chat_messages WHERE session_id = $1 AND sender_type = 'system'",
-                           uuid.UUID(str(started["session"]["id"])))
+        started = await chat.start_chat(
+            actx,
+            Principal(uuid.uuid4(), "customer"),
+            RequestMeta(),
+            {"department": dept["name"], "message": "Where is my invoice?"},
+        )
+        rows = await fetch(
+            actx,
+            "SELECT message FROM chat_messages WHERE session_id = $1 AND sender_type = 'system'",
+            uuid.UUID(str(started["session"]["id"])),
+        )
         texts = [actx.cipher.decrypt(r["message"], "chat_messages.message") for r in rows]
     assert len(texts) == 1
     assert texts[0].startswith("Moin! Thanks for writing to Billing. You are in the queue")
@@ -342,10 +408,13 @@ async def test_analytics_of_a_department_count_the_tickets_its_categories_route_
     _, staff = users.new("admin")
     for _ in range(2):
         await create_for(client, staff, uuid.uuid4(), category=category)
-    await create_for(client, staff, uuid.uuid4(), category=dept["name"])     # its own name routes there too
+    await create_for(client, staff, uuid.uuid4(), category=dept["name"])  # its own name routes there too
     now = dt.datetime.now(dt.timezone.utc)
-    window = {"from": (now - dt.timedelta(hours=1)).isoformat(), "to": (now + dt.timedelta(hours=1)).isoformat(),
-              "department": dept["name"]}
+    window = {
+        "from": (now - dt.timedelta(hours=1)).isoformat(),
+        "to": (now + dt.timedelta(hours=1)).isoformat(),
+        "department": dept["name"],
+    }
     report = await (await client.get("/api/v1/analytics/tickets", params=window, headers=admin)).json()
     assert report["totals"]["created"] == 3
     assert report["by_category"] == {category: 2, dept["name"]: 1}

@@ -1,4 +1,5 @@
 """The Dockerfile, Procfile, Kubernetes manifests and compose file agree with each other and with app.config."""
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,13 @@ K8S = DEPLOY / "k8s"
 KNOWN = {var.name for var in VARS}
 HTTP_PORT, GRPC_PORT = 8088, 50061
 # Variables for the Python runtime in the image, not settings of the service.
-RUNTIME_ENV = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_DISABLE_PIP_VERSION_CHECK",
-               "PIP_NO_CACHE_DIR"}
+RUNTIME_ENV = {
+    "PATH",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PIP_DISABLE_PIP_VERSION_CHECK",
+    "PIP_NO_CACHE_DIR",
+}
 GOOD_SECRETS = {
     "DATABASE_URL": "postgresql://support:pw@postgres-service:5432/support",
     "JWT_SECRET": "x" * 40,
@@ -54,8 +60,7 @@ def _compose_env() -> dict[str, str]:
 
 def _dockerfile() -> list[list[tuple[str, str]]]:
     """The Dockerfile as stages of (INSTRUCTION, arguments), continuation lines joined."""
-    lines = [line for line in (REPO / "Dockerfile").read_text().splitlines()
-             if not line.lstrip().startswith("#")]
+    lines = [line for line in (REPO / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")]
     stages: list[list[tuple[str, str]]] = []
     for instruction in re.sub(r"\\\n", " ", "\n".join(lines)).splitlines():
         if not instruction.strip():
@@ -75,8 +80,12 @@ def _env_names(args: str) -> list[str]:
 def test_every_yaml_file_parses() -> None:
     files = sorted(DEPLOY.rglob("*.y*ml"))
     assert {f.relative_to(DEPLOY).as_posix() for f in files} >= {
-        "docker-compose.yml", "k8s/deployment.yaml", "k8s/service.yaml", "k8s/configmap.yaml",
-        "k8s/secret.example.yaml"}
+        "docker-compose.yml",
+        "k8s/deployment.yaml",
+        "k8s/service.yaml",
+        "k8s/configmap.yaml",
+        "k8s/secret.example.yaml",
+    }
     for path in files:
         assert isinstance(_load(path), dict), path
 
@@ -97,10 +106,13 @@ def test_deployment_runs_three_replicas_with_probes_and_resources() -> None:
     def probe(kind: str) -> tuple[str, int]:
         get = container[kind]["httpGet"]
         return get["path"], ports.get(get["port"], get["port"])
+
     assert probe("livenessProbe") == ("/health", HTTP_PORT)
     assert probe("readinessProbe") == ("/health/ready", HTTP_PORT)
-    assert container["resources"] == {"requests": {"memory": "1Gi", "cpu": "500m"},
-                                      "limits": {"memory": "2Gi", "cpu": "1000m"}}
+    assert container["resources"] == {
+        "requests": {"memory": "1Gi", "cpu": "500m"},
+        "limits": {"memory": "2Gi", "cpu": "1000m"},
+    }
 
 
 def test_deployment_reads_the_secret_and_the_configmap() -> None:
@@ -109,8 +121,11 @@ def test_deployment_reads_the_secret_and_the_configmap() -> None:
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
     assert {ref["name"] for ref in refs.values()} == {"support-service-secrets"}
     required = {name: ref["key"] for name, ref in refs.items() if not ref.get("optional")}
-    assert required == {"DATABASE_URL": "database-url", "JWT_SECRET": "jwt-secret",
-                        "DATA_ENCRYPTION_KEYS": "data-encryption-keys"}
+    assert required == {
+        "DATABASE_URL": "database-url",
+        "JWT_SECRET": "jwt-secret",
+        "DATA_ENCRYPTION_KEYS": "data-encryption-keys",
+    }
     secret = _load(K8S / "secret.example.yaml")
     assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", "support-service-secrets")
     assert {ref["key"] for ref in refs.values()} == set(secret["stringData"])
@@ -122,8 +137,9 @@ def test_service_exposes_http_and_grpc() -> None:
     labels = _load(K8S / "deployment.yaml")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     container_ports = {p["name"]: p["containerPort"] for p in _container()["ports"]}
-    ports = {p["name"]: (p["port"], container_ports.get(p["targetPort"], p["targetPort"]))
-             for p in service["spec"]["ports"]}
+    ports = {
+        p["name"]: (p["port"], container_ports.get(p["targetPort"], p["targetPort"])) for p in service["spec"]["ports"]
+    }
     assert ports == {"http": (HTTP_PORT, HTTP_PORT), "grpc": (GRPC_PORT, GRPC_PORT)}
 
 
@@ -146,8 +162,10 @@ def test_every_environment_variable_in_the_deploy_files_is_a_setting() -> None:
         "deploy/k8s/configmap.yaml": set(_load(K8S / "configmap.yaml")["data"]),
         "deploy/k8s/deployment.yaml": {e["name"] for e in _container()["env"]},
         "deploy/docker-compose.yml": set(_compose_env()),
-        "Dockerfile": {name for stage in _dockerfile() for keyword, args in stage if keyword == "ENV"
-                       for name in _env_names(args)} - RUNTIME_ENV,
+        "Dockerfile": {
+            name for stage in _dockerfile() for keyword, args in stage if keyword == "ENV" for name in _env_names(args)
+        }
+        - RUNTIME_ENV,
     }
     unknown = {f"{where}: {name}" for where, names in named.items() for name in names - KNOWN}
     assert not unknown, f"not in app.config.VARS: {sorted(unknown)}"
@@ -173,7 +191,7 @@ def test_compose_runs_the_service_on_its_dependencies() -> None:
     assert services["postgres"]["image"] == "postgres:15"
     assert services["redis"]["image"].split(":")[1].startswith("7")
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"   # KRaft
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     elastic = services["elasticsearch"]
     assert elastic["image"].rsplit(":", 1)[1].startswith("8.")
     assert elastic["environment"]["discovery.type"] == "single-node"
@@ -183,18 +201,20 @@ def test_compose_runs_the_service_on_its_dependencies() -> None:
     build = app["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == REPO / "Dockerfile"
     assert {int(p.split(":")[-1]) for p in app["ports"]} == {HTTP_PORT, GRPC_PORT}
-    assert app["depends_on"] == {name: {"condition": "service_healthy"}
-                                 for name in ("postgres", "redis", "kafka", "elasticsearch")}
+    assert app["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in ("postgres", "redis", "kafka", "elasticsearch")
+    }
     for name in app["depends_on"]:
         assert services[name]["healthcheck"]["test"], name
 
     env = _compose_env()
     assert env["REDIS_HOST"] == "redis" and env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-    settings = Settings.from_env(env)          # every required setting present and valid
+    settings = Settings.from_env(env)  # every required setting present and valid
     assert settings.elasticsearch_host == "elasticsearch"
     db = services["postgres"]["environment"]
-    assert settings.dsn == (f"postgresql://{db['POSTGRES_USER']}:{db['POSTGRES_PASSWORD']}"
-                            f"@postgres:5432/{db['POSTGRES_DB']}")
+    assert settings.dsn == (
+        f"postgresql://{db['POSTGRES_USER']}:{db['POSTGRES_PASSWORD']}@postgres:5432/{db['POSTGRES_DB']}"
+    )
     assert set(SERVE_REQUIRED) <= set(env)
 
 
@@ -202,7 +222,7 @@ def test_dockerfile_builds_a_wheel_and_runs_it_unprivileged() -> None:
     builder, runtime = _dockerfile()
     assert builder[0][1].split()[-1] == "builder"
     assert runtime[0] == ("FROM", "python:3.11-slim")
-    runtime_args = dict(runtime)             # the last of each instruction wins
+    runtime_args = dict(runtime)  # the last of each instruction wins
     assert runtime_args["USER"].split(":")[0] not in ("root", "0")
     assert {int(p) for p in runtime_args["EXPOSE"].split()} == {HTTP_PORT, GRPC_PORT}
     assert runtime_args["CMD"] == '["support-service", "serve"]'
@@ -210,7 +230,7 @@ def test_dockerfile_builds_a_wheel_and_runs_it_unprivileged() -> None:
 
     healthcheck = runtime_args["HEALTHCHECK"]
     assert f"http://127.0.0.1:{HTTP_PORT}/health'" in healthcheck
-    exec_form = yaml.safe_load(healthcheck.split("CMD", 1)[1])   # a JSON array is YAML too
+    exec_form = yaml.safe_load(healthcheck.split("CMD", 1)[1])  # a JSON array is YAML too
     assert exec_form[:2] == ["python", "-c"]
     compile(exec_form[2], "<HEALTHCHECK>", "exec")
 
@@ -231,7 +251,9 @@ def test_dockerfile_copies_every_package() -> None:
 
 def test_procfile_serves_and_migrates() -> None:
     entries = dict(line.split(":", 1) for line in (REPO / "Procfile").read_text().splitlines() if line.strip())
-    assert {k: v.strip() for k, v in entries.items()} == {"web": "support-service serve",
-                                                          "release": "support-service migrate"}
+    assert {k: v.strip() for k, v in entries.items()} == {
+        "web": "support-service serve",
+        "release": "support-service migrate",
+    }
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["support-service"] == "app.cli:main"

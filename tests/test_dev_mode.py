@@ -1,4 +1,5 @@
 """`support-service dev` as a new user runs it: embedded servers, demo data, tokens, clean stop."""
+
 from __future__ import annotations
 
 import os
@@ -18,12 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 class DevProcess:
     def __init__(self, data_dir: Path):
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DATABASE_URL", "SPRING_DATASOURCE_URL", "REDIS_HOST")}
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SPRING_DATASOURCE_URL", "REDIS_HOST")}
         env.update(SERVER_PORT=str(self.port), GRPC_SERVER_PORT=str(free_port()), LOG_LEVEL="WARNING")
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "dev", "--data-dir", str(data_dir)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "dev", "--data-dir", str(data_dir)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -82,7 +87,7 @@ async def test_dev_mode_starts_embedded_services_with_demo_data_and_reuses_them(
     second = DevProcess(data_dir)
     try:
         output = second.wait_ready()
-        assert "demo data loaded" not in output       # the data was kept, not loaded again
+        assert "demo data loaded" not in output  # the data was kept, not loaded again
         async with aiohttp.ClientSession() as http:
             headers = {"Authorization": f"Bearer {_token(output, 'customer')}"}
             async with http.get(f"http://127.0.0.1:{second.port}/api/v1/tickets", headers=headers) as resp:

@@ -1,5 +1,6 @@
 """The background machinery: cluster duties lead through a Leader connection of their own, a run
 ends when its lock is lost, and the message writer answers everything pending at its close."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,10 +41,10 @@ async def test_a_cluster_duty_runs_on_one_replica_at_a_time(ctx, settings):
         first, second = (Duties(ctx, leader, sockets=False, table=(duty,)) for leader in leaders)
         holding = asyncio.create_task(first.run_once(duty))
         await asyncio.wait_for(running.wait(), PATIENCE)
-        assert await second.run_once(duty) is False          # the other replica skips the tick
+        assert await second.run_once(duty) is False  # the other replica skips the tick
         release.set()
         assert await asyncio.wait_for(holding, PATIENCE) is True
-        assert await second.run_once(duty) is True           # released: the next tick may run anywhere
+        assert await second.run_once(duty) is True  # released: the next tick may run anywhere
         assert len(ran) == 2
     finally:
         for leader in leaders:
@@ -55,16 +56,21 @@ async def test_the_lock_is_not_held_on_a_pool_connection(ctx, settings):
     seen: list[int] = []
 
     async def work(_ctx):
-        async with ctx.db.connection() as conn:   # the duty's own connection
+        async with ctx.db.connection() as conn:  # the duty's own connection
             for pid in (await conn.fetchval("SELECT pg_backend_pid()"), leader._conn.get_server_pid()):
-                seen.append(await conn.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint::oid "
-                    "AND granted AND pid = $2", lock_key(name), pid))
+                seen.append(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint::oid "
+                        "AND granted AND pid = $2",
+                        lock_key(name),
+                        pid,
+                    )
+                )
 
     [leader] = await _leaders(settings, 1)
     try:
         assert await Duties(ctx, leader, sockets=False, table=()).run_once(Duty(name, work, interval=60.0))
-        assert seen == [0, 1]   # held by the Leader's connection, not by the one the duty works on
+        assert seen == [0, 1]  # held by the Leader's connection, not by the one the duty works on
     finally:
         await leader.aclose()
 
@@ -94,7 +100,7 @@ async def test_a_run_is_cancelled_when_its_leader_connection_is_lost(ctx, settin
             await admin.close()
         await asyncio.wait_for(cancelled.wait(), PATIENCE)
         await asyncio.wait_for(run, PATIENCE)
-        lease = await second.try_lead(name)                     # the lock went with the connection
+        lease = await second.try_lead(name)  # the lock went with the connection
         assert lease is not None
         await second.release(lease)
     finally:
@@ -106,8 +112,15 @@ async def test_the_message_writer_refuses_writes_once_closed_and_answers_what_wa
     writer = MessageWriter(ctx.db, ctx.events, ctx.clock)
 
     def item() -> PendingMessage:
-        return PendingMessage(session_id=uuid.uuid4(), sender_id=uuid.uuid4(), sender_type="customer",
-                              scope="customer", client_msg_id=None, ciphertext="x", message_type="text")
+        return PendingMessage(
+            session_id=uuid.uuid4(),
+            sender_id=uuid.uuid4(),
+            sender_type="customer",
+            scope="customer",
+            client_msg_id=None,
+            ciphertext="x",
+            message_type="text",
+        )
 
     pending = [asyncio.create_task(writer.write(item())) for _ in range(5)]
     await asyncio.sleep(0)

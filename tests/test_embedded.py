@@ -1,4 +1,5 @@
 """The embedded PostgreSQL and Valkey run as real children, keep data across restarts and die with us."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,10 @@ async def test_postgres_keeps_its_data_across_restarts(pg_data: Path) -> None:
             await conn.execute("CREATE EXTENSION pg_trgm")
             await conn.execute("CREATE TABLE notes (body text NOT NULL)")
             await conn.execute("INSERT INTO notes VALUES ($1)", "Printer on fire in Zürich")
-            assert await conn.fetchval(
-                "SELECT body FROM notes WHERE body % $1", "printer fire zurich") == "Printer on fire in Zürich"
+            assert (
+                await conn.fetchval("SELECT body FROM notes WHERE body % $1", "printer fire zurich")
+                == "Printer on fire in Zürich"
+            )
             assert await conn.fetchval("SELECT lower('ZÜRICH')") == "zürich"
         finally:
             await conn.close()
@@ -65,7 +68,7 @@ async def test_postgres_keeps_its_data_across_restarts(pg_data: Path) -> None:
         finally:
             await conn.close()
     log = (pg_data / "postgres.log").read_text()
-    assert log.count("The files belonging to this database system") == 1     # initdb ran once
+    assert log.count("The files belonging to this database system") == 1  # initdb ran once
     assert log.count("received fast shutdown request") == 2
     assert not os.path.lexists(pg_data / "pgdata") and not cluster.exists()  # ephemeral: removed
 
@@ -75,13 +78,13 @@ async def test_postgres_on_a_requested_port_restarts_cleanly(pg_data: Path) -> N
     pg = EmbeddedPostgres(pg_data, port=port, ephemeral=True)
     assert pg.start() == f"postgresql://postgres@127.0.0.1:{port}/support"
     try:
-        assert pg.start() == pg.dsn                                            # idempotent
+        assert pg.start() == pg.dsn  # idempotent
         conn = await asyncpg.connect(pg.dsn)
         assert await conn.fetchval("SELECT current_database()") == "support"
         await conn.close()
     finally:
         pg.stop()
-    pg.stop()                                                                  # idempotent too
+    pg.stop()  # idempotent too
 
 
 async def test_redis_set_and_get(tmp_path: Path) -> None:
@@ -115,15 +118,20 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
         "server = EmbeddedRedis(Path(sys.argv[1])); server.start()\n"
         "print(server._proc.pid, flush=True); sys.stdin.read()\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "redis")], cwd=REPO,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "redis")],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
         pidfd = os.pidfd_open(child)
         try:
             assert not _exits_within(pidfd, 0)
-            parent.send_signal(signal.SIGKILL)    # no chance to stop its children itself
+            parent.send_signal(signal.SIGKILL)  # no chance to stop its children itself
             parent.wait(10)
             assert _exits_within(pidfd, 10), f"valkey pid {child} outlived its parent"
         finally:
@@ -131,5 +139,5 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait()
-        parent.stdin.close()                      # type: ignore[union-attr]
-        parent.stdout.close()                     # type: ignore[union-attr]
+        parent.stdin.close()  # type: ignore[union-attr]
+        parent.stdout.close()  # type: ignore[union-attr]

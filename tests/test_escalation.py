@@ -3,6 +3,7 @@ once-only escalation, the sweep, the update hook and manual escalation through t
 
 Every test works in categories of its own (the sweep sees the shared database's tickets too)
 and moves a FrozenClock instead of sleeping."""
+
 from __future__ import annotations
 
 import uuid
@@ -27,22 +28,33 @@ TAG_ACTION = {"add_tags": ["escalated-by-rule"]}
 
 
 async def rule(ctx: Any, conditions: dict, actions: dict | None = None, priority: int = 100) -> dict:
-    return await escalation.create_rule(ctx, ADMIN, META, {
-        "rule_name": unique("rule"), "conditions": conditions, "actions": actions or TAG_ACTION,
-        "priority": priority})
+    return await escalation.create_rule(
+        ctx,
+        ADMIN,
+        META,
+        {"rule_name": unique("rule"), "conditions": conditions, "actions": actions or TAG_ACTION, "priority": priority},
+    )
 
 
 # ---------------------------------------------------------------- CRUD, validation, RBAC
+
 
 async def test_rule_crud_validation_and_rbac(client, users):
     _, admin = users.new("admin")
     _, supervisor = users.new("supervisor")
     _, agent = users.new("agent")
-    body = {"rule_name": "VIP waits", "conditions": {"category": [unique()], "hours_since_created": 2,
-                                                     "sla_breached": True, "tags_any": ["vip"]},
-            "actions": {"raise_priority": True, "increase_level": True, "reassign_to": {"role": "supervisor"},
-                        "notify": ["supervisors", "customer"], "add_tags": ["escalated"]},
-            "priority": 50}
+    body = {
+        "rule_name": "VIP waits",
+        "conditions": {"category": [unique()], "hours_since_created": 2, "sla_breached": True, "tags_any": ["vip"]},
+        "actions": {
+            "raise_priority": True,
+            "increase_level": True,
+            "reassign_to": {"role": "supervisor"},
+            "notify": ["supervisors", "customer"],
+            "add_tags": ["escalated"],
+        },
+        "priority": 50,
+    }
     response = await client.post(RULES, json=body, headers=admin)
     assert response.status == 201, await response.text()
     created = await response.json()
@@ -53,17 +65,19 @@ async def test_rule_crud_validation_and_rbac(client, users):
     assert any(r["is_default"] for r in listed["items"])
     assert [r["priority"] for r in listed["items"]] == sorted((r["priority"] for r in listed["items"]), reverse=True)
 
-    bad = [{**body, "conditions": {"colour": ["red"]}},
-           {**body, "conditions": {"priority": ["critical"]}},
-           {**body, "conditions": {"status": ["lost"]}},
-           {**body, "conditions": {"sla_breached": "yes"}},
-           {**body, "actions": {"notify": ["boss"]}},
-           {**body, "actions": {"reassign_to": {"role": "admin"}}},
-           {**body, "actions": {"reassign_to": {"role": "supervisor", "department": "x"}}},
-           {**body, "actions": {"set_priority": "urgent", "raise_priority": True}},
-           {**body, "actions": {"launch": True}},
-           {**body, "actions": {}},
-           {**body, "extra": 1}]
+    bad = [
+        {**body, "conditions": {"colour": ["red"]}},
+        {**body, "conditions": {"priority": ["critical"]}},
+        {**body, "conditions": {"status": ["lost"]}},
+        {**body, "conditions": {"sla_breached": "yes"}},
+        {**body, "actions": {"notify": ["boss"]}},
+        {**body, "actions": {"reassign_to": {"role": "admin"}}},
+        {**body, "actions": {"reassign_to": {"role": "supervisor", "department": "x"}}},
+        {**body, "actions": {"set_priority": "urgent", "raise_priority": True}},
+        {**body, "actions": {"launch": True}},
+        {**body, "actions": {}},
+        {**body, "extra": 1},
+    ]
     for payload in bad:
         await problem(await client.post(RULES, json=payload, headers=admin), 422)
 
@@ -83,6 +97,7 @@ async def test_rule_crud_validation_and_rbac(client, users):
 
 
 # ---------------------------------------------------------------- conditions
+
 
 def tagged(ticket_row: dict) -> bool:
     return "escalated-by-rule" in ticket_row["tags"]
@@ -131,11 +146,11 @@ async def test_condition_hours_without_agent_response(settings):
         answered, silent = await new_ticket(ctx, cat), await new_ticket(ctx, cat)
         clock.advance(minutes=50)
         await tickets.add_message(ctx, ADMIN, META, answered["id"], {"message": "Looking into it."})
-        clock.advance(minutes=20)   # 70 min since creation, 20 since the agent's reply
+        clock.advance(minutes=20)  # 70 min since creation, 20 since the agent's reply
         await escalation.evaluate_ticket(ctx, answered["id"])
         await escalation.evaluate_ticket(ctx, silent["id"])
         assert not tagged(await row(ctx, answered["id"])) and tagged(await row(ctx, silent["id"]))
-        clock.advance(minutes=41)   # now an hour since the reply
+        clock.advance(minutes=41)  # now an hour since the reply
         await escalation.evaluate_ticket(ctx, answered["id"])
         assert tagged(await row(ctx, answered["id"]))
 
@@ -160,10 +175,11 @@ async def test_condition_escalation_level_below_and_tags_any(settings):
         await rule(ctx, {"category": [cat], "escalation_level_below": 1, "tags_any": ["vip", "press"]})
         hit = await new_ticket(ctx, cat, tags=["press"])
         untagged = await new_ticket(ctx, cat, tags=["other"])
-        high_level = await new_ticket(ctx, cat)   # tagged below, together with its level
+        high_level = await new_ticket(ctx, cat)  # tagged below, together with its level
         async with ctx.db.pool.acquire() as conn:
-            await conn.execute("UPDATE support_tickets SET escalation_level = 1, tags = '{vip}' WHERE id = $1",
-                               high_level["id"])
+            await conn.execute(
+                "UPDATE support_tickets SET escalation_level = 1, tags = '{vip}' WHERE id = $1", high_level["id"]
+            )
         await ctx.ticket_cache.invalidate(high_level["id"])
         for t in (hit, untagged, high_level):
             await escalation.evaluate_ticket(ctx, t["id"])
@@ -181,20 +197,34 @@ async def test_resolved_tickets_are_not_escalated(settings):
 
 # ---------------------------------------------------------------- actions
 
+
 async def agent_row(ctx: Any, department: str, role: str = "agent") -> uuid.UUID:
     user_id = uuid.uuid4()
     async with ctx.db.pool.acquire() as conn:
-        await conn.execute("INSERT INTO support_agents (user_id, display_name, role, department, max_tickets)"
-                           " VALUES ($1, $2, $3, $4, 50)", user_id, f"{role} {user_id.hex[:6]}", role, department)
+        await conn.execute(
+            "INSERT INTO support_agents (user_id, display_name, role, department, max_tickets)"
+            " VALUES ($1, $2, $3, $4, 50)",
+            user_id,
+            f"{role} {user_id.hex[:6]}",
+            role,
+            department,
+        )
     return user_id
 
 
 async def test_priority_level_and_tag_actions_are_recorded(settings):
     async with frozen(settings) as (ctx, _):
         cat = unique()
-        created = await rule(ctx, {"category": [cat], "tags_any": ["a"]},
-                             {"raise_priority": True, "increase_level": True, "add_tags": ["b"],
-                              "notify": ["supervisors", "agent", "customer"]})
+        created = await rule(
+            ctx,
+            {"category": [cat], "tags_any": ["a"]},
+            {
+                "raise_priority": True,
+                "increase_level": True,
+                "add_tags": ["b"],
+                "notify": ["supervisors", "agent", "customer"],
+            },
+        )
         setter = await rule(ctx, {"category": [cat], "tags_any": ["s"]}, {"set_priority": "urgent"})
         raised = await new_ticket(ctx, cat, priority="medium", tags=["a"])
         await escalation.evaluate_ticket(ctx, raised["id"])
@@ -202,8 +232,14 @@ async def test_priority_level_and_tag_actions_are_recorded(settings):
         assert after["priority"] == "high" and after["escalation_level"] == 1 and after["tags"] == ["a", "b"]
         assert after["escalated_at"] is not None
         [record] = await escalations(ctx, raised["id"])
-        assert (record["rule_id"], record["trigger"], record["from_level"], record["to_level"],
-                record["from_priority"], record["to_priority"]) == (created["id"], "rule", 0, 1, "medium", "high")
+        assert (
+            record["rule_id"],
+            record["trigger"],
+            record["from_level"],
+            record["to_level"],
+            record["from_priority"],
+            record["to_priority"],
+        ) == (created["id"], "rule", 0, 1, "medium", "high")
         [event] = await events(ctx, raised["id"], "ticket.escalated")
         assert event["payload"]["notify"] == ["supervisors", "agent", "customer"]
         assert event["payload"]["escalation_id"] == str(record["id"]) and event["payload"]["trigger"] == "rule"
@@ -224,7 +260,9 @@ async def test_reassign_actions(settings):
         in_target = await agent_row(ctx, target_department)
         named = await agent_row(ctx, unique("dept"))
         await rule(ctx, {"category": [cat], "tags_any": ["to-sup"]}, {"reassign_to": {"role": "supervisor"}})
-        await rule(ctx, {"category": [cat], "tags_any": ["to-dept"]}, {"reassign_to": {"department": target_department}})
+        await rule(
+            ctx, {"category": [cat], "tags_any": ["to-dept"]}, {"reassign_to": {"department": target_department}}
+        )
         await rule(ctx, {"category": [cat], "tags_any": ["to-agent"]}, {"reassign_to": {"agent_id": str(named)}})
         to_sup = await new_ticket(ctx, cat, tags=["to-sup"])
         to_dept = await new_ticket(ctx, cat, tags=["to-dept"])
@@ -241,6 +279,7 @@ async def test_reassign_actions(settings):
 
 
 # ---------------------------------------------------------------- default rule, once only, sweep, hook
+
 
 async def test_default_rule_follows_the_timeout_setting(settings):
     async with frozen(settings, ticket_escalation_timeout_hours=3) as (ctx, clock):
@@ -264,7 +303,7 @@ async def test_a_rule_escalates_a_ticket_once_per_level(settings):
         cat = unique()
         await rule(ctx, {"category": [cat]}, {"increase_level": True})
         await rule(ctx, {"category": [cat]}, {"add_tags": ["seen"]}, priority=10)
-        ticket = await new_ticket(ctx, cat)   # the rules run on the new ticket at once
+        ticket = await new_ticket(ctx, cat)  # the rules run on the new ticket at once
         assert len(await escalations(ctx, ticket["id"])) == 2
         for _ in range(3):
             clock.advance(hours=1)
@@ -294,9 +333,10 @@ async def test_sweep_and_update_hook_run_the_rules(settings):
 async def test_manual_escalation_runs_matching_rules_else_the_default_step(settings, client, users):
     async with frozen(settings) as (ctx, _):
         cat = unique()
-        ticket = await new_ticket(ctx, cat)   # created before the rule, so it has not run on it yet
-        created = await rule(ctx, {"category": [cat]}, {"set_priority": "urgent", "add_tags": ["vip"],
-                                                        "notify": ["supervisors"]})
+        ticket = await new_ticket(ctx, cat)  # created before the rule, so it has not run on it yet
+        created = await rule(
+            ctx, {"category": [cat]}, {"set_priority": "urgent", "add_tags": ["vip"], "notify": ["supervisors"]}
+        )
         assert ticket["priority"] != "urgent"
         result = await tickets.escalate_ticket(ctx, SUPERVISOR, META, ticket["id"], "customer is upset")
         assert result["ticket"]["priority"] == "urgent" and "vip" in result["ticket"]["tags"]
@@ -308,22 +348,25 @@ async def test_manual_escalation_runs_matching_rules_else_the_default_step(setti
         plain = await new_ticket(ctx, unique())
         result = await tickets.escalate_ticket(ctx, SUPERVISOR, META, plain["id"], None)
         assert result["ticket"]["escalation_level"] == 1
-        assert result["ticket"]["priority"] == {"low": "medium", "medium": "high", "high": "urgent",
-                                                "urgent": "urgent"}[plain["priority"]]
+        assert (
+            result["ticket"]["priority"]
+            == {"low": "medium", "medium": "high", "high": "urgent", "urgent": "urgent"}[plain["priority"]]
+        )
         assert (await escalations(ctx, plain["id"]))[0]["rule_id"] is None
 
     _, customer = users.new("customer")
     _, supervisor = users.new("supervisor")
-    response = await client.post("/api/v1/tickets", json={"subject": "s", "description": "d", "category": cat},
-                                 headers=customer)
+    response = await client.post(
+        "/api/v1/tickets", json={"subject": "s", "description": "d", "category": cat}, headers=customer
+    )
     assert response.status == 201
     ticket_id = (await response.json())["id"]
-    response = await client.post(f"/api/v1/tickets/{ticket_id}/escalate", json={"reason": "manual"},
-                                 headers=supervisor)
+    response = await client.post(f"/api/v1/tickets/{ticket_id}/escalate", json={"reason": "manual"}, headers=supervisor)
     assert response.status in (200, 201), await response.text()
     assert (await row(ctx_of(client), ticket_id))["priority"] == "urgent"
 
 
 def ctx_of(client: Any) -> Any:
     from rest.common import CONTEXT
+
     return client.server.app[CONTEXT]

@@ -1,5 +1,6 @@
 """SupportEventService over a real channel (publish, subscribe with filters, resume, live follow,
 cancellation, drain), the event hub's ordering and memory bounds, health, reflection, retention."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,8 +36,15 @@ READ_TIMEOUT = PATIENCE
 def event(entity_id: str, type_: str = "booking.updated", **fields: Any) -> pb.SupportEvent:
     payload = struct_pb2.Struct()
     payload.update(fields.pop("payload", {"n": 1}))
-    values = {"event_id": str(uuid.uuid4()), "type": type_, "entity_type": "booking", "entity_id": entity_id,
-              "source": "booking-service", "payload": payload, **fields}
+    values = {
+        "event_id": str(uuid.uuid4()),
+        "type": type_,
+        "entity_type": "booking",
+        "entity_id": entity_id,
+        "source": "booking-service",
+        "payload": payload,
+        **fields,
+    }
     return pb.SupportEvent(**values)
 
 
@@ -54,10 +62,12 @@ def service(callers):
 @pytest.fixture
 def hub(replica):
     from app.server import GRPC
+
     return replica.app[GRPC].hub
 
 
 # ---------------------------------------------------------------- publish
+
 
 async def test_publish_appends_once_per_event_id_and_runs_the_hooks(stubs, service, ctx):
     seen: list[dict] = []
@@ -78,8 +88,12 @@ async def test_publish_appends_once_per_event_id_and_runs_the_hooks(stubs, servi
     row = (await fetch(ctx, "SELECT * FROM support_events WHERE event_id = $1", uuid.UUID(sent.event_id)))[0]
     assert row["payload"] == {"booking_id": "B-7", "nights": 2, "ratio": 0.5}
     assert row["published_at"] is None and row["source"] == "booking-service"
-    assert await fetchval(ctx, "SELECT count(*) FROM audit_log WHERE action = 'event.publish' AND entity_id = $1",
-                          sent.event_id) == 1
+    assert (
+        await fetchval(
+            ctx, "SELECT count(*) FROM audit_log WHERE action = 'event.publish' AND entity_id = $1", sent.event_id
+        )
+        == 1
+    )
 
 
 async def test_an_event_id_reused_for_another_event_is_already_exists(stubs, service):
@@ -98,8 +112,9 @@ async def test_publish_validates_the_event(stubs, service):
     bad.event_id = "42"
     error = await fails(stubs.events.PublishSupportEvent(bad, metadata=service), Code.INVALID_ARGUMENT)
     assert {"event_id", "type", "topic"} <= set(violations(error))
-    error = await fails(stubs.events.PublishSupportEvent(event("b-1", type_="ticket.created"), metadata=service),
-                        Code.INVALID_ARGUMENT)
+    error = await fails(
+        stubs.events.PublishSupportEvent(event("b-1", type_="ticket.created"), metadata=service), Code.INVALID_ARGUMENT
+    )
     assert "type" in violations(error)
     spoof = event("b-1", source="support-service")
     error = await fails(stubs.events.PublishSupportEvent(spoof, metadata=service), Code.INVALID_ARGUMENT)
@@ -117,6 +132,7 @@ async def test_publish_needs_a_token(stubs):
 
 # ---------------------------------------------------------------- subscribe
 
+
 @pytest.mark.parametrize("role", ["customer", "agent"])
 async def test_customers_and_agents_may_not_subscribe(stubs, callers, role):
     call = stubs.events.SubscribeToSupportEvents(pb.SubscribeRequest(), metadata=callers.new(role)[1])
@@ -124,8 +140,9 @@ async def test_customers_and_agents_may_not_subscribe(stubs, callers, role):
 
 
 async def test_subscribe_request_errors(stubs, service):
-    call = stubs.events.SubscribeToSupportEvents(pb.SubscribeRequest(after_event_id=str(uuid.uuid4())),
-                                                 metadata=service)
+    call = stubs.events.SubscribeToSupportEvents(
+        pb.SubscribeRequest(after_event_id=str(uuid.uuid4())), metadata=service
+    )
     await fails(call.read(), Code.NOT_FOUND)
     call = stubs.events.SubscribeToSupportEvents(pb.SubscribeRequest(types=["Not A Type"]), metadata=service)
     error = await fails(call.read(), Code.INVALID_ARGUMENT)
@@ -134,15 +151,15 @@ async def test_subscribe_request_errors(stubs, service):
 
 async def test_subscribe_follows_new_events_live_with_filters(stubs, callers, service, hub):
     entity = str(uuid.uuid4())
-    await stubs.events.PublishSupportEvent(event(entity, "booking.created"), metadata=service)   # before: not sent
+    await stubs.events.PublishSupportEvent(event(entity, "booking.created"), metadata=service)  # before: not sent
     before = hub.listeners
     call = stubs.events.SubscribeToSupportEvents(
         pb.SubscribeRequest(entity_id=entity, types=["booking.cancelled", "payment.*"]),
-        metadata=callers.new("supervisor")[1])
+        metadata=callers.new("supervisor")[1],
+    )
     await until(lambda: hub.listeners > before)
     wanted = [event(entity, "booking.cancelled"), event(entity, "payment.refunded", payload={"amount": 120})]
-    for sent in (event(entity, "booking.updated"), wanted[0], event(str(uuid.uuid4()), "booking.cancelled"),
-                 wanted[1]):
+    for sent in (event(entity, "booking.updated"), wanted[0], event(str(uuid.uuid4()), "booking.cancelled"), wanted[1]):
         await stubs.events.PublishSupportEvent(sent, metadata=service)
     received = [await read(call), await read(call)]
     assert [e.event_id for e in received] == [e.event_id for e in wanted]
@@ -158,7 +175,8 @@ async def test_subscribe_resumes_after_an_event_id_then_goes_live(stubs, service
     for item in sent:
         await stubs.events.PublishSupportEvent(item, metadata=service)
     call = stubs.events.SubscribeToSupportEvents(
-        pb.SubscribeRequest(entity_id=entity, after_event_id=sent[1].event_id), metadata=callers.new("admin")[1])
+        pb.SubscribeRequest(entity_id=entity, after_event_id=sent[1].event_id), metadata=callers.new("admin")[1]
+    )
     assert [(await read(call)).event_id for _ in range(2)] == [sent[2].event_id, sent[3].event_id]
     later = event(entity)
     await stubs.events.PublishSupportEvent(later, metadata=service)
@@ -168,12 +186,17 @@ async def test_subscribe_resumes_after_an_event_id_then_goes_live(stubs, service
 
 async def test_subscribe_from_the_beginning_sees_the_service_own_events(stubs, service, callers):
     from support_stubs.support.v1 import support_pb2
+
     customer_id, customer = callers.new("customer")
-    created = await stubs.support.CreateTicket(support_pb2.CreateTicketRequest(subject="s", description="d"),
-                                               metadata=customer)
+    created = await stubs.support.CreateTicket(
+        support_pb2.CreateTicketRequest(subject="s", description="d"), metadata=customer
+    )
     call = stubs.events.SubscribeToSupportEvents(
-        pb.SubscribeRequest(entity_type="ticket", entity_id=created.ticket.id, from_beginning=True, topics=["ticket-events"]),
-        metadata=service)
+        pb.SubscribeRequest(
+            entity_type="ticket", entity_id=created.ticket.id, from_beginning=True, topics=["ticket-events"]
+        ),
+        metadata=service,
+    )
     first = await read(call)
     assert (first.type, first.source, first.actor_id) == ("ticket.created", "support-service", str(customer_id))
     assert struct_to_dict(first.payload)["ticket_number"] == created.ticket.ticket_number
@@ -185,19 +208,22 @@ async def test_a_late_commit_behind_a_newer_position_is_not_skipped(stubs, servi
     entity = str(uuid.uuid4())
     marker = event(entity)
     await stubs.events.PublishSupportEvent(marker, metadata=service)
-    call = stubs.events.SubscribeToSupportEvents(pb.SubscribeRequest(entity_id=entity, after_event_id=marker.event_id),
-                                                 metadata=service)
-    insert = ("INSERT INTO support_events (event_id, type, topic, entity_type, entity_id, source) "
-              "VALUES ($1, 'booking.updated', 'support-events', 'booking', $2, 'booking-service')")
+    call = stubs.events.SubscribeToSupportEvents(
+        pb.SubscribeRequest(entity_id=entity, after_event_id=marker.event_id), metadata=service
+    )
+    insert = (
+        "INSERT INTO support_events (event_id, type, topic, entity_type, entity_id, source) "
+        "VALUES ($1, 'booking.updated', 'support-events', 'booking', $2, 'booking-service')"
+    )
     older, younger = uuid.uuid4(), uuid.uuid4()
     async with ctx.db.pool.acquire() as old_conn, ctx.db.pool.acquire() as new_conn:
         old_tx, new_tx = old_conn.transaction(), new_conn.transaction()
         await old_tx.start()
-        await old_conn.fetchval("SELECT pg_current_xact_id()")            # the older txid
+        await old_conn.fetchval("SELECT pg_current_xact_id()")  # the older txid
         await new_tx.start()
-        await new_conn.execute(insert, younger, entity)                    # the lower position
-        await old_conn.execute(insert, older, entity)                      # the higher position
-        await old_tx.commit()                                              # commits first
+        await new_conn.execute(insert, younger, entity)  # the lower position
+        await old_conn.execute(insert, older, entity)  # the higher position
+        await old_tx.commit()  # commits first
         assert (await read(call)).event_id == str(older)
         await new_tx.commit()
     assert (await read(call)).event_id == str(younger)
@@ -230,6 +256,7 @@ async def _head(ctx: AppContext) -> events_api.Cursor:
 
 # ---------------------------------------------------------------- server lifecycle
 
+
 async def test_health_and_reflection_work_without_a_token(stubs):
     health = health_pb2_grpc.HealthStub(stubs.channel)
     for service_name in ("", *SERVICES):
@@ -248,6 +275,7 @@ async def test_health_and_reflection_work_without_a_token(stubs):
 
 async def test_while_the_database_is_down_health_is_not_serving_and_calls_unavailable(ctx, callers):
     from kafka_broker import free_port
+
     nowhere = await asyncpg.create_pool(f"postgresql://postgres@127.0.0.1:{free_port()}/none", min_size=0, max_size=1)
     down = dataclasses.replace(ctx, db=Database(nowhere))
     server = GrpcServer(down, host="127.0.0.1", port=0, health_interval=0.05)
@@ -260,9 +288,15 @@ async def test_while_the_database_is_down_health_is_not_serving_and_calls_unavai
         with pytest.raises(RuntimeError):
             await server.report()
         from support_stubs.support.v1 import support_pb2, support_pb2_grpc
-        await fails(support_pb2_grpc.SupportServiceStub(channel).ListTickets(
-            support_pb2.ListTicketsRequest(), metadata=callers.new("customer")[1]), Code.UNAVAILABLE)
-        async def answers() -> None:   # the database is back
+
+        await fails(
+            support_pb2_grpc.SupportServiceStub(channel).ListTickets(
+                support_pb2.ListTicketsRequest(), metadata=callers.new("customer")[1]
+            ),
+            Code.UNAVAILABLE,
+        )
+
+        async def answers() -> None:  # the database is back
             async with ctx.db.connection() as conn:
                 await conn.fetchval("SELECT 1")
 
@@ -289,7 +323,7 @@ async def test_shutdown_drains_streams_with_unavailable(ctx, callers):
         error = await fails(call.read(), Code.UNAVAILABLE)
         assert "resubscribe" in error.details()
         await stopping
-        assert time.monotonic() - started < 5   # the stream did not hold the server for its grace
+        assert time.monotonic() - started < 5  # the stream did not hold the server for its grace
         assert not server.serving
     finally:
         await channel.close()
@@ -297,15 +331,20 @@ async def test_shutdown_drains_streams_with_unavailable(ctx, callers):
 
 # ---------------------------------------------------------------- retention
 
+
 async def test_retention_prunes_old_published_events_and_keeps_pending_ones(ctx):
     old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=ctx.settings.event_retention_days + 1)
     ids = {name: uuid.uuid4() for name in ("old_published", "old_pending", "new_published")}
     for name, event_id in ids.items():
-        await execute(ctx, "INSERT INTO support_events (event_id, type, topic, entity_type, entity_id, source, "
-                           "created_at, published_at) VALUES ($1, 'booking.updated', 'support-events', 'booking', "
-                           "'b', 'booking-service', $2, $3)",
-                      event_id, old if name.startswith("old") else dt.datetime.now(dt.timezone.utc),
-                      None if name == "old_pending" else dt.datetime.now(dt.timezone.utc))
+        await execute(
+            ctx,
+            "INSERT INTO support_events (event_id, type, topic, entity_type, entity_id, source, "
+            "created_at, published_at) VALUES ($1, 'booking.updated', 'support-events', 'booking', "
+            "'b', 'booking-service', $2, $3)",
+            event_id,
+            old if name.startswith("old") else dt.datetime.now(dt.timezone.utc),
+            None if name == "old_pending" else dt.datetime.now(dt.timezone.utc),
+        )
 
     async def present() -> set[str]:
         rows = await fetch(ctx, "SELECT event_id FROM support_events WHERE event_id = ANY($1)", list(ids.values()))
@@ -313,5 +352,5 @@ async def test_retention_prunes_old_published_events_and_keeps_pending_ones(ctx)
 
     assert await prune(ctx, include_unpublished=False) >= 1
     assert await present() == {"old_pending", "new_published"}
-    await prune(ctx, include_unpublished=True)   # no relay runs: the table alone is the log
+    await prune(ctx, include_unpublished=True)  # no relay runs: the table alone is the log
     assert await present() == {"new_published"}

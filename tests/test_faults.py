@@ -7,6 +7,7 @@ message reaches the other party live or, when the fan-out was interrupted, throu
 ``chat:resync`` → ``chat:sync`` path; the only refusals are ``unavailable`` (never
 ``internal``); and sending works again within seconds of the dependency returning.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,7 @@ from app.context import open_context
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 OUTAGE_SECONDS = float(os.environ.get("FAULT_OUTAGE_SECONDS", "10"))
-SETTLE_TIMEOUT = 30.0   # how long delivery may take after a dependency returns before the test fails
+SETTLE_TIMEOUT = 30.0  # how long delivery may take after a dependency returns before the test fails
 
 
 class OwnRedis:
@@ -45,8 +46,10 @@ class OwnRedis:
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
         client = aioredis.Redis(port=self.port)
         try:
             for _ in range(500):
@@ -73,8 +76,8 @@ class Stack:
     replicas: list[Replica]
     settings: Settings
     ctx: Any
-    flows: list = dataclasses.field(default_factory=list)     # the running load's flows
-    tasks: set = dataclasses.field(default_factory=set)       # its resync syncs
+    flows: list = dataclasses.field(default_factory=list)  # the running load's flows
+    tasks: set = dataclasses.field(default_factory=set)  # its resync syncs
 
 
 @pytest.fixture(scope="module")
@@ -82,17 +85,23 @@ async def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
     base = tmp_path_factory.mktemp("faults")
     redis_server = OwnRedis()
     await redis_server.start()
-    pg = EmbeddedPostgres(base / "pg", port=free_port())   # restarts keep the data; removed at the end
+    pg = EmbeddedPostgres(base / "pg", port=free_port())  # restarts keep the data; removed at the end
     replicas: list[Replica] = []
     try:
         dsn = await asyncio.to_thread(pg.start)
         await migrate(dsn)
-        env = {**test_env, "DATABASE_URL": dsn, "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port),
-               "REDIS_DATABASE": "0"}
+        env = {
+            **test_env,
+            "DATABASE_URL": dsn,
+            "REDIS_HOST": "127.0.0.1",
+            "REDIS_PORT": str(redis_server.port),
+            "REDIS_DATABASE": "0",
+        }
         for name in ("A", "B"):
             renv = replica_env(env)
-            replica = Replica(name, f"http://127.0.0.1:{renv['SERVER_PORT']}", renv,
-                              log_path=base / f"replica-{name}.log")
+            replica = Replica(
+                name, f"http://127.0.0.1:{renv['SERVER_PORT']}", renv, log_path=base / f"replica-{name}.log"
+            )
             replica.start()
             replicas.append(replica)
         await asyncio.gather(*(r.wait_ready() for r in replicas))
@@ -113,12 +122,13 @@ async def stack(test_env: dict[str, str], tmp_path_factory: pytest.TempPathFacto
 @dataclasses.dataclass
 class Flow:
     """One direction of one chat: ``sender`` writes, ``receiver`` must see every acked message."""
+
     sender: Peer
     receiver: Peer
     session_id: str
-    acked: dict[str, dict] = dataclasses.field(default_factory=dict)          # client_msg_id -> message
+    acked: dict[str, dict] = dataclasses.field(default_factory=dict)  # client_msg_id -> message
     refusals: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    synced: dict[str, dict] = dataclasses.field(default_factory=dict)         # id -> message, via chat:sync
+    synced: dict[str, dict] = dataclasses.field(default_factory=dict)  # id -> message, via chat:sync
     resyncs: int = 0
 
     def live(self) -> dict[str, dict]:
@@ -139,7 +149,7 @@ def follow_resyncs(flow: Flow, tasks: set[asyncio.Task]) -> None:
             if ack.get("ok"):
                 flow.synced.update({m["id"]: m for m in ack["data"]["messages"]})
                 return
-            await asyncio.sleep(0.5)   # the server said unavailable: back off like a client
+            await asyncio.sleep(0.5)  # the server said unavailable: back off like a client
 
     async def on_resync(data: Any = None) -> None:
         peer.received.append(("chat:resync", data))
@@ -161,16 +171,19 @@ async def send_until_stopped(flow: Flow, stop: asyncio.Event) -> None:
         client_msg_id = f"{flow.sender.role}-{n}"
         while True:
             try:
-                ack = await flow.sender.call("chat:message", {"session_id": flow.session_id, "message": f"m{n}",
-                                                              "client_msg_id": client_msg_id}, timeout=5)
+                ack = await flow.sender.call(
+                    "chat:message",
+                    {"session_id": flow.session_id, "message": f"m{n}", "client_msg_id": client_msg_id},
+                    timeout=5,
+                )
             except socketio.exceptions.TimeoutError:
                 flow.refusals["timeout"] += 1
                 continue
             except (socketio.exceptions.BadNamespaceError, socketio.exceptions.DisconnectedError):
-                flow.refusals["disconnected"] += 1   # its replica went: wait for the reconnect, resend
+                flow.refusals["disconnected"] += 1  # its replica went: wait for the reconnect, resend
                 await flow.sender.reconnected.wait()
                 if not flow.sender.sio.connected:
-                    await asyncio.sleep(0.1)   # not moved yet: back off (never spin the loop)
+                    await asyncio.sleep(0.1)  # not moved yet: back off (never spin the loop)
                 continue
             if ack.get("ok"):
                 flow.acked[client_msg_id] = ack["data"]["message"]
@@ -178,7 +191,7 @@ async def send_until_stopped(flow: Flow, stop: asyncio.Event) -> None:
             code = ack["error"]["code"]
             flow.refusals[code] += 1
             if code not in ("unavailable", "rate_limited"):
-                return   # a refusal a client cannot retry: the test fails on it below
+                return  # a refusal a client cannot retry: the test fails on it below
             await asyncio.sleep(min(2.0, ack["error"]["details"].get("retry_after_ms", 500) / 1000))
 
 
@@ -218,7 +231,7 @@ async def run_load(stack: Stack, cast: Cast, fault: Any, pairs: int = 3) -> list
 
 
 async def _load_while(seconds: float) -> None:
-    await asyncio.sleep(seconds)   # the load runs meanwhile: this is its duration, not a wait for a result
+    await asyncio.sleep(seconds)  # the load runs meanwhile: this is its duration, not a wait for a result
 
 
 async def settle(flows: list[Flow]) -> None:
@@ -237,16 +250,21 @@ async def check_stored(stack: Stack, flows: list[Flow]) -> int:
     conn = await asyncpg.connect(stack.dsn)
     try:
         for session_id in {f.session_id for f in flows}:
-            rows = await conn.fetch("SELECT seq, sender_id, client_msg_id FROM chat_messages WHERE session_id = $1 "
-                                    "AND sender_type <> 'system' ORDER BY seq", uuid.UUID(session_id))
-            all_seqs = await conn.fetch("SELECT seq FROM chat_messages WHERE session_id = $1 ORDER BY seq",
-                                        uuid.UUID(session_id))
+            rows = await conn.fetch(
+                "SELECT seq, sender_id, client_msg_id FROM chat_messages WHERE session_id = $1 "
+                "AND sender_type <> 'system' ORDER BY seq",
+                uuid.UUID(session_id),
+            )
+            all_seqs = await conn.fetch(
+                "SELECT seq FROM chat_messages WHERE session_id = $1 ORDER BY seq", uuid.UUID(session_id)
+            )
             assert [r["seq"] for r in all_seqs] == list(range(1, len(all_seqs) + 1)), "seq gap"
             stored = [(r["sender_id"], r["client_msg_id"]) for r in rows]
             assert len(stored) == len(set(stored)), "a message was stored twice"
             acked = {(f.sender.user_id, cid) for f in flows if f.session_id == session_id for cid in f.acked}
-            assert set(stored) == acked, (f"stored but not acked: {set(stored) - acked}; "
-                                          f"acked but not stored: {acked - set(stored)}")
+            assert set(stored) == acked, (
+                f"stored but not acked: {set(stored) - acked}; acked but not stored: {acked - set(stored)}"
+            )
             total += len(stored)
     finally:
         await conn.close()
@@ -272,10 +290,10 @@ async def cast(stack: Stack) -> AsyncIterator[Cast]:
 async def test_a_redis_restart_and_outage_lose_nothing_and_pushes_resume_or_resync(stack: Stack, cast: Cast):
     async def restart_then_outage() -> None:
         stack.redis.stop()
-        await stack.redis.start()                     # a restart: the fan-out breaks for a moment
+        await stack.redis.start()  # a restart: the fan-out breaks for a moment
         await _load_while(2.0)
         stack.redis.stop()
-        await _load_while(OUTAGE_SECONDS)             # an outage: sends go on, pushes cannot cross
+        await _load_while(OUTAGE_SECONDS)  # an outage: sends go on, pushes cannot cross
         await stack.redis.start()
 
     flows = await run_load(stack, cast, restart_then_outage)
@@ -283,17 +301,19 @@ async def test_a_redis_restart_and_outage_lose_nothing_and_pushes_resume_or_resy
     refusals = check_refusals(flows)
     assert stored > 0
     assert any(f.resyncs for f in flows), "no client was told to resync after the outage"
-    print(f"redis: {stored} messages stored and delivered, refusals {dict(refusals)}, "
-          f"resyncs {sum(f.resyncs for f in flows)}")
+    print(
+        f"redis: {stored} messages stored and delivered, refusals {dict(refusals)}, "
+        f"resyncs {sum(f.resyncs for f in flows)}"
+    )
 
 
 async def test_a_postgres_restart_and_outage_answer_unavailable_and_lose_nothing(stack: Stack, cast: Cast):
     async def restart_then_outage() -> None:
         await asyncio.to_thread(stack.pg.stop)
-        await asyncio.to_thread(stack.pg.start)       # a fast restart
+        await asyncio.to_thread(stack.pg.start)  # a fast restart
         await _load_while(2.0)
         await asyncio.to_thread(stack.pg.stop)
-        await _load_while(OUTAGE_SECONDS)             # an outage: sends are refused `unavailable`
+        await _load_while(OUTAGE_SECONDS)  # an outage: sends are refused `unavailable`
         await asyncio.to_thread(stack.pg.start)
 
     flows = await run_load(stack, cast, restart_then_outage)

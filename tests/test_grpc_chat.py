@@ -1,6 +1,7 @@
 """ChatService.StreamChat over a real channel: a bot takes part in a chat beside a Socket.IO
 customer; messages in are stored, idempotent, rate limited and broadcast; messages out arrive in
 seq order; resume, half-close, cancellation, the chat's end and the server's drain."""
+
 from __future__ import annotations
 
 import asyncio
@@ -49,15 +50,18 @@ class Chat:
 @pytest.fixture
 async def chat_session(stubs, callers) -> Chat:
     customer_id, customer = callers.new("customer")
-    started = await stubs.support.CreateChatSession(support_pb2.CreateChatSessionRequest(subject="Late arrival"),
-                                                    metadata=customer)
+    started = await stubs.support.CreateChatSession(
+        support_pb2.CreateChatSessionRequest(subject="Late arrival"), metadata=customer
+    )
     bot_id, bot = callers.new("service")
     return Chat(started.session, customer_id, customer, bot_id, bot)
 
 
 async def customer_says(stubs: Any, chat: Chat, text: str) -> pb.ChatMessage:
-    sent = await stubs.support.SendMessage(support_pb2.SendMessageRequest(
-        session_id=chat.session.id, message=text, client_msg_id=uuid.uuid4().hex), metadata=chat.customer)
+    sent = await stubs.support.SendMessage(
+        support_pb2.SendMessageRequest(session_id=chat.session.id, message=text, client_msg_id=uuid.uuid4().hex),
+        metadata=chat.customer,
+    )
     return sent.message
 
 
@@ -76,8 +80,13 @@ async def customer_socket(replica, users, chat_session) -> AsyncIterator[list]:
     client = socketio.AsyncClient(reconnection=False)
     client.on("chat:message", lambda data: received.append(data), namespace="/customer")
     token = users.headers(chat_session.customer_id, "customer")["Authorization"].split()[1]
-    await client.connect(replica.http, namespaces=["/customer"], auth={"token": token},
-                         socketio_path=replica.settings.websocket_endpoint.strip("/"), transports=["websocket"])
+    await client.connect(
+        replica.http,
+        namespaces=["/customer"],
+        auth={"token": token},
+        socketio_path=replica.settings.websocket_endpoint.strip("/"),
+        transports=["websocket"],
+    )
     try:
         yield received
     finally:
@@ -96,9 +105,14 @@ async def test_a_bot_talks_in_a_chat_beside_a_socketio_customer(stubs, chat_sess
     reply = await customer_says(stubs, chat, "I will arrive at midnight")
     theirs = await frame(call)
     assert (theirs.id, theirs.seq, theirs.sender_type, theirs.message) == (
-        reply.id, 2, "customer", "I will arrive at midnight")
-    stored = await stubs.support.GetMessages(support_pb2.GetMessagesRequest(session_id=chat.session.id),
-                                             metadata=chat.customer)
+        reply.id,
+        2,
+        "customer",
+        "I will arrive at midnight",
+    )
+    stored = await stubs.support.GetMessages(
+        support_pb2.GetMessagesRequest(session_id=chat.session.id), metadata=chat.customer
+    )
     assert [(m.seq, m.sender_type) for m in stored.items] == [(1, "bot"), (2, "customer")]
     call.cancel()
 
@@ -153,12 +167,16 @@ async def test_without_after_seq_only_new_messages_flow(stubs, chat_session):
 async def test_the_stream_ends_when_the_chat_ends(stubs, chat_session, replica, users):
     call = await join(stubs, chat_session)
     await customer_says(stubs, chat_session, "bye")
-    await stubs.support.SendMessage(support_pb2.SendMessageRequest(session_id=chat_session.session.id, message="x"),
-                                    metadata=chat_session.customer)
+    await stubs.support.SendMessage(
+        support_pb2.SendMessageRequest(session_id=chat_session.session.id, message="x"), metadata=chat_session.customer
+    )
     headers = users.headers(chat_session.customer_id, "customer")
-    async with aiohttp.ClientSession() as http, http.put(
-            f"{replica.http}/api/v1/chat/sessions/{chat_session.session.id}", json={"status": "ended"},
-            headers=headers) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.put(
+            f"{replica.http}/api/v1/chat/sessions/{chat_session.session.id}", json={"status": "ended"}, headers=headers
+        ) as response,
+    ):
         assert response.status == 200, await response.text()
     kinds = []
     while (message := await asyncio.wait_for(call.read(), READ_TIMEOUT)) is not grpc.aio.EOF:
@@ -179,6 +197,7 @@ async def test_a_half_close_ends_the_stream_after_the_last_answer(stubs, chat_se
 
 async def test_cancelling_a_stream_releases_it(stubs, chat_session, replica):
     from app.server import GRPC
+
     hub = replica.app[GRPC].hub
     before = hub.listeners
     call = await join(stubs, chat_session)
@@ -224,7 +243,10 @@ async def test_a_rate_limited_message_gets_an_error_frame(strict_chat, chat_sess
     await call.write(say("two", "two"))
     limited = await frame(call)
     assert (limited.type, limited.error_code, limited.client_msg_id) == (
-        T.CHAT_FRAME_TYPE_ERROR, "RESOURCE_EXHAUSTED", "two")
+        T.CHAT_FRAME_TYPE_ERROR,
+        "RESOURCE_EXHAUSTED",
+        "two",
+    )
     call.cancel()
 
 

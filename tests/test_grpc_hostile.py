@@ -1,5 +1,6 @@
 """gRPC input no service may see: strings with bad UTF-8 (a lone surrogate as a client's encoder
 writes it) are INVALID_ARGUMENT, never INTERNAL; and who may call is decided before what was sent."""
+
 from __future__ import annotations
 
 import grpc
@@ -15,7 +16,7 @@ BAD_UTF8_TICKET = b"\x0a\x05a\xed\xa0\x80b"
 
 async def test_a_string_with_a_lone_surrogate_is_invalid_argument(stubs, callers):
     _, metadata = callers.new("customer")
-    raw = stubs.channel.unary_unary("/support.v1.SupportService/CreateTicket")   # bytes in, bytes out
+    raw = stubs.channel.unary_unary("/support.v1.SupportService/CreateTicket")  # bytes in, bytes out
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await raw(BAD_UTF8_TICKET, metadata=metadata)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()

@@ -2,6 +2,7 @@
 cannot encode), NUL characters, integers past PostgreSQL's ``integer``, deep nesting. Each is
 refused as a validation failure (422 / ``validation_failed``), never a 500 / ``internal``; and a
 message the database refuses anyway fails only itself, never the other messages of its batch."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ from helpers import TICKETS, fetchval, problem, ticket_body
 pytest_plugins = ["chat_fixtures"]
 
 SURROGATE = "a\ud800b"
-TOO_BIG = 2 ** 31
+TOO_BIG = 2**31
 DEEP = {"k": 1}
 for _ in range(200):
     DEEP = {"k": DEEP}
@@ -29,10 +30,11 @@ for _ in range(200):
 @pytest.mark.parametrize("field", ["subject", "description", "tags", "metadata"])
 async def test_lone_surrogate_in_a_rest_body_is_422(client, users, field):
     _, headers = users.new("supervisor")
-    value = {"subject": SURROGATE, "description": SURROGATE, "tags": [SURROGATE],
-             "metadata": {SURROGATE: "v"}}[field]
-    body = await problem(await client.post(TICKETS, json=ticket_body(customer_id=str(uuid.uuid4()), **{field: value}),
-                                           headers=headers), 422)
+    value = {"subject": SURROGATE, "description": SURROGATE, "tags": [SURROGATE], "metadata": {SURROGATE: "v"}}[field]
+    body = await problem(
+        await client.post(TICKETS, json=ticket_body(customer_id=str(uuid.uuid4()), **{field: value}), headers=headers),
+        422,
+    )
     assert field in body["errors"] or "_schema" in body["errors"]
 
 
@@ -40,7 +42,7 @@ async def test_lone_surrogate_in_a_rest_query_is_422(client, users):
     _, headers = users.new("supervisor")
     # CESU-8 / WTF-8 bytes of U+D800, percent-encoded as a hostile client would send them
     response = await client.get(URL(f"{TICKETS}?q=a%ED%A0%80b", encoded=True), headers=headers)
-    assert response.status in (200, 400, 422), await response.text()   # never a 500
+    assert response.status in (200, 400, 422), await response.text()  # never a 500
     body = await response.json()
     assert "items" in body or body["status"] in (400, 422)
 
@@ -49,8 +51,12 @@ async def test_after_seq_past_int4_over_rest_is_422(client, users):
     _, headers = users.new("customer")
     response = await client.post("/api/v1/chat/sessions", json={"department": new_department()}, headers=headers)
     session = await response.json()
-    body = await problem(await client.get(f"/api/v1/chat/sessions/{session['id']}/messages",
-                                          params={"after_seq": str(TOO_BIG)}, headers=headers), 422)
+    body = await problem(
+        await client.get(
+            f"/api/v1/chat/sessions/{session['id']}/messages", params={"after_seq": str(TOO_BIG)}, headers=headers
+        ),
+        422,
+    )
     assert "after_seq" in body["errors"]
 
 
@@ -63,23 +69,27 @@ async def test_deep_metadata_in_a_rest_body_is_422(client, users):
 # ---------------------------------------------------------------- Socket.IO
 
 
-@pytest.mark.parametrize(("event", "payload"), [
-    ("chat:message", {"client_msg_id": SURROGATE, "message": "hi"}),
-    ("chat:message", {"client_msg_id": "c1", "message": SURROGATE}),
-    ("chat:message", {"client_msg_id": "c1", "message": "a\x00b"}),
-    ("chat:sync", {"after_seq": TOO_BIG}),
-    ("chat:read", {"up_to_seq": TOO_BIG}),
-    ("chat:read", {"up_to_seq": -1}),
-    ("chat:rate", {"rating": 5, "comment": SURROGATE}),
-])
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("chat:message", {"client_msg_id": SURROGATE, "message": "hi"}),
+        ("chat:message", {"client_msg_id": "c1", "message": SURROGATE}),
+        ("chat:message", {"client_msg_id": "c1", "message": "a\x00b"}),
+        ("chat:sync", {"after_seq": TOO_BIG}),
+        ("chat:read", {"up_to_seq": TOO_BIG}),
+        ("chat:read", {"up_to_seq": -1}),
+        ("chat:rate", {"rating": 5, "comment": SURROGATE}),
+    ],
+)
 async def test_unstorable_socket_payloads_are_validation_failed(cast: Cast, event, payload):
     customer = await cast.customer()
     session = (await customer.ok("chat:start", {"department": new_department()}))["session"]
     await customer.fails(event, {"session_id": session["id"], **payload}, "validation_failed")
 
 
-@pytest.mark.parametrize("payload", [{"subject": SURROGATE}, {"metadata": {SURROGATE: 1}}, {"metadata": DEEP},
-                                     {"session_id": SURROGATE}])
+@pytest.mark.parametrize(
+    "payload", [{"subject": SURROGATE}, {"metadata": {SURROGATE: 1}}, {"metadata": DEEP}, {"session_id": SURROGATE}]
+)
 async def test_unstorable_chat_start_is_validation_failed(cast: Cast, payload):
     customer = await cast.customer()
     await customer.fails("chat:start", {"department": new_department(), **payload}, "validation_failed")
@@ -94,31 +104,49 @@ async def test_a_message_the_database_refuses_fails_alone_in_its_batch(ctx, cast
     writer = MessageWriter(ctx.db, ctx.events, ctx.clock)
 
     def item(session: dict, customer, client_msg_id: str) -> PendingMessage:
-        return PendingMessage(session_id=uuid.UUID(session["id"]), sender_id=customer.user_id,
-                              sender_type="customer", scope="customer", client_msg_id=client_msg_id,
-                              ciphertext=ctx.cipher.encrypt("hello", "chat_messages.message"), message_type="text")
+        return PendingMessage(
+            session_id=uuid.UUID(session["id"]),
+            sender_id=customer.user_id,
+            sender_type="customer",
+            scope="customer",
+            client_msg_id=client_msg_id,
+            ciphertext=ctx.cipher.encrypt("hello", "chat_messages.message"),
+            message_type="text",
+        )
 
     loop = asyncio.get_running_loop()
-    batch = [(item(sessions[0], customers[0], "good-1"), loop.create_future()),
-             (item(sessions[1], customers[1], SURROGATE), loop.create_future()),   # past validation somehow
-             (item(sessions[2], customers[2], "good-2"), loop.create_future())]
+    batch = [
+        (item(sessions[0], customers[0], "good-1"), loop.create_future()),
+        (item(sessions[1], customers[1], SURROGATE), loop.create_future()),  # past validation somehow
+        (item(sessions[2], customers[2], "good-2"), loop.create_future()),
+    ]
     await writer._flush(batch)
     assert batch[0][1].result()["seq"] == 1
     assert batch[2][1].result()["seq"] == 1
     assert batch[1][1].exception() is not None
-    stored = await fetchval(ctx, "SELECT count(*) FROM chat_messages WHERE session_id = ANY($1::uuid[])",
-                            [uuid.UUID(s["id"]) for s in sessions])
+    stored = await fetchval(
+        ctx,
+        "SELECT count(*) FROM chat_messages WHERE session_id = ANY($1::uuid[])",
+        [uuid.UUID(s["id"]) for s in sessions],
+    )
     assert stored == 2
 
 
 # ---------------------------------------------------------------- who may call comes first
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/api/v1/escalation-rules"), ("PUT", "/api/v1/sla-policies/high"), ("POST", "/api/v1/agents"),
-    ("POST", "/api/v1/canned-responses"), ("POST", "/api/v1/automation/priority-rules"),
-    ("GET", "/api/v1/audit?nonsense=1"), ("GET", "/api/v1/notifications?nonsense=1"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/escalation-rules"),
+        ("PUT", "/api/v1/sla-policies/high"),
+        ("POST", "/api/v1/agents"),
+        ("POST", "/api/v1/canned-responses"),
+        ("POST", "/api/v1/automation/priority-rules"),
+        ("GET", "/api/v1/audit?nonsense=1"),
+        ("GET", "/api/v1/notifications?nonsense=1"),
+    ],
+)
 async def test_a_role_that_may_not_call_gets_403_before_validation(client, users, method, path):
     _, headers = users.new("customer")
     response = await client.request(method, path, json={} if method != "GET" else None, headers=headers)
@@ -136,8 +164,9 @@ async def test_put_on_agents_me_is_405_with_allow(client, users):
 # ---------------------------------------------------------------- headers
 
 
-@pytest.mark.parametrize("path", ["/api/v1/tickets", "/api/v1/kb/search?q=x", "/api/v1/nothing-here", "/health",
-                                  "/api/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/tickets", "/api/v1/kb/search?q=x", "/api/v1/nothing-here", "/health", "/api/openapi.json"]
+)
 async def test_every_response_says_nosniff(client, users, path):
     _, headers = users.new("customer")
     response = await client.get(path, headers=headers)
@@ -159,8 +188,9 @@ async def test_put_without_a_body_is_400(client, users):
 @pytest.mark.parametrize("value", [0, 1, "1", "yes"])
 async def test_only_true_and_false_are_booleans(client, users, value):
     _, headers = users.new("customer")
-    body = await problem(await client.post(f"/api/v1/kb/articles/{uuid.uuid4()}/vote", json={"helpful": value},
-                                           headers=headers), 422)
+    body = await problem(
+        await client.post(f"/api/v1/kb/articles/{uuid.uuid4()}/vote", json={"helpful": value}, headers=headers), 422
+    )
     assert "helpful" in body["errors"]
 
 
@@ -176,4 +206,4 @@ async def test_the_document_names_the_200s_of_creates_that_may_return_an_existin
     assert "200" in spec["paths"]["/api/v1/chat/sessions"]["post"]["responses"]
     assert "200" in spec["paths"]["/api/v1/chat/sessions/{id}/messages"]["post"]["responses"]
     errors = spec["components"]["schemas"]["Problem"]["properties"]["errors"]["additionalProperties"]
-    assert {"type": "object"} in errors["anyOf"]   # list fields report their items by index
+    assert {"type": "object"} in errors["anyOf"]  # list fields report their items by index

@@ -1,6 +1,7 @@
 """The outbox relay and the consumer against a real Kafka-compatible broker (tests/kafka_broker.py):
 order per key, a relay restarted mid-batch, Kafka down and back, consumer de-duplication, and the
 workers' health and metrics in a running replica."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,14 @@ FAST = {"backoff": (0.05, 0.2), "follower_retry_seconds": 0.05, "idle_seconds": 
 
 def producer_for(bootstrap: str) -> Callable[[], AIOKafkaProducer]:
     """Tansu refuses idempotent producers: the relay runs with KAFKA_ENABLE_IDEMPOTENCE off here."""
-    return lambda: AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
-                                    linger_ms=2, request_timeout_ms=2000, retry_backoff_ms=50)
+    return lambda: AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=2,
+        request_timeout_ms=2000,
+        retry_backoff_ms=50,
+    )
 
 
 async def append_events(ctx: AppContext, keys: list[str], rounds: int, type_: str = "ticket.updated") -> list[dict]:
@@ -57,16 +64,18 @@ async def publish_all(ctx: AppContext, bootstrap: str, rows: list[dict], timeout
         while await published(ctx, rows) < len(rows):
             assert time.monotonic() < deadline, "rows not relayed in time"
             if not await relay.publish_pending(producer):
-                await asyncio.sleep(0.05)   # held back by a transaction elsewhere
+                await asyncio.sleep(0.05)  # held back by a transaction elsewhere
     finally:
         await producer.stop()
 
 
-async def consume(bootstrap: str, topics: list[str], wanted: Callable[[Any], bool], *, distinct: int,
-                  timeout: float = PATIENCE) -> list[Any]:
+async def consume(
+    bootstrap: str, topics: list[str], wanted: Callable[[Any], bool], *, distinct: int, timeout: float = PATIENCE
+) -> list[Any]:
     """Every record of ``topics`` that ``wanted`` picks, until ``distinct`` event ids were seen."""
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     found: list[Any] = []
     try:
@@ -94,8 +103,11 @@ def first_seen_order(records: list[Any], key: str) -> list[str]:
 
 
 async def published(ctx: AppContext, rows: list[dict]) -> int:
-    return await fetchval(ctx, "SELECT count(*) FROM support_events WHERE event_id = ANY($1) AND published_at IS NOT NULL",
-                          [r["event_id"] for r in rows])
+    return await fetchval(
+        ctx,
+        "SELECT count(*) FROM support_events WHERE event_id = ANY($1) AND published_at IS NOT NULL",
+        [r["event_id"] for r in rows],
+    )
 
 
 async def test_the_relay_publishes_each_key_in_order_with_its_event_id(ctx, kafka_bootstrap):
@@ -113,8 +125,9 @@ async def test_the_relay_publishes_each_key_in_order_with_its_event_id(ctx, kafk
     assert value["event_id"] == header(sample, "event_id") and value["entity_id"] == sample.key.decode()
     assert header(sample, "event_type") == value["type"] == "ticket.updated"
     assert {"topic", "entity_type", "source", "payload", "created_at", "position"} <= set(value)
-    chat = await consume(kafka_bootstrap, ["chat-events"], lambda r: header(r, "event_id") == str(chat_row["event_id"]),
-                         distinct=1)
+    chat = await consume(
+        kafka_bootstrap, ["chat-events"], lambda r: header(r, "event_id") == str(chat_row["event_id"]), distinct=1
+    )
     assert chat[0].topic == "chat-events"
 
 
@@ -126,7 +139,7 @@ class _CrashingProducer:
         self.inner = producer_for(bootstrap)()
         self.keys = {k.encode() for k in keys}
         self.survive = survive
-        self.sent: list[str] = []   # event ids of ours handed to Kafka
+        self.sent: list[str] = []  # event ids of ours handed to Kafka
 
     async def start(self) -> None:
         await self.inner.start()
@@ -137,7 +150,7 @@ class _CrashingProducer:
     async def send(self, topic: str, *, key: bytes, headers: list, **kwargs: Any) -> asyncio.Future:
         if key in self.keys:
             if len(self.sent) >= self.survive:
-                await asyncio.Event().wait()   # never returns: the relay is killed here
+                await asyncio.Event().wait()  # never returns: the relay is killed here
             self.sent.append(dict(headers)["event_id"].decode())
         return await self.inner.send(topic, key=key, headers=headers, **kwargs)
 
@@ -150,31 +163,37 @@ async def test_a_relay_killed_mid_batch_loses_nothing_after_restart(ctx, kafka_b
     task = asyncio.create_task(first.run())
     await until(lambda: len(crashing.sent) == 12)
     await crashing.inner.flush()
-    task.cancel()   # killed between sending and marking: the batch in flight is not marked
+    task.cancel()  # killed between sending and marking: the batch in flight is not marked
     with pytest.raises(asyncio.CancelledError):
         await task
-    marked = {str(r["event_id"]) for r in await fetch(
-        ctx, "SELECT event_id FROM support_events WHERE event_id = ANY($1) AND published_at IS NOT NULL",
-        [r["event_id"] for r in rows])}
+    marked = {
+        str(r["event_id"])
+        for r in await fetch(
+            ctx,
+            "SELECT event_id FROM support_events WHERE event_id = ANY($1) AND published_at IS NOT NULL",
+            [r["event_id"] for r in rows],
+        )
+    }
     unmarked_but_sent = [e for e in crashing.sent if e not in marked]
     assert unmarked_but_sent and len(marked) < len(rows)
     second = OutboxRelay(ctx, bootstrap_servers=kafka_bootstrap, producer_factory=producer_for(kafka_bootstrap), **FAST)
     task = asyncio.create_task(second.run())
     try:
-        await until_equal(lambda: published(ctx, rows), len(rows))   # the restarted relay
+        await until_equal(lambda: published(ctx, rows), len(rows))  # the restarted relay
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     records = await consume(kafka_bootstrap, ["ticket-events"], lambda r: r.key.decode() in keys, distinct=len(rows))
     copies = collections.Counter(header(r, "event_id") for r in records)
-    assert all(copies[e] >= 2 for e in unmarked_but_sent)   # at least once: sent again after the restart
+    assert all(copies[e] >= 2 for e in unmarked_but_sent)  # at least once: sent again after the restart
     for key in keys:
         assert first_seen_order(records, key) == [str(r["event_id"]) for r in rows if r["entity_id"] == key]
 
 
 async def test_the_relay_retries_while_kafka_is_down_and_delivers_when_it_is_back(ctx):
     from kafka_broker import Broker, free_port
+
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
     broker = Broker(port)
@@ -183,7 +202,7 @@ async def test_the_relay_retries_while_kafka_is_down_and_delivers_when_it_is_bac
     task = asyncio.create_task(relay.run())
     try:
         rows = await append_events(ctx, [str(uuid.uuid4())], rounds=2)
-        await until(lambda: metrics.RELAY_ERRORS._value.get() >= errors + 2)   # backing off, not spinning
+        await until(lambda: metrics.RELAY_ERRORS._value.get() >= errors + 2)  # backing off, not spinning
         assert await published(ctx, rows) == 0
         broker.start()
         await until_equal(lambda: published(ctx, rows), len(rows))
@@ -198,15 +217,17 @@ async def test_the_relay_retries_while_kafka_is_down_and_delivers_when_it_is_bac
 
 
 async def test_one_relay_leads_at_a_time_and_another_takes_over(ctx, kafka_bootstrap):
-    relays = [OutboxRelay(ctx, bootstrap_servers=kafka_bootstrap, producer_factory=producer_for(kafka_bootstrap), **FAST)
-              for _ in range(2)]
+    relays = [
+        OutboxRelay(ctx, bootstrap_servers=kafka_bootstrap, producer_factory=producer_for(kafka_bootstrap), **FAST)
+        for _ in range(2)
+    ]
     tasks = [asyncio.create_task(relay.run()) for relay in relays]
     try:
         await until(lambda: any(r.leading for r in relays))
-        await asyncio.sleep(0.3)   # the other one tries the lock several times meanwhile
+        await asyncio.sleep(0.3)  # the other one tries the lock several times meanwhile
         assert [r.leading for r in relays].count(True) == 1
         leader = next(i for i, r in enumerate(relays) if r.leading)
-        tasks[leader].cancel()   # the leader's replica goes away (its connection, and lock, with it)
+        tasks[leader].cancel()  # the leader's replica goes away (its connection, and lock, with it)
         with pytest.raises(asyncio.CancelledError):
             await tasks[leader]
         follower = relays[1 - leader]
@@ -221,6 +242,7 @@ async def test_one_relay_leads_at_a_time_and_another_takes_over(ctx, kafka_boots
 
 # ---------------------------------------------------------------- consumer
 
+
 @pytest.fixture
 def consumer_ctx(ctx: AppContext) -> AppContext:
     """The context with a topic of its own as KAFKA_TOPIC_SUPPORT_EVENTS."""
@@ -229,9 +251,15 @@ def consumer_ctx(ctx: AppContext) -> AppContext:
 
 
 def foreign(event_id: uuid.UUID | None = None, **fields: Any) -> dict:
-    return {"event_id": str(event_id or uuid.uuid4()), "type": "booking.cancelled", "entity_type": "booking",
-            "entity_id": f"B-{uuid.uuid4().hex[:6]}", "source": "booking-service", "payload": {"refund": True},
-            **fields}
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "type": "booking.cancelled",
+        "entity_type": "booking",
+        "entity_id": f"B-{uuid.uuid4().hex[:6]}",
+        "source": "booking-service",
+        "payload": {"refund": True},
+        **fields,
+    }
 
 
 async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, list]]) -> None:
@@ -256,20 +284,32 @@ async def test_the_consumer_skips_seen_events_and_hands_new_ones_on(consumer_ctx
     first, second = foreign(), foreign()
     header_only = foreign()
     header_id = header_only.pop("event_id")
-    await produce(kafka_bootstrap, topic, [
-        (json.dumps(first).encode(), []),
-        (json.dumps(first).encode(), []),                                        # redelivered
-        (json.dumps(foreign(source="support-service")).encode(), []),           # our own, relayed back
-        (b"{not json", []),                                                      # poison
-        (json.dumps(foreign(type="ticket.created")).encode(), []),              # reserved type
-        (json.dumps(header_only).encode(), [("event_id", header_id.encode())]),  # id in the header
-        (json.dumps(second).encode(), []),
-    ])
+    await produce(
+        kafka_bootstrap,
+        topic,
+        [
+            (json.dumps(first).encode(), []),
+            (json.dumps(first).encode(), []),  # redelivered
+            (json.dumps(foreign(source="support-service")).encode(), []),  # our own, relayed back
+            (b"{not json", []),  # poison
+            (json.dumps(foreign(type="ticket.created")).encode(), []),  # reserved type
+            (json.dumps(header_only).encode(), [("event_id", header_id.encode())]),  # id in the header
+            (json.dumps(second).encode(), []),
+        ],
+    )
     events_api.register_hook(hook)
     try:
-        before = {o: metrics.EVENTS_CONSUMED.labels(outcome=o)._value.get() for o in ("stored", "duplicate", "own", "invalid")}
-        consumer = EventConsumer(ctx, bootstrap_servers=kafka_bootstrap, group_id=group,
-                                 session_timeout_ms=1000, heartbeat_interval_ms=200, backoff=(0.05, 0.2))
+        before = {
+            o: metrics.EVENTS_CONSUMED.labels(outcome=o)._value.get() for o in ("stored", "duplicate", "own", "invalid")
+        }
+        consumer = EventConsumer(
+            ctx,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            session_timeout_ms=1000,
+            heartbeat_interval_ms=200,
+            backoff=(0.05, 0.2),
+        )
         task = asyncio.create_task(consumer.run())
         try:
             await until(lambda: len(hooked) == 3)
@@ -280,16 +320,25 @@ async def test_the_consumer_skips_seen_events_and_hands_new_ones_on(consumer_ctx
         assert hooked == [first["event_id"], header_id, second["event_id"]]
         after = {o: metrics.EVENTS_CONSUMED.labels(outcome=o)._value.get() for o in before}
         assert {o: after[o] - before[o] for o in before} == {"stored": 3, "duplicate": 1, "own": 1, "invalid": 2}
-        rows = await fetch(ctx, "SELECT event_id, topic, published_at FROM support_events WHERE event_id = ANY($1)",
-                           [uuid.UUID(first["event_id"]), uuid.UUID(second["event_id"])])
+        rows = await fetch(
+            ctx,
+            "SELECT event_id, topic, published_at FROM support_events WHERE event_id = ANY($1)",
+            [uuid.UUID(first["event_id"]), uuid.UUID(second["event_id"])],
+        )
         assert len(rows) == 2 and all(r["published_at"] is not None and r["topic"] == topic for r in rows)
 
         # A restarted consumer in the same group goes on from its committed offset; a replay of
         # an old event (another producer's retry) is still stored only once.
         third = foreign()
         await produce(kafka_bootstrap, topic, [(json.dumps(first).encode(), []), (json.dumps(third).encode(), [])])
-        consumer = EventConsumer(ctx, bootstrap_servers=kafka_bootstrap, group_id=group,
-                                 session_timeout_ms=1000, heartbeat_interval_ms=200, backoff=(0.05, 0.2))
+        consumer = EventConsumer(
+            ctx,
+            bootstrap_servers=kafka_bootstrap,
+            group_id=group,
+            session_timeout_ms=1000,
+            heartbeat_interval_ms=200,
+            backoff=(0.05, 0.2),
+        )
         task = asyncio.create_task(consumer.run())
         try:
             await until(lambda: len(hooked) == 4)
@@ -298,21 +347,26 @@ async def test_the_consumer_skips_seen_events_and_hands_new_ones_on(consumer_ctx
             with pytest.raises(asyncio.CancelledError):
                 await task
         assert hooked[-1] == third["event_id"]
-        assert await fetchval(ctx, "SELECT count(*) FROM support_events WHERE event_id = $1",
-                              uuid.UUID(first["event_id"])) == 1
+        assert (
+            await fetchval(ctx, "SELECT count(*) FROM support_events WHERE event_id = $1", uuid.UUID(first["event_id"]))
+            == 1
+        )
     finally:
         events_api.unregister_hook(hook)
 
 
 # ---------------------------------------------------------------- a replica with Kafka
 
+
 @pytest.fixture
 async def kafka_replica(settings, ctx, kafka_bootstrap, monkeypatch) -> AsyncIterator[Any]:
     from app.kafka import workers
     from grpc_fixtures import serve_replica
+
     # Group joins take session_timeout / 2 on this broker: short timings, as STACK.md advises.
-    monkeypatch.setattr(workers, "EventConsumer", functools.partial(
-        EventConsumer, session_timeout_ms=1000, heartbeat_interval_ms=200))
+    monkeypatch.setattr(
+        workers, "EventConsumer", functools.partial(EventConsumer, session_timeout_ms=1000, heartbeat_interval_ms=200)
+    )
     with_kafka = dataclasses.replace(settings, kafka_bootstrap_servers=kafka_bootstrap, kafka_enable_idempotence=False)
     async with serve_replica(with_kafka, ctx) as running:
         yield running
@@ -320,7 +374,7 @@ async def kafka_replica(settings, ctx, kafka_bootstrap, monkeypatch) -> AsyncIte
 
 async def test_a_replica_with_kafka_relays_and_reports_health_and_lag(kafka_replica, ctx, kafka_bootstrap):
     rows = await append_events(ctx, [str(uuid.uuid4())], rounds=2)
-    await until_equal(lambda: published(ctx, rows), len(rows))   # the replica's relay is leading
+    await until_equal(lambda: published(ctx, rows), len(rows))  # the replica's relay is leading
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{kafka_replica.http}/health/ready") as response:
             report = await response.json()

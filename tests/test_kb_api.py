@@ -1,5 +1,6 @@
 """/api/v1/kb end to end: articles (publishing, drafts, HTML cleaning), votes, view counts,
 search and suggestions, audit and outbox rows, caching, against the real app, database and Redis."""
+
 from __future__ import annotations
 
 import uuid
@@ -20,8 +21,12 @@ def unique(prefix: str = "cat") -> str:
 
 
 def article_body(**fields) -> dict:
-    body = {"title": f"Article {uuid.uuid4().hex[:8]}", "content": "Some helpful words.",
-            "category": unique(), "tags": ["help"]}
+    body = {
+        "title": f"Article {uuid.uuid4().hex[:8]}",
+        "content": "Some helpful words.",
+        "category": unique(),
+        "tags": ["help"],
+    }
     body.update(fields)
     return body
 
@@ -125,9 +130,20 @@ async def test_unknown_and_malformed_ids_are_404(client, agent):
 # ---------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("title", ""), ("title", "x" * 256), ("content", ""), ("content_format", "rtf"), ("category", ""),
-    ("tags", ["x" * 51]), ("tags", "help"), ("is_published", "maybe"), ("title", "a\x00b")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("title", ""),
+        ("title", "x" * 256),
+        ("content", ""),
+        ("content_format", "rtf"),
+        ("category", ""),
+        ("tags", ["x" * 51]),
+        ("tags", "help"),
+        ("is_published", "maybe"),
+        ("title", "a\x00b"),
+    ],
+)
 async def test_invalid_article_fields_are_422(client, agent, field, value):
     _, headers = agent
     body = await problem(await client.post(ARTICLES, json=article_body(**{field: value}), headers=headers), 422)
@@ -147,12 +163,22 @@ async def test_malformed_json_is_400(client, agent):
     await problem(await client.post(ARTICLES, data="{", headers={**headers, "Content-Type": "application/json"}), 400)
 
 
-@pytest.mark.parametrize(("path", "params", "field"), [
-    (SEARCH, {}, "q"), (SEARCH, {"q": ""}, "q"), (SEARCH, {"q": "x", "limit": "0"}, "limit"),
-    (SEARCH, {"q": "x", "limit": "101"}, "limit"), (SEARCH, {"q": "x", "offset": "-1"}, "offset"),
-    (SEARCH, {"q": "x", "colour": "red"}, "colour"), (SUGGEST, {"q": "a"}, "q"), (SUGGEST, {}, "q"),
-    (SUGGEST, {"q": "abc", "limit": "11"}, "limit"), (ARTICLES, {"sort": "content"}, "sort"),
-    (ARTICLES, {"author_id": "nope"}, "author_id")])
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        (SEARCH, {}, "q"),
+        (SEARCH, {"q": ""}, "q"),
+        (SEARCH, {"q": "x", "limit": "0"}, "limit"),
+        (SEARCH, {"q": "x", "limit": "101"}, "limit"),
+        (SEARCH, {"q": "x", "offset": "-1"}, "offset"),
+        (SEARCH, {"q": "x", "colour": "red"}, "colour"),
+        (SUGGEST, {"q": "a"}, "q"),
+        (SUGGEST, {}, "q"),
+        (SUGGEST, {"q": "abc", "limit": "11"}, "limit"),
+        (ARTICLES, {"sort": "content"}, "sort"),
+        (ARTICLES, {"author_id": "nope"}, "author_id"),
+    ],
+)
 async def test_invalid_query_parameters_are_422(client, path, params, field):
     body = await problem(await client.get(path, params=params), 422)
     assert field in body["errors"]
@@ -164,9 +190,13 @@ async def test_invalid_query_parameters_are_422(client, path, params, field):
 async def test_html_is_cleaned_on_write(client, agent):
     _, headers = agent
     article = await create_article(
-        client, headers, content_format="html", is_published=True,
+        client,
+        headers,
+        content_format="html",
+        is_published=True,
         content='<p onclick="steal()">Hi <script>alert(1)</script><a href="javascript:x()">link</a>'
-                '<strong>bold</strong><iframe src="https://evil.example"></iframe></p>')
+        '<strong>bold</strong><iframe src="https://evil.example"></iframe></p>',
+    )
     content = article["content"]
     assert "<script" not in content and "onclick" not in content and "javascript:" not in content
     assert "<iframe" not in content
@@ -176,8 +206,9 @@ async def test_html_is_cleaned_on_write(client, agent):
 async def test_update_cleans_html_too(client, agent):
     _, headers = agent
     article = await create_article(client, headers, content_format="html", content="<p>fine</p>")
-    response = await client.put(f"{ARTICLES}/{article['id']}", json={"content": "<img src=x onerror=alert(1)>ok"},
-                                headers=headers)
+    response = await client.put(
+        f"{ARTICLES}/{article['id']}", json={"content": "<img src=x onerror=alert(1)>ok"}, headers=headers
+    )
     assert response.status == 200
     assert "onerror" not in (await response.json())["content"]
 
@@ -186,9 +217,9 @@ MARKDOWN_AS_WRITTEN = [
     "# Title\n\n> a quote & <b>bold</b>\n\n* item",
     "> Quoted\n> > nested & more\n\nA & B, a < b, c > d, x && y, &copy; &amp; &#35;",
     "See <https://example.com/a?b=1&c=2>, <mailto:help@example.com> and <help@example.com>.",
-    "[docs](https://example.com/docs \"Docs\") ![logo](/static/logo.png) [ref][1]\n\n[1]: https://example.com/ref",
+    '[docs](https://example.com/docs "Docs") ![logo](/static/logo.png) [ref][1]\n\n[1]: https://example.com/ref',
     "Inline `<script>shown as code</script>` stays.",
-    "```html\n<script src=\"https://support.example/static/widget.js\"></script>\n<div onclick=\"x\">\n```\n\nEmbed it.",
+    '```html\n<script src="https://support.example/static/widget.js"></script>\n<div onclick="x">\n```\n\nEmbed it.',
     "1. one\n2. two\n\n- [ ] task\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n---\n\n**bold** _em_ ~~del~~",
     'Allowed HTML: <a href="https://example.com" title="t" rel="noopener noreferrer">link</a> <br> <sub>2</sub>',
 ]
@@ -199,27 +230,37 @@ def test_markdown_syntax_is_stored_as_written(text):
     assert kb_service._stored_content(text, "markdown") == text
 
 
-@pytest.mark.parametrize("text, kept, gone", [
-    ("Hi <script>alert(1)</script> there", "Hi  there", ["<script", "alert"]),
-    ("<img src=x onerror=alert(1)> ok", '<img src="x"> ok', ["onerror"]),
-    ('<a href="javascript:alert(1)" onclick="x()">x</a>', '<a rel="noopener noreferrer">x</a>', ["javascript", "onclick"]),
-    ('<a href="jav&#x61;script:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>', ["script"]),
-    ("<iframe src=\"https://evil.example\"></iframe>text", "text", ["iframe"]),
-    ("<div onmouseover=\"alert(1)\">\n`<script>alert(1)</script>`\n</div>", "\n``\n", ["script", "onmouseover"]),
-    ("<pre>\n\n`<script>alert(1)</script>`\n</pre>", "<pre>\n\n``\n</pre>", ["script"]),
-    ("- <div>\n  `<img src=x onerror=alert(1)>`", '- \n  `<img src="x">`', ["onerror"]),
-    ("<!-- hidden --><style>p{}</style>Text", "Text", ["hidden", "style"]),
-    ("[x](javascript:alert(1)) [y](data:text/html,hi) <javascript:alert(1)>", "[x](#) [y](#) &lt;javascript:alert(1)>",
-     ["](javascript", "](data", "<javascript"]),
-    ("[r]: vbscript:msgbox\n\n[go][r]", "[r]: #\n\n[go][r]", ["vbscript"]),
-    ("a <img/src=x/onerror=alert(1)> b", "a &lt;img/src=x/onerror=alert(1)> b", ["<img"]),
-    ("<script>\nalert(1)\n</script>\n\nAfter", "\n\nAfter", ["alert"]),
-    ("<<x>script>alert(1)</script>", "", ["script"]),                      # removing <x> makes no new tag
-    ("</div>[a](javascript:b)", "[a](#)", ["javascript"]),                  # a link once the tag is gone
-    ("]([a](javascript:alert(1))", "]([a](#)", ["javascript"]),             # each "](" is checked
-    ("[r]:\n  javascript:alert(1)\n\n[go][r]", "[r]:\n  #\n\n[go][r]", ["javascript"]),
-    ("- item\n   ```\n<script>alert(1)</script>\n   ```", "- item\n   ```\n\n   ```", ["script"]),
-])
+@pytest.mark.parametrize(
+    "text, kept, gone",
+    [
+        ("Hi <script>alert(1)</script> there", "Hi  there", ["<script", "alert"]),
+        ("<img src=x onerror=alert(1)> ok", '<img src="x"> ok', ["onerror"]),
+        (
+            '<a href="javascript:alert(1)" onclick="x()">x</a>',
+            '<a rel="noopener noreferrer">x</a>',
+            ["javascript", "onclick"],
+        ),
+        ('<a href="jav&#x61;script:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>', ["script"]),
+        ('<iframe src="https://evil.example"></iframe>text', "text", ["iframe"]),
+        ('<div onmouseover="alert(1)">\n`<script>alert(1)</script>`\n</div>', "\n``\n", ["script", "onmouseover"]),
+        ("<pre>\n\n`<script>alert(1)</script>`\n</pre>", "<pre>\n\n``\n</pre>", ["script"]),
+        ("- <div>\n  `<img src=x onerror=alert(1)>`", '- \n  `<img src="x">`', ["onerror"]),
+        ("<!-- hidden --><style>p{}</style>Text", "Text", ["hidden", "style"]),
+        (
+            "[x](javascript:alert(1)) [y](data:text/html,hi) <javascript:alert(1)>",
+            "[x](#) [y](#) &lt;javascript:alert(1)>",
+            ["](javascript", "](data", "<javascript"],
+        ),
+        ("[r]: vbscript:msgbox\n\n[go][r]", "[r]: #\n\n[go][r]", ["vbscript"]),
+        ("a <img/src=x/onerror=alert(1)> b", "a &lt;img/src=x/onerror=alert(1)> b", ["<img"]),
+        ("<script>\nalert(1)\n</script>\n\nAfter", "\n\nAfter", ["alert"]),
+        ("<<x>script>alert(1)</script>", "", ["script"]),  # removing <x> makes no new tag
+        ("</div>[a](javascript:b)", "[a](#)", ["javascript"]),  # a link once the tag is gone
+        ("]([a](javascript:alert(1))", "]([a](#)", ["javascript"]),  # each "](" is checked
+        ("[r]:\n  javascript:alert(1)\n\n[go][r]", "[r]:\n  #\n\n[go][r]", ["javascript"]),
+        ("- item\n   ```\n<script>alert(1)</script>\n   ```", "- item\n   ```\n\n   ```", ["script"]),
+    ],
+)
 def test_html_in_markdown_is_cleaned(text, kept, gone):
     stored = kb_service._stored_content(text, "markdown")
     assert stored == kept
@@ -229,17 +270,26 @@ def test_html_in_markdown_is_cleaned(text, kept, gone):
 
 async def test_markdown_and_titles_are_cleaned_over_the_api(client, agent):
     _, headers = agent
-    article = await create_article(client, headers, title='<b onclick="x()">Pay</b> & <script>alert(1)</script>ship',
-                                   content="> Quote & <img src=x onerror=alert(1)> <https://example.com>")
+    article = await create_article(
+        client,
+        headers,
+        title='<b onclick="x()">Pay</b> & <script>alert(1)</script>ship',
+        content="> Quote & <img src=x onerror=alert(1)> <https://example.com>",
+    )
     assert article["title"] == "Pay & ship"
     assert article["content"] == '> Quote & <img src="x"> <https://example.com>'
-    response = await client.put(f"{ARTICLES}/{article['id']}", headers=headers,
-                                json={"title": "Q&A <i>now</i>", "content": "<script>x()</script>Fine & well"})
+    response = await client.put(
+        f"{ARTICLES}/{article['id']}",
+        headers=headers,
+        json={"title": "Q&A <i>now</i>", "content": "<script>x()</script>Fine & well"},
+    )
     assert response.status == 200
     updated = await response.json()
     assert updated["title"] == "Q&A now" and updated["content"] == "Fine & well"
-    body = await problem(await client.put(f"{ARTICLES}/{article['id']}", headers=headers,
-                                          json={"title": "<script>alert(1)</script>"}), 422)
+    body = await problem(
+        await client.put(f"{ARTICLES}/{article['id']}", headers=headers, json={"title": "<script>alert(1)</script>"}),
+        422,
+    )
     assert "title" in body["errors"]
 
 
@@ -251,15 +301,18 @@ def test_cleaning_markdown_twice_changes_nothing():
 
 def test_titles_lose_every_tag():
     from app.security.sanitize import clean_title
+
     assert clean_title("<b>Bold</b> & <em>co</em>") == "Bold & co"
     assert clean_title("a < b > c") == "a < b > c"
-    assert clean_title("&lt;script&gt;alert(1)&lt;/script&gt;Hi") == "Hi"   # entities cannot smuggle a tag
+    assert clean_title("&lt;script&gt;alert(1)&lt;/script&gt;Hi") == "Hi"  # entities cannot smuggle a tag
     assert clean_title('<a href="https://x">Link</a>  text') == "Link text"
 
 
 def test_plain_text_of_markdown_and_html():
-    assert kb_service.plain_text("# Refunds\n\nSee **[the page](https://x.example)** and `code` _ok_", "markdown") \
+    assert (
+        kb_service.plain_text("# Refunds\n\nSee **[the page](https://x.example)** and `code` _ok_", "markdown")
         == "Refunds See the page and code ok"
+    )
     assert kb_service.plain_text("<p>One</p><p>Two &amp; three</p><script>x()</script>", "html") == "One Two & three"
     assert kb_service.plain_text("snake_case stays", "markdown") == "snake_case stays"
 
@@ -302,8 +355,9 @@ async def test_customer_cannot_update_or_delete(client, users, agent):
 async def test_update_refuses_invalid_fields(client, agent):
     _, headers = agent
     article = await create_article(client, headers)
-    body = await problem(await client.put(f"{ARTICLES}/{article['id']}", json={"title": "", "author_id": "x"},
-                                          headers=headers), 422)
+    body = await problem(
+        await client.put(f"{ARTICLES}/{article['id']}", json={"title": "", "author_id": "x"}, headers=headers), 422
+    )
     assert {"title", "author_id"} <= set(body["errors"])
 
 
@@ -311,7 +365,7 @@ async def test_delete_is_204_and_article_is_gone(client, agent):
     _, headers = agent
     article = await create_article(client, headers, is_published=True)
     url = f"{ARTICLES}/{article['id']}"
-    assert (await client.get(url)).status == 200   # cached now
+    assert (await client.get(url)).status == 200  # cached now
     response = await client.delete(url, headers=headers)
     assert response.status == 204
     await problem(await client.get(url), 404)
@@ -332,8 +386,9 @@ async def test_list_shows_published_to_anonymous_and_drafts_to_agents(client, us
     assert [a["id"] for a in seen["items"]] == [published["id"]]
     staff = await (await client.get(ARTICLES, params={"category": category}, headers=headers)).json()
     assert {a["id"] for a in staff["items"]} == {published["id"], draft["id"]}
-    drafts = await (await client.get(ARTICLES, params={"category": category, "is_published": "false"},
-                                     headers=headers)).json()
+    drafts = await (
+        await client.get(ARTICLES, params={"category": category, "is_published": "false"}, headers=headers)
+    ).json()
     assert [a["id"] for a in drafts["items"]] == [draft["id"]]
 
 
@@ -347,8 +402,9 @@ async def test_list_filters_by_tag_and_q_and_pages(client, agent):
     _, headers = agent
     category = unique()
     word = uuid.uuid4().hex[:8]
-    tagged = await create_article(client, headers, category=category, tags=["alpha", "beta"], is_published=True,
-                                  title=f"Luggage {word} rules")
+    tagged = await create_article(
+        client, headers, category=category, tags=["alpha", "beta"], is_published=True, title=f"Luggage {word} rules"
+    )
     await create_article(client, headers, category=category, tags=["beta"], is_published=True)
     by_tag = await (await client.get(ARTICLES, params={"category": category, "tag": "alpha"})).json()
     assert [a["id"] for a in by_tag["items"]] == [tagged["id"]]
@@ -371,8 +427,12 @@ async def test_vote_counts_and_a_new_vote_replaces_the_old(client, ctx, users, a
     _, other = users.new("customer")
     first = await client.post(url, json={"helpful": True}, headers=voter)
     assert first.status == 200
-    assert await first.json() == {"article_id": article["id"], "helpful": True, "helpful_count": 1,
-                                  "not_helpful_count": 0}
+    assert await first.json() == {
+        "article_id": article["id"],
+        "helpful": True,
+        "helpful_count": 1,
+        "not_helpful_count": 0,
+    }
     await client.post(url, json={"helpful": True}, headers=other)
     changed = await (await client.post(url, json={"helpful": False}, headers=voter)).json()
     assert (changed["helpful_count"], changed["not_helpful_count"]) == (1, 1)
@@ -380,8 +440,7 @@ async def test_vote_counts_and_a_new_vote_replaces_the_old(client, ctx, users, a
     assert (again["helpful_count"], again["not_helpful_count"]) == (1, 1)
     shown = await (await client.get(f"{ARTICLES}/{article['id']}")).json()
     assert (shown["helpful_count"], shown["not_helpful_count"]) == (1, 1)
-    assert await fetchval(ctx, "SELECT count(*) FROM kb_votes WHERE article_id = $1",
-                          uuid.UUID(article["id"])) == 2
+    assert await fetchval(ctx, "SELECT count(*) FROM kb_votes WHERE article_id = $1", uuid.UUID(article["id"])) == 2
 
 
 async def test_vote_validation_and_visibility(client, users, agent):
@@ -455,13 +514,28 @@ async def test_article_writes_are_audited_with_their_events(client, ctx, users):
     _, voter = users.new("customer")
     await client.post(f"{url}/vote", json={"helpful": True}, headers=voter)
     await client.delete(url, headers=headers)
-    actions = [r["action"] for r in await fetch(
-        ctx, "SELECT action FROM audit_log WHERE entity = 'kb_article' AND entity_id = $1 ORDER BY id", article["id"])]
+    actions = [
+        r["action"]
+        for r in await fetch(
+            ctx,
+            "SELECT action FROM audit_log WHERE entity = 'kb_article' AND entity_id = $1 ORDER BY id",
+            article["id"],
+        )
+    ]
     assert actions == ["kb_article.create", "kb_article.update", "kb_article.vote", "kb_article.delete"]
-    events = await fetch(ctx, "SELECT type, topic, actor_id, payload FROM support_events "
-                              "WHERE entity_type = 'kb_article' AND entity_id = $1 ORDER BY position", article["id"])
-    assert [e["type"] for e in events] == ["kb.article_created", "kb.article_updated", "kb.article_published",
-                                           "kb.article_voted", "kb.article_deleted"]
+    events = await fetch(
+        ctx,
+        "SELECT type, topic, actor_id, payload FROM support_events "
+        "WHERE entity_type = 'kb_article' AND entity_id = $1 ORDER BY position",
+        article["id"],
+    )
+    assert [e["type"] for e in events] == [
+        "kb.article_created",
+        "kb.article_updated",
+        "kb.article_published",
+        "kb.article_voted",
+        "kb.article_deleted",
+    ]
     assert events[0]["actor_id"] == author_id
     assert events[1]["payload"]["changes"]["content"] == {"changed": True}
     assert "New words" not in str([e["payload"] for e in events])
@@ -480,10 +554,10 @@ async def test_unchanged_update_writes_no_event(client, ctx, agent):
 async def test_search_is_public_and_ranks_title_over_body(client, agent):
     _, headers = agent
     category, term = unique(), f"zorvex{uuid.uuid4().hex[:6]}"
-    body_hit = await create_article(client, headers, category=category, is_published=True,
-                                    content=f"Mentions {term} in passing.")
-    title_hit = await create_article(client, headers, category=category, is_published=True,
-                                     title=f"All about {term}")
+    body_hit = await create_article(
+        client, headers, category=category, is_published=True, content=f"Mentions {term} in passing."
+    )
+    title_hit = await create_article(client, headers, category=category, is_published=True, title=f"All about {term}")
     response = await client.get(SEARCH, params={"q": term, "category": category})
     assert response.status == 200
     page = await response.json()
@@ -510,10 +584,10 @@ async def test_drafts_never_leak_through_search_or_suggest(client, users, agent)
 async def test_search_filters_by_tags(client, agent):
     _, headers = agent
     category = unique()
-    wanted = await create_article(client, headers, category=category, is_published=True, title="Refund timing",
-                                  tags=["refund", "card"])
-    await create_article(client, headers, category=category, is_published=True, title="Refund policy",
-                         tags=["refund"])
+    wanted = await create_article(
+        client, headers, category=category, is_published=True, title="Refund timing", tags=["refund", "card"]
+    )
+    await create_article(client, headers, category=category, is_published=True, title="Refund policy", tags=["refund"])
     page = await (await client.get(SEARCH, params={"q": "refund", "category": category, "tags": "refund,card"})).json()
     assert [i["id"] for i in page["items"]] == [wanted["id"]]
 
@@ -552,24 +626,42 @@ def test_openapi_document_covers_kb_feedback_and_analytics(client):
     from openapi_spec_validator import validate as validate_openapi
 
     from rest.openapi import build_spec
+
     spec = build_spec(client.server.app)
     validate_openapi(spec)
     paths = spec["paths"]
-    for path in ("/api/v1/kb/articles", "/api/v1/kb/articles/{id}", "/api/v1/kb/articles/{id}/vote",
-                 "/api/v1/kb/search", "/api/v1/kb/suggest", "/api/v1/feedback", "/api/v1/feedback/{id}",
-                 "/api/v1/feedback/analytics", "/api/v1/analytics/tickets", "/api/v1/analytics/chat",
-                 "/api/v1/analytics/response-time", "/api/v1/analytics/satisfaction"):
+    for path in (
+        "/api/v1/kb/articles",
+        "/api/v1/kb/articles/{id}",
+        "/api/v1/kb/articles/{id}/vote",
+        "/api/v1/kb/search",
+        "/api/v1/kb/suggest",
+        "/api/v1/feedback",
+        "/api/v1/feedback/{id}",
+        "/api/v1/feedback/analytics",
+        "/api/v1/analytics/tickets",
+        "/api/v1/analytics/chat",
+        "/api/v1/analytics/response-time",
+        "/api/v1/analytics/satisfaction",
+    ):
         assert path in paths, path
     assert paths["/api/v1/kb/search"]["get"]["security"] == []
     assert paths["/api/v1/kb/articles/{id}"]["get"]["security"] == []
     assert paths["/api/v1/kb/articles/{id}"]["put"]["security"] != []
     assert {p["name"] for p in paths["/api/v1/analytics/chat"]["get"]["parameters"]} >= {
-        "from", "to", "granularity", "tz", "department", "agent_id"}
+        "from",
+        "to",
+        "granularity",
+        "tz",
+        "department",
+        "agent_id",
+    }
 
 
 def test_openapi_document_states_the_contract_points(client):
     """Issue 13: list envelopes, feedback's session_id, and what customers may set on tickets."""
     from rest.openapi import build_spec
+
     spec = build_spec(client.server.app)
     schemas, paths = spec["components"]["schemas"], spec["paths"]
 

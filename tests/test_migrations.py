@@ -1,5 +1,6 @@
 """Replicas starting together: migrations race safely, and two app instances on one database
 hand out distinct ticket numbers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -92,14 +93,18 @@ async def test_two_app_instances_hand_out_distinct_ticket_numbers(fresh_dsn, tes
             response = await client.post(TICKETS, json=ticket_body(customer_id=str(customer_id)), headers=service)
             assert response.status == 201, await response.text()
             return await response.json()
+
         return await asyncio.gather(*(one() for _ in range(count)))
 
     async with open_context(settings) as ctx_a, open_context(settings) as ctx_b:
-        async with TestClient(TestServer(build_rest(settings, context=ctx_a))) as app_a, \
-                TestClient(TestServer(build_rest(settings, context=ctx_b))) as app_b:
+        async with (
+            TestClient(TestServer(build_rest(settings, context=ctx_a))) as app_a,
+            TestClient(TestServer(build_rest(settings, context=ctx_b))) as app_b,
+        ):
             made_a, made_b = await asyncio.gather(create_many(app_a, 20), create_many(app_b, 20))
-        rows = await ctx_a.db.pool.fetch("SELECT id, ticket_number FROM support_tickets WHERE customer_id = $1",
-                                         customer_id)
+        rows = await ctx_a.db.pool.fetch(
+            "SELECT id, ticket_number FROM support_tickets WHERE customer_id = $1", customer_id
+        )
 
     numbers = [t["ticket_number"] for t in made_a + made_b]
     assert len(numbers) == 40

@@ -1,5 +1,6 @@
 """E-mail notifications: a real local HTTP server stands in for the e-mail worker and records
 what it is sent (failing the first N requests when asked)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -53,9 +54,14 @@ def customer() -> Principal:
 
 async def rows_for(ctx: Any, ticket_id: Any) -> list[dict]:
     async with ctx.db.pool.acquire() as conn:
-        return [dict(r) for r in await conn.fetch(
-            "SELECT n.* FROM email_notifications n JOIN support_events e ON e.event_id = n.event_id"
-            " WHERE e.entity_id = $1 ORDER BY n.created_at, n.template", str(ticket_id))]
+        return [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT n.* FROM email_notifications n JOIN support_events e ON e.event_id = n.event_id"
+                " WHERE e.entity_id = $1 ORDER BY n.created_at, n.template",
+                str(ticket_id),
+            )
+        ]
 
 
 async def test_ticket_events_are_mailed_once_with_the_event_id_as_key(settings):
@@ -63,7 +69,7 @@ async def test_ticket_events_are_mailed_once_with_the_event_id_as_key(settings):
         who = customer()
         ticket = await new_ticket(ctx, unique(), customer=who)
         await notifications.tick(ctx)
-        await notifications.tick(ctx)   # nothing twice
+        await notifications.tick(ctx)  # nothing twice
         [created] = worker.to(who.email)
         [event] = await events(ctx, ticket["id"], "ticket.created")
         assert created["template"] == settings.email_template_ticket_created == "ticket-created"
@@ -98,12 +104,12 @@ async def test_a_failed_send_is_retried_with_back_off_then_succeeds(settings):
     async with email_worker() as (worker, url), frozen(settings, email_service_url=url) as (ctx, clock):
         who = customer()
         ticket = await new_ticket(ctx, unique(), customer=who)
-        worker.fail_next = 10 ** 6   # everything fails until we say otherwise
+        worker.fail_next = 10**6  # everything fails until we say otherwise
         await notifications.tick(ctx)
         [row] = await rows_for(ctx, ticket["id"])
         assert row["status"] == "pending" and row["attempts"] == 1 and "503" in row["last_error"]
         assert row["next_attempt_at"] == clock.now() + notifications._backoff(1)
-        await notifications.send_due(ctx)   # not due yet
+        await notifications.send_due(ctx)  # not due yet
         assert len(worker.to(who.email)) == 1
         clock.advance(seconds=notifications.BACKOFF_SECONDS + 1)
         await notifications.send_due(ctx)
@@ -121,7 +127,7 @@ async def test_parked_as_failed_after_max_attempts_and_listed_for_admins(setting
     async with email_worker() as (worker, url), frozen(settings, email_service_url=url) as (ctx, clock):
         who = customer()
         ticket = await new_ticket(ctx, unique(), customer=who)
-        worker.fail_next = 10 ** 6
+        worker.fail_next = 10**6
         await notifications.build_outbox(ctx)
         for attempt in range(1, notifications.MAX_ATTEMPTS + 3):
             await notifications.send_due(ctx)
@@ -143,10 +149,19 @@ async def test_parked_as_failed_after_max_attempts_and_listed_for_admins(setting
 
 async def test_escalations_mail_the_customer_when_the_rule_says_so(settings):
     from app.services import escalation
+
     async with email_worker() as (worker, url), frozen(settings, email_service_url=url) as (ctx, _):
         cat, who = unique(), customer()
-        await escalation.create_rule(ctx, ADMIN, META, {"rule_name": unique(), "conditions": {"category": [cat]},
-                                                        "actions": {"notify": ["customer", "supervisors"]}})
+        await escalation.create_rule(
+            ctx,
+            ADMIN,
+            META,
+            {
+                "rule_name": unique(),
+                "conditions": {"category": [cat]},
+                "actions": {"notify": ["customer", "supervisors"]},
+            },
+        )
         ticket = await new_ticket(ctx, cat, customer=who)
         await escalation.evaluate_ticket(ctx, ticket["id"])
         await notifications.tick(ctx)

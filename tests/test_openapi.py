@@ -1,4 +1,5 @@
 """The OpenAPI document built from decorated routes, and the self-hosted Swagger UI page."""
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,15 @@ async def list_widgets(request: web.Request) -> web.Response:
     return web.json_response({"items": [], "total": 0})
 
 
-@api_doc(summary="Create a widget", tags=["widgets"], body=WidgetCreateSchema,
-         response=WidgetSchema, status=201, errors=(409,), description="Makes one widget.")
+@api_doc(
+    summary="Create a widget",
+    tags=["widgets"],
+    body=WidgetCreateSchema,
+    response=WidgetSchema,
+    status=201,
+    errors=(409,),
+    description="Makes one widget.",
+)
 async def create_widget(request: web.Request) -> web.Response:
     return web.json_response({}, status=201)
 
@@ -52,8 +60,13 @@ async def get_widget(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-@api_doc(summary="Update a widget", tags=["widgets"], body=WidgetCreateSchema(partial=True),
-         response=WidgetSchema, errors=(404,))
+@api_doc(
+    summary="Update a widget",
+    tags=["widgets"],
+    body=WidgetCreateSchema(partial=True),
+    response=WidgetSchema,
+    errors=(404,),
+)
 async def update_widget(request: web.Request) -> web.Response:
     return web.json_response({})
 
@@ -114,8 +127,12 @@ def test_title_and_version_are_settable() -> None:
 
 def test_documented_routes_only(spec: dict) -> None:
     paths = spec["paths"]
-    assert set(paths) == {"/api/v1/widgets", "/api/v1/widgets/{id}",
-                          "/api/v1/widgets/{widget_id}/parts/{slug}", "/api/v1/status"}
+    assert set(paths) == {
+        "/api/v1/widgets",
+        "/api/v1/widgets/{id}",
+        "/api/v1/widgets/{widget_id}/parts/{slug}",
+        "/api/v1/status",
+    }
     assert set(paths["/api/v1/widgets"]) == {"get", "post"}
     assert set(paths["/api/v1/widgets/{id}"]) == {"get", "put", "delete", "parameters"}
     assert all("head" not in item for item in paths.values())
@@ -125,8 +142,8 @@ def test_documented_routes_only(spec: dict) -> None:
 
 def test_path_parameters(spec: dict) -> None:
     assert spec["paths"]["/api/v1/widgets/{id}"]["parameters"] == [
-        {"name": "id", "in": "path", "required": True,
-         "schema": {"type": "string", "format": "uuid"}}]
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+    ]
     params = spec["paths"]["/api/v1/widgets/{widget_id}/parts/{slug}"]["parameters"]
     assert [(p["name"], p["in"], p["required"], p["schema"]) for p in params] == [
         ("widget_id", "path", True, {"type": "string", "format": "uuid"}),
@@ -140,8 +157,7 @@ def test_query_schema_expands_to_parameters(spec: dict) -> None:
     params = {p["name"]: p for p in op["parameters"]}
     assert set(params) == {"limit", "offset", "colour"}
     assert all(p["in"] == "query" for p in params.values())
-    assert params["limit"]["schema"] == {"type": "integer", "default": 20,
-                                         "minimum": 1, "maximum": 100}
+    assert params["limit"]["schema"] == {"type": "integer", "default": 20, "minimum": 1, "maximum": 100}
     assert params["colour"]["schema"]["enum"] == ["red", "blue"]
     assert "WidgetQuery" not in spec["components"]["schemas"]
 
@@ -151,11 +167,12 @@ def test_request_body_and_created_response(spec: dict) -> None:
     assert op["summary"] == "Create a widget"
     assert op["description"] == "Makes one widget."
     assert op["tags"] == ["widgets"]
-    assert op["requestBody"] == {"required": True, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/WidgetCreate"}}}}
+    assert op["requestBody"] == {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WidgetCreate"}}},
+    }
     created = op["responses"]["201"]
-    assert created["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/Widget"}
+    assert created["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Widget"}
     assert "Location" in created["headers"]
     assert "200" not in op["responses"]
 
@@ -171,7 +188,9 @@ def test_partial_body_gets_its_own_schema(spec: dict) -> None:
 def test_list_and_nested_responses(spec: dict) -> None:
     parts = spec["paths"]["/api/v1/widgets/{widget_id}/parts/{slug}"]["get"]
     assert parts["responses"]["200"]["content"]["application/json"]["schema"] == {
-        "type": "array", "items": {"$ref": "#/components/schemas/Widget"}}
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Widget"},
+    }
     page = spec["components"]["schemas"]["WidgetPage"]
     assert page["properties"]["items"]["items"] == {"$ref": "#/components/schemas/Widget"}
 
@@ -199,11 +218,11 @@ def test_error_responses_are_problem_json(spec: dict) -> None:
         response = _resolve(spec, post[code])
         assert list(response["content"]) == ["application/problem+json"], code
     unauthorized = _resolve(spec, post["401"])
-    assert unauthorized["content"]["application/problem+json"]["schema"] == {
-        "$ref": "#/components/schemas/Problem"}
+    assert unauthorized["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     invalid = _resolve(spec, post["422"])
     assert invalid["content"]["application/problem+json"]["schema"] == {
-        "$ref": "#/components/schemas/ValidationProblem"}
+        "$ref": "#/components/schemas/ValidationProblem"
+    }
     assert "Retry-After" in _resolve(spec, post["429"])["headers"]
 
     get_one = spec["paths"]["/api/v1/widgets/{id}"]["get"]["responses"]
@@ -222,7 +241,8 @@ def test_problem_schema(spec: dict) -> None:
 
 def test_security(spec: dict) -> None:
     assert spec["components"]["securitySchemes"] == {
-        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
     private = spec["paths"]["/api/v1/widgets"]["get"]
     assert private["security"] == [{"bearerAuth": []}]
     public = spec["paths"]["/api/v1/status"]["get"]
@@ -232,8 +252,13 @@ def test_security(spec: dict) -> None:
 
 def test_components_registered_once_by_name(spec: dict) -> None:
     assert set(spec["components"]["schemas"]) == {
-        "Problem", "ValidationProblem", "Widget", "WidgetPage", "WidgetCreate",
-        "WidgetCreatePartial"}
+        "Problem",
+        "ValidationProblem",
+        "Widget",
+        "WidgetPage",
+        "WidgetCreate",
+        "WidgetCreatePartial",
+    }
 
 
 def test_same_name_in_two_modules_does_not_clash() -> None:
@@ -303,12 +328,15 @@ async def test_docs_page_uses_local_assets_only(aiohttp_client) -> None:
         assert asset.status == 200, url
 
 
-@pytest.mark.parametrize(("name", "content_type"), [
-    ("swagger-ui/swagger-ui-bundle.js", "text/javascript"),
-    ("swagger-ui/swagger-ui.css", "text/css"),
-    ("swagger-ui/favicon-32x32.png", "image/png"),
-    ("docs-init.js", "text/javascript"),
-])
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("swagger-ui/swagger-ui-bundle.js", "text/javascript"),
+        ("swagger-ui/swagger-ui.css", "text/css"),
+        ("swagger-ui/favicon-32x32.png", "image/png"),
+        ("docs-init.js", "text/javascript"),
+    ],
+)
 async def test_assets_are_served(aiohttp_client, name: str, content_type: str) -> None:
     client = await aiohttp_client(make_app())
     resp = await client.get(f"/api/docs/assets/{name}")
@@ -323,12 +351,11 @@ async def test_docs_init_points_at_the_local_spec(aiohttp_client) -> None:
     client = await aiohttp_client(make_app())
     text = await (await client.get("/api/docs/assets/docs-init.js")).text()
     assert "SwaggerUIBundle(" in text
-    assert "url: \"/api/openapi.json\"" in text
+    assert 'url: "/api/openapi.json"' in text
     assert "persistAuthorization: true" in text
 
 
-@pytest.mark.parametrize("name", ["../docs.py", "swagger-ui/../../openapi.py", "nope.js",
-                                  "swagger-ui/index.html"])
+@pytest.mark.parametrize("name", ["../docs.py", "swagger-ui/../../openapi.py", "nope.js", "swagger-ui/index.html"])
 async def test_only_listed_assets_are_served(aiohttp_client, name: str) -> None:
     client = await aiohttp_client(make_app())
     resp = await client.get(f"/api/docs/assets/{name}")

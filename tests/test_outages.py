@@ -1,6 +1,7 @@
 """A dependency that is down is an outage, not a bug: REST answers 503 problem+json with
 ``Retry-After``, rate limits keep holding on the replica while Redis is away, and a Redis
 restart leaves no stale pooled connection behind."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,6 +26,7 @@ async def test_a_database_outage_is_503_with_retry_after(client, users, ctx, mon
 
     def down(*args, **kwargs):
         raise ConnectionRefusedError(111, "Connect call failed")
+
     monkeypatch.setattr(ctx.db, "connection", down)
     response = await client.get(TICKETS, headers=headers)
     body = await problem(response, 503)
@@ -33,7 +35,7 @@ async def test_a_database_outage_is_503_with_retry_after(client, users, ctx, mon
 
 
 async def test_rate_limits_hold_on_the_replica_while_redis_is_down():
-    limiter = RateLimiter(f"redis://127.0.0.1:{free_port()}/0")   # nothing listens there
+    limiter = RateLimiter(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     key = uuid.uuid4().hex
     for _ in range(3):
         verdict = await limiter.hit("rest", key, 3)
@@ -69,6 +71,7 @@ async def own_redis():
         procs[-1].wait()
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
         await ready()
+
     await ready()
     yield port, restart
     for proc in procs:
@@ -78,8 +81,9 @@ async def own_redis():
 
 async def test_pooled_connections_survive_a_redis_restart(own_redis):
     port, restart = own_redis
-    pool = aioredis.BlockingConnectionPool.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True,
-                                                    max_connections=8, timeout=5, **REDIS_RESILIENCE)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        f"redis://127.0.0.1:{port}/0", decode_responses=True, max_connections=8, timeout=5, **REDIS_RESILIENCE
+    )
     client = aioredis.Redis(connection_pool=pool)
     try:
         # several connections in the pool, all of them left stale by the restart

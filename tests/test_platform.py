@@ -1,5 +1,6 @@
 """Cross-cutting guarantees: encryption at rest and key rotation, the audit log, the outbox, the
 ticket cache, rate limits, health, metrics, CORS and request ids."""
+
 from __future__ import annotations
 
 import base64
@@ -29,10 +30,18 @@ SECRET_NOTE = "Customer sounds like a fraudster"
 async def test_ticket_pii_is_encrypted_at_rest(client, users, ctx):
     _, headers = users.new("customer", email="secret.person@example.com", name="Secret Person")
     ticket = await create_ticket(client, headers, description=SECRET_DESCRIPTION)
-    row = (await fetch(ctx, "SELECT description, customer_email, customer_name FROM support_tickets WHERE id = $1",
-                       uuid.UUID(ticket["id"])))[0]
-    for column, plaintext in (("description", SECRET_DESCRIPTION), ("customer_email", "secret.person@example.com"),
-                              ("customer_name", "Secret Person")):
+    row = (
+        await fetch(
+            ctx,
+            "SELECT description, customer_email, customer_name FROM support_tickets WHERE id = $1",
+            uuid.UUID(ticket["id"]),
+        )
+    )[0]
+    for column, plaintext in (
+        ("description", SECRET_DESCRIPTION),
+        ("customer_email", "secret.person@example.com"),
+        ("customer_name", "Secret Person"),
+    ):
         assert row[column].startswith("enc:v1:"), column
         assert plaintext not in row[column]
         assert plaintext.encode() not in base64.b64decode(row[column].rsplit(":", 1)[1])
@@ -88,7 +97,7 @@ async def test_new_first_key_still_decrypts_values_of_old_key(client, users, ctx
     fresh = rotated.encrypt("after rotation", "support_tickets.description")
     assert rotated.key_id_of(fresh) == "t2"
     assert rotated.decrypt(fresh, "support_tickets.description") == "after rotation"
-    with pytest.raises(DecryptionError):   # the old key alone cannot read what the new key wrote
+    with pytest.raises(DecryptionError):  # the old key alone cannot read what the new key wrote
         FieldCipher(old_keys).decrypt(fresh, "support_tickets.description")
 
 
@@ -111,8 +120,9 @@ async def test_app_with_rotated_keys_serves_old_tickets(client, users, test_env)
             assert response.status == 200
             assert (await response.json())["description"] == SECRET_DESCRIPTION
             new = await create_ticket(other, headers)
-            raw = await rotated_ctx.db.pool.fetchval("SELECT description FROM support_tickets WHERE id = $1",
-                                                     uuid.UUID(new["id"]))
+            raw = await rotated_ctx.db.pool.fetchval(
+                "SELECT description FROM support_tickets WHERE id = $1", uuid.UUID(new["id"])
+            )
             assert raw.startswith("enc:v1:t9:")
 
 
@@ -133,18 +143,33 @@ async def test_every_ticket_change_is_audited_with_actor_role_request_and_ip(cli
 
     steps = []
     create_rid = rid("create")
-    created = await client.post(TICKETS, json={"subject": "Audit me", "description": SECRET_DESCRIPTION},
-                                headers={**customer, **create_rid})
+    created = await client.post(
+        TICKETS, json={"subject": "Audit me", "description": SECRET_DESCRIPTION}, headers={**customer, **create_rid}
+    )
     ticket = await created.json()
     url = f"{TICKETS}/{ticket['id']}"
     steps.append(("ticket.create", customer_id, "customer", create_rid, created))
     for action, actor_id, role, headers, method, path, body in (
         ("ticket.update", supervisor_id, "supervisor", supervisor, "PUT", url, {"priority": "high"}),
-        ("ticket.status_change", supervisor_id, "supervisor", supervisor, "PATCH", f"{url}/status",
-         {"status": "in_progress"}),
+        (
+            "ticket.status_change",
+            supervisor_id,
+            "supervisor",
+            supervisor,
+            "PATCH",
+            f"{url}/status",
+            {"status": "in_progress"},
+        ),
         ("ticket.escalate", supervisor_id, "supervisor", supervisor, "POST", f"{url}/escalate", {"reason": "vip"}),
-        ("ticket.message_add", customer_id, "customer", customer, "POST", f"{url}/messages",
-         {"message": SECRET_MESSAGE}),
+        (
+            "ticket.message_add",
+            customer_id,
+            "customer",
+            customer,
+            "POST",
+            f"{url}/messages",
+            {"message": SECRET_MESSAGE},
+        ),
         ("ticket.delete", admin_id, "admin", admin, "DELETE", url, None),
     ):
         request_id = rid(action.split(".")[1])
@@ -169,8 +194,9 @@ async def test_audit_records_what_changed_but_not_sensitive_values(client, users
     customer_id, _ = users.new("customer")
     _, supervisor = users.new("supervisor")
     ticket = await create_for(client, supervisor, customer_id, priority="low")
-    await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "urgent", "description": SECRET_DESCRIPTION},
-                     headers=supervisor)
+    await client.put(
+        f"{TICKETS}/{ticket['id']}", json={"priority": "urgent", "description": SECRET_DESCRIPTION}, headers=supervisor
+    )
     row = (await _audit_rows(ctx, ticket["id"]))[-1]
     assert row["action"] == "ticket.update"
     assert row["changes"]["priority"] == {"from": "low", "to": "urgent"}
@@ -180,16 +206,18 @@ async def test_audit_records_what_changed_but_not_sensitive_values(client, users
 
 async def test_invalid_request_id_is_replaced(client, users, ctx):
     _, headers = users.new("customer")
-    response = await client.post(TICKETS, json={"subject": "s", "description": "d"},
-                                 headers={**headers, "X-Request-ID": "bad id with spaces"})
+    response = await client.post(
+        TICKETS, json={"subject": "s", "description": "d"}, headers={**headers, "X-Request-ID": "bad id with spaces"}
+    )
     generated = response.headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
     row = (await _audit_rows(ctx, (await response.json())["id"]))[0]
     assert row["request_id"] == generated
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET action = 'tampered' WHERE id = $1",
-                                       "DELETE FROM audit_log WHERE id = $1"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_log SET action = 'tampered' WHERE id = $1", "DELETE FROM audit_log WHERE id = $1"]
+)
 async def test_audit_log_is_append_only(client, users, ctx, statement):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
@@ -210,8 +238,9 @@ async def test_audit_log_refuses_truncate(ctx):
 
 
 async def _events(ctx, ticket_id: str) -> list:
-    rows = await fetch(ctx, "SELECT * FROM support_events WHERE entity_type = 'ticket' AND entity_id = $1 "
-                            "ORDER BY position", ticket_id)
+    rows = await fetch(
+        ctx, "SELECT * FROM support_events WHERE entity_type = 'ticket' AND entity_id = $1 ORDER BY position", ticket_id
+    )
     return rows
 
 
@@ -220,19 +249,29 @@ async def test_every_ticket_change_writes_its_outbox_event(client, users, ctx):
     supervisor_id, supervisor = users.new("supervisor")
     ticket = await create_ticket(client, customer, description=SECRET_DESCRIPTION)
     url = f"{TICKETS}/{ticket['id']}"
-    assert (await client.put(url, json={"description": SECRET_DESCRIPTION + " and more", "tags": ["x"]},
-                             headers=supervisor)).status == 200
+    assert (
+        await client.put(url, json={"description": SECRET_DESCRIPTION + " and more", "tags": ["x"]}, headers=supervisor)
+    ).status == 200
     assert (await set_status(client, supervisor, ticket["id"], "pending")).status == 200
     assert (await client.post(f"{url}/escalate", json={}, headers=supervisor)).status == 200
     assert (await client.post(f"{url}/messages", json={"message": SECRET_MESSAGE}, headers=customer)).status == 201
-    assert (await client.post(f"{url}/messages", json={"message": SECRET_NOTE, "is_internal": True},
-                              headers=supervisor)).status == 201
+    assert (
+        await client.post(f"{url}/messages", json={"message": SECRET_NOTE, "is_internal": True}, headers=supervisor)
+    ).status == 201
     assert (await client.delete(url, headers=supervisor)).status == 204
 
     events = await _events(ctx, ticket["id"])
     types = [e["type"] for e in events]
-    assert types == ["ticket.created", "ticket.updated", "ticket.updated", "ticket.status_changed",
-                     "ticket.escalated", "ticket.message_added", "ticket.message_added", "ticket.deleted"]
+    assert types == [
+        "ticket.created",
+        "ticket.updated",
+        "ticket.updated",
+        "ticket.status_changed",
+        "ticket.escalated",
+        "ticket.message_added",
+        "ticket.message_added",
+        "ticket.deleted",
+    ]
     assert all(e["topic"] == "ticket-events" for e in events)
     assert len({e["event_id"] for e in events}) == len(events)
     assert events[0]["actor_id"] == customer_id and events[-1]["actor_id"] == supervisor_id
@@ -339,8 +378,9 @@ async def test_cache_load_racing_an_update_leaves_no_stale_entry(client, users, 
             row = dict(await ctx.db.q.get_ticket(conn, id=ticket_id))
         # The supervisor unassigns the agent; the update commits and invalidates the key
         # while this read is still on its way to the cache.
-        await ticket_service.update_ticket(ctx, Principal(supervisor_id, "supervisor"), RequestMeta(),
-                                           ticket_id, {"agent_id": None})
+        await ticket_service.update_ticket(
+            ctx, Principal(supervisor_id, "supervisor"), RequestMeta(), ticket_id, {"agent_id": None}
+        )
         return row
 
     await ctx.ticket_cache.get_or_load(ticket_id, load_then_lose_the_race)
@@ -389,8 +429,9 @@ async def test_refused_request_over_budget_changes_nothing(users, test_env):
                 assert (await low_client.get(TICKETS, headers=limited)).status == 200
             refused = await low_client.post(TICKETS, json={"subject": "s", "description": "d"}, headers=limited)
             await problem(refused, 429)
-            count = await low_ctx.db.pool.fetchval("SELECT count(*) FROM support_tickets WHERE customer_id = $1",
-                                                   customer_id)
+            count = await low_ctx.db.pool.fetchval(
+                "SELECT count(*) FROM support_tickets WHERE customer_id = $1", customer_id
+            )
             assert count == 0
 
 
@@ -429,15 +470,23 @@ async def test_metrics_expose_http_ticket_and_pool_figures(client, users):
     assert response.status == 200
     assert response.content_type == "text/plain"
     text = await response.text()
-    for name in ("support_http_requests_total", "support_tickets_created_total",
-                 "support_db_pool_connections_in_use", "support_http_request_duration_seconds"):
+    for name in (
+        "support_http_requests_total",
+        "support_tickets_created_total",
+        "support_db_pool_connections_in_use",
+        "support_http_request_duration_seconds",
+    ):
         assert f"# TYPE {name.removesuffix('_total')}" in text, name
     created = '{channel="web"}'
-    assert _sample(text, "support_tickets_created_total", created) == \
-        _sample(before, "support_tickets_created_total", created) + 1
+    assert (
+        _sample(text, "support_tickets_created_total", created)
+        == _sample(before, "support_tickets_created_total", created) + 1
+    )
     posted = '{method="POST",route="/api/v1/tickets",status="201"}'
-    assert _sample(text, "support_http_requests_total", posted) >= \
-        _sample(before, "support_http_requests_total", posted) + 1
+    assert (
+        _sample(text, "support_http_requests_total", posted)
+        >= _sample(before, "support_http_requests_total", posted) + 1
+    )
     assert re.search(r"^support_db_pool_connections_in_use [0-9.]+$", text, re.MULTILINE)
 
 
@@ -467,9 +516,14 @@ async def test_cors_headers_on_error_responses(client):
 
 
 async def test_cors_preflight_from_allowed_origin_is_204(client):
-    response = await client.options(TICKETS, headers={
-        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "Authorization, Content-Type"})
+    response = await client.options(
+        TICKETS,
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
     assert response.status == 204
     assert response.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
@@ -477,8 +531,9 @@ async def test_cors_preflight_from_allowed_origin_is_204(client):
 
 
 async def test_cors_preflight_from_other_origin_is_refused(client):
-    response = await client.options(TICKETS, headers={"Origin": "https://evil.example",
-                                                      "Access-Control-Request-Method": "DELETE"})
+    response = await client.options(
+        TICKETS, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"}
+    )
     assert response.status == 403
     assert "Access-Control-Allow-Origin" not in response.headers
 
@@ -512,7 +567,7 @@ async def test_an_unknown_route_is_a_404_problem_naming_it(client, users):
         assert body["type"] == "https://support-service.dev/problems/not_found"
         assert body["detail"] == f"No such endpoint: GET {path}" and body["title"] == "Not found"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
-    body = await problem(await client.post("/api/v1/nope", json={}), 404)   # no token needed to learn that
+    body = await problem(await client.post("/api/v1/nope", json={}), 404)  # no token needed to learn that
     assert body["detail"] == "No such endpoint: POST /api/v1/nope"
 
 

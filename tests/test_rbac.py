@@ -1,5 +1,6 @@
 """Who may do what: authentication failures, ticket visibility per role, the agents roster and
 the audit log. Every rule has its negative case."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,11 @@ AUDIT = "/api/v1/audit"
 
 def _token(secret: str, **claims) -> str:
     now = int(time.time())
-    return jwt.encode({"sub": str(uuid.uuid4()), "role": "customer", "iat": now, "exp": now + 600, **claims},
-                      secret, algorithm="HS256")
+    return jwt.encode(
+        {"sub": str(uuid.uuid4()), "role": "customer", "iat": now, "exp": now + 600, **claims},
+        secret,
+        algorithm="HS256",
+    )
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -33,13 +37,24 @@ async def _unauthorized(response) -> dict:
     return body
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", TICKETS), ("POST", TICKETS), ("GET", f"{TICKETS}/{uuid.uuid4()}"),
-    ("PUT", f"{TICKETS}/{uuid.uuid4()}"), ("DELETE", f"{TICKETS}/{uuid.uuid4()}"),
-    ("PATCH", f"{TICKETS}/{uuid.uuid4()}/status"), ("POST", f"{TICKETS}/{uuid.uuid4()}/escalate"),
-    ("GET", f"{TICKETS}/{uuid.uuid4()}/messages"), ("POST", f"{TICKETS}/{uuid.uuid4()}/messages"),
-    ("GET", f"{TICKETS}/{uuid.uuid4()}/history"), ("GET", AGENTS), ("GET", f"{AGENTS}/me"),
-    ("GET", AUDIT)])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", TICKETS),
+        ("POST", TICKETS),
+        ("GET", f"{TICKETS}/{uuid.uuid4()}"),
+        ("PUT", f"{TICKETS}/{uuid.uuid4()}"),
+        ("DELETE", f"{TICKETS}/{uuid.uuid4()}"),
+        ("PATCH", f"{TICKETS}/{uuid.uuid4()}/status"),
+        ("POST", f"{TICKETS}/{uuid.uuid4()}/escalate"),
+        ("GET", f"{TICKETS}/{uuid.uuid4()}/messages"),
+        ("POST", f"{TICKETS}/{uuid.uuid4()}/messages"),
+        ("GET", f"{TICKETS}/{uuid.uuid4()}/history"),
+        ("GET", AGENTS),
+        ("GET", f"{AGENTS}/me"),
+        ("GET", AUDIT),
+    ],
+)
 async def test_missing_token_is_401(client, method, path):
     await _unauthorized(await client.request(method, path, json={}))
 
@@ -224,7 +239,10 @@ async def test_ended_chat_gives_agent_no_access(client, users, ctx):
     ticket = await create_ticket(client, customer)
     await ctx.db.pool.execute(
         "INSERT INTO chat_sessions (session_id, customer_id, agent_id, status) VALUES ($1, $2, $3, 'ended')",
-        f"test-{uuid.uuid4().hex}", customer_id, agent_id)
+        f"test-{uuid.uuid4().hex}",
+        customer_id,
+        agent_id,
+    )
     await problem(await client.get(f"{TICKETS}/{ticket['id']}", headers=agent), 404)
 
 
@@ -254,8 +272,9 @@ async def test_customer_cannot_assign_tickets(client, users):
     agent_id, _ = users.new("agent")
     _, customer = users.new("customer")
     ticket = await create_ticket(client, customer)
-    await problem(await client.put(f"{TICKETS}/{ticket['id']}", json={"agent_id": str(agent_id)},
-                                   headers=customer), 403)
+    await problem(
+        await client.put(f"{TICKETS}/{ticket['id']}", json={"agent_id": str(agent_id)}, headers=customer), 403
+    )
 
 
 @pytest.mark.parametrize("role", ["supervisor", "admin"])
@@ -309,8 +328,12 @@ async def test_service_cannot_write_internal_notes(client, users):
     _, customer = users.new("customer")
     _, service = users.new("service")
     ticket = await create_ticket(client, customer)
-    await problem(await client.post(f"{TICKETS}/{ticket['id']}/messages",
-                                    json={"message": "x", "is_internal": True}, headers=service), 403)
+    await problem(
+        await client.post(
+            f"{TICKETS}/{ticket['id']}/messages", json={"message": "x", "is_internal": True}, headers=service
+        ),
+        403,
+    )
 
 
 async def test_service_messages_are_from_a_bot(client, users):
@@ -462,9 +485,11 @@ async def test_admin_filters_audit_log_by_entity_and_action(client, users):
     _, admin = users.new("admin")
     ticket = await create_ticket(client, customer)
     await set_status(client, admin, ticket["id"], "closed")
-    everything = await (await client.get(AUDIT, params={"entity": "ticket", "entity_id": ticket["id"]},
-                                         headers=admin)).json()
+    everything = await (
+        await client.get(AUDIT, params={"entity": "ticket", "entity_id": ticket["id"]}, headers=admin)
+    ).json()
     assert [e["action"] for e in everything["items"]] == ["ticket.status_change", "ticket.create"]
-    only_status = await (await client.get(AUDIT, params={"entity_id": ticket["id"], "action": "ticket.status_change"},
-                                          headers=admin)).json()
+    only_status = await (
+        await client.get(AUDIT, params={"entity_id": ticket["id"], "action": "ticket.status_change"}, headers=admin)
+    ).json()
     assert [e["action"] for e in only_status["items"]] == ["ticket.status_change"]

@@ -7,6 +7,7 @@ not pass yet (README "Reliability" lists what they find): response schemas that 
 marshmallow schemas, schema-violating input that is accepted, cross-field rules (``from`` before
 ``to``) that OpenAPI cannot express, and the Allow header of ``OPTIONS`` on ``/agents/me``.
 ``SCHEMATHESIS_EXCLUDE_CHECKS=`` (empty) runs them all. Server errors are never excluded."""
+
 from __future__ import annotations
 
 import os
@@ -26,14 +27,17 @@ from chat_support import Replica, replica_env
 
 MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "5")
 PHASES = os.environ.get("SCHEMATHESIS_PHASES", "fuzzing")
-EXCLUDE_CHECKS = os.environ.get("SCHEMATHESIS_EXCLUDE_CHECKS", "response_schema_conformance,negative_data_rejection,"
-                                "positive_data_acceptance,allow_header_conformance")
+EXCLUDE_CHECKS = os.environ.get(
+    "SCHEMATHESIS_EXCLUDE_CHECKS",
+    "response_schema_conformance,negative_data_rejection,positive_data_acceptance,allow_header_conformance",
+)
 TIME_LIMIT_SECONDS = 300
 
 
 @pytest.fixture(scope="module")
-async def replica(service_urls: tuple[str, str], test_env: dict[str, str],
-                  tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Replica]:
+async def replica(
+    service_urls: tuple[str, str], test_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Replica]:
     """A replica on a database of its own: schemathesis creates agents, rules, SLA targets and
     notifications at random, which must not leak into the rest of the suite's shared database."""
     admin_dsn, _ = service_urls
@@ -46,7 +50,7 @@ async def replica(service_urls: tuple[str, str], test_env: dict[str, str],
     dsn = f"{admin_dsn.rpartition('/')[0]}/{name}"
     await migrate(dsn)
     logs = tmp_path_factory.mktemp("schemathesis")
-    redis_db = str((int(test_env.get("REDIS_DATABASE", "0")) + 1) % 16)   # its own caches and fan-out channel
+    redis_db = str((int(test_env.get("REDIS_DATABASE", "0")) + 1) % 16)  # its own caches and fan-out channel
     env = replica_env({**test_env, "DATABASE_URL": dsn, "REDIS_DATABASE": redis_db})
     server = Replica("S", f"http://127.0.0.1:{env['SERVER_PORT']}", env, log_path=logs / "replica.log")
     server.start()
@@ -68,15 +72,44 @@ def test_the_api_conforms_to_its_openapi_document(replica: Replica, settings, ro
     assert cli, "schemathesis is in the test extra"
     token = issue_token(settings.jwt_secret, uuid.uuid4(), role, ttl=3600, name="Fuzz", email="fuzz@example.com")
     result = subprocess.run(
-        [cli, "run", f"{replica.url}/api/openapi.json", "--checks", "all", "--max-examples", MAX_EXAMPLES,
-         "--phases", PHASES, *(["--exclude-checks", EXCLUDE_CHECKS] if EXCLUDE_CHECKS else []),
-         "--header", f"Authorization: Bearer {token}", "--seed", "17", "--generation-deterministic",
-         "--request-timeout", "20", "--suppress-health-check", "all", "--no-color",
-         # text PostgreSQL cannot store is refused by design (app/validation.py): NUL and lone surrogates
-         "--generation-allow-x00", "false", "--generation-codec", "utf-8",
-         "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=TIME_LIMIT_SECONDS, env={**os.environ, "NO_COLOR": "1"},
-        cwd=tmp_path)   # its .schemathesis/ cache goes there, not into the checkout
+        [
+            cli,
+            "run",
+            f"{replica.url}/api/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            MAX_EXAMPLES,
+            "--phases",
+            PHASES,
+            *(["--exclude-checks", EXCLUDE_CHECKS] if EXCLUDE_CHECKS else []),
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--seed",
+            "17",
+            "--generation-deterministic",
+            "--request-timeout",
+            "20",
+            "--suppress-health-check",
+            "all",
+            "--no-color",
+            # text PostgreSQL cannot store is refused by design (app/validation.py): NUL and lone surrogates
+            "--generation-allow-x00",
+            "false",
+            "--generation-codec",
+            "utf-8",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=TIME_LIMIT_SECONDS,
+        env={**os.environ, "NO_COLOR": "1"},
+        cwd=tmp_path,
+    )  # its .schemathesis/ cache goes there, not into the checkout
     (Path(os.environ.get("SCHEMATHESIS_LOG_DIR", tmp_path)) / f"schemathesis-{role}.log").write_text(
-        result.stdout + result.stderr)
+        result.stdout + result.stderr
+    )
     assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]

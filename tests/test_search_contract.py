@@ -6,6 +6,7 @@ the suite, since no Elasticsearch runs on the machines CI uses; it gets an index
 dropped afterwards. Articles are written through the KB service, so the Elasticsearch index is
 fed exactly as in production: from the article events (app.search.sync).
 """
+
 from __future__ import annotations
 
 import os
@@ -37,6 +38,7 @@ async def backend(request, ctx, test_env) -> AsyncIterator[SearchBackend]:
         yield PostgresSearch(ctx.db)
         return
     from app.search.elasticsearch import ElasticsearchSearch
+
     env = {**test_env, **{k: os.environ[k] for k in ES_VARS if os.environ.get(k)}}
     es = ElasticsearchSearch(Settings.from_env(env), index=f"kb-articles-test-{uuid.uuid4().hex[:8]}")
     try:
@@ -55,11 +57,29 @@ def category() -> str:
     return f"contract-{uuid.uuid4().hex[:10]}"
 
 
-async def article(ctx, title: str, content: str, cat: str, *, tags: list[str] | None = None,
-                  published: bool = True, content_format: str = "markdown") -> dict:
-    return await kb.create_article(ctx, EDITOR, META, {"title": title, "content": content, "category": cat,
-                                                       "tags": tags or [], "is_published": published,
-                                                       "content_format": content_format})
+async def article(
+    ctx,
+    title: str,
+    content: str,
+    cat: str,
+    *,
+    tags: list[str] | None = None,
+    published: bool = True,
+    content_format: str = "markdown",
+) -> dict:
+    return await kb.create_article(
+        ctx,
+        EDITOR,
+        META,
+        {
+            "title": title,
+            "content": content,
+            "category": cat,
+            "tags": tags or [],
+            "is_published": published,
+            "content_format": content_format,
+        },
+    )
 
 
 async def settle(ctx, backend: SearchBackend) -> None:
@@ -162,8 +182,7 @@ async def test_filters_by_category_and_every_tag(ctx, backend):
 
 async def test_results_have_the_contract_shape_and_safe_highlighted_snippets(ctx, backend):
     cat, term = category(), word()
-    item = await article(ctx, "Fees", f"The {term} fee applies when a < b & c holds.", cat,
-                         tags=["fees", "money"])
+    item = await article(ctx, "Fees", f"The {term} fee applies when a < b & c holds.", cat, tags=["fees", "money"])
     await settle(ctx, backend)
     page = await backend.search(term, category=cat)
     hit = page.items[0].as_dict()
@@ -177,8 +196,9 @@ async def test_results_have_the_contract_shape_and_safe_highlighted_snippets(ctx
 
 async def test_html_articles_are_searched_as_text(ctx, backend):
     cat, term = category(), word()
-    item = await article(ctx, "Html", f"<p>Our <strong>{term}</strong> policy</p><p>second</p>", cat,
-                         content_format="html")
+    item = await article(
+        ctx, "Html", f"<p>Our <strong>{term}</strong> policy</p><p>second</p>", cat, content_format="html"
+    )
     await settle(ctx, backend)
     page = await backend.search(term, category=cat)
     assert ids(page) == [str(item["id"])]
@@ -214,7 +234,7 @@ async def test_suggest_completes_titles_being_typed(ctx, backend):
 
 
 async def test_query_syntax_in_user_input_is_harmless(ctx, backend):
-    for q in ("'; DROP TABLE kb_articles; --", "a & | ! ( ) :* <-> \\", "\"unbalanced", "ünïcödé 日本語", "x" * 200):
+    for q in ("'; DROP TABLE kb_articles; --", "a & | ! ( ) :* <-> \\", '"unbalanced', "ünïcödé 日本語", "x" * 200):
         page = await backend.search(q)
         assert page.total >= 0
         await backend.suggest(q[:100])
@@ -227,6 +247,7 @@ def test_reindex_command_reports_the_backend(test_env, monkeypatch, capsys):
     import json
 
     from app.cli import main
+
     for key, value in test_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("ELASTICSEARCH_HOST", raising=False)
@@ -237,17 +258,28 @@ def test_reindex_command_reports_the_backend(test_env, monkeypatch, capsys):
 
 def test_elasticsearch_queries_only_ever_see_published_articles():
     from app.search.elasticsearch import search_body, suggest_body
+
     body = search_body("refund", "billing", ["card", "fees"], 20, 40)
-    assert body["query"]["bool"]["filter"] == [{"term": {"is_published": True}}, {"term": {"category": "billing"}},
-                                               {"term": {"tags": "card"}}, {"term": {"tags": "fees"}}]
+    assert body["query"]["bool"]["filter"] == [
+        {"term": {"is_published": True}},
+        {"term": {"category": "billing"}},
+        {"term": {"tags": "card"}},
+        {"term": {"tags": "fees"}},
+    ]
     assert (body["from"], body["size"]) == (40, 20)
     assert suggest_body("ref", 5)["query"]["bool"]["filter"] == [{"term": {"is_published": True}}]
 
 
-@pytest.mark.parametrize(("host", "port", "url"), [
-    ("es.internal", 9200, "http://es.internal:9200"), ("https://es.example.com", 9243, "https://es.example.com:9243"),
-    ("http://10.0.0.5:9300", 9200, "http://10.0.0.5:9300")])
+@pytest.mark.parametrize(
+    ("host", "port", "url"),
+    [
+        ("es.internal", 9200, "http://es.internal:9200"),
+        ("https://es.example.com", 9243, "https://es.example.com:9243"),
+        ("http://10.0.0.5:9300", 9200, "http://10.0.0.5:9300"),
+    ],
+)
 def test_elasticsearch_address_from_settings(test_env, host, port, url):
     from app.search.elasticsearch import _url
+
     settings = Settings.from_env({**test_env, "ELASTICSEARCH_HOST": host, "ELASTICSEARCH_PORT": str(port)})
     assert _url(settings) == url

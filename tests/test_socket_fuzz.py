@@ -1,6 +1,7 @@
 """Socket fuzzing: every client event of both namespaces with wrong types, huge and deeply nested
 values, lone surrogates, NULs, out-of-range integers, unknown fields and non-object payloads. The
 server answers every call (never ``internal``, never silence) and stays up for everyone."""
+
 from __future__ import annotations
 
 import uuid
@@ -18,11 +19,37 @@ pytest_plugins = ["chat_fixtures"]
 NESTED: Any = "leaf"
 for _ in range(60):
     NESTED = {"k": NESTED}
-HOSTILE_VALUES: list[Any] = [None, 0, -1, 2 ** 31, -(2 ** 31) - 1, 2 ** 63, 1e308, True, "", "x" * 200_000,
-                             "a\ud800b", "\udfff", "a\x00b", [], {}, [1, [2, [3]]], NESTED, {"$ne": 1}]
+HOSTILE_VALUES: list[Any] = [
+    None,
+    0,
+    -1,
+    2**31,
+    -(2**31) - 1,
+    2**63,
+    1e308,
+    True,
+    "",
+    "x" * 200_000,
+    "a\ud800b",
+    "\udfff",
+    "a\x00b",
+    [],
+    {},
+    [1, [2, [3]]],
+    NESTED,
+    {"$ne": 1},
+]
 NON_OBJECTS: list[Any] = [1, "text", [], [{}], True, 1.5]
-ANSWERS = {"validation_failed", "not_found", "forbidden", "invalid_state", "conflict", "unavailable",
-           "unknown_event", "unauthorized"}
+ANSWERS = {
+    "validation_failed",
+    "not_found",
+    "forbidden",
+    "invalid_state",
+    "conflict",
+    "unavailable",
+    "unknown_event",
+    "unauthorized",
+}
 
 
 def events(namespace: str) -> dict[str, Any]:
@@ -75,7 +102,7 @@ async def test_every_customer_event_answers_hostile_payloads(cast: Cast, roomy):
     session = (await customer.ok("chat:start", {"department": new_department()}))["session"]
     calls = await fuzz(customer, session["id"])
     assert calls > 500
-    await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})   # still serving
+    await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})  # still serving
 
 
 async def test_every_agent_event_answers_hostile_payloads(cast: Cast, ctx, roomy):
@@ -90,8 +117,9 @@ async def test_every_agent_event_answers_hostile_payloads(cast: Cast, ctx, roomy
 
 @pytest.mark.parametrize("namespace", ["/customer", "/agent"])
 async def test_the_other_namespaces_events_and_nonsense_names_are_unknown_event(cast: Cast, ctx, namespace, roomy):
-    peer = (await cast.customer() if namespace == "/customer"
-            else await cast.staff(await make_agent(ctx, new_department())))
+    peer = (
+        await cast.customer() if namespace == "/customer" else await cast.staff(await make_agent(ctx, new_department()))
+    )
     other = events("/agent" if namespace == "/customer" else "/customer")
     mine = events(namespace)
     for event in [e for e in other if e not in mine] + ["", " ", "chat:" + "x" * 300, "a\ud800b", "__proto__"]:

@@ -1,6 +1,7 @@
 """What every socket event meets before its handler: an answer for events nobody handles, one
 payload argument, bounded nesting, a per-socket budget, a live token (``token_expired``,
 ``auth:refresh``), and ``unavailable`` (never ``internal``) while a dependency is down."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,23 +30,27 @@ def server_sid(peer: Peer) -> str:
 # ------------------------------------------------------------------ events nobody handles
 
 
-@pytest.mark.parametrize("event", ["no:such:event", "chat:accept", "queue:snapshot", "connect", "disconnect", "x" * 500])
+@pytest.mark.parametrize(
+    "event", ["no:such:event", "chat:accept", "queue:snapshot", "connect", "disconnect", "x" * 500]
+)
 async def test_an_event_the_customer_namespace_does_not_know_is_unknown_event(cast: Cast, event):
     customer = await cast.customer()
     await customer.fails(event, {}, "unknown_event")
-    await customer.ok("chat:start", {"department": new_department()})   # and the socket still works
+    await customer.ok("chat:start", {"department": new_department()})  # and the socket still works
 
 
 async def test_a_customer_event_on_the_agent_namespace_is_unknown_event(cast: Cast, ctx):
     from chat_support import make_agent
+
     agent = await cast.staff(await make_agent(ctx, new_department()))
     await agent.fails("chat:rate", {"session_id": str(uuid.uuid4()), "rating": 5}, "unknown_event")
 
 
 async def test_extra_arguments_are_validation_failed(cast: Cast):
     customer = await cast.customer()
-    ack = await customer.sio.call("chat:start", ({"department": new_department()}, "extra"),
-                                  namespace="/customer", timeout=10)
+    ack = await customer.sio.call(
+        "chat:start", ({"department": new_department()}, "extra"), namespace="/customer", timeout=10
+    )
     assert ack["ok"] is False and ack["error"]["code"] == "validation_failed", ack
 
 
@@ -76,8 +81,12 @@ async def test_a_flooding_socket_is_rate_limited_and_its_neighbour_is_not(cast: 
     flooder, neighbour = await cast.customer(), await cast.customer()
     session = (await flooder.ok("chat:start", {"department": new_department()}))["session"]
     state = socket_state(chat_server)
-    acks = await asyncio.gather(*(flooder.call("chat:typing", {"session_id": session["id"], "typing": True})
-                                  for _ in range(int(state.event_burst) + 80)))
+    acks = await asyncio.gather(
+        *(
+            flooder.call("chat:typing", {"session_id": session["id"], "typing": True})
+            for _ in range(int(state.event_burst) + 80)
+        )
+    )
     limited = [a for a in acks if not a["ok"]]
     assert limited, "no event was limited"
     assert {a["error"]["code"] for a in limited} == {"rate_limited"}
@@ -113,8 +122,14 @@ async def test_a_socket_is_ended_when_its_token_expires(cast: Cast, chat_server,
     gone = asyncio.Event()
     peer.sio.on("disconnect", lambda *a: gone.set(), namespace="/customer")
     token = issue_token(chat_server.settings.jwt_secret, peer.user_id, "customer", ttl=2)
-    await peer.sio.connect(chat_server.url, auth={"token": token}, namespaces=["/customer"],
-                           socketio_path="ws/chat", transports=["websocket"], wait_timeout=10)
+    await peer.sio.connect(
+        chat_server.url,
+        auth={"token": token},
+        namespaces=["/customer"],
+        socketio_path="ws/chat",
+        transports=["websocket"],
+        wait_timeout=10,
+    )
     expired = await peer.expect("auth:expired", timeout=15)
     assert expired["code"] == "token_expired"
     await asyncio.wait_for(gone.wait(), 10)
@@ -128,6 +143,7 @@ async def test_a_database_outage_is_unavailable_not_internal(cast: Cast, chat_se
 
     def down(*args, **kwargs):
         raise ConnectionRefusedError(111, "Connect call failed")
+
     monkeypatch.setattr(chat_server.ctx.db, "connection", down)
     error = await customer.fails("chat:start", {"department": new_department()}, "unavailable")
     assert error["details"]["retry_after_ms"] > 0
@@ -138,6 +154,7 @@ async def test_a_database_outage_is_unavailable_not_internal(cast: Cast, chat_se
 
 async def test_an_agent_neither_sees_nor_takes_another_departments_queue(cast: Cast, ctx):
     from chat_support import make_agent
+
     mine, theirs = new_department(), new_department()
     agent = await cast.staff(await make_agent(ctx, mine))
     customer = await cast.customer()

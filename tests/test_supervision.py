@@ -1,6 +1,7 @@
 """What a team needs beside chatting (issue 15), on the server: queue previews, ratings pushed to
 the rated agent, supervisors watching a live chat read-only with notes and taking it over, each
 agent's figures of the day, and queue alerts (flag, push, e-mail through the outbox)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,6 +38,7 @@ async def active_chat(cast, ctx, department: str, text: str = "My booking is gon
 
 # ------------------------------------------------------------------ queue previews
 
+
 async def test_waiting_chats_show_the_start_of_the_customers_first_message(cast, chat_server, department):
     watcher = await cast.staff(await make_agent(chat_server.ctx, department, max_chats=0))
     customer = await cast.customer()
@@ -49,7 +51,7 @@ async def test_waiting_chats_show_the_start_of_the_customers_first_message(cast,
     assert len(waiting["preview"]) <= 200 and waiting["preview"].endswith("please…")
     snapshot = await watcher.ok("queue:snapshot", {})
     assert [s["preview"] for s in snapshot["queued"] if s["id"] == sid] == [waiting["preview"]]
-    assert started["session"]["preview"] is not None   # the customer's own words, to the customer
+    assert started["session"]["preview"] is not None  # the customer's own words, to the customer
 
 
 async def test_a_chat_with_an_agent_has_no_preview(cast, chat_server, department):
@@ -59,6 +61,7 @@ async def test_a_chat_with_an_agent_has_no_preview(cast, chat_server, department
 
 
 # ------------------------------------------------------------------ ratings
+
 
 async def test_the_rated_agent_hears_of_a_chat_rating_at_once(cast, chat_server, department):
     agent, customer, sid, _ = await active_chat(cast, chat_server.ctx, department)
@@ -74,21 +77,31 @@ async def test_the_rated_agent_hears_of_a_ticket_rating(cast, chat_server, depar
     agent = await cast.staff(agent_id)
     customer_id, customer = users.new("customer")
     _, admin = users.new("admin")
-    ticket = await (await client.post("/api/v1/tickets", json={
-        "subject": "Refund", "description": "Please", "category": department,
-        "customer_id": str(customer_id), "agent_id": str(agent_id)}, headers=admin)).json()
+    ticket = await (
+        await client.post(
+            "/api/v1/tickets",
+            json={
+                "subject": "Refund",
+                "description": "Please",
+                "category": department,
+                "customer_id": str(customer_id),
+                "agent_id": str(agent_id),
+            },
+            headers=admin,
+        )
+    ).json()
     await client.patch(f"/api/v1/tickets/{ticket['id']}/status", json={"status": "resolved"}, headers=admin)
-    response = await client.post("/api/v1/feedback", json={"ticket_id": ticket["id"], "rating": 2},
-                                 headers=customer)
+    response = await client.post("/api/v1/feedback", json={"ticket_id": ticket["id"], "rating": 2}, headers=customer)
     assert response.status == 201, await response.text()
     assert await agent.expect("ticket:rated") == {"ticket_id": ticket["id"], "rating": 2, "comment": None}
 
 
 # ------------------------------------------------------------------ watching and taking over
 
+
 async def test_a_supervisor_watches_a_live_chat_and_notes_what_the_customer_never_sees(cast, chat_server, department):
     agent, customer, sid, _ = await active_chat(cast, chat_server.ctx, department)
-    supervisor = await cast.staff(uuid.uuid4(), role="supervisor", status=None)   # no agent profile needed
+    supervisor = await cast.staff(uuid.uuid4(), role="supervisor", status=None)  # no agent profile needed
     watched = await supervisor.ok("chat:watch", {"session_id": sid})
     assert watched["session"]["id"] == sid
     assert [m["message"] for m in watched["messages"]][:1] == ["My booking is gone"]
@@ -127,12 +140,14 @@ async def test_a_supervisor_takes_a_chat_over(cast, chat_server, department):
     assert (await agent.expect("chat:transferred", for_session(sid)))["to_agent_id"] == str(supervisor_id)
     await customer.expect("chat:transferred", for_session(sid))
     sent = await supervisor.ok("chat:message", {"session_id": sid, "client_msg_id": "s-1", "message": "Sam here"})
-    assert (await customer.expect("chat:message", lambda m: m["seq"] == sent["message"]["seq"]))["sender_id"] == \
-        str(supervisor_id)
+    assert (await customer.expect("chat:message", lambda m: m["seq"] == sent["message"]["seq"]))["sender_id"] == str(
+        supervisor_id
+    )
     assert await fetchval(chat_server.ctx, "SELECT active_chats FROM support_agents WHERE user_id = $1", agent_id) == 0
 
 
 # ------------------------------------------------------------------ the team's figures
+
 
 async def test_agent_stats_of_the_day(cast, chat_server, department, settings):
     ctx = chat_server.ctx
@@ -143,8 +158,11 @@ async def test_agent_stats_of_the_day(cast, chat_server, department, settings):
     idle_id = await make_agent(ctx, department, max_chats=4)
     url = f"{chat_server.url}/api/v1/agents/stats"
     async with aiohttp.ClientSession() as http:
-        async with http.get(url, params={"department": department, "tz": "Asia/Tokyo"},
-                            headers=bearer(settings, uuid.uuid4(), "supervisor")) as response:
+        async with http.get(
+            url,
+            params={"department": department, "tz": "Asia/Tokyo"},
+            headers=bearer(settings, uuid.uuid4(), "supervisor"),
+        ) as response:
             assert response.status == 200, await response.text()
             body = await response.json()
         async with http.get(url, headers=bearer(settings, agent_id, "agent")) as refused:
@@ -164,21 +182,30 @@ async def test_agent_stats_of_the_day(cast, chat_server, department, settings):
 
 # ------------------------------------------------------------------ queue alerts
 
+
 async def test_a_long_wait_raises_an_alert_that_clears_when_the_queue_moves(cast, chat_server, client, users, settings):
     _, admin = users.new("admin")
-    dept = await (await client.post(DEPARTMENTS, json={"name": f"dep-{uuid.uuid4().hex[:8]}",
-                                                       "queue_alert_minutes": 1}, headers=admin)).json()
+    dept = await (
+        await client.post(
+            DEPARTMENTS, json={"name": f"dep-{uuid.uuid4().hex[:8]}", "queue_alert_minutes": 1}, headers=admin
+        )
+    ).json()
     supervisor = await cast.staff(uuid.uuid4(), role="supervisor", status=None)
     customer = await cast.customer()
     await customer.ok("chat:start", {"department": dept["name"], "message": "Hello?"})
     clock = FrozenClock(dt.datetime.now(dt.timezone.utc))
-    async with chat_timers_paused(settings), user_service() as (directory, target), \
-            email_worker() as (worker, email_url), open_context(dataclasses.replace(settings, email_service_url=email_url,
-                                             grpc_user_service_url=target), clock=clock) as tctx:
+    async with (
+        chat_timers_paused(settings),
+        user_service() as (directory, target),
+        email_worker() as (worker, email_url),
+        open_context(
+            dataclasses.replace(settings, email_service_url=email_url, grpc_user_service_url=target), clock=clock
+        ) as tctx,
+    ):
         boss = await make_agent(tctx, dept["name"], role="supervisor")
         boss_mail = directory.add(boss)
-        tctx.live.emitter = chat_server.ctx.live.emitter   # push through the running server's sockets
-        await queue_alerts.sweep(tctx)          # waited less than a minute: no alert yet
+        tctx.live.emitter = chat_server.ctx.live.emitter  # push through the running server's sockets
+        await queue_alerts.sweep(tctx)  # waited less than a minute: no alert yet
         assert not supervisor.seen("queue:alert", lambda a: a["department"] == dept["name"])
         clock.advance(minutes=2)
         await queue_alerts.sweep(tctx)
@@ -187,18 +214,22 @@ async def test_a_long_wait_raises_an_alert_that_clears_when_the_queue_moves(cast
         assert raised["longest_wait_seconds"] >= 120
         shown = await (await client.get(f"{DEPARTMENTS}/{dept['id']}", headers=admin)).json()
         assert shown["queue_alert_raised_at"] is not None
-        await queue_alerts.sweep(tctx)   # still raised: nothing new
+        await queue_alerts.sweep(tctx)  # still raised: nothing new
         await notifications.tick(tctx)
         # other departments of the shared database may alert too (and mail every supervisor): ours only
         [mail] = [m for m in worker.to(boss_mail) if m["data"].get("department") == dept["name"]]
         assert mail["template"] == "queue-alert" and mail["data"]["waiting"] == 1
 
-        agent = await cast.staff(await make_agent(tctx, dept["name"]))   # someone takes the chat
+        agent = await cast.staff(await make_agent(tctx, dept["name"]))  # someone takes the chat
         await agent.expect("chat:assigned")
         await queue_alerts.sweep(tctx)
         cleared = await supervisor.expect("queue:alert", lambda a: a["department"] == dept["name"])
         assert cleared["raised"] is False and cleared["waiting"] == 0
-    events = await fetch(chat_server.ctx, "SELECT type FROM support_events WHERE entity_type = 'department' "
-                                          "AND entity_id = $1 AND type LIKE 'queue.%' ORDER BY position", dept["id"])
+    events = await fetch(
+        chat_server.ctx,
+        "SELECT type FROM support_events WHERE entity_type = 'department' "
+        "AND entity_id = $1 AND type LIKE 'queue.%' ORDER BY position",
+        dept["id"],
+    )
     assert [e["type"] for e in events] == ["queue.alert_raised", "queue.alert_cleared"]
     assert len(supervisor.seen("queue:alert", lambda a: a["department"] == dept["name"])) == 2

@@ -1,5 +1,6 @@
 """/api/v1/tickets end to end: create, read, list, update, status machine, escalation, delete,
 messages and history, against the real app, database and Redis."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +10,7 @@ import uuid
 
 import pytest
 
-from helpers import (TICKETS, create_for, create_ticket, fetchval, problem, set_status,
-                     ticket_body)
+from helpers import TICKETS, create_for, create_ticket, fetchval, problem, set_status, ticket_body
 
 # ---------------------------------------------------------------- create
 
@@ -71,19 +71,25 @@ async def test_customer_may_name_themselves_as_customer_id(client, users):
 
 async def test_the_403_names_every_staff_field_a_customer_sent(client, users):
     customer_id, headers = users.new("customer")
-    body = await problem(await client.post(TICKETS, json=ticket_body(
-        customer_id=str(customer_id), priority="urgent", tags=["vip"], agent_id=str(uuid.uuid4())), headers=headers), 403)
+    body = await problem(
+        await client.post(
+            TICKETS,
+            json=ticket_body(customer_id=str(customer_id), priority="urgent", tags=["vip"], agent_id=str(uuid.uuid4())),
+            headers=headers,
+        ),
+        403,
+    )
     assert body["detail"] == "Customers may not set agent_id, priority, tags"
     ticket = await create_ticket(client, headers)
-    body = await problem(await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "urgent", "tags": ["x"]},
-                                          headers=headers), 403)
+    body = await problem(
+        await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "urgent", "tags": ["x"]}, headers=headers), 403
+    )
     assert body["detail"] == "Customers may not change priority, tags"
 
 
 async def test_customer_cannot_override_contact_details_from_token(client, users, ctx):
     customer_id, headers = users.new("customer", email="real@example.com")
-    response = await client.post(TICKETS, json=ticket_body(customer_email="fake@example.com"),
-                                 headers=headers)
+    response = await client.post(TICKETS, json=ticket_body(customer_email="fake@example.com"), headers=headers)
     await problem(response, 403)
     assert await fetchval(ctx, "SELECT count(*) FROM support_tickets WHERE customer_id = $1", customer_id) == 0
 
@@ -97,10 +103,17 @@ async def test_agent_creating_ticket_needs_customer_id(client, users):
 async def test_agent_creates_ticket_on_behalf_of_customer(client, users):
     customer_id, _ = users.new("customer")
     agent_id, headers = users.new("agent")
-    ticket = await create_for(client, headers, customer_id, customer_email="c@example.com",
-                              customer_name="Cy", priority="high", channel="email")
+    ticket = await create_for(
+        client,
+        headers,
+        customer_id,
+        customer_email="c@example.com",
+        customer_name="Cy",
+        priority="high",
+        channel="email",
+    )
     assert ticket["customer_id"] == str(customer_id)
-    assert ticket["agent_id"] == str(agent_id)          # the creating agent works it
+    assert ticket["agent_id"] == str(agent_id)  # the creating agent works it
     assert ticket["assigned_at"] is not None
     assert (await client.get(f"{TICKETS}/{ticket['id']}", headers=headers)).status == 200
     assert ticket["customer_email"] == "c@example.com"
@@ -113,8 +126,9 @@ async def test_agent_cannot_assign_ticket_to_another_agent_at_creation(client, u
     customer_id, _ = users.new("customer")
     other_agent_id, _ = users.new("agent")
     _, headers = users.new("agent")
-    response = await client.post(TICKETS, json=ticket_body(customer_id=str(customer_id),
-                                                           agent_id=str(other_agent_id)), headers=headers)
+    response = await client.post(
+        TICKETS, json=ticket_body(customer_id=str(customer_id), agent_id=str(other_agent_id)), headers=headers
+    )
     await problem(response, 403)
 
 
@@ -348,8 +362,9 @@ async def test_list_filters_by_created_after_and_before(client, users):
 
 async def test_list_refuses_naive_created_after(client, users):
     _, headers = users.new("customer")
-    body = await problem(await client.get(TICKETS, params={"created_after": "2024-01-01T00:00:00"},
-                                          headers=headers), 422)
+    body = await problem(
+        await client.get(TICKETS, params={"created_after": "2024-01-01T00:00:00"}, headers=headers), 422
+    )
     assert "created_after" in body["errors"]
 
 
@@ -365,8 +380,7 @@ async def test_list_refuses_unknown_status_in_filter(client, users):
 async def test_put_changes_only_given_fields(client, users):
     customer_id, _ = users.new("customer")
     _, headers = users.new("supervisor")
-    ticket = await create_for(client, headers, customer_id, subject="Old subject", tags=["a"],
-                              description="Keep me")
+    ticket = await create_for(client, headers, customer_id, subject="Old subject", tags=["a"], description="Keep me")
     response = await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "high"}, headers=headers)
     assert response.status == 200
     updated = await response.json()
@@ -381,11 +395,13 @@ async def test_put_category_moves_department(client, users, ctx):
     customer_id, _ = users.new("customer")
     _, headers = users.new("admin")
     department = f"dept-{uuid.uuid4().hex[:8]}"
-    await ctx.db.pool.execute("INSERT INTO departments (name, categories) VALUES ($1, $2)",
-                              department, ["refunds-" + department])
+    await ctx.db.pool.execute(
+        "INSERT INTO departments (name, categories) VALUES ($1, $2)", department, ["refunds-" + department]
+    )
     ticket = await create_for(client, headers, customer_id)
-    response = await client.put(f"{TICKETS}/{ticket['id']}", json={"category": "refunds-" + department},
-                                headers=headers)
+    response = await client.put(
+        f"{TICKETS}/{ticket['id']}", json={"category": "refunds-" + department}, headers=headers
+    )
     assert response.status == 200
     assert (await response.json())["department"] == department
 
@@ -393,9 +409,9 @@ async def test_put_category_moves_department(client, users, ctx):
 async def test_customer_updates_own_subject_and_description(client, users):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    response = await client.put(f"{TICKETS}/{ticket['id']}",
-                                json={"subject": "Better subject", "description": "More detail"},
-                                headers=headers)
+    response = await client.put(
+        f"{TICKETS}/{ticket['id']}", json={"subject": "Better subject", "description": "More detail"}, headers=headers
+    )
     assert response.status == 200
     updated = await response.json()
     assert (updated["subject"], updated["description"]) == ("Better subject", "More detail")
@@ -404,8 +420,7 @@ async def test_customer_updates_own_subject_and_description(client, users):
 async def test_customer_cannot_change_priority(client, users):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    await problem(await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "urgent"},
-                                   headers=headers), 403)
+    await problem(await client.put(f"{TICKETS}/{ticket['id']}", json={"priority": "urgent"}, headers=headers), 403)
     got = await (await client.get(f"{TICKETS}/{ticket['id']}", headers=headers)).json()
     assert got["priority"] == "medium"
 
@@ -415,12 +430,12 @@ async def test_supervisor_assigns_and_unassigns_with_put(client, users):
     agent_id, _ = users.new("agent")
     _, headers = users.new("supervisor")
     ticket = await create_for(client, headers, customer_id)
-    assigned = await (await client.put(f"{TICKETS}/{ticket['id']}", json={"agent_id": str(agent_id)},
-                                       headers=headers)).json()
+    assigned = await (
+        await client.put(f"{TICKETS}/{ticket['id']}", json={"agent_id": str(agent_id)}, headers=headers)
+    ).json()
     assert assigned["agent_id"] == str(agent_id)
     assert assigned["assigned_at"] is not None
-    unassigned = await (await client.put(f"{TICKETS}/{ticket['id']}", json={"agent_id": None},
-                                         headers=headers)).json()
+    unassigned = await (await client.put(f"{TICKETS}/{ticket['id']}", json={"agent_id": None}, headers=headers)).json()
     assert unassigned["agent_id"] is None
     assert unassigned["assigned_at"] is None
 
@@ -430,8 +445,9 @@ async def test_assigned_agent_updates_ticket(client, users):
     agent_id, agent_headers = users.new("agent")
     _, headers = users.new("supervisor")
     ticket = await create_for(client, headers, customer_id, agent_id=str(agent_id))
-    response = await client.put(f"{TICKETS}/{ticket['id']}", json={"tags": ["vip"], "subcategory": "cards"},
-                                headers=agent_headers)
+    response = await client.put(
+        f"{TICKETS}/{ticket['id']}", json={"tags": ["vip"], "subcategory": "cards"}, headers=agent_headers
+    )
     assert response.status == 200
     updated = await response.json()
     assert updated["tags"] == ["vip"] and updated["subcategory"] == "cards"
@@ -444,14 +460,30 @@ async def test_put_unknown_ticket_is_404(client, users):
 
 # ---------------------------------------------------------------- status machine
 
-LEGAL = [("open", "in_progress"), ("open", "pending"), ("open", "resolved"), ("open", "closed"),
-         ("in_progress", "pending"), ("in_progress", "resolved"), ("in_progress", "closed"),
-         ("pending", "in_progress"), ("pending", "resolved"), ("pending", "closed"),
-         ("resolved", "closed"), ("resolved", "open"),
-         ("closed", "open")]
-ILLEGAL = [("in_progress", "open"), ("pending", "open"), ("resolved", "in_progress"),
-           ("resolved", "pending"), ("closed", "in_progress"), ("closed", "pending"),
-           ("closed", "resolved")]
+LEGAL = [
+    ("open", "in_progress"),
+    ("open", "pending"),
+    ("open", "resolved"),
+    ("open", "closed"),
+    ("in_progress", "pending"),
+    ("in_progress", "resolved"),
+    ("in_progress", "closed"),
+    ("pending", "in_progress"),
+    ("pending", "resolved"),
+    ("pending", "closed"),
+    ("resolved", "closed"),
+    ("resolved", "open"),
+    ("closed", "open"),
+]
+ILLEGAL = [
+    ("in_progress", "open"),
+    ("pending", "open"),
+    ("resolved", "in_progress"),
+    ("resolved", "pending"),
+    ("closed", "in_progress"),
+    ("closed", "pending"),
+    ("closed", "resolved"),
+]
 
 
 async def _ticket_in(client, headers, customer_id, status: str) -> dict:
@@ -549,8 +581,9 @@ async def test_status_change_of_unknown_ticket_is_404(client, users):
 # ---------------------------------------------------------------- escalation
 
 
-@pytest.mark.parametrize(("before", "after"), [("low", "medium"), ("medium", "high"), ("high", "urgent"),
-                                               ("urgent", "urgent")])
+@pytest.mark.parametrize(
+    ("before", "after"), [("low", "medium"), ("medium", "high"), ("high", "urgent"), ("urgent", "urgent")]
+)
 async def test_escalation_raises_level_and_priority_one_step(client, users, ctx, before, after):
     customer_id, _ = users.new("customer")
     _, headers = users.new("supervisor")
@@ -565,8 +598,10 @@ async def test_escalation_raises_level_and_priority_one_step(client, users, ctx,
     assert (escalation["from_level"], escalation["to_level"]) == (0, 1)
     assert (escalation["from_priority"], escalation["to_priority"]) == (before, after)
     assert escalation["trigger"] == "manual" and escalation["reason"] == "angry"
-    assert await fetchval(ctx, "SELECT count(*) FROM ticket_escalations WHERE ticket_id = $1",
-                          uuid.UUID(ticket["id"])) == 1
+    assert (
+        await fetchval(ctx, "SELECT count(*) FROM ticket_escalations WHERE ticket_id = $1", uuid.UUID(ticket["id"]))
+        == 1
+    )
 
 
 async def test_escalating_twice_reaches_level_two(client, users):
@@ -621,8 +656,9 @@ async def test_delete_removes_ticket_and_its_messages(client, users, ctx, role):
     _, headers = users.new(role)
     ticket = await create_ticket(client, customer_headers)
     ticket_id = uuid.UUID(ticket["id"])
-    posted = await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "hello"},
-                               headers=customer_headers)
+    posted = await client.post(
+        f"{TICKETS}/{ticket['id']}/messages", json={"message": "hello"}, headers=customer_headers
+    )
     assert posted.status == 201
     assert await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1", ticket_id) == 1
     response = await client.delete(f"{TICKETS}/{ticket['id']}", headers=headers)
@@ -659,8 +695,7 @@ async def test_delete_unknown_ticket_is_404(client, users):
 async def test_customer_posts_message_with_201_and_location(client, users):
     customer_id, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    response = await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "Any news?"},
-                                 headers=headers)
+    response = await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "Any news?"}, headers=headers)
     assert response.status == 201
     message = await response.json()
     assert response.headers["Location"] == f"{TICKETS}/{ticket['id']}/messages/{message['id']}"
@@ -674,8 +709,9 @@ async def test_customer_posts_message_with_201_and_location(client, users):
 async def test_message_location_names_a_readable_resource(client, users):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    response = await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "Where is it?"},
-                                 headers=headers)
+    response = await client.post(
+        f"{TICKETS}/{ticket['id']}/messages", json={"message": "Where is it?"}, headers=headers
+    )
     assert response.status == 201
     located = await client.get(response.headers["Location"], headers=headers)
     assert located.status == 200
@@ -721,11 +757,13 @@ async def test_messages_offset_past_the_end_still_reports_total(client, users):
 async def test_customer_cannot_post_internal_note(client, users, ctx):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    response = await client.post(f"{TICKETS}/{ticket['id']}/messages",
-                                 json={"message": "psst", "is_internal": True}, headers=headers)
+    response = await client.post(
+        f"{TICKETS}/{ticket['id']}/messages", json={"message": "psst", "is_internal": True}, headers=headers
+    )
     await problem(response, 403)
-    assert await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1",
-                          uuid.UUID(ticket["id"])) == 0
+    assert (
+        await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1", uuid.UUID(ticket["id"])) == 0
+    )
 
 
 async def test_customer_never_sees_internal_notes_in_messages(client, users):
@@ -767,8 +805,9 @@ async def test_customer_reply_reopens_resolved_ticket(client, users):
     _, supervisor = users.new("supervisor")
     ticket = await create_ticket(client, customer_headers)
     assert (await set_status(client, supervisor, ticket["id"], "resolved")).status == 200
-    response = await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "Still broken"},
-                                 headers=customer_headers)
+    response = await client.post(
+        f"{TICKETS}/{ticket['id']}/messages", json={"message": "Still broken"}, headers=customer_headers
+    )
     assert response.status == 201
     reopened = await (await client.get(f"{TICKETS}/{ticket['id']}", headers=customer_headers)).json()
     assert reopened["status"] == "open"
@@ -781,8 +820,9 @@ async def test_agent_reply_does_not_reopen_resolved_ticket(client, users):
     _, supervisor = users.new("supervisor")
     ticket = await create_for(client, supervisor, customer_id)
     assert (await set_status(client, supervisor, ticket["id"], "resolved")).status == 200
-    assert (await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "FYI"},
-                              headers=supervisor)).status == 201
+    assert (
+        await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "FYI"}, headers=supervisor)
+    ).status == 201
     stored = await (await client.get(f"{TICKETS}/{ticket['id']}", headers=supervisor)).json()
     assert stored["status"] == "resolved"
 
@@ -791,10 +831,10 @@ async def test_closed_ticket_refuses_messages(client, users, ctx):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
     assert (await set_status(client, headers, ticket["id"], "closed")).status == 200
-    await problem(await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "hi"},
-                                    headers=headers), 409)
-    assert await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1",
-                          uuid.UUID(ticket["id"])) == 0
+    await problem(await client.post(f"{TICKETS}/{ticket['id']}/messages", json={"message": "hi"}, headers=headers), 409)
+    assert (
+        await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1", uuid.UUID(ticket["id"])) == 0
+    )
 
 
 async def test_first_public_agent_reply_sets_first_response_at(client, users):
@@ -825,10 +865,17 @@ async def test_customer_message_does_not_set_first_response_at(client, users):
 async def test_message_with_attachments_round_trips(client, users):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    attachment = {"name": "shot.png", "url": "https://files.example/shot.png", "content_type": "image/png",
-                  "size": 1200}
-    response = await client.post(f"{TICKETS}/{ticket['id']}/messages",
-                                 json={"message": "see screenshot", "attachments": [attachment]}, headers=headers)
+    attachment = {
+        "name": "shot.png",
+        "url": "https://files.example/shot.png",
+        "content_type": "image/png",
+        "size": 1200,
+    }
+    response = await client.post(
+        f"{TICKETS}/{ticket['id']}/messages",
+        json={"message": "see screenshot", "attachments": [attachment]},
+        headers=headers,
+    )
     assert response.status == 201
     page = await (await client.get(f"{TICKETS}/{ticket['id']}/messages", headers=headers)).json()
     assert page["items"][0]["attachments"] == [attachment]
@@ -837,8 +884,7 @@ async def test_message_with_attachments_round_trips(client, users):
 async def test_messages_of_unknown_ticket_are_404(client, users):
     _, headers = users.new("admin")
     await problem(await client.get(f"{TICKETS}/{uuid.uuid4()}/messages", headers=headers), 404)
-    await problem(await client.post(f"{TICKETS}/{uuid.uuid4()}/messages", json={"message": "x"},
-                                    headers=headers), 404)
+    await problem(await client.post(f"{TICKETS}/{uuid.uuid4()}/messages", json={"message": "x"}, headers=headers), 404)
 
 
 # ---------------------------------------------------------------- history
@@ -858,8 +904,15 @@ async def test_history_is_the_ticket_timeline_in_order(client, users):
     assert response.status == 200
     items = (await response.json())["items"]
     types = [e["type"] for e in items]
-    assert types == ["ticket.created", "ticket.updated", "ticket.assigned", "ticket.updated",
-                     "ticket.status_changed", "ticket.escalated", "ticket.message_added"]
+    assert types == [
+        "ticket.created",
+        "ticket.updated",
+        "ticket.assigned",
+        "ticket.updated",
+        "ticket.status_changed",
+        "ticket.escalated",
+        "ticket.message_added",
+    ]
     assert items[0]["actor_id"] == str(customer_id)
     assert items[2]["actor_id"] == str(supervisor_id)
     assert items[2]["payload"]["agent_id"] == str(agent_id)

@@ -1,5 +1,6 @@
 """Input that cannot be read (400) or does not validate (422), path ids that name nothing (404),
 and proof that a refused request changes nothing."""
+
 from __future__ import annotations
 
 import uuid
@@ -11,14 +12,17 @@ from helpers import PROBLEM_JSON, TICKETS, create_for, create_ticket, fetchval, 
 # ---------------------------------------------------------------- 400 malformed JSON
 
 
-@pytest.mark.parametrize(("method", "suffix"), [("POST", ""), ("PUT", "/{id}"), ("PATCH", "/{id}/status"),
-                                                ("POST", "/{id}/escalate"), ("POST", "/{id}/messages")])
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [("POST", ""), ("PUT", "/{id}"), ("PATCH", "/{id}/status"), ("POST", "/{id}/escalate"), ("POST", "/{id}/messages")],
+)
 async def test_malformed_json_is_400_problem(client, users, method, suffix):
     _, headers = users.new("admin")
     ticket = await create_for(client, headers, uuid.uuid4())
     path = TICKETS + suffix.format(id=ticket["id"])
-    response = await client.request(method, path, data='{"subject": "unterminated',
-                                    headers={**headers, "Content-Type": "application/json"})
+    response = await client.request(
+        method, path, data='{"subject": "unterminated', headers={**headers, "Content-Type": "application/json"}
+    )
     body = await problem(response, 400)
     assert response.content_type == PROBLEM_JSON
     assert "errors" not in body
@@ -26,8 +30,11 @@ async def test_malformed_json_is_400_problem(client, users, method, suffix):
 
 async def test_body_that_is_not_json_is_400(client, users):
     _, headers = users.new("customer")
-    response = await client.post(TICKETS, data="subject=hi&description=there",
-                                 headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    response = await client.post(
+        TICKETS,
+        data="subject=hi&description=there",
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     await problem(response, 400)
 
 
@@ -44,7 +51,9 @@ _UNREPRESENTABLE = {
 @pytest.mark.parametrize("case", list(_UNREPRESENTABLE))
 async def test_json_that_python_cannot_represent_is_400(client, users, ctx, case):
     customer_id, headers = users.new("customer")
-    response = await client.post(TICKETS, data=_UNREPRESENTABLE[case], headers={**headers, "Content-Type": "application/json"})
+    response = await client.post(
+        TICKETS, data=_UNREPRESENTABLE[case], headers={**headers, "Content-Type": "application/json"}
+    )
     await problem(response, 400)
     assert await fetchval(ctx, "SELECT count(*) FROM support_tickets WHERE customer_id = $1", customer_id) == 0
 
@@ -73,14 +82,25 @@ async def test_missing_required_fields_are_422(client, users):
 
 async def test_wrong_types_are_422(client, users):
     _, headers = users.new("supervisor")
-    await _invalid(client, headers, ticket_body(subject=42, tags="vip", metadata=["x"], customer_id=str(uuid.uuid4())),
-                   "subject", "tags", "metadata")
+    await _invalid(
+        client,
+        headers,
+        ticket_body(subject=42, tags="vip", metadata=["x"], customer_id=str(uuid.uuid4())),
+        "subject",
+        "tags",
+        "metadata",
+    )
 
 
 async def test_bad_enum_values_are_422(client, users):
     _, headers = users.new("supervisor")
-    await _invalid(client, headers, ticket_body(priority="critical", channel="fax", customer_id=str(uuid.uuid4())),
-                   "priority", "channel")
+    await _invalid(
+        client,
+        headers,
+        ticket_body(priority="critical", channel="fax", customer_id=str(uuid.uuid4())),
+        "priority",
+        "channel",
+    )
 
 
 async def test_subject_longer_than_255_is_422(client, users):
@@ -117,8 +137,9 @@ async def test_bad_uuid_in_body_is_422(client, users):
 
 async def test_bad_email_in_body_is_422(client, users):
     _, headers = users.new("supervisor")
-    await _invalid(client, headers, ticket_body(customer_id=str(uuid.uuid4()), customer_email="not an email"),
-                   "customer_email")
+    await _invalid(
+        client, headers, ticket_body(customer_id=str(uuid.uuid4()), customer_email="not an email"), "customer_email"
+    )
 
 
 async def test_json_array_body_is_422(client, users):
@@ -130,22 +151,38 @@ async def test_json_array_body_is_422(client, users):
 async def test_put_refuses_unknown_and_invalid_fields(client, users):
     _, headers = users.new("supervisor")
     ticket = await create_for(client, headers, uuid.uuid4())
-    await _invalid(client, headers, {"status": "done", "ticket_number": "TKT-1", "subject": "z" * 256},
-                   "status", "ticket_number", "subject", path=f"{TICKETS}/{ticket['id']}", method="PUT")
+    await _invalid(
+        client,
+        headers,
+        {"status": "done", "ticket_number": "TKT-1", "subject": "z" * 256},
+        "status",
+        "ticket_number",
+        "subject",
+        path=f"{TICKETS}/{ticket['id']}",
+        method="PUT",
+    )
 
 
 async def test_put_refuses_null_for_required_columns(client, users):
     _, headers = users.new("supervisor")
     ticket = await create_for(client, headers, uuid.uuid4())
-    await _invalid(client, headers, {"subject": None, "priority": None}, "subject", "priority",
-                   path=f"{TICKETS}/{ticket['id']}", method="PUT")
+    await _invalid(
+        client,
+        headers,
+        {"subject": None, "priority": None},
+        "subject",
+        "priority",
+        path=f"{TICKETS}/{ticket['id']}",
+        method="PUT",
+    )
 
 
 async def test_status_body_needs_status(client, users):
     _, headers = users.new("supervisor")
     ticket = await create_for(client, headers, uuid.uuid4())
-    await _invalid(client, headers, {"reason": "because"}, "status",
-                   path=f"{TICKETS}/{ticket['id']}/status", method="PATCH")
+    await _invalid(
+        client, headers, {"reason": "because"}, "status", path=f"{TICKETS}/{ticket['id']}/status", method="PATCH"
+    )
 
 
 async def test_escalate_refuses_unknown_fields(client, users):
@@ -157,8 +194,15 @@ async def test_escalate_refuses_unknown_fields(client, users):
 async def test_message_validation_is_per_field(client, users):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    await _invalid(client, headers, {"message": "", "is_internal": "maybe", "message_type": "video"},
-                   "message", "is_internal", "message_type", path=f"{TICKETS}/{ticket['id']}/messages")
+    await _invalid(
+        client,
+        headers,
+        {"message": "", "is_internal": "maybe", "message_type": "video"},
+        "message",
+        "is_internal",
+        "message_type",
+        path=f"{TICKETS}/{ticket['id']}/messages",
+    )
 
 
 async def test_message_longer_than_20000_is_422(client, users):
@@ -170,14 +214,27 @@ async def test_message_longer_than_20000_is_422(client, users):
 async def test_attachment_with_non_http_url_is_422(client, users):
     _, headers = users.new("customer")
     ticket = await create_ticket(client, headers)
-    body = await _invalid(client, headers,
-                          {"message": "see file", "attachments": [{"name": "a", "url": "file:///etc/passwd"}]},
-                          "attachments", path=f"{TICKETS}/{ticket['id']}/messages")
+    body = await _invalid(
+        client,
+        headers,
+        {"message": "see file", "attachments": [{"name": "a", "url": "file:///etc/passwd"}]},
+        "attachments",
+        path=f"{TICKETS}/{ticket['id']}/messages",
+    )
     assert "url" in body["errors"]["attachments"]["0"]
 
 
-@pytest.mark.parametrize(("param", "value"), [("customer_id", "nope"), ("agent_id", "123"), ("priority", "critical"),
-                                              ("offset", "-1"), ("limit", "ten"), ("created_before", "yesterday")])
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("customer_id", "nope"),
+        ("agent_id", "123"),
+        ("priority", "critical"),
+        ("offset", "-1"),
+        ("limit", "ten"),
+        ("created_before", "yesterday"),
+    ],
+)
 async def test_bad_list_query_parameter_is_422(client, users, param, value):
     _, headers = users.new("supervisor")
     body = await problem(await client.get(TICKETS, params={param: value}, headers=headers), 422)
@@ -189,8 +246,10 @@ async def test_nul_character_in_stored_text_is_422(client, users, field):
     # PostgreSQL text and jsonb cannot hold U+0000; the request must be refused, not crash (500).
     _, headers = users.new("supervisor")
     value = {"subject": "a\x00b", "category": "a\x00b", "tags": ["a\x00b"], "metadata": {"k": "a\x00b"}}[field]
-    body = await problem(await client.post(TICKETS, json=ticket_body(customer_id=str(uuid.uuid4()), **{field: value}),
-                                           headers=headers), 422)
+    body = await problem(
+        await client.post(TICKETS, json=ticket_body(customer_id=str(uuid.uuid4()), **{field: value}), headers=headers),
+        422,
+    )
     assert field in body["errors"]
 
 
@@ -212,9 +271,19 @@ async def test_datetime_filter_outside_postgres_range_is_422(client, users, valu
 # ---------------------------------------------------------------- non-UUID path ids
 
 
-@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("PUT", ""), ("DELETE", ""), ("PATCH", "/status"),
-                                                ("POST", "/escalate"), ("GET", "/messages"), ("POST", "/messages"),
-                                                ("GET", "/history")])
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("GET", ""),
+        ("PUT", ""),
+        ("DELETE", ""),
+        ("PATCH", "/status"),
+        ("POST", "/escalate"),
+        ("GET", "/messages"),
+        ("POST", "/messages"),
+        ("GET", "/history"),
+    ],
+)
 async def test_non_uuid_ticket_id_is_404(client, users, method, suffix):
     _, headers = users.new("admin")
     bodies = {"PUT": {"priority": "low"}, "PATCH": {"status": "closed"}, "POST": {"message": "x"}}
@@ -239,8 +308,7 @@ async def _footprint(ctx, actor_id: uuid.UUID, ticket_id: uuid.UUID | None = Non
     if ticket_id is not None:
         row = await fetchval(ctx, "SELECT row_to_json(t)::text FROM support_tickets t WHERE id = $1", ticket_id)
         messages = await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1", ticket_id)
-        ticket_events = await fetchval(ctx, "SELECT count(*) FROM support_events WHERE entity_id = $1",
-                                       str(ticket_id))
+        ticket_events = await fetchval(ctx, "SELECT count(*) FROM support_events WHERE entity_id = $1", str(ticket_id))
         ticket_audits = await fetchval(ctx, "SELECT count(*) FROM audit_log WHERE entity_id = $1", str(ticket_id))
         escalations = await fetchval(ctx, "SELECT count(*) FROM ticket_escalations WHERE ticket_id = $1", ticket_id)
         state = (row, messages, ticket_events, ticket_audits, escalations)
@@ -255,12 +323,12 @@ async def test_refused_create_changes_nothing(client, users, ctx):
     customer_id, headers = users.new("customer")
     await create_ticket(client, headers)
     before = await _footprint(ctx, customer_id)
-    assert before[:3] == (1, 1, 1)   # the footprint sees what a successful create leaves
+    assert before[:3] == (1, 1, 1)  # the footprint sees what a successful create leaves
     refusals = [
         ({"data": "{", "headers": _raw(headers)}, 400),
         ({"json": ticket_body(subject="s" * 300), "headers": headers}, 422),
         ({"json": ticket_body(extra=True), "headers": headers}, 422),
-        ({"json": ticket_body(priority="urgent"), "headers": headers}, 403),     # customers may not set it
+        ({"json": ticket_body(priority="urgent"), "headers": headers}, 403),  # customers may not set it
         ({"json": ticket_body(customer_id=str(uuid.uuid4())), "headers": headers}, 403),
     ]
     for kwargs, status in refusals:
@@ -300,7 +368,7 @@ async def test_conflicts_change_nothing(client, users, ctx):
     url = f"{TICKETS}/{ticket['id']}"
     assert (await client.patch(f"{url}/status", json={"status": "closed"}, headers=headers)).status == 200
     before = await _footprint(ctx, supervisor_id, ticket_id)
-    assert before[1:3] == (2, 3)   # audited: create, close; events: created, updated, status_changed
+    assert before[1:3] == (2, 3)  # audited: create, close; events: created, updated, status_changed
     conflicts = [
         ("PUT", url, {"subject": "Renamed", "priority": "urgent", "status": "resolved"}),
         ("PATCH", f"{url}/status", {"status": "pending"}),

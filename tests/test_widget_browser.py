@@ -1,6 +1,7 @@
 """The customer widget in a real browser (Debian's Chromium through Playwright) against the real
 server: the demo host page embeds it; agents here are python-socketio clients (the console's own
 browser tests are in test_console_browser.py, and test_browser_chat.py has both in browsers)."""
+
 from __future__ import annotations
 
 import re
@@ -18,8 +19,9 @@ from chat_support import ADMIN, make_agent
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
 
 
-async def open_widget(open_page, base: str, secret: str, customer_id: uuid.UUID, department: str,
-                      viewport: dict = DESKTOP) -> Page:
+async def open_widget(
+    open_page, base: str, secret: str, customer_id: uuid.UUID, department: str, viewport: dict = DESKTOP
+) -> Page:
     page = await open_page(demo_url(base, secret, customer_id, department), viewport=viewport)
     await page.get_by_test_id("launcher").click()
     await expect(page.get_by_test_id("panel")).to_be_visible()
@@ -30,7 +32,7 @@ async def start_chat(page: Page, text: str) -> None:
     await page.get_by_test_id("prechat-message").fill(text)
     await page.get_by_test_id("start-chat").click()
     await expect(page.get_by_test_id("composer")).to_be_visible()
-    await expect(messages(page).first).to_have_attribute("data-seq", "1")   # chat:start acknowledged
+    await expect(messages(page).first).to_have_attribute("data-seq", "1")  # chat:start acknowledged
 
 
 def messages(page: Page):
@@ -56,11 +58,16 @@ async def chatting_through(proxy, chat_server, cast, department: str, open_page)
 
 
 async def publish_article(ctx, title: str, content: str) -> dict:
-    return await kb.create_article(ctx, ADMIN, RequestMeta(), {
-        "title": title, "content": content, "category": "bookings", "tags": [], "is_published": True})
+    return await kb.create_article(
+        ctx,
+        ADMIN,
+        RequestMeta(),
+        {"title": title, "content": content, "category": "bookings", "tags": [], "is_published": True},
+    )
 
 
 # ------------------------------------------------------------------ a whole chat
+
 
 async def test_customer_chats_from_queue_to_rating(chat_server, cast, department, open_page, screenshot_dir):
     ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
@@ -68,17 +75,18 @@ async def test_customer_chats_from_queue_to_rating(chat_server, cast, department
     article = await publish_article(ctx, f"How do I cancel a {word} booking?", "Open My bookings and press Cancel.")
     agent_id = await make_agent(ctx, department, name="Alex Agent", max_chats=1)
     agent = await cast.staff(agent_id)
-    earlier = await cast.customer()                            # takes the agent's only place
+    earlier = await cast.customer()  # takes the agent's only place
     earlier_chat = await earlier.ok("chat:start", {"department": department, "message": "before you"})
     await agent.expect("chat:assigned")
     page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
 
     await expect(page.get_by_test_id("availability")).to_have_text(
-        "Our team is busy right now; you will be first in line.")   # the one agent is at capacity
+        "Our team is busy right now; you will be first in line."
+    )  # the one agent is at capacity
     await page.get_by_test_id("prechat-subject").fill("Cancel my stay")
     await page.get_by_test_id("prechat-message").fill(f"I want to cancel my {word} booking")
     suggestion = page.get_by_test_id("kb-suggestion")
-    await expect(suggestion.first).to_have_text(article["title"])       # the best match first
+    await expect(suggestion.first).to_have_text(article["title"])  # the best match first
     await suggestion.first.click()
     await expect(page.get_by_test_id("kb-article")).to_contain_text("press Cancel")
     await screenshot(page, "widget-prechat-desktop", screenshot_dir)
@@ -86,14 +94,16 @@ async def test_customer_chats_from_queue_to_rating(chat_server, cast, department
 
     await expect(page.get_by_test_id("queue-status")).to_contain_text("You are number 1 in the queue")
     await screenshot(page, "widget-queue-desktop", screenshot_dir)
-    await earlier.ok("chat:end", {"session_id": earlier_chat["session"]["id"]})   # the place frees up
+    await earlier.ok("chat:end", {"session_id": earlier_chat["session"]["id"]})  # the place frees up
     assigned = await agent.expect("chat:assigned")
     session_id = assigned["session"]["id"]
     await expect(page.get_by_test_id("agent-line")).to_have_text("You are chatting with Alex Agent")
     await expect(page.get_by_test_id("queue-status")).to_be_hidden()
 
-    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "a1",
-                                    "message": "Hi! I can help with that. Which dates?"})
+    await agent.ok(
+        "chat:message",
+        {"session_id": session_id, "client_msg_id": "a1", "message": "Hi! I can help with that. Which dates?"},
+    )
     await expect(messages(page).nth(1)).to_contain_text("Which dates?")
     await agent.ok("chat:typing", {"session_id": session_id, "typing": True})
     await expect(page.get_by_test_id("typing")).to_have_text("Alex Agent is typing…")
@@ -106,7 +116,7 @@ async def test_customer_chats_from_queue_to_rating(chat_server, cast, department
     pushed = await agent.expect("chat:message", lambda m: m["message"] == "12 to 14 March")
     assert pushed["seq"] == 3 and pushed["sender_type"] == "customer"
     await expect(messages(page).nth(2)).to_have_attribute("data-state", "sent")
-    read = await agent.expect("chat:read")                     # the customer has seen the agent's message
+    read = await agent.expect("chat:read")  # the customer has seen the agent's message
     assert read["up_to_seq"] >= 2 and read["reader_type"] == "customer"
 
     await agent.ok("chat:read", {"session_id": session_id, "up_to_seq": 3})
@@ -123,10 +133,12 @@ async def test_customer_chats_from_queue_to_rating(chat_server, cast, department
     await expect(page.get_by_test_id("rating-thanks")).to_be_visible()
 
     async with ctx.db.connection() as conn:
-        feedback = await conn.fetchrow("SELECT rating, comment FROM feedback WHERE chat_session_id = $1",
-                                       uuid.UUID(session_id))
-        stored = await conn.fetch("SELECT seq, sender_type FROM chat_messages WHERE session_id = $1 ORDER BY seq",
-                                  uuid.UUID(session_id))
+        feedback = await conn.fetchrow(
+            "SELECT rating, comment FROM feedback WHERE chat_session_id = $1", uuid.UUID(session_id)
+        )
+        stored = await conn.fetch(
+            "SELECT seq, sender_type FROM chat_messages WHERE session_id = $1 ORDER BY seq", uuid.UUID(session_id)
+        )
     assert feedback["rating"] == 4
     assert ctx.cipher.decrypt(feedback["comment"], "feedback.comment") == "Quick and kind"
     assert [(r["seq"], r["sender_type"]) for r in stored] == [(1, "customer"), (2, "agent"), (3, "customer")]
@@ -136,7 +148,7 @@ async def test_widget_renders_user_text_as_text(chat_server, cast, department, o
     ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
     agent = await cast.staff(await make_agent(ctx, department))
     page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
-    attack = '<img src=x onerror="document.title=\'pwned\'"><b>bold</b>'
+    attack = "<img src=x onerror=\"document.title='pwned'\"><b>bold</b>"
     await start_chat(page, "hello")
     assigned = await agent.expect("chat:assigned")
     await agent.ok("chat:message", {"session_id": assigned["session"]["id"], "client_msg_id": "x", "message": attack})
@@ -147,8 +159,10 @@ async def test_widget_renders_user_text_as_text(chat_server, cast, department, o
 
 # ------------------------------------------------------------------ dropped connections
 
+
 async def test_widget_survives_a_dropped_connection_without_loss_or_duplicates(
-        chat_server, cast, department, open_page, proxy):
+    chat_server, cast, department, open_page, proxy
+):
     page, agent, session_id = await chatting_through(proxy, chat_server, cast, department, open_page)
     await expect(messages(page)).to_have_count(1)
 
@@ -161,12 +175,16 @@ async def test_widget_survives_a_dropped_connection_without_loss_or_duplicates(
         await composer.press("Enter")
     await expect(page.locator("[data-testid=message][data-state=sending]")).to_have_count(2)
     for n in (1, 2):
-        await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": f"agent-{n}",
-                                        "message": f"agent while you were away {n}"})
+        await agent.ok(
+            "chat:message",
+            {"session_id": session_id, "client_msg_id": f"agent-{n}", "message": f"agent while you were away {n}"},
+        )
     proxy.restore()
     await expect(page.get_by_test_id("conn-status")).to_be_hidden()
-    await assert_each_once(page, ["first", "agent while you were away 1", "agent while you were away 2",
-                                  "typed offline 1", "typed offline 2"])
+    await assert_each_once(
+        page,
+        ["first", "agent while you were away 1", "agent while you were away 2", "typed offline 1", "typed offline 2"],
+    )
     await agent.expect("chat:message", lambda m: m["message"] == "typed offline 2")
     got = [m["message"] for m in agent.seen("chat:message") if m["sender_type"] == "customer"]
     assert got[-2:] == ["typed offline 1", "typed offline 2"] and len(got) == len(set(got))
@@ -175,7 +193,7 @@ async def test_widget_survives_a_dropped_connection_without_loss_or_duplicates(
 async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department, open_page, proxy):
     page, agent, session_id = await chatting_through(proxy, chat_server, cast, department, open_page)
 
-    proxy.hold_replies()                 # the message reaches the server; its ack never returns
+    proxy.hold_replies()  # the message reaches the server; its ack never returns
     composer = page.get_by_test_id("composer")
     await composer.fill("did you get this?")
     await composer.press("Enter")
@@ -183,7 +201,7 @@ async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department,
     await expect(messages(page).nth(1)).to_have_attribute("data-state", "sending")
     await messages(page).nth(1).evaluate("el => el.setAttribute('data-probe', 'same element')")
     proxy.cut()
-    proxy.restore()                      # reconnect; the widget resends with the same client_msg_id
+    proxy.restore()  # reconnect; the widget resends with the same client_msg_id
     await expect(messages(page).nth(1)).to_have_attribute("data-state", "sent")
     # Patched in place, not re-added: a screen reader announces the message once.
     await expect(messages(page).nth(1)).to_have_attribute("data-probe", "same element")
@@ -192,15 +210,20 @@ async def test_a_lost_ack_is_resent_and_kept_once(chat_server, cast, department,
     await assert_each_once(page, ["first", "did you get this?", "yes"])
     assert len(agent.seen("chat:message", lambda m: m["message"] == "did you get this?")) == 1
     async with chat_server.ctx.db.connection() as conn:
-        count = await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1 AND client_msg_id = $2",
-                                    uuid.UUID(session_id), stored["client_msg_id"])
+        count = await conn.fetchval(
+            "SELECT count(*) FROM chat_messages WHERE session_id = $1 AND client_msg_id = $2",
+            uuid.UUID(session_id),
+            stored["client_msg_id"],
+        )
     assert count == 1
 
 
 # ------------------------------------------------------------------ offline, tickets, phone
 
+
 async def test_no_agent_online_offers_a_message_that_becomes_a_live_ticket(
-        chat_server, client, users, department, open_page, screenshot_dir):
+    chat_server, client, users, department, open_page, screenshot_dir
+):
     secret = chat_server.settings.jwt_secret
     customer_id = uuid.uuid4()
     page = await open_widget(open_page, chat_server.url, secret, customer_id, department, viewport=PHONE)
@@ -219,10 +242,13 @@ async def test_no_agent_online_offers_a_message_that_becomes_a_live_ticket(
     await expect(item.get_by_test_id("ticket-status")).to_have_text("open")
     ticket_id = await item.get_attribute("data-id")
     async with aiohttp.ClientSession(chat_server.url) as http:
-        async with http.patch(f"/api/v1/tickets/{ticket_id}/status", json={"status": "in_progress"},
-                              headers=users.headers(uuid.uuid4(), "supervisor")) as resp:
+        async with http.patch(
+            f"/api/v1/tickets/{ticket_id}/status",
+            json={"status": "in_progress"},
+            headers=users.headers(uuid.uuid4(), "supervisor"),
+        ) as resp:
             assert resp.status == 200, await resp.text()
-    await expect(item.get_by_test_id("ticket-status")).to_have_text("in progress")   # live, no reload
+    await expect(item.get_by_test_id("ticket-status")).to_have_text("in progress")  # live, no reload
 
 
 async def test_widget_fits_a_phone_and_is_keyboard_operable(chat_server, cast, department, open_page, screenshot_dir):
@@ -234,13 +260,15 @@ async def test_widget_fits_a_phone_and_is_keyboard_operable(chat_server, cast, d
     panel = page.get_by_test_id("panel")
     await expect(panel).to_be_visible()
     box = await panel.bounding_box()
-    assert box["width"] == PHONE["width"] and box["height"] == PHONE["height"]   # full screen on a phone
+    assert box["width"] == PHONE["width"] and box["height"] == PHONE["height"]  # full screen on a phone
     await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
     await page.get_by_test_id("prechat-message").focus()
     await page.keyboard.type("Can I bring a dog?")
     await page.keyboard.press("Enter")
     session_id = (await agent.expect("chat:assigned"))["session"]["id"]
-    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "d", "message": "Yes, small dogs are welcome."})
+    await agent.ok(
+        "chat:message", {"session_id": session_id, "client_msg_id": "d", "message": "Yes, small dogs are welcome."}
+    )
     await expect(messages(page)).to_have_count(2)
     await screenshot(page, "widget-chat-phone", screenshot_dir)
     await page.keyboard.press("Escape")
@@ -287,14 +315,17 @@ async def test_a_refused_message_shows_not_sent_and_retry_sends_it_once(chat_ser
             match = re.match(r'^42/customer,(\d+)\["chat:message"', frame) if isinstance(frame, str) else None
             if match and not refused:
                 refused.append(frame)
-                ws.send(f'43/customer,{match[1]}[{{"ok":false,"error":{{"code":"internal",'
-                        f'"message":"Something went wrong","details":{{}}}}}}]')
+                ws.send(
+                    f'43/customer,{match[1]}[{{"ok":false,"error":{{"code":"internal",'
+                    f'"message":"Something went wrong","details":{{}}}}}}]'
+                )
                 return
             server.send(frame)
+
         ws.on_message(from_page)
 
     await page.route_web_socket("**/ws/chat/**", route)
-    await page.reload()                                      # a new socket, which the route sees
+    await page.reload()  # a new socket, which the route sees
     await page.get_by_test_id("launcher").click()
     await start_chat(page, "first")
     session_id = (await agent.expect("chat:assigned"))["session"]["id"]
@@ -308,8 +339,9 @@ async def test_a_refused_message_shows_not_sent_and_retry_sends_it_once(chat_ser
     await assert_each_once(page, ["first", "second try"])
     await agent.expect("chat:message", lambda m: m["message"] == "second try")
     async with ctx.db.connection() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1",
-                                   uuid.UUID(session_id)) == 2
+        assert (
+            await conn.fetchval("SELECT count(*) FROM chat_messages WHERE session_id = $1", uuid.UUID(session_id)) == 2
+        )
     assert len(refused) == 1
 
 
@@ -318,30 +350,45 @@ async def test_widget_passes_automated_accessibility_checks(chat_server, cast, d
     agent = await cast.staff(await make_agent(ctx, department))
     page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
     await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
-    assert await accessibility_violations(page, ["#support-widget"]) == []          # pre-chat form
+    assert await accessibility_violations(page, ["#support-widget"]) == []  # pre-chat form
     await start_chat(page, "hello")
     session_id = (await agent.expect("chat:assigned"))["session"]["id"]
     await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "a", "message": "Hi there"})
     await expect(messages(page)).to_have_count(2)
-    assert await accessibility_violations(page, ["#support-widget"]) == []          # in a chat
+    assert await accessibility_violations(page, ["#support-widget"]) == []  # in a chat
     await agent.ok("chat:end", {"session_id": session_id})
     await expect(page.get_by_test_id("rating")).to_be_visible()
-    assert await accessibility_violations(page, ["#support-widget"]) == []          # the rating form
+    assert await accessibility_violations(page, ["#support-widget"]) == []  # the rating form
 
 
 async def test_links_in_messages_open_the_help_article_page(chat_server, cast, department, open_page):
     ctx, secret = chat_server.ctx, chat_server.settings.jwt_secret
-    article = await kb.create_article(ctx, ADMIN, RequestMeta(), {
-        "title": "Pets in our stays", "content_format": "html", "category": "bookings", "tags": [],
-        "is_published": True,
-        "content": '<p>Small dogs are welcome.</p><ul><li>Tell the host</li><li>Bring a basket</li></ul>'
-                   '<p><a href="https://example.com/pets">Pet policy</a> <img src=x onerror="document.title=1"></p>'})
+    article = await kb.create_article(
+        ctx,
+        ADMIN,
+        RequestMeta(),
+        {
+            "title": "Pets in our stays",
+            "content_format": "html",
+            "category": "bookings",
+            "tags": [],
+            "is_published": True,
+            "content": "<p>Small dogs are welcome.</p><ul><li>Tell the host</li><li>Bring a basket</li></ul>"
+            '<p><a href="https://example.com/pets">Pet policy</a> <img src=x onerror="document.title=1"></p>',
+        },
+    )
     agent = await cast.staff(await make_agent(ctx, department))
     page = await open_widget(open_page, chat_server.url, secret, uuid.uuid4(), department)
     await start_chat(page, "Can I bring my dog?")
     session_id = (await agent.expect("chat:assigned"))["session"]["id"]
-    await agent.ok("chat:message", {"session_id": session_id, "client_msg_id": "l",
-                                    "message": f"Yes! See /help/articles/{article['id']}, or https://example.com/faq."})
+    await agent.ok(
+        "chat:message",
+        {
+            "session_id": session_id,
+            "client_msg_id": "l",
+            "message": f"Yes! See /help/articles/{article['id']}, or https://example.com/faq.",
+        },
+    )
     links = messages(page).nth(1).locator("a")
     await expect(links).to_have_text([f"/help/articles/{article['id']}", "https://example.com/faq"])
     await expect(links.first).to_have_attribute("href", f"{chat_server.url}/help/articles/{article['id']}")
@@ -366,8 +413,9 @@ async def test_an_expired_token_is_renewed_through_get_token(chat_server, cast, 
     customer_id = uuid.uuid4()
     expired = issue_token(secret, customer_id, "customer", ttl=-60, name="Casey")
     fresh = token(secret, customer_id, "customer", "Casey")
-    page = await open_page(f"{chat_server.url}/demo")          # the host page, no widget yet
-    await page.evaluate("""([expired, fresh, department]) => new Promise((resolve, reject) => {
+    page = await open_page(f"{chat_server.url}/demo")  # the host page, no widget yet
+    await page.evaluate(
+        """([expired, fresh, department]) => new Promise((resolve, reject) => {
         window.tokenRequests = 0;
         const tag = document.createElement("script");
         tag.src = "/static/widget.js";
@@ -375,7 +423,9 @@ async def test_an_expired_token_is_renewed_through_get_token(chat_server, cast, 
             getToken: async () => { window.tokenRequests += 1; return fresh; } }); resolve(); };
         tag.onerror = reject;
         document.head.appendChild(tag);
-    })""", [expired, fresh, department])
+    })""",
+        [expired, fresh, department],
+    )
     await page.get_by_test_id("launcher").click()
     await expect(page.get_by_test_id("availability")).to_have_text("Our team is online.")
     await start_chat(page, "renewed")

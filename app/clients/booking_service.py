@@ -17,6 +17,7 @@ console shows "Bookings unavailable" and a link is stored unverified, never an e
 Bookings are plain dicts in the REST JSON's shape (:func:`booking_dict`); callers must not change
 them (the cache hands out the same objects).
 """
+
 from __future__ import annotations
 
 import collections
@@ -34,16 +35,17 @@ from support_stubs.booking.v1 import booking_pb2, booking_pb2_grpc
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 2.0
-CACHE_TTL_SECONDS = 60.0        # bookings change (cancellations, new ones): a minute at most
-NEGATIVE_TTL_SECONDS = 15.0     # shorter for an unknown booking and for failures
+CACHE_TTL_SECONDS = 60.0  # bookings change (cancellations, new ones): a minute at most
+NEGATIVE_TTL_SECONDS = 15.0  # shorter for an unknown booking and for failures
 CACHE_SIZE = 10_000
-RECENT_LIMIT = 100              # how many of a customer's bookings are asked for (and cached)
+RECENT_LIMIT = 100  # how many of a customer's bookings are asked for (and cached)
 _QUIET_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 @dataclasses.dataclass(frozen=True)
 class CustomerBookings:
     """A customer's recent bookings; ``available`` is False when the service did not answer."""
+
     available: bool
     bookings: tuple[dict, ...] = ()
 
@@ -52,6 +54,7 @@ class CustomerBookings:
 class BookingLookup:
     """One booking: ``available`` and no ``booking`` means the service does not know the id;
     ``available`` False means it did not answer (the id may or may not exist)."""
+
     available: bool
     booking: dict | None = None
 
@@ -62,21 +65,34 @@ UNAVAILABLE_BOOKING = BookingLookup(available=False)
 
 def booking_dict(booking: booking_pb2.Booking) -> dict[str, Any]:
     """A booking as the REST JSON carries it: strings, ``None`` for what the service left empty."""
-    created = (booking.created_at.ToDatetime(tzinfo=dt.timezone.utc)
-               if booking.HasField("created_at") else None)
-    return {"id": booking.id, "reference": booking.reference or None,
-            "customer_id": booking.customer_id or None, "status": booking.status or None,
-            "property_name": booking.property_name or None, "check_in": booking.check_in or None,
-            "check_out": booking.check_out or None, "total_amount": booking.total_amount or None,
-            "currency": booking.currency or None, "created_at": created}
+    created = booking.created_at.ToDatetime(tzinfo=dt.timezone.utc) if booking.HasField("created_at") else None
+    return {
+        "id": booking.id,
+        "reference": booking.reference or None,
+        "customer_id": booking.customer_id or None,
+        "status": booking.status or None,
+        "property_name": booking.property_name or None,
+        "check_in": booking.check_in or None,
+        "check_out": booking.check_out or None,
+        "total_amount": booking.total_amount or None,
+        "currency": booking.currency or None,
+        "created_at": created,
+    }
 
 
 class BookingDirectory:
     """Reads bookings from the Booking Service, with a deadline and a cache."""
 
-    def __init__(self, target: str, *, timeout: float = TIMEOUT_SECONDS, ttl: float = CACHE_TTL_SECONDS,
-                 negative_ttl: float = NEGATIVE_TTL_SECONDS, max_size: int = CACHE_SIZE,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        ttl: float = CACHE_TTL_SECONDS,
+        negative_ttl: float = NEGATIVE_TTL_SECONDS,
+        max_size: int = CACHE_SIZE,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self.ttl = ttl
@@ -88,7 +104,7 @@ class BookingDirectory:
         self._stub: booking_pb2_grpc.BookingServiceStub | None = None
 
     def _service(self) -> booking_pb2_grpc.BookingServiceStub:
-        if self._stub is None:   # created lazily: inside the event loop that uses it
+        if self._stub is None:  # created lazily: inside the event loop that uses it
             self._channel = grpc.aio.insecure_channel(self.target)
             self._stub = booking_pb2_grpc.BookingServiceStub(self._channel)
         return self._stub
@@ -108,7 +124,7 @@ class BookingDirectory:
         self._cache[key] = (self._now() + (self.ttl if positive else self.negative_ttl), value)
         self._cache.move_to_end(key)
         while len(self._cache) > self.max_size:
-            self._cache.popitem(last=False)   # least recently used first
+            self._cache.popitem(last=False)  # least recently used first
 
     @staticmethod
     def _failed(what: str, key: str, exc: BaseException) -> None:
@@ -127,17 +143,18 @@ class BookingDirectory:
             return cached
         try:
             reply = await self._service().ListCustomerBookings(
-                booking_pb2.ListCustomerBookingsRequest(customer_id=key[1], limit=RECENT_LIMIT),
-                timeout=self.timeout)
-            answer = CustomerBookings(available=True,
-                                      bookings=tuple(booking_dict(b) for b in reply.bookings[:RECENT_LIMIT]))
+                booking_pb2.ListCustomerBookingsRequest(customer_id=key[1], limit=RECENT_LIMIT), timeout=self.timeout
+            )
+            answer = CustomerBookings(
+                available=True, bookings=tuple(booking_dict(b) for b in reply.bookings[:RECENT_LIMIT])
+            )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:   # a customer it never saw: no bookings
+            if exc.code() == grpc.StatusCode.NOT_FOUND:  # a customer it never saw: no bookings
                 answer = CustomerBookings(available=True)
             else:
                 self._failed("a customer's bookings", key[1], exc)
                 answer = UNAVAILABLE_LIST
-        except Exception as exc:   # a broken channel or reply must not break the console
+        except Exception as exc:  # a broken channel or reply must not break the console
             self._failed("a customer's bookings", key[1], exc)
             answer = UNAVAILABLE_LIST
         self._store(key, answer, answer.available)
@@ -150,8 +167,7 @@ class BookingDirectory:
         if cached is not None:
             return cached
         try:
-            reply = await self._service().GetBooking(booking_pb2.GetBookingRequest(id=key[1]),
-                                                     timeout=self.timeout)
+            reply = await self._service().GetBooking(booking_pb2.GetBookingRequest(id=key[1]), timeout=self.timeout)
             answer = BookingLookup(available=True, booking=booking_dict(reply))
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:

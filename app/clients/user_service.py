@@ -11,6 +11,7 @@ no address, service unavailable or too slow) for :data:`NEGATIVE_TTL_SECONDS`, s
 costs at most one slow call per user per half minute. Failures are logged and answer ``None``:
 a notification without an address is skipped, never an error.
 """
+
 from __future__ import annotations
 
 import collections
@@ -25,8 +26,8 @@ from support_stubs.user.v1 import user_pb2, user_pb2_grpc
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 2.0
-CACHE_TTL_SECONDS = 300.0       # 5 min for a known address
-NEGATIVE_TTL_SECONDS = 30.0     # shorter for "no address" and failures
+CACHE_TTL_SECONDS = 300.0  # 5 min for a known address
+NEGATIVE_TTL_SECONDS = 30.0  # shorter for "no address" and failures
 CACHE_SIZE = 10_000
 _MISS_CODES = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -34,9 +35,16 @@ _MISS_CODES = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.Stat
 class UserDirectory:
     """Looks up users' e-mail addresses in the User Service, with a deadline and a cache."""
 
-    def __init__(self, target: str, *, timeout: float = TIMEOUT_SECONDS, ttl: float = CACHE_TTL_SECONDS,
-                 negative_ttl: float = NEGATIVE_TTL_SECONDS, max_size: int = CACHE_SIZE,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        ttl: float = CACHE_TTL_SECONDS,
+        negative_ttl: float = NEGATIVE_TTL_SECONDS,
+        max_size: int = CACHE_SIZE,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self.ttl = ttl
@@ -48,7 +56,7 @@ class UserDirectory:
         self._stub: user_pb2_grpc.UserServiceStub | None = None
 
     def _service(self) -> user_pb2_grpc.UserServiceStub:
-        if self._stub is None:   # created lazily: inside the event loop that uses it
+        if self._stub is None:  # created lazily: inside the event loop that uses it
             self._channel = grpc.aio.insecure_channel(self.target)
             self._stub = user_pb2_grpc.UserServiceStub(self._channel)
         return self._stub
@@ -68,7 +76,7 @@ class UserDirectory:
         self._cache[key] = (self._now() + (self.ttl if email else self.negative_ttl), email)
         self._cache.move_to_end(key)
         while len(self._cache) > self.max_size:
-            self._cache.popitem(last=False)   # least recently used first
+            self._cache.popitem(last=False)  # least recently used first
 
     async def email_of(self, user_id: object) -> str | None:
         """The user's e-mail address, or None when unknown, empty or the service failed."""

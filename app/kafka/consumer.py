@@ -7,6 +7,7 @@ handed to the automation hooks (:func:`app.services.events_api.register_hook`). 
 committed after a batch is stored; a failure restarts from the last commit. A message that is
 not a valid event is counted, logged and skipped, so one bad message cannot stop the stream.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,10 +40,18 @@ def decode(value: bytes | None, headers: Any) -> dict:
 
 
 class EventConsumer:
-    def __init__(self, ctx: AppContext, *, bootstrap_servers: str | None = None, group_id: str | None = None,
-                 topic: str | None = None, consumer_factory: ConsumerFactory | None = None,
-                 session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 3_000,
-                 backoff: tuple[float, float] = (0.5, 30.0)):
+    def __init__(
+        self,
+        ctx: AppContext,
+        *,
+        bootstrap_servers: str | None = None,
+        group_id: str | None = None,
+        topic: str | None = None,
+        consumer_factory: ConsumerFactory | None = None,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        backoff: tuple[float, float] = (0.5, 30.0),
+    ):
         settings = ctx.settings
         self.ctx = ctx
         self.bootstrap_servers = bootstrap_servers or settings.kafka_bootstrap_servers
@@ -56,9 +65,15 @@ class EventConsumer:
 
     def _default_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
-            client_id="support-service-consumer", enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=self.heartbeat_interval_ms)
+            self.topic,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            client_id="support-service-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+        )
 
     async def run(self) -> None:
         delay = self.backoff[0]
@@ -72,13 +87,15 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("event consumer failed; restarting from the last committed offset",
-                            extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay})
+                log.warning(
+                    "event consumer failed; restarting from the last committed offset",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+                )
             finally:
                 self.running = False
                 with contextlib.suppress(Exception):
                     await consumer.stop()
-            await asyncio.sleep(delay)   # back-off while Kafka (or the database) is down
+            await asyncio.sleep(delay)  # back-off while Kafka (or the database) is down
             delay = min(delay * 2, self.backoff[1])
 
     async def _consume(self, consumer: Any) -> None:
@@ -97,7 +114,7 @@ class EventConsumer:
         except (ValueError, UnicodeDecodeError) as exc:
             return self._count("invalid", {"error": str(exc)})
         if data.get("source") == self.ctx.events.source:
-            return self._count("own")   # our relay's output coming back: already in the log
+            return self._count("own")  # our relay's output coming back: already in the log
         try:
             stored = await events_api.ingest(self.ctx, data, topic=self.topic)
         except ValidationFailed as exc:

@@ -1,4 +1,5 @@
 """The Kafka side of a replica (with ``KAFKA_BOOTSTRAP_SERVERS``): relay, consumer, readiness."""
+
 from __future__ import annotations
 
 import asyncio
@@ -70,5 +71,9 @@ class KafkaWorkers:
 
     async def health(self) -> dict:
         brokers = await self.probe.brokers()
-        return {"brokers": brokers, "relay_leader": self.relay.leading, "consumer_running": self.consumer.running,
-                **await update_backlog_metrics(self.ctx)}
+        return {
+            "brokers": brokers,
+            "relay_leader": self.relay.leading,
+            "consumer_running": self.consumer.running,
+            **await update_backlog_metrics(self.ctx),
+        }

@@ -1,4 +1,5 @@
 """Agent request and response schemas."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -71,8 +72,11 @@ AgentPageSchema = page_of(AgentSchema, "AgentPageSchema")
 
 class AgentStatsQuery(PageQuery):
     department = fields.String(validate=NAME_LENGTH)
-    tz = fields.String(load_default="UTC", validate=[validate.Length(max=64), _known_zone],
-                       metadata={"description": "IANA time zone whose midnight starts \"today\""})
+    tz = fields.String(
+        load_default="UTC",
+        validate=[validate.Length(max=64), _known_zone],
+        metadata={"description": 'IANA time zone whose midnight starts "today"'},
+    )
     since = UtcDateTime(data_key="from", metadata={"description": "Start (inclusive); default: today's midnight in tz"})
     until = UtcDateTime(data_key="to", metadata={"description": "End (exclusive); default: now"})
 
@@ -89,6 +93,7 @@ class _Average(Schema):
 
 class AgentStatsSchema(Schema):
     """One agent's live status and load, and the window's (by default today's) figures."""
+
     id = fields.UUID()
     user_id = fields.UUID()
     display_name = fields.String()
@@ -99,8 +104,9 @@ class AgentStatsSchema(Schema):
     active_chats = fields.Integer()
     max_chats = fields.Integer()
     chats = fields.Integer(metadata={"description": "Chats assigned in the window"})
-    first_response_seconds = fields.Nested(_Average, metadata={
-        "description": "Assigned -> first agent message, chats assigned in the window"})
+    first_response_seconds = fields.Nested(
+        _Average, metadata={"description": "Assigned -> first agent message, chats assigned in the window"}
+    )
     handle_seconds = fields.Nested(_Average, metadata={"description": "Assigned -> ended, chats ended in the window"})
     ratings = fields.Nested(_Average, metadata={"description": "Ratings received in the window (1-5)"})
 

@@ -1,4 +1,5 @@
 """Analytics window parameters and report shapes (API.md "Feedback and analytics response shapes")."""
+
 from __future__ import annotations
 
 import functools
@@ -26,8 +27,11 @@ class WindowQuery(StrictSchema):
     since = UtcDateTime(data_key="from", metadata={"description": "Start (inclusive); default: 30 days before `to`"})
     until = UtcDateTime(data_key="to", metadata={"description": "End (exclusive); default: now"})
     granularity = fields.String(load_default="day", validate=validate.OneOf(GRANULARITIES))
-    tz = fields.String(load_default="UTC", validate=[validate.Length(max=64), _known_zone],
-                       metadata={"description": "IANA time zone the series buckets start in"})
+    tz = fields.String(
+        load_default="UTC",
+        validate=[validate.Length(max=64), _known_zone],
+        metadata={"description": "IANA time zone the series buckets start in"},
+    )
     department = fields.String(validate=NAME_LENGTH)
     agent_id = fields.UUID(metadata={"description": "An agent's user id; agents always get their own figures"})
 

@@ -1,4 +1,5 @@
 """Audit log query and response schemas."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate

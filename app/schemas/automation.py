@@ -1,4 +1,5 @@
 """Automation schemas: canned responses, categorisation rules and priority rules."""
+
 from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
@@ -13,23 +14,25 @@ from app.schemas.common import (
 )
 from app.schemas.tickets import PRIORITIES
 
-SHORTCUT = validate.Regexp(r"^[A-Za-z0-9_\-/.]{1,50}$",
-                           error="1-50 letters, digits or _-/. characters, no spaces.")
+SHORTCUT = validate.Regexp(r"^[A-Za-z0-9_\-/.]{1,50}$", error="1-50 letters, digits or _-/. characters, no spaces.")
 KEYWORD = fields.String(validate=validate.Length(min=1, max=100))
 
 
 # ---------------------------------------------------------------- canned responses
 
+
 class CannedCreateSchema(StrictSchema):
     shortcut = fields.String(required=True, validate=SHORTCUT, metadata={"description": "Unique, e.g. /refund"})
     title = fields.String(required=True, validate=validate.Length(min=1, max=255))
     body = fields.String(required=True, validate=validate.Length(min=1, max=10000))
-    department = fields.String(allow_none=True, validate=NAME_LENGTH,
-                               metadata={"description": "None: usable by every department"})
+    department = fields.String(
+        allow_none=True, validate=NAME_LENGTH, metadata={"description": "None: usable by every department"}
+    )
 
 
 class CannedUpdateSchema(StrictSchema):
     """``PUT`` takes a partial body: fields left out keep their values."""
+
     shortcut = fields.String(validate=SHORTCUT)
     title = fields.String(validate=validate.Length(min=1, max=255))
     body = fields.String(validate=validate.Length(min=1, max=10000))
@@ -49,10 +52,12 @@ class CannedSchema(StrictSchema):
 
 class CannedListQuery(PageQuery):
     sort = sort_field("shortcut", "title", "created_at", default="shortcut")
-    department = fields.String(validate=NAME_LENGTH,
-                               metadata={"description": "This department's responses and the shared ones"})
-    q = fields.String(validate=validate.Length(min=1, max=200),
-                      metadata={"description": "Substring of shortcut, title or body"})
+    department = fields.String(
+        validate=NAME_LENGTH, metadata={"description": "This department's responses and the shared ones"}
+    )
+    q = fields.String(
+        validate=validate.Length(min=1, max=200), metadata={"description": "Substring of shortcut, title or body"}
+    )
 
 
 CannedPageSchema = page_of(CannedSchema, "CannedPageSchema")
@@ -60,11 +65,16 @@ CannedPageSchema = page_of(CannedSchema, "CannedPageSchema")
 
 # ---------------------------------------------------------------- categorisation rules
 
+
 class CategorizationRuleCreateSchema(StrictSchema):
     keywords = fields.List(KEYWORD, required=True, validate=validate.Length(min=1, max=100))
     category = fields.String(required=True, validate=NAME_LENGTH)
-    priority = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=-1000000, max=1000000),
-                              metadata={"description": "Higher wins when several rules match"})
+    priority = fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=-1000000, max=1000000),
+        metadata={"description": "Higher wins when several rules match"},
+    )
     is_active = fields.Boolean(load_default=True)
 
 
@@ -87,13 +97,20 @@ class CategorizationRuleSchema(StrictSchema):
 
 # ---------------------------------------------------------------- priority rules
 
+
 class PriorityConditionsSchema(StrictSchema):
     """Every condition given must hold; at least one is required."""
-    keywords_any = fields.List(KEYWORD, validate=validate.Length(min=1, max=100),
-                               metadata={"description": "Any keyword in subject or description (case-insensitive)"})
-    customer_tier = fields.List(fields.String(validate=validate.Length(min=1, max=50)),
-                                validate=validate.Length(min=1, max=20),
-                                metadata={"description": "metadata.customer_tier is one of these"})
+
+    keywords_any = fields.List(
+        KEYWORD,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Any keyword in subject or description (case-insensitive)"},
+    )
+    customer_tier = fields.List(
+        fields.String(validate=validate.Length(min=1, max=50)),
+        validate=validate.Length(min=1, max=20),
+        metadata={"description": "metadata.customer_tier is one of these"},
+    )
     has_booking = fields.Boolean(metadata={"description": "metadata.booking_id is (true) / is not (false) present"})
 
     @validates_schema
@@ -105,8 +122,12 @@ class PriorityConditionsSchema(StrictSchema):
 class PriorityRuleCreateSchema(StrictSchema):
     conditions = fields.Nested(PriorityConditionsSchema, required=True)
     set_priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
-    priority = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=-1000000, max=1000000),
-                              metadata={"description": "Higher wins when several rules match"})
+    priority = fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=-1000000, max=1000000),
+        metadata={"description": "Higher wins when several rules match"},
+    )
     is_active = fields.Boolean(load_default=True)
 
 

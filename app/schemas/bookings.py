@@ -1,4 +1,5 @@
 """Booking schemas: the Booking Service's bookings as the console reads them, and a ticket's link."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
@@ -8,17 +9,19 @@ from app.schemas.common import StrictSchema, page_of
 BOOKINGS_RULES = (
     "The customer's most recent bookings (newest first; the Booking Service is asked for up to 100, "
     "`total` counts those) from the Booking Service (`GRPC_BOOKING_SERVICE_URL`, an assumed contract: "
-    "README \"Bookings\"). When the service is not configured, unavailable or slower than its 2 s "
+    'README "Bookings"). When the service is not configured, unavailable or slower than its 2 s '
     "deadline the answer is still 200, with no items and `available: false`. Supervisors, admins and "
     "services read any customer's, a customer their own, an agent those of a customer whose ticket "
-    "they hold or with whom they are in an active chat; anyone else gets 404.")
+    "they hold or with whom they are in an active chat; anyone else gets 404."
+)
 LINK_RULES = (
     "Agents who may change the ticket, supervisors, admins and services (customers get 403). The booking "
     "is checked with the Booking Service: unknown there → 404, another customer's → 422. When the service "
     "is not configured or does not answer in 2 s the link is stored unverified (`booking_verified: false`, "
     "no reference), a deliberate choice so an outage never blocks the agent. Stores `booking_id`, "
     "`booking_reference` and `booking_verified` in the ticket's `metadata` (audited, a `ticket.updated` "
-    "event) and re-runs the priority rules (`has_booking`): the priority may rise, never fall.")
+    "event) and re-runs the priority rules (`has_booking`): the priority may rise, never fall."
+)
 
 
 class BookingSchema(Schema):
@@ -34,9 +37,12 @@ class BookingSchema(Schema):
     created_at = fields.AwareDateTime(allow_none=True)
 
 
-class BookingPageSchema(page_of(BookingSchema, "BookingItemsSchema")):   # type: ignore[misc]  # a schema class made at import
-    available = fields.Boolean(metadata={"description": "False when the Booking Service is not configured "
-                                                        "or did not answer (then items is empty)"})
+class BookingPageSchema(page_of(BookingSchema, "BookingItemsSchema")):  # type: ignore[misc]  # a schema class made at import
+    available = fields.Boolean(
+        metadata={
+            "description": "False when the Booking Service is not configured or did not answer (then items is empty)"
+        }
+    )
 
 
 class BookingLinkSchema(StrictSchema):

@@ -1,4 +1,5 @@
 """Chat payloads: Socket.IO events (PROTOCOL.md) and the chat REST endpoints share these."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -40,8 +41,11 @@ class _TextOrFiles:
 
 class ChatMessageSchema(_TextOrFiles, SessionRef):
     client_msg_id = fields.String(required=True, validate=CLIENT_MSG_ID)
-    message = fields.String(load_default="", validate=validate.Length(max=5000),
-                            metadata={"description": "Required unless the message has attachments"})
+    message = fields.String(
+        load_default="",
+        validate=validate.Length(max=5000),
+        metadata={"description": "Required unless the message has attachments"},
+    )
     message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
     attachments = _attachment_ids()
 
@@ -68,14 +72,21 @@ class LeaveMessageSchema(StrictSchema):
     subject = fields.String(required=True, validate=validate.Length(min=1, max=255))
     message = fields.String(required=True, validate=validate.Length(min=1, max=20_000))
     email = fields.Email(validate=validate.Length(max=255))
-    department = fields.String(validate=NAME_LENGTH, metadata={
-        "description": "Where the ticket goes when no session is named (the widget's department); "
-                       "a named session's department wins"})
+    department = fields.String(
+        validate=NAME_LENGTH,
+        metadata={
+            "description": "Where the ticket goes when no session is named (the widget's department); "
+            "a named session's department wins"
+        },
+    )
 
 
 class WatchAvailabilitySchema(StrictSchema):
-    departments = fields.List(fields.String(validate=NAME_LENGTH), validate=validate.Length(max=20), metadata={
-        "description": "Departments to watch (replacing any watched before); default: every public one"})
+    departments = fields.List(
+        fields.String(validate=NAME_LENGTH),
+        validate=validate.Length(max=20),
+        metadata={"description": "Departments to watch (replacing any watched before); default: every public one"},
+    )
 
 
 class AgentStatusEventSchema(StrictSchema):
@@ -97,6 +108,7 @@ class NoteSchema(SessionRef):
 
 # REST ------------------------------------------------------------------------------------
 
+
 class SessionListQuery(PageQuery):
     status = fields.String(validate=validate.OneOf(SESSION_STATUSES))
     department = fields.String(validate=NAME_LENGTH)
@@ -107,6 +119,7 @@ class SessionListQuery(PageQuery):
 
 class SessionUpdateSchema(StrictSchema):
     """Partial: ``status: ended`` ends the chat; ``agent_id``/``department`` transfer it."""
+
     status = fields.String(validate=validate.OneOf(("ended",)))
     agent_id = fields.UUID()
     department = fields.String(validate=NAME_LENGTH)
@@ -115,17 +128,24 @@ class SessionUpdateSchema(StrictSchema):
 
 
 class MessageCreateSchema(_TextOrFiles, StrictSchema):
-    client_msg_id = fields.String(validate=CLIENT_MSG_ID,
-                                  metadata={"description": "Idempotency key; a resend returns the first message"})
-    message = fields.String(load_default="", validate=validate.Length(max=5000),
-                            metadata={"description": "Required unless the message has attachments"})
+    client_msg_id = fields.String(
+        validate=CLIENT_MSG_ID, metadata={"description": "Idempotency key; a resend returns the first message"}
+    )
+    message = fields.String(
+        load_default="",
+        validate=validate.Length(max=5000),
+        metadata={"description": "Required unless the message has attachments"},
+    )
     message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
     attachments = _attachment_ids()
 
 
 class MessageListQuery(StrictSchema):
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0),
-                               metadata={"description": "The cursor: messages with a greater seq"})
+    after_seq = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "The cursor: messages with a greater seq"},
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=500))
 
 
@@ -146,8 +166,12 @@ class SessionSchema(Schema):
     ticket_id = fields.UUID(allow_none=True)
     subject = fields.String(allow_none=True)
     queue_position = fields.Integer(allow_none=True)
-    preview = fields.String(allow_none=True, metadata={
-        "description": "While queued: the start of the customer's first message (for agents deciding to accept)"})
+    preview = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "While queued: the start of the customer's first message (for agents deciding to accept)"
+        },
+    )
     started_at = fields.DateTime()
     assigned_at = fields.DateTime(allow_none=True)
     ended_at = fields.DateTime(allow_none=True)
@@ -168,19 +192,31 @@ class MessageSchema(Schema):
     sender_id = fields.UUID(allow_none=True)
     message_type = fields.String()
     message = fields.String()
-    attachments = fields.List(fields.Nested(MessageAttachmentSchema), allow_none=True,
-                              metadata={"description": "The message's files, with signed links"})
+    attachments = fields.List(
+        fields.Nested(MessageAttachmentSchema),
+        allow_none=True,
+        metadata={"description": "The message's files, with signed links"},
+    )
     created_at = fields.DateTime()
 
 
 class MessageListSchema(PageSchema):
     """The list envelope, paged by cursor (``after_seq``) rather than by ``offset``."""
+
     items = fields.List(fields.Nested(MessageSchema), metadata={"description": "In seq order"})
-    total = fields.Integer(metadata={"description": "All the session's messages (its last_seq); notes are not "
-                                                    "messages, so both parties count the same"})
+    total = fields.Integer(
+        metadata={
+            "description": "All the session's messages (its last_seq); notes are not "
+            "messages, so both parties count the same"
+        }
+    )
     limit = fields.Integer()
-    offset = fields.Integer(metadata={"description": "How many messages come before this page: after_seq "
-                                                     "(at most total). Page on with after_seq = the last seq"})
+    offset = fields.Integer(
+        metadata={
+            "description": "How many messages come before this page: after_seq "
+            "(at most total). Page on with after_seq = the last seq"
+        }
+    )
     session = fields.Nested(SessionSchema)
 
 
@@ -199,8 +235,9 @@ class DepartmentAvailabilitySchema(Schema):
     online_agents = fields.Integer()
     free_places = fields.Integer()
     queued = fields.Integer()
-    business_hours = fields.Dict(allow_none=True, metadata={
-        "description": '{"mon": [["09:00", "17:00"]], ...} in time_zone; null: always open'})
+    business_hours = fields.Dict(
+        allow_none=True, metadata={"description": '{"mon": [["09:00", "17:00"]], ...} in time_zone; null: always open'}
+    )
     time_zone = fields.String(allow_none=True)
     open_now = fields.Boolean(metadata={"description": "Within the department's business hours (none set: always)"})
     available = fields.Boolean()

@@ -1,4 +1,5 @@
 """Shared schema pieces: paging, sorting and strict loading."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -38,7 +39,7 @@ class StrictSchema(Schema):
             for name, field in self.fields.items():
                 raw = data.get(field.data_key or name)
                 if isinstance(field, fields.Boolean) and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-                    found.setdefault(field.data_key or name, ["Not a valid boolean."])   # 0 == False in Python
+                    found.setdefault(field.data_key or name, ["Not a valid boolean."])  # 0 == False in Python
         if found:
             raise ValidationError(found)
         return data
@@ -67,8 +68,9 @@ def sort_field(*names: str, default: str) -> fields.String:
 
 
 def tags_field(**kwargs) -> fields.List:
-    return fields.List(fields.String(validate=validate.Length(min=1, max=50)),
-                       validate=validate.Length(max=20), **kwargs)
+    return fields.List(
+        fields.String(validate=validate.Length(min=1, max=50)), validate=validate.Length(max=20), **kwargs
+    )
 
 
 class PageSchema(Schema):

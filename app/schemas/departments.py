@@ -1,4 +1,5 @@
 """Department request and response schemas (API.md "Departments")."""
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,10 @@ from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, page_of, so
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
 # A name is what agents, chats and tickets carry and what paths address: no slash, no edge spaces.
-NAME = validate.And(NAME_LENGTH, validate.Regexp(r"^[^\s/](?:[^/]*[^\s/])?$",
-                                                 error="Use a name without '/' or leading/trailing spaces."))
+NAME = validate.And(
+    NAME_LENGTH,
+    validate.Regexp(r"^[^\s/](?:[^/]*[^\s/])?$", error="Use a name without '/' or leading/trailing spaces."),
+)
 TEXT = validate.Length(max=2000)
 
 
@@ -58,25 +61,49 @@ def _time_zone(value: str) -> None:
 class _DepartmentFields(StrictSchema):
     display_name = fields.String(validate=validate.Length(min=1, max=255))
     description = fields.String(allow_none=True, validate=validate.Length(max=1000))
-    categories = fields.List(fields.String(validate=NAME), validate=validate.Length(max=50), metadata={
-        "description": "Ticket categories this department serves besides its own name; each category "
-                       "is served by at most one department (409 otherwise)"})
-    business_hours = BusinessHours(allow_none=True, metadata={
-        "description": 'Opening hours per day in time_zone, e.g. {"mon": [["09:00", "17:00"]]}; '
-                       "a day left out is closed, null is always open",
-        "example": {"mon": [["09:00", "17:00"]], "tue": [["09:00", "12:00"], ["13:00", "17:00"]]}})
-    time_zone = fields.String(validate=_time_zone, metadata={"description": "IANA time zone of business_hours",
-                                                             "example": "Europe/Berlin"})
-    offline_message = fields.String(allow_none=True, validate=TEXT, metadata={
-        "description": "What the widget shows when nobody of this department can chat"})
+    categories = fields.List(
+        fields.String(validate=NAME),
+        validate=validate.Length(max=50),
+        metadata={
+            "description": "Ticket categories this department serves besides its own name; each category "
+            "is served by at most one department (409 otherwise)"
+        },
+    )
+    business_hours = BusinessHours(
+        allow_none=True,
+        metadata={
+            "description": 'Opening hours per day in time_zone, e.g. {"mon": [["09:00", "17:00"]]}; '
+            "a day left out is closed, null is always open",
+            "example": {"mon": [["09:00", "17:00"]], "tue": [["09:00", "12:00"], ["13:00", "17:00"]]},
+        },
+    )
+    time_zone = fields.String(
+        validate=_time_zone, metadata={"description": "IANA time zone of business_hours", "example": "Europe/Berlin"}
+    )
+    offline_message = fields.String(
+        allow_none=True,
+        validate=TEXT,
+        metadata={"description": "What the widget shows when nobody of this department can chat"},
+    )
     is_public = fields.Boolean(metadata={"description": "Offered to customers (the widget's department choice)"})
-    queue_timeout_minutes = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=1440), metadata={
-        "description": "A queued chat ends after this long (null: CHAT_QUEUE_TIMEOUT_MINUTES)"})
-    greeting = fields.String(allow_none=True, validate=validate.Length(max=500), metadata={
-        "description": "Opening line of the automatic chat greeting (null: the default one)"})
-    queue_alert_minutes = fields.Integer(allow_none=True, validate=validate.Range(min=0, max=1440), metadata={
-        "description": "Supervisors are alerted when the longest chat wait passes this "
-                       "(null: QUEUE_ALERT_MINUTES; 0: never)"})
+    queue_timeout_minutes = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=1, max=1440),
+        metadata={"description": "A queued chat ends after this long (null: CHAT_QUEUE_TIMEOUT_MINUTES)"},
+    )
+    greeting = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "Opening line of the automatic chat greeting (null: the default one)"},
+    )
+    queue_alert_minutes = fields.Integer(
+        allow_none=True,
+        validate=validate.Range(min=0, max=1440),
+        metadata={
+            "description": "Supervisors are alerted when the longest chat wait passes this "
+            "(null: QUEUE_ALERT_MINUTES; 0: never)"
+        },
+    )
 
     @validates("categories")
     def _distinct(self, value: list[str], **kwargs: Any) -> None:
@@ -85,18 +112,24 @@ class _DepartmentFields(StrictSchema):
 
 
 class DepartmentCreateSchema(_DepartmentFields):
-    name = fields.String(required=True, validate=NAME, metadata={
-        "description": "The string agents, chats and tickets carry; it cannot change later"})
+    name = fields.String(
+        required=True,
+        validate=NAME,
+        metadata={"description": "The string agents, chats and tickets carry; it cannot change later"},
+    )
 
 
 class DepartmentUpdateSchema(_DepartmentFields):
     """Partial; ``name`` cannot change (agents, chats and tickets carry it)."""
+
     name = fields.String(metadata={"description": "Refused: a department's name cannot change"})
 
     @validates("name")
     def _fixed(self, value: str, **kwargs: Any) -> None:
-        raise ValidationError("A department's name cannot change (agents, chats and tickets carry it); "
-                              "create another department and move them.")
+        raise ValidationError(
+            "A department's name cannot change (agents, chats and tickets carry it); "
+            "create another department and move them."
+        )
 
 
 class DepartmentListQuery(PageQuery):
@@ -108,6 +141,7 @@ class DepartmentListQuery(PageQuery):
 class DepartmentSchema(Schema):
     """Staff see every field; customers the public subset (name, display_name, business_hours,
     time_zone, offline_message) with ``open_now`` and ``available``."""
+
     id = fields.UUID()
     name = fields.String()
     display_name = fields.String()
@@ -120,8 +154,10 @@ class DepartmentSchema(Schema):
     queue_timeout_minutes = fields.Integer(allow_none=True)
     greeting = fields.String(allow_none=True)
     queue_alert_minutes = fields.Integer(allow_none=True)
-    queue_alert_raised_at = fields.DateTime(allow_none=True, metadata={
-        "description": "Since when the longest chat wait is past the alert threshold (null: no alert)"})
+    queue_alert_raised_at = fields.DateTime(
+        allow_none=True,
+        metadata={"description": "Since when the longest chat wait is past the alert threshold (null: no alert)"},
+    )
     open_now = fields.Boolean(metadata={"description": "Customers only: within business hours now"})
     available = fields.Boolean(metadata={"description": "Customers only: open now and an agent is online"})
     created_at = fields.DateTime()

@@ -3,6 +3,7 @@
 ``conditions`` and ``actions`` follow API.md "Escalation rules" exactly; an unknown key or value
 is a 422.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -95,6 +96,7 @@ class RuleSchema(Schema):
 
 class RuleListSchema(PageSchema):
     """Every rule, in the list envelope (``limit`` is the number of rules: the list is not paged)."""
+
     items = fields.List(fields.Nested(RuleSchema))
 
 
@@ -112,6 +114,7 @@ class SlaPolicySchema(Schema):
 
 class SlaPolicyListSchema(PageSchema):
     """Every priority's targets, in the list envelope (not paged)."""
+
     items = fields.List(fields.Nested(SlaPolicySchema))
 
 

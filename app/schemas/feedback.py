@@ -1,4 +1,5 @@
 """Feedback request and response schemas."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -15,8 +16,9 @@ class FeedbackCreateSchema(StrictSchema):
     session_id = fields.UUID(metadata={"description": "The customer's chat session's id (or ticket_id)"})
     rating = fields.Integer(required=True, strict=True, validate=RATING)
     comment = fields.String(allow_none=True, validate=COMMENT)
-    category = fields.String(validate=NAME_LENGTH,
-                             metadata={"description": "Defaults to the ticket's category (the chat's department)"})
+    category = fields.String(
+        validate=NAME_LENGTH, metadata={"description": "Defaults to the ticket's category (the chat's department)"}
+    )
 
     @validates_schema
     def one_subject(self, data: dict, **kwargs: object) -> None:
@@ -27,6 +29,7 @@ class FeedbackCreateSchema(StrictSchema):
 
 class FeedbackUpdateSchema(StrictSchema):
     """``PUT`` takes a partial body: fields left out keep their values."""
+
     rating = fields.Integer(strict=True, validate=RATING)
     comment = fields.String(allow_none=True, validate=COMMENT)
     category = fields.String(validate=NAME_LENGTH)

@@ -1,4 +1,5 @@
 """Knowledge-base request and response schemas (SEED.md's kb_articles columns)."""
+
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
@@ -14,8 +15,11 @@ QUERY_TEXT = validate.Length(min=1, max=200)
 
 class ArticleCreateSchema(StrictSchema):
     title = fields.String(required=True, validate=TITLE)
-    content = fields.String(required=True, validate=CONTENT,
-                            metadata={"description": "Markdown, or HTML (cleaned with an allow-list on write)"})
+    content = fields.String(
+        required=True,
+        validate=CONTENT,
+        metadata={"description": "Markdown, or HTML (cleaned with an allow-list on write)"},
+    )
     content_format = fields.String(load_default="markdown", validate=validate.OneOf(CONTENT_FORMATS))
     category = fields.String(required=True, validate=NAME_LENGTH)
     tags = tags_field()
@@ -24,6 +28,7 @@ class ArticleCreateSchema(StrictSchema):
 
 class ArticleUpdateSchema(StrictSchema):
     """``PUT`` takes a partial body: fields left out keep their values."""
+
     title = fields.String(validate=TITLE)
     content = fields.String(validate=CONTENT)
     content_format = fields.String(validate=validate.OneOf(CONTENT_FORMATS))
@@ -33,8 +38,9 @@ class ArticleUpdateSchema(StrictSchema):
 
 
 class ArticleListQuery(PageQuery):
-    sort = sort_field("created_at", "updated_at", "published_at", "title", "view_count", "helpful_count",
-                      default="-updated_at")
+    sort = sort_field(
+        "created_at", "updated_at", "published_at", "title", "view_count", "helpful_count", default="-updated_at"
+    )
     category = fields.String(validate=NAME_LENGTH)
     tag = fields.String(validate=validate.Length(min=1, max=50))
     is_published = fields.Boolean(metadata={"description": "Agents and up; others see published articles only"})
@@ -49,8 +55,11 @@ class VoteSchema(StrictSchema):
 class SearchQuery(PageQuery):
     q = fields.String(required=True, validate=QUERY_TEXT)
     category = fields.String(validate=NAME_LENGTH)
-    tags = DelimitedList(fields.String(validate=validate.Length(min=1, max=50)), validate=validate.Length(max=20),
-                         metadata={"description": "Comma-separated; an article must have every tag"})
+    tags = DelimitedList(
+        fields.String(validate=validate.Length(min=1, max=50)),
+        validate=validate.Length(max=20),
+        metadata={"description": "Comma-separated; an article must have every tag"},
+    )
 
 
 class SuggestQuery(PageQuery):
@@ -59,8 +68,11 @@ class SuggestQuery(PageQuery):
 
 
 class RelatedQuery(StrictSchema):
-    text = fields.String(required=True, validate=validate.Length(min=2, max=1000),
-                         metadata={"description": "Free text, such as a customer's first message"})
+    text = fields.String(
+        required=True,
+        validate=validate.Length(min=2, max=1000),
+        metadata={"description": "Free text, such as a customer's first message"},
+    )
     limit = fields.Integer(load_default=3, validate=validate.Range(min=1, max=10))
 
 

@@ -1,4 +1,5 @@
 """Ticket request and response schemas (REST JSON uses SEED.md's column names)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from webargs.fields import DelimitedList
 
 from app.schemas.attachments import REFERENCE_HELP, AttachmentId, MessageAttachmentSchema
-from app.schemas.common import (NAME_LENGTH, PageQuery, StrictSchema, UtcDateTime, page_of, sort_field,
-                                tags_field)
+from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, UtcDateTime, page_of, sort_field, tags_field
 
 PRIORITIES = ("low", "medium", "high", "urgent")
 STATUSES = ("open", "in_progress", "pending", "resolved", "closed")
@@ -26,12 +26,14 @@ CUSTOMER_CREATE_RULES = (
     "`agent_id`, `channel`, another customer's `customer_id` and the contact details (`customer_email`, "
     "`customer_name`, taken from the token) are staff fields: a customer sending any of them gets 403 "
     "naming the fields. This is a product decision: priority comes from staff and automation rules, not "
-    "from the customer's own judgement. Staff and services must name the `customer_id`.")
+    "from the customer's own judgement. Staff and services must name the `customer_id`."
+)
 CUSTOMER_UPDATE_RULES = (
     "**Customers** may change the `subject` and `description` of their own tickets, and `status` only to "
     "`closed` or `open` (close, reopen); any other field (`priority`, `tags`, `agent_id`, `category`, ...) "
     "is a 403 naming the fields (the same product decision as on create). `agent_id` is for supervisors, "
-    "admins and services.")
+    "admins and services."
+)
 _STAFF = "Staff and services; a customer sending it gets 403"
 
 
@@ -40,37 +42,56 @@ class TicketCreateSchema(StrictSchema):
     description = fields.String(required=True, validate=DESCRIPTION)
     category = fields.String(validate=NAME_LENGTH)
     subcategory = fields.String(allow_none=True, validate=NAME_LENGTH)
-    priority = fields.String(validate=validate.OneOf(PRIORITIES),
-                             metadata={"description": f"{_STAFF}; else set by the priority rules"})
+    priority = fields.String(
+        validate=validate.OneOf(PRIORITIES), metadata={"description": f"{_STAFF}; else set by the priority rules"}
+    )
     channel = fields.String(validate=validate.OneOf(CHANNELS), metadata={"description": _STAFF})
     tags = tags_field(metadata={"description": _STAFF})
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
-    customer_id = fields.UUID(metadata={"description": "Staff and services: the customer the ticket is for "
-                                                       "(required). A customer may only name themselves"})
-    customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255),
-                                  metadata={"description": f"{_STAFF} (a customer's comes from the token)"})
-    customer_name = fields.String(allow_none=True, validate=validate.Length(max=255),
-                                  metadata={"description": f"{_STAFF} (a customer's comes from the token)"})
-    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors, admins and services: assign "
-                                                                     "at once (an agent only themselves); "
-                                                                     "a customer gets 403"})
+    customer_id = fields.UUID(
+        metadata={
+            "description": "Staff and services: the customer the ticket is for "
+            "(required). A customer may only name themselves"
+        }
+    )
+    customer_email = fields.Email(
+        allow_none=True,
+        validate=validate.Length(max=255),
+        metadata={"description": f"{_STAFF} (a customer's comes from the token)"},
+    )
+    customer_name = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=255),
+        metadata={"description": f"{_STAFF} (a customer's comes from the token)"},
+    )
+    agent_id = fields.UUID(
+        allow_none=True,
+        metadata={
+            "description": "Supervisors, admins and services: assign "
+            "at once (an agent only themselves); "
+            "a customer gets 403"
+        },
+    )
 
 
 class TicketUpdateSchema(StrictSchema):
     """``PUT`` takes a partial body: fields left out keep their values."""
+
     subject = fields.String(validate=SUBJECT)
     description = fields.String(validate=DESCRIPTION)
     category = fields.String(validate=NAME_LENGTH)
     subcategory = fields.String(allow_none=True, validate=NAME_LENGTH)
     priority = fields.String(validate=validate.OneOf(PRIORITIES), metadata={"description": _STAFF})
-    status = fields.String(validate=validate.OneOf(STATUSES),
-                           metadata={"description": "Customers: only closed or open (close, reopen)"})
+    status = fields.String(
+        validate=validate.OneOf(STATUSES), metadata={"description": "Customers: only closed or open (close, reopen)"}
+    )
     tags = tags_field(metadata={"description": _STAFF})
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(max=100)))
     customer_email = fields.Email(allow_none=True, validate=validate.Length(max=255))
     customer_name = fields.String(allow_none=True, validate=validate.Length(max=255))
-    agent_id = fields.UUID(allow_none=True, metadata={"description": "Supervisors, admins and services; null "
-                                                                     "unassigns; others get 403"})
+    agent_id = fields.UUID(
+        allow_none=True, metadata={"description": "Supervisors, admins and services; null unassigns; others get 403"}
+    )
 
 
 class TicketStatusSchema(StrictSchema):
@@ -83,8 +104,9 @@ class TicketEscalateSchema(StrictSchema):
 
 
 class TicketListQuery(PageQuery):
-    sort = sort_field("created_at", "updated_at", "priority", "status", "ticket_number", "subject",
-                      default="-created_at")
+    sort = sort_field(
+        "created_at", "updated_at", "priority", "status", "ticket_number", "subject", default="-created_at"
+    )
     status = DelimitedList(fields.String(validate=validate.OneOf(STATUSES)))
     priority = DelimitedList(fields.String(validate=validate.OneOf(PRIORITIES)))
     category = fields.String(validate=NAME_LENGTH)
@@ -112,12 +134,17 @@ class AttachmentRef(fields.Field):
 
 
 class TicketMessageCreateSchema(StrictSchema):
-    message = fields.String(load_default="", validate=validate.Length(max=20_000),
-                            metadata={"description": "Required unless the message has attachments"})
+    message = fields.String(
+        load_default="",
+        validate=validate.Length(max=20_000),
+        metadata={"description": "Required unless the message has attachments"},
+    )
     message_type = fields.String(load_default="text", validate=validate.OneOf(("text",)))
-    attachments = fields.List(AttachmentRef(metadata={"description": "An attachment id, or a link object "
-                                                                     "{name, url, content_type?, size?}"}),
-                              validate=validate.Length(max=10), metadata={"description": REFERENCE_HELP})
+    attachments = fields.List(
+        AttachmentRef(metadata={"description": "An attachment id, or a link object {name, url, content_type?, size?}"}),
+        validate=validate.Length(max=10),
+        metadata={"description": REFERENCE_HELP},
+    )
     is_internal = fields.Boolean(load_default=False, metadata={"description": "Agents and up: internal note"})
 
     @validates_schema(skip_on_field_errors=False)
@@ -155,9 +182,13 @@ class TicketSchema(Schema):
     metadata = fields.Dict()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
-    allowed_transitions = fields.List(fields.String(validate=validate.OneOf(STATUSES)), metadata={
-        "description": "The statuses this ticket may move to next (API.md \"Tickets\"); clients offer "
-                       "these rather than keeping their own copy of the status machine"})
+    allowed_transitions = fields.List(
+        fields.String(validate=validate.OneOf(STATUSES)),
+        metadata={
+            "description": 'The statuses this ticket may move to next (API.md "Tickets"); clients offer '
+            "these rather than keeping their own copy of the status machine"
+        },
+    )
 
 
 class TicketMessageSchema(Schema):

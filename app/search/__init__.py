@@ -3,6 +3,7 @@
 PostgreSQL full text is the default and needs nothing extra; Elasticsearch is used when
 ``ELASTICSEARCH_HOST`` is set, and then follows article events (:mod:`app.search.sync`).
 """
+
 from __future__ import annotations
 
 from app.config import Settings
@@ -16,5 +17,6 @@ __all__ = ["SearchBackend", "SearchHit", "SearchPage", "SearchUnavailable", "Pos
 def create_backend(settings: Settings, db: Database) -> SearchBackend:
     if settings.elasticsearch_host:
         from app.search.elasticsearch import ElasticsearchSearch
+
         return ElasticsearchSearch(settings)
     return PostgresSearch(db)

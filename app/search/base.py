@@ -4,6 +4,7 @@ A backend answers two questions about *published* articles — full-text search 
 highlighted results and title suggestions while someone types — and, when its index lives
 outside PostgreSQL, keeps that index in step with the articles (``follows_events``).
 """
+
 from __future__ import annotations
 
 import abc
@@ -44,8 +45,8 @@ class SearchPage:
 
 @dataclasses.dataclass(frozen=True)
 class SuggestionPage:
-    items: list[dict]     # [{id, title, category}]
-    total: int            # every published title that matches, over all pages
+    items: list[dict]  # [{id, title, category}]
+    total: int  # every published title that matches, over all pages
 
 
 def render_snippet(raw: str | None) -> str:
@@ -70,8 +71,9 @@ class SearchBackend(abc.ABC):
     follows_events: bool = False
 
     @abc.abstractmethod
-    async def search(self, q: str, *, category: str | None = None, tags: list[str] | None = None,
-                     limit: int = 20, offset: int = 0) -> SearchPage:
+    async def search(
+        self, q: str, *, category: str | None = None, tags: list[str] | None = None, limit: int = 20, offset: int = 0
+    ) -> SearchPage:
         """Published articles matching ``q``, best first, with ``total`` over all pages."""
 
     @abc.abstractmethod

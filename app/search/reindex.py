@@ -1,4 +1,5 @@
 """`support-service reindex`: rebuild the search index of the configured backend from PostgreSQL."""
+
 from __future__ import annotations
 
 from app.config import Settings

@@ -7,6 +7,7 @@ Redis) and re-reads each article from PostgreSQL: published ones are indexed, dr
 no stored cursor (first start, Redis lost) the index is rebuilt from PostgreSQL and the
 cursor set to where the rebuild began, so nothing between is missed (replays are harmless).
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ from app.search.base import SearchBackend
 
 log = logging.getLogger(__name__)
 BATCH = 500
-IDLE_SECONDS = 2.0   # the safety-net read of SearchFollower (NOTIFY wakes it at once)
+IDLE_SECONDS = 2.0  # the safety-net read of SearchFollower (NOTIFY wakes it at once)
 
 
 def _cursor_key(backend: SearchBackend) -> str:
@@ -42,7 +43,7 @@ async def rebuild(ctx: AppContext, backend: SearchBackend | None = None) -> int:
     """Rebuild the index from PostgreSQL; returns how many articles it now holds."""
     backend = backend or ctx.search
     async with ctx.db.connection() as conn:
-        head = await ctx.db.q.stream_head(conn)   # events from here on are applied after the rebuild
+        head = await ctx.db.q.stream_head(conn)  # events from here on are applied after the rebuild
     start = f"{head['txid']}:{head['position']}" if head else "0:0"
     count = await backend.rebuild(published_batches(ctx))
     if backend.follows_events:
@@ -65,8 +66,15 @@ async def sync_pending(ctx: AppContext, backend: SearchBackend | None = None) ->
     while True:
         async with ctx.db.connection() as conn:
             events = await ctx.db.q.stream_after(
-                conn, after_txid=txid, after_position=int(position), type_patterns=None, topics=None,
-                entity_type="kb_article", entity_id=None, limit=BATCH)
+                conn,
+                after_txid=txid,
+                after_position=int(position),
+                type_patterns=None,
+                topics=None,
+                entity_type="kb_article",
+                entity_id=None,
+                limit=BATCH,
+            )
             ids = list(dict.fromkeys(uuid.UUID(e["entity_id"]) for e in events))
             current = [await ctx.db.q.article_for_index(conn, id=i) for i in ids]
         if not events:

@@ -4,6 +4,7 @@ A stored value is ``enc:v1:<key_id>:<base64(nonce || ciphertext+tag)>``. The fir
 key encrypts; any configured key decrypts, so a new key can be put first and old rows still read.
 The column name is bound as associated data, so a ciphertext moved to another column fails.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,7 +46,7 @@ class FieldCipher:
             return None
         if not stored.startswith(_PREFIX):
             raise DecryptionError(f"{field}: value is not encrypted")
-        key_id, _, body = stored[len(_PREFIX):].partition(":")
+        key_id, _, body = stored[len(_PREFIX) :].partition(":")
         aead = self._keys.get(key_id)
         if aead is None:
             raise DecryptionError(f"{field}: unknown key id {key_id!r}")
@@ -56,7 +57,7 @@ class FieldCipher:
             raise DecryptionError(f"{field}: ciphertext failed authentication") from exc
 
     def key_id_of(self, stored: str) -> str:
-        return stored[len(_PREFIX):].partition(":")[0]
+        return stored[len(_PREFIX) :].partition(":")[0]
 
 
 def generate_key_spec(key_id: str = "k1") -> str:

@@ -3,6 +3,7 @@
 While Redis is out of reach the replica counts in its own memory instead (each replica then
 allows the budget on its own): limits keep holding, and Redis is never a hard dependency of a
 request or a chat message."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -38,12 +39,11 @@ class Verdict:
 class RateLimiter:
     def __init__(self, redis_url: str, pool: ConnectionPool | None = None):
         options: dict[str, Any] = {"connection_pool": pool} if pool is not None else {}
-        self._storage = RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="support-rl",
-                                     **options)
+        self._storage = RedisStorage("async+" + redis_url, implementation="redispy", key_prefix="support-rl", **options)
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._local_storage = MemoryStorage()
         self._local = SlidingWindowCounterRateLimiter(self._local_storage)
-        self.degraded = False   # counting locally because Redis failed last time
+        self.degraded = False  # counting locally because Redis failed last time
 
     async def _limiter_call(self, method: str, *args: Any) -> Any:
         try:

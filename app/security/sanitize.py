@@ -11,6 +11,7 @@
 
 Plain text is stored as given and rendered as text.
 """
+
 from __future__ import annotations
 
 import html
@@ -19,21 +20,53 @@ import re
 import nh3
 
 _TAGS = {
-    "a", "abbr", "b", "blockquote", "br", "code", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-    "i", "img", "li", "ol", "p", "pre", "s", "strong", "sub", "sup", "table", "tbody", "td", "th",
-    "thead", "tr", "u", "ul",
+    "a",
+    "abbr",
+    "b",
+    "blockquote",
+    "br",
+    "code",
+    "em",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "u",
+    "ul",
 }
-_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "td": {"colspan", "rowspan"},
-               "th": {"colspan", "rowspan"}}
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+}
 URL_SCHEMES = {"http", "https", "mailto"}
 _URL_ATTRIBUTES = {"href", "src"}
 _LINK_REL = "noopener noreferrer"
-_DROP_CONTENT = {"script", "style"}     # removed with their content, as nh3 does
+_DROP_CONTENT = {"script", "style"}  # removed with their content, as nh3 does
 
 
 def clean_html(html_text: str) -> str:
-    return nh3.clean(html_text, tags=_TAGS, attributes=_ATTRIBUTES, url_schemes=URL_SCHEMES,
-                     link_rel=_LINK_REL)
+    return nh3.clean(html_text, tags=_TAGS, attributes=_ATTRIBUTES, url_schemes=URL_SCHEMES, link_rel=_LINK_REL)
 
 
 def clean_title(title: str) -> str:
@@ -49,6 +82,7 @@ def clean_title(title: str) -> str:
 
 # ---------------------------------------------------------------- Markdown
 
+
 def _safe_url(url: str) -> bool:
     """A relative URL, or an absolute one with an allowed scheme (entities and control
     characters are read as a renderer would before the scheme is checked)."""
@@ -63,8 +97,10 @@ _TAG = re.compile(rf"<(/?)([A-Za-z][A-Za-z0-9-]*)((?:{_ATTRIBUTE})*)\s*(/?)>")
 _ONE_ATTRIBUTE = re.compile(r"""\s+([A-Za-z_:][A-Za-z0-9_.:-]*)(?:\s*=\s*([^\s"'=<>`]+|'[^']*'|"[^"]*"))?""")
 _OTHER_HTML = re.compile(r"<!--.*?-->|<\?.*?\?>|<![A-Za-z][^>]*>|<!\[CDATA\[.*?\]\]>", re.S)
 _URI_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*)>")
-_EMAIL_AUTOLINK = re.compile(r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                             r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*>")
+_EMAIL_AUTOLINK = re.compile(
+    r"<[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*>"
+)
 _STRAY_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _BACKTICKS = re.compile(r"`+")
 
@@ -97,18 +133,19 @@ def _clean_inline(text: str, *, code_spans: bool) -> str:
     while i < len(text):
         char = text[i]
         if char == "`" and code_spans:
-            run = _BACKTICKS.match(text, i).group()   # type: ignore[union-attr]  # text[i] is a backtick
+            run = _BACKTICKS.match(text, i).group()  # type: ignore[union-attr]  # text[i] is a backtick
             end = re.compile(rf"(?<!`){run}(?!`)").search(text, i + len(run))
             if end is not None:
-                out.append(text[i:end.end()])
+                out.append(text[i : end.end()])
                 i = end.end()
             else:
                 out.append(run)
                 i += len(run)
             continue
         if char != "<":
-            nxt = min((p for p in (text.find("<", i), text.find("`", i) if code_spans else -1) if p >= 0),
-                      default=len(text))
+            nxt = min(
+                (p for p in (text.find("<", i), text.find("`", i) if code_spans else -1) if p >= 0), default=len(text)
+            )
             out.append(text[i:nxt])
             i = nxt
             continue
@@ -119,7 +156,7 @@ def _clean_inline(text: str, *, code_spans: bool) -> str:
             out.append(email.group())
             i = email.end()
         elif (other := _OTHER_HTML.match(text, i)) is not None:
-            i = other.end()                              # comments, declarations: gone
+            i = other.end()  # comments, declarations: gone
         elif (tag := _TAG.match(text, i)) is not None:
             name = tag.group(2).lower()
             i = tag.end()
@@ -129,7 +166,7 @@ def _clean_inline(text: str, *, code_spans: bool) -> str:
             else:
                 out.append(_clean_tag(tag))
         elif _STRAY_TAG_START.match(text, i):
-            out.append("&lt;")                           # shows as "<"; a browser never reads a tag
+            out.append("&lt;")  # shows as "<"; a browser never reads a tag
             i += 1
         else:
             out.append("<")
@@ -137,12 +174,15 @@ def _clean_inline(text: str, *, code_spans: bool) -> str:
     return "".join(out)
 
 
-_FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")     # only at column 0: never inside a container
+_FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")  # only at column 0: never inside a container
 # A line that may open an HTML block, also inside quotes and list items (in doubt: yes); group 1
 # is the HTML. Types 1-5 end at a marker (https://spec.commonmark.org/0.31.2/#html-blocks).
 _HTML_BLOCK_START = re.compile(r"^(?:[ \t]*(?:>|[-*+](?=[ \t])|\d{1,9}[.)](?=[ \t])))*[ \t]*(<[A-Za-z/!?].*)$")
 _HTML_BLOCK_ENDS = [
-    (re.compile(r"<(?:script|pre|style|textarea)(?:\s|>|$)", re.I), re.compile(r"</(?:script|pre|style|textarea)>", re.I)),
+    (
+        re.compile(r"<(?:script|pre|style|textarea)(?:\s|>|$)", re.I),
+        re.compile(r"</(?:script|pre|style|textarea)>", re.I),
+    ),
     (re.compile(r"<!--"), re.compile(r"-->")),
     (re.compile(r"<\?"), re.compile(r"\?>")),
     (re.compile(r"<![A-Za-z]"), re.compile(r">")),
@@ -155,10 +195,12 @@ _DEFINITION = re.compile(r"^( {0,3}\[[^\]]+\]:[ \t]*\n?[ \t]*)(<[^<>\n]*>|\S+)",
 
 def _clean_link_destinations(text: str) -> str:
     """Inline links and images, and reference definitions, with an unsafe scheme lose it."""
+
     def check(match: re.Match) -> str:
         url = match.group(2)
         inner = url[1:-1] if url.startswith("<") else url
         return match.group(0) if _safe_url(inner) else match.group(1) + "#"
+
     return _DEFINITION.sub(check, _LINK_DESTINATION.sub(check, text))
 
 
@@ -170,13 +212,13 @@ def clean_markdown(text: str) -> str:
         if cleaned == text:
             return cleaned
         text = cleaned
-    return html.escape(text, quote=False)    # never reached in practice: give up on markup
+    return html.escape(text, quote=False)  # never reached in practice: give up on markup
 
 
 def _clean_markdown_once(text: str) -> str:
     out: list[str] = []
-    prose: list[str] = []      # a run of Markdown lines (code spans kept)
-    block: list[str] = []      # a run of raw HTML lines (no code in there)
+    prose: list[str] = []  # a run of Markdown lines (code spans kept)
+    block: list[str] = []  # a run of raw HTML lines (no code in there)
     fence: str | None = None
     end_marker: re.Pattern | None = None
 
@@ -184,12 +226,12 @@ def _clean_markdown_once(text: str) -> str:
         if prose:
             out.append(_clean_link_destinations(_clean_inline("\n".join(prose), code_spans=True)))
             prose.clear()
-        if block:   # a renderer reads no links in raw HTML, but once tags go it may
+        if block:  # a renderer reads no links in raw HTML, but once tags go it may
             out.append(_clean_link_destinations(_clean_inline("\n".join(block), code_spans=False)))
             block.clear()
 
     for line in text.split("\n"):
-        if fence is not None:                            # fenced code: kept as written
+        if fence is not None:  # fenced code: kept as written
             out.append(line)
             stripped = line.strip()
             if stripped.startswith(fence) and set(stripped) == {fence[0]}:

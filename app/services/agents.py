@@ -1,4 +1,5 @@
 """Support agents: the roster supervisors manage, and each agent's own profile and status."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -15,11 +16,36 @@ from app.errors import Conflict, NotFound
 from app.security import audit
 from app.services import departments
 
-FIELDS = ("id", "user_id", "display_name", "role", "department", "skills", "max_tickets",
-          "current_tickets", "max_chats", "active_chats", "status", "is_online", "is_available",
-          "performance_score", "last_seen_at", "created_at", "updated_at")
-MUTABLE = ("display_name", "role", "department", "skills", "max_tickets", "max_chats", "status",
-           "is_available", "performance_score")
+FIELDS = (
+    "id",
+    "user_id",
+    "display_name",
+    "role",
+    "department",
+    "skills",
+    "max_tickets",
+    "current_tickets",
+    "max_chats",
+    "active_chats",
+    "status",
+    "is_online",
+    "is_available",
+    "performance_score",
+    "last_seen_at",
+    "created_at",
+    "updated_at",
+)
+MUTABLE = (
+    "display_name",
+    "role",
+    "department",
+    "skills",
+    "max_tickets",
+    "max_chats",
+    "status",
+    "is_available",
+    "performance_score",
+)
 
 
 def present(row: Any) -> dict:
@@ -38,21 +64,55 @@ async def create_agent(ctx: AppContext, principal: Principal, meta: RequestMeta,
     async with ctx.db.transaction() as conn:
         await departments.ensure(ctx, conn, data["department"], principal=principal, meta=meta)
         try:
-            row = await ctx.db.q.insert_agent(conn, **{k: data.get(k) for k in (
-                "user_id", "display_name", "role", "department", "skills", "max_tickets", "max_chats",
-                "is_available", "performance_score")})
+            row = await ctx.db.q.insert_agent(
+                conn,
+                **{
+                    k: data.get(k)
+                    for k in (
+                        "user_id",
+                        "display_name",
+                        "role",
+                        "department",
+                        "skills",
+                        "max_tickets",
+                        "max_chats",
+                        "is_available",
+                        "performance_score",
+                    )
+                },
+            )
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("An agent with this user_id already exists") from exc
         agent = present(row)
-        await audit.record_change(conn, ctx.events, principal, meta, "agent.create", "agent", agent["id"],
-                                  {k: agent[k] for k in ("user_id", "display_name", "role", "department")},
-                                  [("agent.created", _summary(agent))])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "agent.create",
+            "agent",
+            agent["id"],
+            {k: agent[k] for k in ("user_id", "display_name", "role", "department")},
+            [("agent.created", _summary(agent))],
+        )
     return agent
 
 
 def _summary(agent: dict) -> dict:
-    return {k: agent[k] for k in ("id", "user_id", "display_name", "role", "department", "status",
-                                  "max_chats", "max_tickets", "is_available")}
+    return {
+        k: agent[k]
+        for k in (
+            "id",
+            "user_id",
+            "display_name",
+            "role",
+            "department",
+            "status",
+            "max_chats",
+            "max_tickets",
+            "is_available",
+        )
+    }
 
 
 async def get_agent(ctx: AppContext, principal: Principal, agent_id: uuid.UUID) -> dict:
@@ -77,14 +137,27 @@ async def list_agents(ctx: AppContext, principal: Principal, query: dict) -> dic
     _require_manager(principal)
     async with ctx.db.connection() as conn:
         rows, total = await fetch_page(
-            ctx.db.q.list_agents, conn, department=query.get("department"), role=query.get("role"), status=query.get("status"),
-            is_available=query.get("is_available"), limit=query["limit"], offset=query["offset"])
-    return {"items": [present(r) for r in rows], "total": total,
-            "limit": query["limit"], "offset": query["offset"]}
+            ctx.db.q.list_agents,
+            conn,
+            department=query.get("department"),
+            role=query.get("role"),
+            status=query.get("status"),
+            is_available=query.get("is_available"),
+            limit=query["limit"],
+            offset=query["offset"],
+        )
+    return {"items": [present(r) for r in rows], "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
-async def _update(ctx: AppContext, principal: Principal, meta: RequestMeta, conn: asyncpg.Connection,
-                  before: Any, data: dict, action: str) -> dict:
+async def _update(
+    ctx: AppContext,
+    principal: Principal,
+    meta: RequestMeta,
+    conn: asyncpg.Connection,
+    before: Any,
+    data: dict,
+    action: str,
+) -> dict:
     values = {k: data.get(k, before[k]) for k in MUTABLE}
     changes = {k: {"from": before[k], "to": v} for k, v in values.items() if before[k] != v}
     if not changes:
@@ -100,8 +173,9 @@ async def _update(ctx: AppContext, principal: Principal, meta: RequestMeta, conn
     return agent
 
 
-async def update_agent(ctx: AppContext, principal: Principal, meta: RequestMeta,
-                       agent_id: uuid.UUID, data: dict) -> dict:
+async def update_agent(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, agent_id: uuid.UUID, data: dict
+) -> dict:
     _require_manager(principal)
     async with ctx.db.transaction() as conn:
         before = await ctx.db.q.lock_agent(conn, id=agent_id)
@@ -127,9 +201,17 @@ async def delete_agent(ctx: AppContext, principal: Principal, meta: RequestMeta,
         if row is None:
             raise NotFound("Agent not found")
         await ctx.db.q.delete_agent(conn, id=agent_id)
-        await audit.record_change(conn, ctx.events, principal, meta, "agent.delete", "agent", agent_id,
-                                  {"user_id": str(row["user_id"]), "display_name": row["display_name"]},
-                                  [("agent.deleted", _summary(present(row)))])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "agent.delete",
+            "agent",
+            agent_id,
+            {"user_id": str(row["user_id"]), "display_name": row["display_name"]},
+            [("agent.deleted", _summary(present(row)))],
+        )
 
 
 async def stats(ctx: AppContext, principal: Principal, query: dict) -> dict:
@@ -139,21 +221,52 @@ async def stats(ctx: AppContext, principal: Principal, query: dict) -> dict:
     now = ctx.clock.now()
     until = query.get("until") or now
     since = query.get("since") or now.astimezone(ZoneInfo(query["tz"])).replace(
-        hour=0, minute=0, second=0, microsecond=0).astimezone(dt.timezone.utc)
+        hour=0, minute=0, second=0, microsecond=0
+    ).astimezone(dt.timezone.utc)
     async with ctx.db.connection() as conn:
-        rows, total = await fetch_page(ctx.db.q.agent_stats, conn, department=query.get("department"),
-                                       since=since, until=until, limit=query["limit"], offset=query["offset"])
-    return {"items": [_stats_view(r) for r in rows], "total": total, "limit": query["limit"],
-            "offset": query["offset"], "from": since, "to": until}
+        rows, total = await fetch_page(
+            ctx.db.q.agent_stats,
+            conn,
+            department=query.get("department"),
+            since=since,
+            until=until,
+            limit=query["limit"],
+            offset=query["offset"],
+        )
+    return {
+        "items": [_stats_view(r) for r in rows],
+        "total": total,
+        "limit": query["limit"],
+        "offset": query["offset"],
+        "from": since,
+        "to": until,
+    }
 
 
 def _stats_view(row: Any) -> dict:
     def average(value: Any, count: Any) -> dict:
         return {"avg": round(float(value), 1) if value is not None else None, "count": count or 0}
-    return {**{k: row[k] for k in ("id", "user_id", "display_name", "department", "role", "status", "is_online",
-                                   "active_chats", "max_chats")},
-            "chats": row["chats"] or 0,
-            "first_response_seconds": average(row["first_response_avg"], row["first_response_count"]),
-            "handle_seconds": average(row["handle_avg"], row["handle_count"]),
-            "ratings": {"avg": round(float(row["rating_avg"]), 2) if row["rating_avg"] is not None else None,
-                        "count": row["ratings"] or 0}}
+
+    return {
+        **{
+            k: row[k]
+            for k in (
+                "id",
+                "user_id",
+                "display_name",
+                "department",
+                "role",
+                "status",
+                "is_online",
+                "active_chats",
+                "max_chats",
+            )
+        },
+        "chats": row["chats"] or 0,
+        "first_response_seconds": average(row["first_response_avg"], row["first_response_count"]),
+        "handle_seconds": average(row["handle_avg"], row["handle_count"]),
+        "ratings": {
+            "avg": round(float(row["rating_avg"]), 2) if row["rating_avg"] is not None else None,
+            "count": row["ratings"] or 0,
+        },
+    }

@@ -5,6 +5,7 @@ zone, ``percentile_cont``, grouping sets); this module only checks who may see w
 the window's defaults and shapes the rows as API.md describes. Supervisors, admins and peer
 services see everything; an agent sees only their own figures; customers see none.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,7 @@ from app.schemas.analytics import MAX_BUCKETS
 DEFAULT_WINDOW = dt.timedelta(days=30)
 BUCKET_LENGTH = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
 RATINGS = ("1", "2", "3", "4", "5")
-ROLES = ("agent", "supervisor", "admin", "service")   # who may read analytics at all
+ROLES = ("agent", "supervisor", "admin", "service")  # who may read analytics at all
 
 
 def window(ctx: AppContext, principal: Principal, params: dict) -> dict:
@@ -42,15 +43,31 @@ def window(ctx: AppContext, principal: Principal, params: dict) -> dict:
         raise ValidationFailed("The window is empty", details={"from": ["Must be before `to`."]})
     granularity = params.get("granularity", "day")
     if (until - since) / BUCKET_LENGTH[granularity] > MAX_BUCKETS:
-        raise ValidationFailed("Too many buckets", details={"granularity": [
-            f"At most {MAX_BUCKETS} buckets: choose a coarser granularity or a shorter window."]})
-    return {"since": since, "until": until, "granularity": granularity, "tz": params.get("tz", "UTC"),
-            "department": params.get("department"), "agent_id": agent_id}
+        raise ValidationFailed(
+            "Too many buckets",
+            details={
+                "granularity": [f"At most {MAX_BUCKETS} buckets: choose a coarser granularity or a shorter window."]
+            },
+        )
+    return {
+        "since": since,
+        "until": until,
+        "granularity": granularity,
+        "tz": params.get("tz", "UTC"),
+        "department": params.get("department"),
+        "agent_id": agent_id,
+    }
 
 
 def _echo(w: dict) -> dict:
-    return {"from": w["since"], "to": w["until"], "granularity": w["granularity"], "tz": w["tz"],
-            "department": w["department"], "agent_id": w["agent_id"]}
+    return {
+        "from": w["since"],
+        "to": w["until"],
+        "granularity": w["granularity"],
+        "tz": w["tz"],
+        "department": w["department"],
+        "agent_id": w["agent_id"],
+    }
 
 
 def _filters(w: dict) -> dict:
@@ -79,8 +96,9 @@ class _Timed:
 
 async def _buckets(ctx: AppContext, w: dict) -> list:
     async with ctx.db.connection() as conn:
-        rows = await ctx.db.q.report_buckets(conn, since=w["since"], until=w["until"],
-                                             granularity=w["granularity"], tz=w["tz"])
+        rows = await ctx.db.q.report_buckets(
+            conn, since=w["since"], until=w["until"], granularity=w["granularity"], tz=w["tz"]
+        )
     return [r["bucket"] for r in rows]
 
 
@@ -101,6 +119,7 @@ async def _gather(report: str, *queries: Awaitable[Any]) -> list:
 # ---------------------------------------------------------------- reports
 # Series rows name their bucket by its 1-based position in the window's bucket list.
 
+
 def _windowed(w: dict, buckets: list) -> dict:
     return {**_filters(w), "buckets": buckets}
 
@@ -109,8 +128,11 @@ async def tickets_report(ctx: AppContext, principal: Principal, params: dict) ->
     w = window(ctx, principal, params)
     buckets = await _buckets(ctx, w)
     breakdown, resolved, counts = await _gather(
-        "tickets", _query(ctx, "ticket_breakdown", **_windowed(w, buckets)),
-        _query(ctx, "tickets_resolved", **_windowed(w, buckets)), _query(ctx, "ticket_counts", **_filters(w)))
+        "tickets",
+        _query(ctx, "ticket_breakdown", **_windowed(w, buckets)),
+        _query(ctx, "tickets_resolved", **_windowed(w, buckets)),
+        _query(ctx, "ticket_counts", **_filters(w)),
+    )
     by: dict[str, dict[Any, int]] = {"status": {}, "priority": {}, "category": {}, "bucket": {}}
     created = reopened = 0
     for row in breakdown:
@@ -121,51 +143,84 @@ async def tickets_report(ctx: AppContext, principal: Principal, params: dict) ->
         else:
             by[row["dimension"]][row["name"]] = row["tickets"]
     resolved_in = {r["bucket"]: r["resolved"] for r in resolved}
-    return {**_echo(w),
-            "totals": {"created": created, "resolved": resolved_in.pop(None, 0), "reopened": reopened,
-                       "escalated": counts["escalated"], "backlog": counts["backlog"],
-                       "sla_breached": counts["sla_breached"]},
-            "by_status": by["status"], "by_priority": by["priority"], "by_category": by["category"],
-            "series": [{"bucket": b, "created": by["bucket"].get(n, 0), "resolved": resolved_in.get(n, 0)}
-                       for n, b in enumerate(buckets, 1)]}
+    return {
+        **_echo(w),
+        "totals": {
+            "created": created,
+            "resolved": resolved_in.pop(None, 0),
+            "reopened": reopened,
+            "escalated": counts["escalated"],
+            "backlog": counts["backlog"],
+            "sla_breached": counts["sla_breached"],
+        },
+        "by_status": by["status"],
+        "by_priority": by["priority"],
+        "by_category": by["category"],
+        "series": [
+            {"bucket": b, "created": by["bucket"].get(n, 0), "resolved": resolved_in.get(n, 0)}
+            for n, b in enumerate(buckets, 1)
+        ],
+    }
 
 
 async def chat_report(ctx: AppContext, principal: Principal, params: dict) -> dict:
     w = window(ctx, principal, params)
     buckets = await _buckets(ctx, w)
     totals, series_rows, peak = await _gather(
-        "chat", _query(ctx, "chat_totals", **_filters(w)), _query(ctx, "chat_series", **_windowed(w, buckets)),
-        _query(ctx, "chat_peak_concurrent", **_filters(w)))
+        "chat",
+        _query(ctx, "chat_totals", **_filters(w)),
+        _query(ctx, "chat_series", **_windowed(w, buckets)),
+        _query(ctx, "chat_peak_concurrent", **_filters(w)),
+    )
     series = {r["bucket"]: r for r in series_rows}
-    return {**_echo(w),
-            "totals": {k: totals[k] for k in ("sessions", "answered", "timed_out", "abandoned")},
-            "wait_seconds": _duration(totals["wait_avg"], totals["wait_pct"], totals["wait_count"]),
-            "duration_seconds": _duration(totals["duration_avg"], totals["duration_pct"], totals["duration_count"]),
-            "peak_concurrent": peak,
-            "series": [{"bucket": b, "sessions": series[n]["sessions"] if n in series else 0,
-                        "answered": series[n]["answered"] if n in series else 0}
-                       for n, b in enumerate(buckets, 1)]}
+    return {
+        **_echo(w),
+        "totals": {k: totals[k] for k in ("sessions", "answered", "timed_out", "abandoned")},
+        "wait_seconds": _duration(totals["wait_avg"], totals["wait_pct"], totals["wait_count"]),
+        "duration_seconds": _duration(totals["duration_avg"], totals["duration_pct"], totals["duration_count"]),
+        "peak_concurrent": peak,
+        "series": [
+            {
+                "bucket": b,
+                "sessions": series[n]["sessions"] if n in series else 0,
+                "answered": series[n]["answered"] if n in series else 0,
+            }
+            for n, b in enumerate(buckets, 1)
+        ],
+    }
 
 
 async def response_time_report(ctx: AppContext, principal: Principal, params: dict) -> dict:
     w = window(ctx, principal, params)
     buckets = await _buckets(ctx, w)
     first_response, resolution_time, chat_first, tickets, chat_rows = await _gather(
-        "response_time", _query(ctx, "ticket_first_response", **_filters(w)),
-        _query(ctx, "ticket_resolution", **_filters(w)), _query(ctx, "chat_first_response", **_filters(w)),
+        "response_time",
+        _query(ctx, "ticket_first_response", **_filters(w)),
+        _query(ctx, "ticket_resolution", **_filters(w)),
+        _query(ctx, "chat_first_response", **_filters(w)),
         _query(ctx, "ticket_time_series", **_windowed(w, buckets)),
-        _query(ctx, "chat_series", **_windowed(w, buckets)))
+        _query(ctx, "chat_series", **_windowed(w, buckets)),
+    )
     chats = {r["bucket"]: r["first_response_avg"] for r in chat_rows}
     first = {r["bucket"]: r["seconds"] for r in tickets if r["dimension"] == "created"}
     resolution = {r["bucket"]: r["seconds"] for r in tickets if r["dimension"] == "resolved"}
-    return {**_echo(w),
-            "tickets": {"first_response_seconds": _duration(*first_response),
-                        "resolution_seconds": _duration(*resolution_time)},
-            "chats": {"first_response_seconds": _duration(*chat_first)},
-            "series": [{"bucket": b, "ticket_first_response_seconds": _number(first.get(n), 1),
-                        "ticket_resolution_seconds": _number(resolution.get(n), 1),
-                        "chat_first_response_seconds": _number(chats.get(n), 1)}
-                       for n, b in enumerate(buckets, 1)]}
+    return {
+        **_echo(w),
+        "tickets": {
+            "first_response_seconds": _duration(*first_response),
+            "resolution_seconds": _duration(*resolution_time),
+        },
+        "chats": {"first_response_seconds": _duration(*chat_first)},
+        "series": [
+            {
+                "bucket": b,
+                "ticket_first_response_seconds": _number(first.get(n), 1),
+                "ticket_resolution_seconds": _number(resolution.get(n), 1),
+                "chat_first_response_seconds": _number(chats.get(n), 1),
+            }
+            for n, b in enumerate(buckets, 1)
+        ],
+    }
 
 
 async def satisfaction_report(ctx: AppContext, principal: Principal, params: dict) -> dict:
@@ -174,44 +229,71 @@ async def satisfaction_report(ctx: AppContext, principal: Principal, params: dic
     w = window(ctx, principal, params)
     category = params.get("category")
     buckets = await _buckets(ctx, w)
-    (rows,) = await _gather("satisfaction", _query(ctx, "feedback_breakdown", **_windowed(w, buckets),
-                                                   category=category))
-    report: dict[str, Any] = {**_echo(w), "count": 0, "average_rating": None, "csat": None,
-                              "distribution": dict.fromkeys(RATINGS, 0), "average_sentiment": None,
-                              "by_agent": [], "by_category": {}}
+    (rows,) = await _gather(
+        "satisfaction", _query(ctx, "feedback_breakdown", **_windowed(w, buckets), category=category)
+    )
+    report: dict[str, Any] = {
+        **_echo(w),
+        "count": 0,
+        "average_rating": None,
+        "csat": None,
+        "distribution": dict.fromkeys(RATINGS, 0),
+        "average_sentiment": None,
+        "by_agent": [],
+        "by_category": {},
+    }
     per_bucket: dict[Any, Any] = {}
     for row in rows:
         if row["dimension"] == "total":
-            report.update(count=row["count"], average_rating=_number(row["average_rating"]),
-                          csat=_number(row["csat"], 4), average_sentiment=_number(row["average_sentiment"]))
+            report.update(
+                count=row["count"],
+                average_rating=_number(row["average_rating"]),
+                csat=_number(row["csat"], 4),
+                average_sentiment=_number(row["average_sentiment"]),
+            )
         elif row["dimension"] == "rating":
             report["distribution"][str(row["rating"])] = row["count"]
         elif row["dimension"] == "agent" and row["agent_id"] is not None:
-            report["by_agent"].append({"agent_id": row["agent_id"], "count": row["count"],
-                                       "average_rating": _number(row["average_rating"]),
-                                       "csat": _number(row["csat"], 4)})
+            report["by_agent"].append(
+                {
+                    "agent_id": row["agent_id"],
+                    "count": row["count"],
+                    "average_rating": _number(row["average_rating"]),
+                    "csat": _number(row["csat"], 4),
+                }
+            )
         elif row["dimension"] == "category":
             report["by_category"][row["category"] or "uncategorized"] = {
-                "count": row["count"], "average_rating": _number(row["average_rating"])}
+                "count": row["count"],
+                "average_rating": _number(row["average_rating"]),
+            }
         elif row["dimension"] == "bucket":
             per_bucket[row["bucket"]] = row
     report["by_agent"].sort(key=lambda a: (-a["count"], str(a["agent_id"])))
-    report["series"] = [{"bucket": b, "count": per_bucket[n]["count"] if n in per_bucket else 0,
-                         "average_rating": _number(per_bucket[n]["average_rating"]) if n in per_bucket else None}
-                        for n, b in enumerate(buckets, 1)]
+    report["series"] = [
+        {
+            "bucket": b,
+            "count": per_bucket[n]["count"] if n in per_bucket else 0,
+            "average_rating": _number(per_bucket[n]["average_rating"]) if n in per_bucket else None,
+        }
+        for n, b in enumerate(buckets, 1)
+    ]
     if "category" in params:
         report["category"] = category
     return report
 
 
-REPORTS = {"tickets": tickets_report, "chat": chat_report, "response_time": response_time_report,
-           "satisfaction": satisfaction_report}
+REPORTS = {
+    "tickets": tickets_report,
+    "chat": chat_report,
+    "response_time": response_time_report,
+    "satisfaction": satisfaction_report,
+}
 
 
 async def report(ctx: AppContext, principal: Principal, name: str, params: dict) -> dict:
     """One report by name (gRPC's ``GetSupportAnalytics`` takes the report as an enum)."""
     try:
         return await REPORTS[name](ctx, principal, params)
-    except asyncpg.InvalidParameterValueError as exc:   # a zone PostgreSQL does not know
+    except asyncpg.InvalidParameterValueError as exc:  # a zone PostgreSQL does not know
         raise ValidationFailed("Invalid parameter", details={"tz": [str(exc)]}) from None
-

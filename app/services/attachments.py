@@ -8,6 +8,7 @@ files of internal notes). Downloads go through short-lived signed links (HMAC of
 from the JWT secret) or the authenticated route. Deleting a ticket removes its files; the
 retention duty removes uploads no message took and files whose chat or ticket is gone.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,19 +39,23 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 ALLOWED_TYPES = (*IMAGE_TYPES, "application/pdf", "text/plain")
 MAX_PER_MESSAGE = 10
 THUMBNAIL_SIZE = (320, 320)
-MAX_IMAGE_PIXELS = 40_000_000     # larger images are refused before their pixels are decoded
+MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before their pixels are decoded
 VARIANTS = ("content", "thumbnail")
 RETENTION_BATCH = 500
 API = "/api/v1/attachments"
 
 # Text that a browser would take for markup (the WHATWG sniffing patterns, plus XML and SVG):
 # never accepted as "plain text", so an HTML page renamed .txt or .png is refused.
-_MARKUP = re.compile(rb"^\s*<(?:!doctype\s+html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|"
-                     rb"br|p|!--|\?xml|svg)[\s>/]", re.I)
+_MARKUP = re.compile(
+    rb"^\s*<(?:!doctype\s+html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|"
+    rb"br|p|!--|\?xml|svg)[\s>/]",
+    re.I,
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------- content checks
+
 
 def sniff(data: bytes) -> str:
     """The type of ``data`` by its first bytes; anything but the allowed types is a 415."""
@@ -66,8 +71,10 @@ def sniff(data: bytes) -> str:
         return "application/pdf"
     if _is_plain_text(data):
         return "text/plain"
-    raise UnsupportedMediaType("Only images (PNG, JPEG, GIF, WebP), PDF and plain text files can be attached",
-                               details={"allowed": list(ALLOWED_TYPES)})
+    raise UnsupportedMediaType(
+        "Only images (PNG, JPEG, GIF, WebP), PDF and plain text files can be attached",
+        details={"allowed": list(ALLOWED_TYPES)},
+    )
 
 
 def _is_plain_text(data: bytes) -> bool:
@@ -82,6 +89,7 @@ def _is_plain_text(data: bytes) -> bool:
 def _thumbnail(data: bytes) -> bytes:
     """A PNG preview at most THUMBNAIL_SIZE; refuses what does not decode as an image."""
     from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
@@ -106,11 +114,12 @@ def clean_filename(raw: str | None) -> str:
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
     if len(name) > 255:
         stem, dot, ext = name.rpartition(".")
-        name = (stem[:254 - len(ext)] + "." + ext) if dot and len(ext) < 16 else name[:255]
+        name = (stem[: 254 - len(ext)] + "." + ext) if dot and len(ext) < 16 else name[:255]
     return name or "file"
 
 
 # ---------------------------------------------------------------- signed links
+
 
 def _signing_key(ctx: AppContext) -> bytes:
     settings = ctx.settings
@@ -137,8 +146,9 @@ def signed_url(ctx: AppContext, attachment_id: Any, variant: str = "content") ->
     return f"{API}/{attachment_id}/{variant}?expires={expires}&sig={_signature(ctx, attachment_id, variant, expires)}"
 
 
-def check_signature(ctx: AppContext, attachment_id: uuid.UUID, variant: str, expires: str | None,
-                    sig: str | None) -> None:
+def check_signature(
+    ctx: AppContext, attachment_id: uuid.UUID, variant: str, expires: str | None, sig: str | None
+) -> None:
     if not expires or not sig or not expires.isdigit():
         raise Unauthorized("A signed link or a token is required")
     if int(expires) < ctx.clock.now().timestamp():
@@ -149,10 +159,16 @@ def check_signature(ctx: AppContext, attachment_id: uuid.UUID, variant: str, exp
 
 # ---------------------------------------------------------------- presentation
 
+
 def reference(row: Any) -> dict:
     """What a message stores about one of its files (jsonb): enough to show it without a query."""
-    return {"id": str(row["id"]), "name": row["filename"], "content_type": row["content_type"],
-            "size": row["size_bytes"], "thumbnail": row["thumbnail_key"] is not None}
+    return {
+        "id": str(row["id"]),
+        "name": row["filename"],
+        "content_type": row["content_type"],
+        "size": row["size_bytes"],
+        "thumbnail": row["thumbnail_key"] is not None,
+    }
 
 
 def present_refs(ctx: AppContext, refs: Any) -> list[dict] | None:
@@ -163,9 +179,14 @@ def present_refs(ctx: AppContext, refs: Any) -> list[dict] | None:
     items = []
     for ref in refs:
         if isinstance(ref, dict) and "id" in ref and "url" not in ref:
-            item = {"id": ref["id"], "name": ref["name"], "content_type": ref["content_type"],
-                    "size": ref["size"], "url": signed_url(ctx, ref["id"]),
-                    "thumbnail_url": signed_url(ctx, ref["id"], "thumbnail") if ref.get("thumbnail") else None}
+            item = {
+                "id": ref["id"],
+                "name": ref["name"],
+                "content_type": ref["content_type"],
+                "size": ref["size"],
+                "url": signed_url(ctx, ref["id"]),
+                "thumbnail_url": signed_url(ctx, ref["id"], "thumbnail") if ref.get("thumbnail") else None,
+            }
             items.append(item)
         else:
             items.append(ref)
@@ -173,18 +194,26 @@ def present_refs(ctx: AppContext, refs: Any) -> list[dict] | None:
 
 
 def present(ctx: AppContext, row: Any) -> dict:
-    return {"id": row["id"], "name": row["filename"], "content_type": row["content_type"],
-            "size": row["size_bytes"], "sha256": row["sha256"], "uploader_id": row["uploader_id"],
-            "session_id": row["session_id"] if row["message_id"] else None,
-            "ticket_id": row["ticket_id"], "message_id": row["message_id"],
-            "created_at": row["created_at"], "url": signed_url(ctx, row["id"]),
-            "thumbnail_url": signed_url(ctx, row["id"], "thumbnail") if row["thumbnail_key"] else None}
+    return {
+        "id": row["id"],
+        "name": row["filename"],
+        "content_type": row["content_type"],
+        "size": row["size_bytes"],
+        "sha256": row["sha256"],
+        "uploader_id": row["uploader_id"],
+        "session_id": row["session_id"] if row["message_id"] else None,
+        "ticket_id": row["ticket_id"],
+        "message_id": row["message_id"],
+        "created_at": row["created_at"],
+        "url": signed_url(ctx, row["id"]),
+        "thumbnail_url": signed_url(ctx, row["id"], "thumbnail") if row["thumbnail_key"] else None,
+    }
 
 
 # ---------------------------------------------------------------- upload
 
-async def upload(ctx: AppContext, principal: Principal, meta: RequestMeta, filename: str | None,
-                 data: bytes) -> dict:
+
+async def upload(ctx: AppContext, principal: Principal, meta: RequestMeta, filename: str | None, data: bytes) -> dict:
     if not data:
         raise ValidationFailed("The file is empty", details={"file": ["The file is empty."]})
     if len(data) > ctx.settings.attachment_max_bytes:
@@ -202,14 +231,28 @@ async def upload(ctx: AppContext, principal: Principal, meta: RequestMeta, filen
     try:
         async with ctx.db.transaction() as conn:
             row = await ctx.db.q.insert_attachment(
-                conn, id=attachment_id, uploader_id=principal.user_id, uploader_role=principal.role,
-                filename=clean_filename(filename), content_type=content_type, size_bytes=len(data),
-                sha256=checksum, storage_key=key, thumbnail_key=thumbnail_key, now=now)
+                conn,
+                id=attachment_id,
+                uploader_id=principal.user_id,
+                uploader_role=principal.role,
+                filename=clean_filename(filename),
+                content_type=content_type,
+                size_bytes=len(data),
+                sha256=checksum,
+                storage_key=key,
+                thumbnail_key=thumbnail_key,
+                now=now,
+            )
             details = {"content_type": content_type, "size": len(data), "sha256": checksum}
             await audit.record(conn, principal, meta, "attachment.upload", "attachment", attachment_id, details)
-            await ctx.events.append(conn, "attachment.uploaded", "attachment", attachment_id,
-                                    {"attachment_id": attachment_id, "uploader_id": principal.user_id,
-                                     **details}, actor_id=principal.user_id)
+            await ctx.events.append(
+                conn,
+                "attachment.uploaded",
+                "attachment",
+                attachment_id,
+                {"attachment_id": attachment_id, "uploader_id": principal.user_id, **details},
+                actor_id=principal.user_id,
+            )
     except BaseException:
         await _forget_bytes(ctx, key, thumbnail_key)
         raise
@@ -228,6 +271,7 @@ def _human_size(size: int) -> str:
 
 
 # ---------------------------------------------------------------- access
+
 
 async def _can_see(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, row: Any) -> bool:
     if row["uploader_id"] == principal.user_id:
@@ -253,8 +297,15 @@ async def get(ctx: AppContext, principal: Principal, attachment_id: uuid.UUID) -
     return present(ctx, row)
 
 
-async def read(ctx: AppContext, attachment_id: uuid.UUID, variant: str, *, principal: Principal | None = None,
-               expires: str | None = None, sig: str | None = None) -> tuple[Any, bytes]:
+async def read(
+    ctx: AppContext,
+    attachment_id: uuid.UUID,
+    variant: str,
+    *,
+    principal: Principal | None = None,
+    expires: str | None = None,
+    sig: str | None = None,
+) -> tuple[Any, bytes]:
     """The attachment row and the bytes of ``variant``: for a caller who may see it, or for the
     holder of a valid signed link."""
     if principal is None:
@@ -275,25 +326,28 @@ async def read(ctx: AppContext, attachment_id: uuid.UUID, variant: str, *, princ
 
 # ---------------------------------------------------------------- references from messages
 
+
 def _ids(ids: list[Any] | None) -> list[uuid.UUID]:
     return list(dict.fromkeys(uuid.UUID(str(i)) for i in ids or ()))
 
 
 def _refused(missing: set[uuid.UUID]) -> ValidationFailed:
-    return ValidationFailed("Attach only files you uploaded and have not sent elsewhere",
-                            details={"attachments": [f"Unknown attachment {i}" for i in sorted(map(str, missing))]})
+    return ValidationFailed(
+        "Attach only files you uploaded and have not sent elsewhere",
+        details={"attachments": [f"Unknown attachment {i}" for i in sorted(map(str, missing))]},
+    )
 
 
-async def claim_for_chat(ctx: AppContext, principal: Principal, session_id: uuid.UUID,
-                         ids: list[Any] | None) -> str | None:
+async def claim_for_chat(
+    ctx: AppContext, principal: Principal, session_id: uuid.UUID, ids: list[Any] | None
+) -> str | None:
     """Before a chat message is written: the sender's own uploads are tied to the chat; returns
     the message's ``attachments`` (JSON text) or None. Someone else's upload is refused."""
     wanted = _ids(ids)
     if not wanted:
         return None
     async with ctx.db.transaction() as conn:
-        rows = await ctx.db.q.claim_for_session(conn, ids=wanted, uploader_id=principal.user_id,
-                                                session_id=session_id)
+        rows = await ctx.db.q.claim_for_session(conn, ids=wanted, uploader_id=principal.user_id, session_id=session_id)
         missing = set(wanted) - {r["id"] for r in rows}
         if missing:
             raise _refused(missing)
@@ -305,20 +359,36 @@ async def bind_chat_message(ctx: AppContext, message: Any) -> None:
     refs = message.get("attachments") if hasattr(message, "get") else None
     if refs:
         async with ctx.db.connection() as conn:
-            await ctx.db.q.bind_to_chat_message(conn, ids=[uuid.UUID(r["id"]) for r in refs],
-                                                session_id=message["session_id"], message_id=message["id"],
-                                                now=ctx.clock.now())
+            await ctx.db.q.bind_to_chat_message(
+                conn,
+                ids=[uuid.UUID(r["id"]) for r in refs],
+                session_id=message["session_id"],
+                message_id=message["id"],
+                now=ctx.clock.now(),
+            )
 
 
-async def bind_ticket_message(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
-                              ticket_id: uuid.UUID, message_id: uuid.UUID, ids: list[Any],
-                              internal: bool) -> list[dict]:
+async def bind_ticket_message(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    ticket_id: uuid.UUID,
+    message_id: uuid.UUID,
+    ids: list[Any],
+    internal: bool,
+) -> list[dict]:
     """In the ticket message's transaction: the sender's own unreferenced uploads become the
     message's files (their references are returned); anything else refuses the message."""
     wanted = _ids(ids)
-    rows = await ctx.db.q.bind_to_ticket_message(conn, ids=wanted, uploader_id=principal.user_id,
-                                                 ticket_id=ticket_id, message_id=message_id,
-                                                 is_internal=internal, now=ctx.clock.now())
+    rows = await ctx.db.q.bind_to_ticket_message(
+        conn,
+        ids=wanted,
+        uploader_id=principal.user_id,
+        ticket_id=ticket_id,
+        message_id=message_id,
+        is_internal=internal,
+        now=ctx.clock.now(),
+    )
     missing = set(wanted) - {r["id"] for r in rows}
     if missing:
         raise _refused(missing)
@@ -327,6 +397,7 @@ async def bind_ticket_message(ctx: AppContext, conn: asyncpg.Connection, princip
 
 
 # ---------------------------------------------------------------- deletion and retention
+
 
 async def delete(ctx: AppContext, principal: Principal, meta: RequestMeta, attachment_id: uuid.UUID) -> None:
     """The uploader may withdraw an upload no message has taken; supervisors and admins any file."""
@@ -340,8 +411,9 @@ async def delete(ctx: AppContext, principal: Principal, meta: RequestMeta, attac
     await purge(ctx)
 
 
-async def on_ticket_deleted(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, meta: RequestMeta,
-                            ticket_id: uuid.UUID) -> int:
+async def on_ticket_deleted(
+    ctx: AppContext, conn: asyncpg.Connection, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID
+) -> int:
     """In the ticket delete's transaction: its files are marked for removal; call :func:`purge`
     after the commit (a failed purge is finished by the retention duty)."""
     rows = await ctx.db.q.mark_ticket_attachments_deleted(conn, ticket_id=ticket_id, now=ctx.clock.now())
@@ -350,27 +422,35 @@ async def on_ticket_deleted(ctx: AppContext, conn: asyncpg.Connection, principal
     return len(rows)
 
 
-async def _record_deleted(ctx: AppContext, conn: asyncpg.Connection, principal: Principal | None,
-                          meta: RequestMeta, row: Any, reason: str, **extra: Any) -> None:
+async def _record_deleted(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    principal: Principal | None,
+    meta: RequestMeta,
+    row: Any,
+    reason: str,
+    **extra: Any,
+) -> None:
     payload = {"attachment_id": row["id"], "uploader_id": row["uploader_id"], "reason": reason, **extra}
     await audit.record(conn, principal, meta, "attachment.delete", "attachment", row["id"], {"reason": reason})
-    await ctx.events.append(conn, "attachment.deleted", "attachment", row["id"], payload,
-                            actor_id=principal.user_id if principal else None)
+    await ctx.events.append(
+        conn, "attachment.deleted", "attachment", row["id"], payload, actor_id=principal.user_id if principal else None
+    )
 
 
-RETENTION_SECONDS = 3600.0   # the attachment-retention duty's period (app/duties.py)
+RETENTION_SECONDS = 3600.0  # the attachment-retention duty's period (app/duties.py)
 
 
 async def retention(ctx: AppContext) -> dict:
     """The retention duty: uploads no message took within ATTACHMENT_UNREFERENCED_HOURS and
     files whose chat or ticket is gone are marked, then every marked file is removed."""
     from datetime import timedelta
+
     now = ctx.clock.now()
     cutoff = now - timedelta(hours=ctx.settings.attachment_unreferenced_hours)
     meta = RequestMeta(transport="retention")
     async with ctx.db.transaction() as conn:
-        rows = await ctx.db.q.mark_expired_attachments(conn, unreferenced_before=cutoff, now=now,
-                                                       limit=RETENTION_BATCH)
+        rows = await ctx.db.q.mark_expired_attachments(conn, unreferenced_before=cutoff, now=now, limit=RETENTION_BATCH)
         for row in rows:
             reason = "unreferenced" if row["message_id"] is None else "parent_deleted"
             await _record_deleted(ctx, conn, None, meta, row, reason)
@@ -391,8 +471,11 @@ async def purge(ctx: AppContext) -> int:
             try:
                 await _forget_bytes(ctx, row["storage_key"], row["thumbnail_key"], strict=True)
             except Exception:
-                log.warning("attachment purge failed; retried by the next retention run",
-                            extra={"attachment_id": str(row["id"])}, exc_info=True)
+                log.warning(
+                    "attachment purge failed; retried by the next retention run",
+                    extra={"attachment_id": str(row["id"])},
+                    exc_info=True,
+                )
                 continue
             async with ctx.db.connection() as conn:
                 await ctx.db.q.purge_attachment(conn, id=row["id"])

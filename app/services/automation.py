@@ -9,6 +9,7 @@ transaction-scoped advisory lock, locking the chosen agent row (``FOR UPDATE``, 
 transaction that assigns the ticket. (Row locks alone are not enough: a row that fails the
 re-check after a wait stays locked, which deadlocked concurrent creations.)
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,10 +28,11 @@ from app.services.ticket_model import event_summary
 
 log = logging.getLogger(__name__)
 PICKUP_BATCH = 50
-PICKUP_INTERVAL = 30.0   # seconds between cluster-wide pick-up sweeps
+PICKUP_INTERVAL = 30.0  # seconds between cluster-wide pick-up sweeps
 
 
 # ---------------------------------------------------------------- categorisation and priority
+
 
 def _text(subject: str | None, description: str | None) -> str:
     return f"{subject or ''}\n{description or ''}".lower()
@@ -56,8 +58,7 @@ def _matches(conditions: dict, text: str, metadata: dict) -> bool:
         tiers = [tiers] if isinstance(tiers, str) else tiers
         if str(metadata.get("customer_tier", "")).lower() not in {str(t).lower() for t in tiers}:
             return False
-    return not ("has_booking" in conditions
-                and bool(metadata.get("booking_id")) != bool(conditions["has_booking"]))
+    return not ("has_booking" in conditions and bool(metadata.get("booking_id")) != bool(conditions["has_booking"]))
 
 
 async def prioritize(conn: asyncpg.Connection, subject: str, description: str | None, metadata: dict | None) -> str:
@@ -70,8 +71,10 @@ async def prioritize(conn: asyncpg.Connection, subject: str, description: str | 
 
 # ---------------------------------------------------------------- agent load
 
-async def pick_agent(ctx: AppContext, conn: asyncpg.Connection, department: str | None,
-                     category: str, tags: list[str] | None) -> uuid.UUID | None:
+
+async def pick_agent(
+    ctx: AppContext, conn: asyncpg.Connection, department: str | None, category: str, tags: list[str] | None
+) -> uuid.UUID | None:
     """Lock and charge the least-loaded available agent of the department (skilled first)."""
     if not department:
         return None
@@ -84,7 +87,7 @@ async def pick_agent(ctx: AppContext, conn: asyncpg.Connection, department: str 
     # Assigners of one department take turns until their transactions end, so each reads the
     # loads the previous one committed (READ COMMITTED: a new snapshot per statement).
     await ctx.db.q.lock_assignment_turn(conn, department=department)
-    for skills in (wanted, None):   # agents with a matching skill, then any agent of the department
+    for skills in (wanted, None):  # agents with a matching skill, then any agent of the department
         # a free row now, else wait for a busy one
         for candidate in (ctx.db.q.assignment_candidate_free, ctx.db.q.assignment_candidate_wait):
             row = await candidate(conn, department=department, ceiling=ceiling, skills=skills, wanted=wanted)
@@ -103,7 +106,7 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
     async with ctx.db.transaction() as conn:
         rows = await ctx.db.q.lock_waiting_tickets(conn, department=department, limit=PICKUP_BATCH)
         ids = []
-        full: set[str | None] = set()   # departments where nobody can take a ticket now
+        full: set[str | None] = set()  # departments where nobody can take a ticket now
         for ticket in rows:
             ticket = dict(ticket)
             if ticket["department"] in full:
@@ -113,8 +116,14 @@ async def assign_waiting(ctx: AppContext, department: str | None = None) -> int:
                 full.add(ticket["department"])
                 continue
             row = dict(await ctx.db.q.auto_assign_ticket(conn, id=ticket["id"], agent_id=agent_id, now=now))
-            await ctx.events.append(conn, "ticket.assigned", "ticket", row["id"],
-                                    {**event_summary(row), "from_agent_id": None, "auto": True}, actor_id=None)
+            await ctx.events.append(
+                conn,
+                "ticket.assigned",
+                "ticket",
+                row["id"],
+                {**event_summary(row), "from_agent_id": None, "auto": True},
+                actor_id=None,
+            )
             ids.append(row["id"])
             assigned += 1
     for ticket_id in ids:
@@ -131,7 +140,7 @@ async def after_capacity_freed(ctx: AppContext, agent_id: uuid.UUID | None) -> N
             department = await ctx.db.q.agent_department(conn, user_id=agent_id)
         if department:
             await assign_waiting(ctx, department)
-    except Exception:   # the periodic duty retries; the caller's change is already committed
+    except Exception:  # the periodic duty retries; the caller's change is already committed
         log.exception("ticket pick-up failed")
 
 
@@ -146,9 +155,12 @@ async def pickup_duty(ctx: AppContext) -> None:
 # with title and link). ``message`` is the same content as plain text for clients that do not
 # read parts: times in words in UTC, articles as "- Title (/help/articles/<id>)" lines.
 
+
 def article_part(articles: list[dict]) -> dict:
-    return {"type": "articles", "items": [{"id": str(a["id"]), "title": a["title"],
-                                           "url": f"/help/articles/{a['id']}"} for a in articles]}
+    return {
+        "type": "articles",
+        "items": [{"id": str(a["id"]), "title": a["title"], "url": f"/help/articles/{a['id']}"} for a in articles],
+    }
 
 
 def time_in_words(value: dt.datetime, zone: str = "UTC") -> str:
@@ -183,12 +195,16 @@ def response_promise(row: dict) -> tuple[str, dt.datetime] | None:
 
 
 def ticket_response_parts(row: dict, articles: list[dict]) -> list[dict]:
-    parts: list[dict] = [{"type": "text", "text": f"Thank you for contacting us. Your ticket number is "
-                                                  f"{row['ticket_number']}."}]
+    parts: list[dict] = [
+        {"type": "text", "text": f"Thank you for contacting us. Your ticket number is {row['ticket_number']}."}
+    ]
     promise = response_promise(row)
     if promise is not None:
-        parts += [{"type": "text", "text": f"\nAn agent will respond within {promise[0]} (by "},
-                  {"type": "time", "value": promise[1].isoformat()}, {"type": "text", "text": ")."}]
+        parts += [
+            {"type": "text", "text": f"\nAn agent will respond within {promise[0]} (by "},
+            {"type": "time", "value": promise[1].isoformat()},
+            {"type": "text", "text": ")."},
+        ]
     if articles:
         parts += [{"type": "text", "text": "\nThese articles may help in the meantime:"}, article_part(articles)]
     return parts
@@ -201,15 +217,25 @@ def ticket_response_text(row: dict, articles: list[dict]) -> str:
 DEFAULT_GREETING = "Hello! Thanks for reaching out."
 
 
-def chat_greeting_parts(articles: list[dict], agent_name: str | None = None,
-                        greeting: str | None = None) -> list[dict]:
+def chat_greeting_parts(articles: list[dict], agent_name: str | None = None, greeting: str | None = None) -> list[dict]:
     """``greeting`` is the department's own opening line (DEFAULT_GREETING when it has none)."""
     opening = (greeting or DEFAULT_GREETING).strip()
-    parts: list[dict] = [{"type": "text", "text": f"{opening} {agent_name} will reply in a moment." if agent_name else
-                          f"{opening} You are in the queue and an agent will be with you shortly."}]
+    parts: list[dict] = [
+        {
+            "type": "text",
+            "text": f"{opening} {agent_name} will reply in a moment."
+            if agent_name
+            else f"{opening} You are in the queue and an agent will be with you shortly.",
+        }
+    ]
     if articles:
-        parts += [{"type": "text", "text": "\nThese articles may help:" if agent_name else
-                   "\nWhile you wait, these articles may help:"}, article_part(articles)]
+        parts += [
+            {
+                "type": "text",
+                "text": "\nThese articles may help:" if agent_name else "\nWhile you wait, these articles may help:",
+            },
+            article_part(articles),
+        ]
     return parts
 
 
@@ -217,35 +243,62 @@ def chat_greeting_text(articles: list[dict], agent_name: str | None = None, gree
     return plain_text(chat_greeting_parts(articles, agent_name, greeting))
 
 
-async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, row: dict,
-                                   articles: list[dict]) -> None:
+async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, row: dict, articles: list[dict]) -> None:
     parts = ticket_response_parts(row, articles)
     message = await ctx.db.q.insert_ticket_message(
-        conn, id=None, ticket_id=row["id"], sender_id=None, sender_type="system",
+        conn,
+        id=None,
+        ticket_id=row["id"],
+        sender_id=None,
+        sender_type="system",
         message=ctx.cipher.encrypt(plain_text(parts), "ticket_messages.message"),
-        message_type="text", attachments=None, is_internal=False, now=row["created_at"], parts=parts)
-    await ctx.events.append(conn, "ticket.message_added", "ticket", row["id"],
-                            {**event_summary(row), "message_id": message["id"], "sender_type": "system",
-                             "is_internal": False, "auto_response": True}, actor_id=None)
+        message_type="text",
+        attachments=None,
+        is_internal=False,
+        now=row["created_at"],
+        parts=parts,
+    )
+    await ctx.events.append(
+        conn,
+        "ticket.message_added",
+        "ticket",
+        row["id"],
+        {
+            **event_summary(row),
+            "message_id": message["id"],
+            "sender_type": "system",
+            "is_internal": False,
+            "auto_response": True,
+        },
+        actor_id=None,
+    )
 
 
-async def greet_chat(ctx: AppContext, session_id: uuid.UUID, text_hint: str | None,
-                     shown: list[str] | None = None) -> None:
+async def greet_chat(
+    ctx: AppContext, session_id: uuid.UUID, text_hint: str | None, shown: list[str] | None = None
+) -> None:
     """A system greeting with KB suggestions for a chat just started (AUTO_RESPONSE_ENABLED),
     after its first message and its routing: it says who will answer, or that the chat waits.
     Articles the pre-chat form already showed (``shown``: ids) are not suggested again."""
     if not ctx.settings.auto_response_enabled:
         return
     skip = {str(a) for a in shown or []}
-    articles = [a for a in await kb.related_articles(ctx, text_hint or "", limit=3 + len(skip))
-                if a["id"] not in skip][:3]
-    async with ctx.db.connection() as conn:   # routed already? then the greeting names the agent
+    articles = [a for a in await kb.related_articles(ctx, text_hint or "", limit=3 + len(skip)) if a["id"] not in skip][
+        :3
+    ]
+    async with ctx.db.connection() as conn:  # routed already? then the greeting names the agent
         said = await ctx.db.q.session_greeting(conn, id=session_id)
     parts = chat_greeting_parts(articles, said and said["agent_name"], said and said["greeting"])
-    item = PendingMessage(session_id=session_id, sender_id=None, sender_type="system", scope="all",
-                          client_msg_id=None,
-                          ciphertext=ctx.cipher.encrypt(plain_text(parts), "chat_messages.message"),
-                          message_type="text", parts=parts)
+    item = PendingMessage(
+        session_id=session_id,
+        sender_id=None,
+        sender_type="system",
+        scope="all",
+        client_msg_id=None,
+        ciphertext=ctx.cipher.encrypt(plain_text(parts), "chat_messages.message"),
+        message_type="text",
+        parts=parts,
+    )
     try:
         row = await ctx.message_writer.write(item)
     except Exception:

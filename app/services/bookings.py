@@ -16,6 +16,7 @@ transaction. Linking re-runs the priority rules with the new metadata (their ``h
 condition reads ``metadata.booking_id``) and raises the priority when they give a higher one; it
 never lowers a priority that staff or rules set, and unlinking leaves the priority as it is.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -34,6 +35,7 @@ BOOKING_KEYS = ("booking_id", "booking_reference", "booking_verified")
 
 # ---------------------------------------------------------------- a customer's bookings
 
+
 async def _may_see_customer(ctx: AppContext, principal: Principal, customer_id: uuid.UUID) -> bool:
     """API.md visibility: supervisors, admins and services see every customer, a customer
     themselves, an agent a customer whose ticket they hold or with whom they are chatting."""
@@ -47,8 +49,9 @@ async def _may_see_customer(ctx: AppContext, principal: Principal, customer_id: 
         return await ctx.db.q.agent_may_see_customer(conn, agent_id=principal.user_id, customer_id=customer_id)
 
 
-async def customer_bookings(ctx: AppContext, principal: Principal, customer_id: uuid.UUID,
-                            limit: int, offset: int) -> dict:
+async def customer_bookings(
+    ctx: AppContext, principal: Principal, customer_id: uuid.UUID, limit: int, offset: int
+) -> dict:
     """A page of the customer's recent bookings (newest first), ``available: false`` and no items
     when the Booking Service is not configured or did not answer."""
     if not await _may_see_customer(ctx, principal, customer_id):
@@ -59,11 +62,17 @@ async def customer_bookings(ctx: AppContext, principal: Principal, customer_id: 
     else:
         answer = await ctx.bookings.customer_bookings(customer_id)
         found, available = answer.bookings, answer.available
-    return {"items": [dict(b) for b in found[offset:offset + limit]], "total": len(found),
-            "limit": limit, "offset": offset, "available": available}
+    return {
+        "items": [dict(b) for b in found[offset : offset + limit]],
+        "total": len(found),
+        "limit": limit,
+        "offset": offset,
+        "available": available,
+    }
 
 
 # ---------------------------------------------------------------- a booking linked to a ticket
+
 
 def check_may_link(principal: Principal) -> None:
     """Linking is for staff and services (the 403 comes before any validation of the body)."""
@@ -80,10 +89,15 @@ async def _verified(ctx: AppContext, ticket: dict, booking_id: str) -> dict[str,
     if booking is None:
         raise NotFound("Booking not found")
     if not _same_customer(booking["customer_id"], ticket["customer_id"]):
-        raise ValidationFailed("The booking belongs to another customer",
-                               details={"booking_id": ["The booking belongs to another customer."]})
-    return {"booking_id": booking["id"] or booking_id, "booking_reference": booking["reference"],
-            "booking_verified": True}
+        raise ValidationFailed(
+            "The booking belongs to another customer",
+            details={"booking_id": ["The booking belongs to another customer."]},
+        )
+    return {
+        "booking_id": booking["id"] or booking_id,
+        "booking_reference": booking["reference"],
+        "booking_verified": True,
+    }
 
 
 def _same_customer(owner: str | None, customer_id: uuid.UUID | None) -> bool:
@@ -100,8 +114,9 @@ def _higher(a: str, b: str) -> str:
     return a if PRIORITIES.index(a) >= PRIORITIES.index(b) else b
 
 
-async def _write(ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID,
-                 booking: dict | None, action: str) -> dict:
+async def _write(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, booking: dict | None, action: str
+) -> dict:
     """Set (``booking``) or clear (None) the ticket's booking keys under the ticket's lock."""
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
@@ -114,30 +129,37 @@ async def _write(ctx: AppContext, principal: Principal, meta: RequestMeta, ticke
             description = ctx.cipher.decrypt(before["description"], "support_tickets.description")
             ruled = await automation.prioritize(conn, before["subject"], description, metadata)
             after["priority"] = _higher(ruled, before["priority"])
-        changes = {field: {"from": before[field], "to": after[field]}
-                   for field in ("metadata", "priority") if before[field] != after[field]}
+        changes = {
+            field: {"from": before[field], "to": after[field]}
+            for field in ("metadata", "priority")
+            if before[field] != after[field]
+        }
         if not changes:
             return present(ctx, before)
-        summary = {"booking_id": metadata.get("booking_id"), "booking_reference": metadata.get("booking_reference"),
-                   "booking_verified": metadata.get("booking_verified")}
+        summary = {
+            "booking_id": metadata.get("booking_id"),
+            "booking_reference": metadata.get("booking_reference"),
+            "booking_verified": metadata.get("booking_verified"),
+        }
 
         async def record(row: dict) -> tuple[dict, list[tuple[str, dict]]]:
             return {**changes, **summary}, [("ticket.updated", {**event_summary(row), "changes": changes, **summary})]
 
         row, _ = await save_change(ctx, conn, principal, meta, before, after, now=now, action=action, record=record)
     await ctx.ticket_cache.invalidate(ticket_id)
-    await escalation.on_ticket_changed(ctx, ticket_id)   # the rules run on ticket changes (a priority may have risen)
+    await escalation.on_ticket_changed(ctx, ticket_id)  # the rules run on ticket changes (a priority may have risen)
     return present(ctx, row)
 
 
-async def link_booking(ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID,
-                       booking_id: str) -> dict:
+async def link_booking(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, booking_id: str
+) -> dict:
     """Link a booking to the ticket (replacing any earlier one); returns the ticket."""
     check_may_link(principal)
-    ticket = await tickets.get_ticket(ctx, principal, ticket_id)   # 404 before asking the Booking Service
-    if not is_party(principal, ticket):                             # 403 too (locked_for_write checks again)
+    ticket = await tickets.get_ticket(ctx, principal, ticket_id)  # 404 before asking the Booking Service
+    if not is_party(principal, ticket):  # 403 too (locked_for_write checks again)
         raise Forbidden("Only the assigned agent, a supervisor or an admin may change this ticket")
-    booking = await _verified(ctx, ticket, booking_id)              # outside the ticket's lock: up to 2 s
+    booking = await _verified(ctx, ticket, booking_id)  # outside the ticket's lock: up to 2 s
     return await _write(ctx, principal, meta, ticket_id, booking, "ticket.booking_link")
 
 

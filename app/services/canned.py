@@ -3,6 +3,7 @@
 Staff (agents, supervisors, admins) read them; supervisors and admins write them. A shortcut is
 unique (409 on a clash). Writes are audited and emit ``canned_response.*`` events.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -36,10 +37,15 @@ async def list_canned(ctx: AppContext, principal: Principal, query: dict) -> dic
     _can_read(principal)
     where = {"department": query.get("department"), "q_pattern": contains_pattern(query.get("q"))}
     async with ctx.db.connection() as conn:
-        rows, total = await fetch_page(ctx.db.q.list_canned_responses, conn, **where, sort=query["sort"],
-                                       limit=query["limit"], offset=query["offset"])
-    return {"items": [_present(r) for r in rows], "total": total,
-            "limit": query["limit"], "offset": query["offset"]}
+        rows, total = await fetch_page(
+            ctx.db.q.list_canned_responses,
+            conn,
+            **where,
+            sort=query["sort"],
+            limit=query["limit"],
+            offset=query["offset"],
+        )
+    return {"items": [_present(r) for r in rows], "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
 async def get_canned(ctx: AppContext, principal: Principal, canned_id: uuid.UUID) -> dict:
@@ -62,19 +68,38 @@ async def create_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
         try:
             async with conn.transaction():
                 row = await ctx.db.q.insert_canned_response(
-                    conn, shortcut=data["shortcut"], title=data["title"], body=data["body"],
-                    department=data.get("department"), created_by=principal.user_id, now=now)
+                    conn,
+                    shortcut=data["shortcut"],
+                    title=data["title"],
+                    body=data["body"],
+                    department=data.get("department"),
+                    created_by=principal.user_id,
+                    now=now,
+                )
         except asyncpg.UniqueViolationError:
             raise _clash(data["shortcut"]) from None
-        await audit.record_change(conn, ctx.events, principal, meta, "canned_response.create", "canned_response", row["id"],
-                                  {"shortcut": row["shortcut"], "department": row["department"]},
-                                  [("canned_response.created", {"id": row["id"], "shortcut": row["shortcut"],
-                                                                "department": row["department"]})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "canned_response.create",
+            "canned_response",
+            row["id"],
+            {"shortcut": row["shortcut"], "department": row["department"]},
+            [
+                (
+                    "canned_response.created",
+                    {"id": row["id"], "shortcut": row["shortcut"], "department": row["department"]},
+                )
+            ],
+        )
     return _present(row)
 
 
-async def update_canned(ctx: AppContext, principal: Principal, meta: RequestMeta, canned_id: uuid.UUID,
-                        data: dict) -> dict:
+async def update_canned(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, canned_id: uuid.UUID, data: dict
+) -> dict:
     _can_write(principal)
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
@@ -88,16 +113,38 @@ async def update_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
         try:
             async with conn.transaction():
                 row = await ctx.db.q.update_canned_response(
-                    conn, id=canned_id, shortcut=after["shortcut"], title=after["title"], body=after["body"],
-                    department=after["department"], now=now)
+                    conn,
+                    id=canned_id,
+                    shortcut=after["shortcut"],
+                    title=after["title"],
+                    body=after["body"],
+                    department=after["department"],
+                    now=now,
+                )
         except asyncpg.UniqueViolationError:
             raise _clash(after["shortcut"]) from None
         audit_changes = {k: ({"changed": True} if k == "body" else v) for k, v in changes.items()}
-        await audit.record_change(conn, ctx.events, principal, meta, "canned_response.update", "canned_response", canned_id,
-                                  audit_changes,
-                                  [("canned_response.updated", {"id": canned_id, "shortcut": row["shortcut"],
-                                                                "department": row["department"],
-                                                                "changed": sorted(changes)})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "canned_response.update",
+            "canned_response",
+            canned_id,
+            audit_changes,
+            [
+                (
+                    "canned_response.updated",
+                    {
+                        "id": canned_id,
+                        "shortcut": row["shortcut"],
+                        "department": row["department"],
+                        "changed": sorted(changes),
+                    },
+                )
+            ],
+        )
     return _present(row)
 
 
@@ -107,7 +154,19 @@ async def delete_canned(ctx: AppContext, principal: Principal, meta: RequestMeta
         row = await ctx.db.q.delete_canned_response(conn, id=canned_id)
         if row is None:
             raise NotFound("Canned response not found")
-        await audit.record_change(conn, ctx.events, principal, meta, "canned_response.delete", "canned_response", canned_id,
-                                  {"shortcut": row["shortcut"]},
-                                  [("canned_response.deleted", {"id": canned_id, "shortcut": row["shortcut"],
-                                                                "department": row["department"]})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "canned_response.delete",
+            "canned_response",
+            canned_id,
+            {"shortcut": row["shortcut"]},
+            [
+                (
+                    "canned_response.deleted",
+                    {"id": canned_id, "shortcut": row["shortcut"], "department": row["department"]},
+                )
+            ],
+        )

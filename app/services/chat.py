@@ -6,6 +6,7 @@ Rules that hold whichever transport calls (Socket.IO, REST, gRPC):
 - ``seq`` is taken under the session row's lock, so it has no gaps and no duplicates;
 - a customer has at most one open session, enforced by a unique index, not check-then-insert.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,15 @@ from app.services import attachments, automation, departments, routing, tickets
 from app.services.feedback import announce_rating, record_sentiment
 from app.services.message_writer import PendingMessage
 from app.services.session_fields import CUSTOMER_NAME_FIELD
-from app.services.chat_views import (participant_session, present_message, present_note,
-                                     session_view, session_views, summary as _summary, visible_session)
+from app.services.chat_views import (
+    participant_session,
+    present_message,
+    present_note,
+    session_view,
+    session_views,
+    summary as _summary,
+    visible_session,
+)
 
 log = logging.getLogger(__name__)
 OPEN = ("queued", "active")
@@ -38,8 +46,10 @@ SYNC_LIMIT = 1000
 
 # ---------------------------------------------------------------- starting
 
-async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict,
-                     origin_sid: str | None = None) -> dict:
+
+async def start_chat(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict, origin_sid: str | None = None
+) -> dict:
     """Open a session (or return the customer's open one), route it, and post the first message."""
     customer_id = _customer_for(principal, data)
     department = data.get("department") or departments.DEFAULT
@@ -48,36 +58,56 @@ async def start_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, d
     async with ctx.db.transaction() as conn:
         await departments.ensure(ctx, conn, department, principal=principal, meta=meta)
         try:
-            async with conn.transaction():   # savepoint: a lost race must not abort the outer one
+            async with conn.transaction():  # savepoint: a lost race must not abort the outer one
                 row = await ctx.db.q.insert_session(
-                    conn, session_key=_new_session_key(), customer_id=customer_id,
+                    conn,
+                    session_key=_new_session_key(),
+                    customer_id=customer_id,
                     customer_name=ctx.cipher.encrypt(_customer_name(principal, data), CUSTOMER_NAME_FIELD),
                     department=department,
-                    subject=data.get("subject"), metadata=data.get("metadata", {}), now=now)
+                    subject=data.get("subject"),
+                    metadata=data.get("metadata", {}),
+                    now=now,
+                )
             created = True
         except asyncpg.UniqueViolationError:
             row = await ctx.db.q.open_session_of_customer(conn, customer_id=customer_id)
-            if row is None:   # the other one ended in between: a rare race, the caller may retry
+            if row is None:  # the other one ended in between: a rare race, the caller may retry
                 raise Conflict("Another chat was starting for this customer; try again") from None
         if created:
             summary = _summary(row)
-            await audit.record_change(conn, ctx.events, principal, meta, "chat.start", "chat_session", row["id"],
-                                      {"department": department, "customer_id": str(customer_id)},
-                                      [("chat.started", summary), ("chat.queued", summary)])
+            await audit.record_change(
+                conn,
+                ctx.events,
+                principal,
+                meta,
+                "chat.start",
+                "chat_session",
+                row["id"],
+                {"department": department, "customer_id": str(customer_id)},
+                [("chat.started", summary), ("chat.queued", summary)],
+            )
     if created:
         metrics.CHAT_SESSIONS_STARTED.labels(department=department).inc()
         await ctx.live.join(CUSTOMER_NS, customer_id, session_room(row["id"]))
     result: dict[str, Any] = {}
-    if data.get("message"):   # the customer's words come first (seq 1), then routing, then a greeting
-        sent = await send_message(ctx, principal, meta, row["id"],
-                                  data.get("client_msg_id") or f"start-{row['id']}", data["message"],
-                                  origin_sid=origin_sid)
+    if data.get("message"):  # the customer's words come first (seq 1), then routing, then a greeting
+        sent = await send_message(
+            ctx,
+            principal,
+            meta,
+            row["id"],
+            data.get("client_msg_id") or f"start-{row['id']}",
+            data["message"],
+            origin_sid=origin_sid,
+        )
         result["message"] = sent["message"]
     if created:
         await routing.drain_queue(ctx, department)
         routing.queue_changed(ctx, department)
-        await automation.greet_chat(ctx, row["id"], data.get("subject") or data.get("message"),
-                                    _shown_articles(data.get("metadata")))
+        await automation.greet_chat(
+            ctx, row["id"], data.get("subject") or data.get("message"), _shown_articles(data.get("metadata"))
+        )
     async with ctx.db.connection() as conn:
         result["session"] = await session_view(ctx, conn, await ctx.db.q.get_session(conn, id=row["id"]))
     if created:
@@ -120,9 +150,18 @@ def _new_session_key() -> str:
 
 # ---------------------------------------------------------------- messages
 
-async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any,
-                       client_msg_id: str | None, text: str, message_type: str = "text",
-                       origin_sid: str | None = None, attachment_ids: list | None = None) -> dict:
+
+async def send_message(
+    ctx: AppContext,
+    principal: Principal,
+    meta: RequestMeta,
+    ref: Any,
+    client_msg_id: str | None,
+    text: str,
+    message_type: str = "text",
+    origin_sid: str | None = None,
+    attachment_ids: list | None = None,
+) -> dict:
     """Persist (batched with concurrent sends), then return ``{"message", "duplicate"}``;
     only a new message is broadcast, after it has committed. ``attachment_ids`` name the
     sender's own uploads (app.services.attachments); a message may be files alone."""
@@ -132,20 +171,27 @@ async def send_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
     files = None
     if attachment_ids:
         if session_id is None:
-            await _explain_refusal(ctx, principal, ref)   # raises
+            await _explain_refusal(ctx, principal, ref)  # raises
         else:
             await _explain_refusal(ctx, principal, session_id, only_access=True)
             files = await attachments.claim_for_chat(ctx, principal, session_id, attachment_ids)
     row = None
     if session_id is not None:
-        row = await ctx.message_writer.write(PendingMessage(
-            session_id=session_id, sender_id=principal.user_id, sender_type=sender_type,
-            scope=_SCOPES.get(principal.role, "all"), client_msg_id=client_msg_id,
-            ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"), message_type=message_type,
-            attachments=files))
+        row = await ctx.message_writer.write(
+            PendingMessage(
+                session_id=session_id,
+                sender_id=principal.user_id,
+                sender_type=sender_type,
+                scope=_SCOPES.get(principal.role, "all"),
+                client_msg_id=client_msg_id,
+                ciphertext=ctx.cipher.encrypt(text, "chat_messages.message"),
+                message_type=message_type,
+                attachments=files,
+            )
+        )
     if row is None or session_id is None:
         await _explain_refusal(ctx, principal, ref)
-    assert row is not None and session_id is not None   # _explain_refusal raised otherwise
+    assert row is not None and session_id is not None  # _explain_refusal raised otherwise
     if files:
         await attachments.bind_chat_message(ctx, row)
     message = present_message(ctx, row)
@@ -191,11 +237,12 @@ async def sync(ctx: AppContext, principal: Principal, ref: Any, after_seq: int) 
     client to sync again from the last seq it got (a long absence never loses a message)."""
     async with ctx.db.connection() as conn:
         session = await visible_session(ctx, conn, principal, ref)
-        rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq,
-                                             limit=SYNC_LIMIT + 1)
-        result = {"session": await session_view(ctx, conn, session),
-                  "messages": [present_message(ctx, r) for r in rows[:SYNC_LIMIT]],
-                  "has_more": len(rows) > SYNC_LIMIT}
+        rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq, limit=SYNC_LIMIT + 1)
+        result = {
+            "session": await session_view(ctx, conn, session),
+            "messages": [present_message(ctx, r) for r in rows[:SYNC_LIMIT]],
+            "has_more": len(rows) > SYNC_LIMIT,
+        }
         if principal.is_staff:
             result["notes"] = [present_note(ctx, n) for n in await ctx.db.q.notes_of(conn, session_id=session["id"])]
     return result
@@ -216,32 +263,40 @@ async def unwatch(ctx: AppContext, principal: Principal, ref: Any, sid: str) -> 
     async with ctx.db.connection() as conn:
         session = await visible_session(ctx, conn, principal, ref)
     if session["agent_id"] == principal.user_id:
-        return   # their own chat: they stay in its room
+        return  # their own chat: they stay in its room
     if ctx.live.emitter is not None:
         await ctx.live.emitter.leave_room(sid, session_room(session["id"]), namespace=AGENT_NS)
 
 
-async def typing(ctx: AppContext, principal: Principal, ref: Any, is_typing: bool,
-                 origin_sid: str | None = None) -> None:
+async def typing(
+    ctx: AppContext, principal: Principal, ref: Any, is_typing: bool, origin_sid: str | None = None
+) -> None:
     async with ctx.db.connection() as conn:
         session = await participant_session(ctx, conn, principal, ref)
     if session["status"] not in OPEN:
         raise InvalidState("The chat has ended")
-    await ctx.live.to_session(session["id"], "chat:typing",
-                              {"session_id": session["id"], "sender_type": principal.sender_type,
-                               "typing": is_typing}, skip_sid=origin_sid)
+    await ctx.live.to_session(
+        session["id"],
+        "chat:typing",
+        {"session_id": session["id"], "sender_type": principal.sender_type, "typing": is_typing},
+        skip_sid=origin_sid,
+    )
 
 
-async def mark_read(ctx: AppContext, principal: Principal, ref: Any, up_to_seq: int,
-                    origin_sid: str | None = None) -> None:
+async def mark_read(
+    ctx: AppContext, principal: Principal, ref: Any, up_to_seq: int, origin_sid: str | None = None
+) -> None:
     async with ctx.db.transaction() as conn:
         session = await participant_session(ctx, conn, principal, ref)
         reader = "customer" if principal.role == "customer" else "agent"
         query = ctx.db.q.read_customer if reader == "customer" else ctx.db.q.read_agent
         cursor = await query(conn, id=session["id"], up_to_seq=up_to_seq)
-    await ctx.live.to_session(session["id"], "chat:read",
-                              {"session_id": session["id"], "reader_type": reader,
-                               "up_to_seq": cursor["up_to_seq"]}, skip_sid=origin_sid)
+    await ctx.live.to_session(
+        session["id"],
+        "chat:read",
+        {"session_id": session["id"], "reader_type": reader, "up_to_seq": cursor["up_to_seq"]},
+        skip_sid=origin_sid,
+    )
 
 
 async def add_note(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, text: str) -> dict:
@@ -249,9 +304,13 @@ async def add_note(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
         raise Forbidden("Only agents write internal notes")
     async with ctx.db.transaction() as conn:
         session = await participant_session(ctx, conn, principal, ref)
-        row = await ctx.db.q.insert_note(conn, session_id=session["id"], sender_id=principal.user_id,
-                                         message=ctx.cipher.encrypt(text, "chat_notes.message"),
-                                         now=ctx.clock.now())
+        row = await ctx.db.q.insert_note(
+            conn,
+            session_id=session["id"],
+            sender_id=principal.user_id,
+            message=ctx.cipher.encrypt(text, "chat_notes.message"),
+            now=ctx.clock.now(),
+        )
     note = present_note(ctx, row)
     # Notes go to the agent namespace only: customers never receive them.
     await ctx.live.emit("chat:note", note, to=session_room(session["id"]), namespace=AGENT_NS)
@@ -259,6 +318,7 @@ async def add_note(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
 
 
 # ---------------------------------------------------------------- ending, rating, offline messages
+
 
 async def end_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any) -> dict:
     async with ctx.db.transaction() as conn:
@@ -274,16 +334,31 @@ async def end_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
     return view
 
 
-async def finish(ctx: AppContext, conn: asyncpg.Connection, session: Any, status: str, reason: str,
-                 *, principal: Principal | None = None, meta: RequestMeta | None = None) -> Any:
+async def finish(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    session: Any,
+    status: str,
+    reason: str,
+    *,
+    principal: Principal | None = None,
+    meta: RequestMeta | None = None,
+) -> Any:
     """End a locked session in the caller's transaction: free the agent's place, record it."""
     row = await ctx.db.q.end_session(conn, id=session["id"], status=status, reason=reason, now=ctx.clock.now())
     if session["status"] == "active" and session["agent_id"]:
         await ctx.db.q.add_agent_chats(conn, user_id=session["agent_id"], delta=-1, now=ctx.clock.now())
-    await audit.record_change(conn, ctx.events, principal, meta or RequestMeta(transport="timer"), "chat.end",
-                              "chat_session", session["id"], {"status": status, "reason": reason},
-                              [("chat.ended", {**_summary(row), "reason": reason,
-                                               "duration_seconds": row["duration_seconds"]})])
+    await audit.record_change(
+        conn,
+        ctx.events,
+        principal,
+        meta or RequestMeta(transport="timer"),
+        "chat.end",
+        "chat_session",
+        session["id"],
+        {"status": status, "reason": reason},
+        [("chat.ended", {**_summary(row), "reason": reason, "duration_seconds": row["duration_seconds"]})],
+    )
     return row
 
 
@@ -296,8 +371,9 @@ async def after_finish(ctx: AppContext, row: Any, view: dict, reason: str) -> No
     routing.queue_changed(ctx, row["department"])
 
 
-async def rate_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, rating: int,
-                    comment: str | None) -> dict:
+async def rate_chat(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, rating: int, comment: str | None
+) -> dict:
     if principal.role != "customer":
         raise Forbidden("Only the customer rates a chat")
     async with ctx.db.transaction() as conn:
@@ -307,18 +383,40 @@ async def rate_chat(ctx: AppContext, principal: Principal, meta: RequestMeta, re
         try:
             async with conn.transaction():
                 feedback = await ctx.db.q.insert_session_feedback(
-                    conn, chat_session_id=session["id"], customer_id=principal.user_id,
-                    agent_id=session["agent_id"], rating=rating,
-                    comment=ctx.cipher.encrypt(comment, "feedback.comment"), category=session["department"])
+                    conn,
+                    chat_session_id=session["id"],
+                    customer_id=principal.user_id,
+                    agent_id=session["agent_id"],
+                    rating=rating,
+                    comment=ctx.cipher.encrypt(comment, "feedback.comment"),
+                    category=session["department"],
+                )
         except asyncpg.UniqueViolationError:
             raise Conflict("This chat has already been rated") from None
         await record_sentiment(ctx, conn, feedback["id"], comment)
         await ctx.db.q.set_rating(conn, id=session["id"], rating=rating)
-        await audit.record(conn, principal, meta, "chat.rate", "chat_session", session["id"],
-                           {"rating": rating, "feedback_id": str(feedback["id"])})
-        await ctx.events.append(conn, "feedback.created", "feedback", feedback["id"],
-                                {"feedback_id": feedback["id"], "session_id": session["id"],
-                                 "agent_id": session["agent_id"], "rating": rating}, actor_id=principal.user_id)
+        await audit.record(
+            conn,
+            principal,
+            meta,
+            "chat.rate",
+            "chat_session",
+            session["id"],
+            {"rating": rating, "feedback_id": str(feedback["id"])},
+        )
+        await ctx.events.append(
+            conn,
+            "feedback.created",
+            "feedback",
+            feedback["id"],
+            {
+                "feedback_id": feedback["id"],
+                "session_id": session["id"],
+                "agent_id": session["agent_id"],
+                "rating": rating,
+            },
+            actor_id=principal.user_id,
+        )
     await announce_rating(ctx, session["agent_id"], rating=rating, comment=comment, session_id=session["id"])
     return {"feedback_id": feedback["id"]}
 
@@ -335,10 +433,18 @@ async def leave_message(ctx: AppContext, principal: Principal, meta: RequestMeta
         department = session["department"]
     if data.get("email"):
         principal = Principal(principal.user_id, principal.role, principal.name, data["email"])
-    ticket = await tickets.create_ticket(ctx, principal, meta, {
-        "subject": data["subject"], "description": data["message"], "category": department,
-        "metadata": {"source": "chat_offline_message", **({"session_id": str(session["id"])} if session else {})},
-    }, channel="chat")
+    ticket = await tickets.create_ticket(
+        ctx,
+        principal,
+        meta,
+        {
+            "subject": data["subject"],
+            "description": data["message"],
+            "category": department,
+            "metadata": {"source": "chat_offline_message", **({"session_id": str(session["id"])} if session else {})},
+        },
+        channel="chat",
+    )
     if session is not None:
         async with ctx.db.transaction() as conn:
             await ctx.db.q.link_ticket(conn, id=session["id"], ticket_id=ticket["id"])
@@ -346,6 +452,7 @@ async def leave_message(ctx: AppContext, principal: Principal, meta: RequestMeta
 
 
 # ---------------------------------------------------------------- REST views
+
 
 async def get_session(ctx: AppContext, principal: Principal, ref: Any) -> dict:
     async with ctx.db.connection() as conn:
@@ -355,14 +462,20 @@ async def get_session(ctx: AppContext, principal: Principal, ref: Any) -> dict:
 async def list_sessions(ctx: AppContext, principal: Principal, query: dict) -> dict:
     async with ctx.db.connection() as conn:
         rows, total = await fetch_page(
-            ctx.db.q.list_sessions, conn,
+            ctx.db.q.list_sessions,
+            conn,
             customer_scope=principal.user_id if principal.role == "customer" else None,
             agent_scope=principal.user_id if principal.role == "agent" else None,
-            status=query.get("status"), department=query.get("department"), agent_id=query.get("agent_id"),
-            customer_id=query.get("customer_id"), sort=query["sort"], limit=query["limit"], offset=query["offset"])
+            status=query.get("status"),
+            department=query.get("department"),
+            agent_id=query.get("agent_id"),
+            customer_id=query.get("customer_id"),
+            sort=query["sort"],
+            limit=query["limit"],
+            offset=query["offset"],
+        )
         items = await session_views(ctx, conn, rows)
-    return {"items": items, "total": total,
-            "limit": query["limit"], "offset": query["offset"]}
+    return {"items": items, "total": total, "limit": query["limit"], "offset": query["offset"]}
 
 
 async def list_messages(ctx: AppContext, principal: Principal, ref: Any, after_seq: int, limit: int) -> dict:
@@ -376,9 +489,14 @@ async def list_messages(ctx: AppContext, principal: Principal, ref: Any, after_s
         session = await visible_session(ctx, conn, principal, ref)
         rows = await ctx.db.q.messages_after(conn, session_id=session["id"], after_seq=after_seq, limit=limit)
         view = await session_view(ctx, conn, session)
-    total = max(view["last_seq"], rows[-1]["seq"] if rows else 0)   # a message may land in between
-    return {"items": [present_message(ctx, r) for r in rows], "total": total, "limit": limit,
-            "offset": min(after_seq, total), "session": view}
+    total = max(view["last_seq"], rows[-1]["seq"] if rows else 0)  # a message may land in between
+    return {
+        "items": [present_message(ctx, r) for r in rows],
+        "total": total,
+        "limit": limit,
+        "offset": min(after_seq, total),
+        "session": view,
+    }
 
 
 async def update_session(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any, data: dict) -> dict:
@@ -390,10 +508,20 @@ async def update_session(ctx: AppContext, principal: Principal, meta: RequestMet
         async with ctx.db.transaction() as conn:
             session = await visible_session(ctx, conn, principal, ref, lock=True)
             row = await ctx.db.q.update_session_details(
-                conn, id=session["id"], subject=data.get("subject", session["subject"]),
-                metadata=data.get("metadata", session["metadata"]))
-            await audit.record(conn, principal, meta, "chat.update", "chat_session", session["id"],
-                               {k: data[k] for k in ("subject", "metadata") if k in data})
+                conn,
+                id=session["id"],
+                subject=data.get("subject", session["subject"]),
+                metadata=data.get("metadata", session["metadata"]),
+            )
+            await audit.record(
+                conn,
+                principal,
+                meta,
+                "chat.update",
+                "chat_session",
+                session["id"],
+                {k: data[k] for k in ("subject", "metadata") if k in data},
+            )
             view = await session_view(ctx, conn, row)
     if "agent_id" in data or "department" in data:
         view = await routing.transfer(ctx, principal, meta, ref, data.get("agent_id"), data.get("department"))

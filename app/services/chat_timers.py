@@ -3,6 +3,7 @@
 Each function reads the time from ``ctx.clock`` and takes its rows with ``SKIP LOCKED``, so tests
 move a frozen clock instead of sleeping and two replicas never end the same chat twice.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,8 +28,14 @@ async def _end_expired(ctx: AppContext, query_name: str, status: str, reason: st
 async def sweep_queue_timeouts(ctx: AppContext) -> int:
     """Queued longer than the department's queue timeout (else CHAT_QUEUE_TIMEOUT_MINUTES): ends
     with ``queue_timeout``; the customer can then leave a message (``chat:leave_message``)."""
-    return await _end_expired(ctx, "expired_queue", "timed_out", "queue_timeout", now=ctx.clock.now(),
-                              default_minutes=ctx.settings.chat_queue_timeout_minutes)
+    return await _end_expired(
+        ctx,
+        "expired_queue",
+        "timed_out",
+        "queue_timeout",
+        now=ctx.clock.now(),
+        default_minutes=ctx.settings.chat_queue_timeout_minutes,
+    )
 
 
 async def sweep_inactive(ctx: AppContext) -> int:
@@ -51,9 +58,13 @@ async def sweep_lapsed_agents(ctx: AppContext) -> int:
         lapsed = await ctx.db.q.lapsed_agents(conn, cutoff=cutoff)
         for agent in lapsed:
             await ctx.db.q.set_agent_status(conn, user_id=agent["user_id"], status="offline", now=ctx.clock.now())
-            await ctx.events.append(conn, "agent.status_changed", "agent", agent["id"],
-                                    {"agent_id": agent["user_id"], "from": agent["status"], "status": "offline",
-                                     "reason": "disconnected"})
+            await ctx.events.append(
+                conn,
+                "agent.status_changed",
+                "agent",
+                agent["id"],
+                {"agent_id": agent["user_id"], "from": agent["status"], "status": "offline", "reason": "disconnected"},
+            )
     for agent in lapsed:
         if await ctx.live.is_connected(AGENT_NS, agent["user_id"]):
             continue

@@ -1,4 +1,5 @@
 """Chat sessions as clients see them (PROTOCOL.md "Objects"), and who may see which."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,12 +16,19 @@ from app.services.session_fields import previews, queued_sessions, session_field
 
 def summary(row: Any) -> dict:
     """The non-sensitive fields a chat event carries."""
-    return {"session_id": row["id"], "session_key": row["session_id"], "customer_id": row["customer_id"],
-            "agent_id": row["agent_id"], "department": row["department"], "status": row["status"]}
+    return {
+        "session_id": row["id"],
+        "session_key": row["session_id"],
+        "customer_id": row["customer_id"],
+        "agent_id": row["agent_id"],
+        "department": row["department"],
+        "status": row["status"],
+    }
 
 
-def present_session(ctx: AppContext, row: Any, agent_name: str | None = None,
-                    position: int | None = None, preview: str | None = None) -> dict:
+def present_session(
+    ctx: AppContext, row: Any, agent_name: str | None = None, position: int | None = None, preview: str | None = None
+) -> dict:
     return session_fields(ctx.cipher, row, agent_name, position, preview)
 
 
@@ -32,8 +40,11 @@ async def session_view(ctx: AppContext, conn: asyncpg.Connection, row: Any) -> d
 async def session_views(ctx: AppContext, conn: asyncpg.Connection, rows: list[Any]) -> list[dict]:
     """Session objects of several rows, their agents' names read in one query."""
     agent_ids = list({r["agent_id"] for r in rows if r["agent_id"]})
-    names = ({n["user_id"]: n["display_name"] for n in await ctx.db.q.agent_names(conn, user_ids=agent_ids)}
-             if agent_ids else {})
+    names = (
+        {n["user_id"]: n["display_name"] for n in await ctx.db.q.agent_names(conn, user_ids=agent_ids)}
+        if agent_ids
+        else {}
+    )
     shown = await previews(ctx.cipher, conn, [r["id"] for r in rows if r["status"] == "queued"])
     views = []
     for row in rows:
@@ -48,12 +59,19 @@ async def queue_views(ctx: AppContext, conn: asyncpg.Connection, rows: list[Any]
 
 
 def present_message(ctx: AppContext, row: Any) -> dict:
-    return {"id": row["id"], "session_id": row["session_id"], "seq": row["seq"],
-            "client_msg_id": row["client_msg_id"], "sender_type": row["sender_type"],
-            "sender_id": row["sender_id"], "message_type": row["message_type"],
-            "message": ctx.cipher.decrypt(row["message"], "chat_messages.message"),
-            "attachments": attachments.present_refs(ctx, row.get("attachments")) or [],
-            "created_at": row["created_at"], **_parts_of(row)}
+    return {
+        "id": row["id"],
+        "session_id": row["session_id"],
+        "seq": row["seq"],
+        "client_msg_id": row["client_msg_id"],
+        "sender_type": row["sender_type"],
+        "sender_id": row["sender_id"],
+        "message_type": row["message_type"],
+        "message": ctx.cipher.decrypt(row["message"], "chat_messages.message"),
+        "attachments": attachments.present_refs(ctx, row.get("attachments")) or [],
+        "created_at": row["created_at"],
+        **_parts_of(row),
+    }
 
 
 def _parts_of(row: Any) -> dict:
@@ -63,8 +81,13 @@ def _parts_of(row: Any) -> dict:
 
 
 def present_note(ctx: AppContext, row: Any) -> dict:
-    return {"id": row["id"], "session_id": row["session_id"], "sender_id": row["sender_id"],
-            "message": ctx.cipher.decrypt(row["message"], "chat_notes.message"), "created_at": row["created_at"]}
+    return {
+        "id": row["id"],
+        "session_id": row["session_id"],
+        "sender_id": row["sender_id"],
+        "message": ctx.cipher.decrypt(row["message"], "chat_notes.message"),
+        "created_at": row["created_at"],
+    }
 
 
 async def find_session(ctx: AppContext, conn: asyncpg.Connection, ref: Any, *, lock: bool = False) -> Any:
@@ -80,8 +103,9 @@ async def find_session(ctx: AppContext, conn: asyncpg.Connection, ref: Any, *, l
     return await ctx.db.q.get_session(conn, id=session_id)
 
 
-async def visible_session(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ref: Any,
-                   *, lock: bool = False) -> Any:
+async def visible_session(
+    ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ref: Any, *, lock: bool = False
+) -> Any:
     """The session if the caller may see it; otherwise it does not exist for them (404)."""
     row = await find_session(ctx, conn, ref, lock=lock)
     if row is None or not is_party(principal, row):
@@ -89,8 +113,9 @@ async def visible_session(ctx: AppContext, conn: asyncpg.Connection, principal: 
     return row
 
 
-async def participant_session(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ref: Any,
-                              *, lock: bool = False) -> Any:
+async def participant_session(
+    ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ref: Any, *, lock: bool = False
+) -> Any:
     """The session if the caller may act in it (write, type, read, end, note, transfer).
 
     Customers: their own; anyone else's does not exist for them (404). Agents: one assigned to

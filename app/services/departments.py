@@ -13,6 +13,7 @@ Rules:
   work without a department goes), cannot be deleted;
 - writes are audited and emit ``department.created/updated/deleted`` events.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,12 +33,36 @@ from app.security import audit
 log = logging.getLogger(__name__)
 
 DEFAULT = "general"
-FIELDS = ("id", "name", "display_name", "description", "categories", "business_hours", "time_zone",
-          "offline_message", "is_public", "queue_timeout_minutes", "greeting", "queue_alert_minutes",
-          "queue_alert_raised_at", "created_at", "updated_at")
+FIELDS = (
+    "id",
+    "name",
+    "display_name",
+    "description",
+    "categories",
+    "business_hours",
+    "time_zone",
+    "offline_message",
+    "is_public",
+    "queue_timeout_minutes",
+    "greeting",
+    "queue_alert_minutes",
+    "queue_alert_raised_at",
+    "created_at",
+    "updated_at",
+)
 PUBLIC_FIELDS = ("name", "display_name", "business_hours", "time_zone", "offline_message")
-MUTABLE = ("display_name", "description", "categories", "business_hours", "time_zone", "offline_message",
-           "is_public", "queue_timeout_minutes", "greeting", "queue_alert_minutes")
+MUTABLE = (
+    "display_name",
+    "description",
+    "categories",
+    "business_hours",
+    "time_zone",
+    "offline_message",
+    "is_public",
+    "queue_timeout_minutes",
+    "greeting",
+    "queue_alert_minutes",
+)
 SYSTEM = RequestMeta(transport="system")
 
 
@@ -52,20 +77,33 @@ def present(row: Any) -> dict:
 
 # ---------------------------------------------------------------- first use and routing
 
-async def ensure(ctx: AppContext, conn: asyncpg.Connection, name: str, *,
-                 principal: Principal | None = None, meta: RequestMeta | None = None) -> str:
+
+async def ensure(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    name: str,
+    *,
+    principal: Principal | None = None,
+    meta: RequestMeta | None = None,
+) -> str:
     """The department's row exists when this returns (in the caller's transaction); a new one
     is audited and announced like one an admin created."""
-    row = await ctx.db.q.ensure_department(conn, name=name, display_name=default_display_name(name),
-                                           now=ctx.clock.now())
+    row = await ctx.db.q.ensure_department(
+        conn, name=name, display_name=default_display_name(name), now=ctx.clock.now()
+    )
     if row is not None:
-        await _record(ctx, conn, principal, meta or SYSTEM, "create", row,
-                      {"name": name, "created_on_first_use": True})
+        await _record(ctx, conn, principal, meta or SYSTEM, "create", row, {"name": name, "created_on_first_use": True})
     return name
 
 
-async def for_category(ctx: AppContext, conn: asyncpg.Connection, category: str | None, *,
-                       principal: Principal | None = None, meta: RequestMeta | None = None) -> str:
+async def for_category(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    category: str | None,
+    *,
+    principal: Principal | None = None,
+    meta: RequestMeta | None = None,
+) -> str:
     """The department that serves a ticket category (its row created if this is its first use)."""
     name = await ctx.db.q.department_for_category(conn, category=category)
     return await ensure(ctx, conn, name, principal=principal, meta=meta)
@@ -78,6 +116,7 @@ async def display_names(ctx: AppContext, conn: asyncpg.Connection, names: list[s
 
 # ---------------------------------------------------------------- reading
 
+
 def _can_read_all(principal: Principal) -> bool:
     return principal.is_staff or principal.role == "service"
 
@@ -88,9 +127,15 @@ async def list_departments(ctx: AppContext, principal: Principal, query: dict) -
     public_only = not _can_read_all(principal)
     async with ctx.db.connection() as conn:
         rows, total = await fetch_page(
-            ctx.db.q.list_departments, conn, public_only=public_only, category=query.get("category"),
-            q_pattern=contains_pattern(query.get("q")), sort=query["sort"],
-            limit=query["limit"], offset=query["offset"])
+            ctx.db.q.list_departments,
+            conn,
+            public_only=public_only,
+            category=query.get("category"),
+            q_pattern=contains_pattern(query.get("q")),
+            sort=query["sort"],
+            limit=query["limit"],
+            offset=query["offset"],
+        )
     items = [present(r) for r in rows]
     if public_only:
         items = await _public(ctx, items)
@@ -108,9 +153,15 @@ async def get_department(ctx: AppContext, principal: Principal, ref: str) -> dic
 
 async def _public(ctx: AppContext, items: list[dict]) -> list[dict]:
     live = {d["name"]: d for d in (await availability(ctx, None))["departments"]}
-    return [{**{f: item[f] for f in PUBLIC_FIELDS},
-             "open_now": live[item["name"]]["open_now"], "available": live[item["name"]]["available"]}
-            for item in items if item["name"] in live]
+    return [
+        {
+            **{f: item[f] for f in PUBLIC_FIELDS},
+            "open_now": live[item["name"]]["open_now"],
+            "available": live[item["name"]]["available"],
+        }
+        for item in items
+        if item["name"] in live
+    ]
 
 
 async def _find(ctx: AppContext, conn: asyncpg.Connection, ref: str, *, lock: bool = False) -> Any:
@@ -127,6 +178,7 @@ async def _find(ctx: AppContext, conn: asyncpg.Connection, ref: str, *, lock: bo
 
 # ---------------------------------------------------------------- availability
 
+
 async def availability(ctx: AppContext, department: str | None) -> dict:
     """Who can chat now, per department: the widget offers a chat when ``available`` (within
     business hours, and an agent online and connected; a full team still queues), else its
@@ -137,7 +189,7 @@ async def availability(ctx: AppContext, department: str | None) -> dict:
     departments = []
     for r in rows:
         row = dict(r)
-        row["display_name"] = row["display_name"] or default_display_name(row["name"])   # no row yet
+        row["display_name"] = row["display_name"] or default_display_name(row["name"])  # no row yet
         row["open_now"] = within_business_hours(row["business_hours"], row["time_zone"], now)
         row["available"] = row["open_now"] and row["online_agents"] > 0
         departments.append(row)
@@ -155,7 +207,7 @@ def within_business_hours(hours: Any, zone: str | None, now: dt.datetime) -> boo
         local = now.astimezone(dt.timezone.utc)
     clock = local.strftime("%H:%M")
     day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
-    try:   # ranges are "HH:MM" strings, end excluded; one over midnight is written as two
+    try:  # ranges are "HH:MM" strings, end excluded; one over midnight is written as two
         return any(start <= clock < end for start, end in hours.get(day, []))
     except (AttributeError, TypeError, ValueError):
         log.warning("unreadable business hours; treating the department as open", extra={"hours": hours})
@@ -163,6 +215,7 @@ def within_business_hours(hours: Any, zone: str | None, now: dt.datetime) -> boo
 
 
 # ---------------------------------------------------------------- writing
+
 
 def require_writer(principal: Principal) -> None:
     require_role(principal, "admin")
@@ -182,15 +235,22 @@ async def create_department(ctx: AppContext, principal: Principal, meta: Request
             async with conn.transaction():
                 row = await ctx.db.q.insert_department(conn, name=data["name"], **fields, now=ctx.clock.now())
         except asyncpg.UniqueViolationError:
-            raise Conflict(f"A department named {data['name']!r} exists already",
-                           details={"name": data["name"]}) from None
-        await _record(ctx, conn, principal, meta, "create", row,
-                      {k: row[k] for k in ("name", "display_name", "categories", "is_public")})
+            raise Conflict(
+                f"A department named {data['name']!r} exists already", details={"name": data["name"]}
+            ) from None
+        await _record(
+            ctx,
+            conn,
+            principal,
+            meta,
+            "create",
+            row,
+            {k: row[k] for k in ("name", "display_name", "categories", "is_public")},
+        )
     return present(row)
 
 
-async def update_department(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: str,
-                            data: dict) -> dict:
+async def update_department(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: str, data: dict) -> dict:
     require_writer(principal)
     async with ctx.db.transaction() as conn:
         before = await _lock_for_write(ctx, conn, ref)
@@ -213,8 +273,7 @@ async def delete_department(ctx: AppContext, principal: Principal, meta: Request
             raise Conflict("The general department takes work no other department serves; it stays")
         use = dict(await ctx.db.q.department_in_use(conn, name=row["name"]))
         if any(use.values()):
-            raise Conflict("Move this department's agents, open chats and unresolved tickets first",
-                           details=use)
+            raise Conflict("Move this department's agents, open chats and unresolved tickets first", details=use)
         await ctx.db.q.delete_department(conn, id=row["id"])
         await _record(ctx, conn, principal, meta, "delete", row, {"name": row["name"]})
 
@@ -228,8 +287,9 @@ async def _lock_for_write(ctx: AppContext, conn: asyncpg.Connection, ref: str) -
     return row
 
 
-async def _refuse_clashes(ctx: AppContext, conn: asyncpg.Connection, dept_id: uuid.UUID | None,
-                          name: str, categories: list[str]) -> None:
+async def _refuse_clashes(
+    ctx: AppContext, conn: asyncpg.Connection, dept_id: uuid.UUID | None, name: str, categories: list[str]
+) -> None:
     """A category served by another department, or naming one, would make routing ambiguous."""
     clashes = await ctx.db.q.category_clashes(conn, id=dept_id, names=[name, *categories])
     taken = {}
@@ -240,16 +300,31 @@ async def _refuse_clashes(ctx: AppContext, conn: asyncpg.Connection, dept_id: uu
             taken[clash["name"]] = clash["name"]
     if taken:
         words = ", ".join(f"{c!r} ({d})" for c, d in sorted(taken.items()))
-        raise Conflict(f"Categories already served by another department: {words}",
-                       details={"categories": taken})
+        raise Conflict(f"Categories already served by another department: {words}", details={"categories": taken})
 
 
-async def _record(ctx: AppContext, conn: asyncpg.Connection, principal: Principal | None, meta: RequestMeta,
-                  verb: str, row: Any, changes: dict) -> None:
+async def _record(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    principal: Principal | None,
+    meta: RequestMeta,
+    verb: str,
+    row: Any,
+    changes: dict,
+) -> None:
     payload = {"id": row["id"], "name": row["name"], "display_name": row["display_name"]}
     if verb == "update":
         payload["changed"] = sorted(changes)
     elif changes.get("created_on_first_use"):
         payload["created_on_first_use"] = True
-    await audit.record_change(conn, ctx.events, principal, meta, f"department.{verb}", "department", row["id"], changes,
-                              [(f"department.{verb}d", payload)])
+    await audit.record_change(
+        conn,
+        ctx.events,
+        principal,
+        meta,
+        f"department.{verb}",
+        "department",
+        row["id"],
+        changes,
+        [(f"department.{verb}d", payload)],
+    )

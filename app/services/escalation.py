@@ -7,6 +7,7 @@ while the ticket is still at the level that record left it at. Rules run after a
 (``on_ticket_changed``) and on a periodic cluster duty (``sweep``); breaches of the SLA due times
 are marked by ``sla_sweep``. Every time read comes from ``ctx.clock``.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,11 +31,22 @@ from app.services import departments
 log = logging.getLogger(__name__)
 OPEN_STATUSES = ("open", "in_progress", "pending")
 SWEEP_SECONDS = 60.0
-RULE_FIELDS = ("id", "rule_name", "description", "conditions", "actions", "priority", "is_active",
-               "is_default", "created_at", "updated_at")
+RULE_FIELDS = (
+    "id",
+    "rule_name",
+    "description",
+    "conditions",
+    "actions",
+    "priority",
+    "is_active",
+    "is_default",
+    "created_at",
+    "updated_at",
+)
 
 
 # ---------------------------------------------------------------- rule CRUD (admins)
+
 
 def _rule_view(row: Any) -> dict:
     return {k: row[k] for k in RULE_FIELDS}
@@ -59,8 +71,12 @@ async def get_rule(ctx: AppContext, principal: Principal, rule_id: uuid.UUID) ->
 
 def _rule_event(row: Any) -> dict:
     """What an escalation-rule event carries (rules hold no sensitive text)."""
-    return {"rule_id": row["id"], "rule_name": row["rule_name"], "priority": row["priority"],
-            "is_active": row["is_active"]}
+    return {
+        "rule_id": row["id"],
+        "rule_name": row["rule_name"],
+        "priority": row["priority"],
+        "is_active": row["is_active"],
+    }
 
 
 async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
@@ -69,38 +85,62 @@ async def create_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
     async with ctx.db.transaction() as conn:
         await _ensure_target_department(ctx, conn, principal, meta, data["actions"])
         row = await ctx.db.q.insert_escalation_rule(
-            conn, rule_name=data["rule_name"], description=data.get("description"),
-            conditions=to_jsonable(data["conditions"]), actions=to_jsonable(data["actions"]),
-            priority=data.get("priority", 0), is_active=data.get("is_active", True), now=now)
-        await audit.record_change(conn, ctx.events, principal, meta, "escalation_rule.create", "escalation_rule",
-                                  row["id"], {"rule_name": row["rule_name"]},
-                                  [("escalation.rule_created", _rule_event(row))])
+            conn,
+            rule_name=data["rule_name"],
+            description=data.get("description"),
+            conditions=to_jsonable(data["conditions"]),
+            actions=to_jsonable(data["actions"]),
+            priority=data.get("priority", 0),
+            is_active=data.get("is_active", True),
+            now=now,
+        )
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "escalation_rule.create",
+            "escalation_rule",
+            row["id"],
+            {"rule_name": row["rule_name"]},
+            [("escalation.rule_created", _rule_event(row))],
+        )
     return _rule_view(row)
 
 
-async def _ensure_target_department(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
-                                    meta: RequestMeta, actions: dict) -> None:
+async def _ensure_target_department(
+    ctx: AppContext, conn: asyncpg.Connection, principal: Principal, meta: RequestMeta, actions: dict
+) -> None:
     """A rule that reassigns to a department names it first: its row exists from then on."""
     department = (actions.get("reassign_to") or {}).get("department")
     if department:
         await departments.ensure(ctx, conn, department, principal=principal, meta=meta)
 
 
-async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, rule_id: uuid.UUID,
-                      data: dict) -> dict:
+async def update_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, rule_id: uuid.UUID, data: dict) -> dict:
     require_role(principal, "admin")
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
         row = await ctx.db.q.lock_escalation_rule(conn, id=rule_id)
         if row is None:
             raise NotFound("Escalation rule not found")
-        merged = {k: to_jsonable(data[k]) if k in data else row[k]
-                  for k in ("rule_name", "description", "conditions", "actions", "priority", "is_active")}
+        merged = {
+            k: to_jsonable(data[k]) if k in data else row[k]
+            for k in ("rule_name", "description", "conditions", "actions", "priority", "is_active")
+        }
         await _ensure_target_department(ctx, conn, principal, meta, merged["actions"])
         row = await ctx.db.q.update_escalation_rule(conn, id=rule_id, **merged, now=now)
-        await audit.record_change(conn, ctx.events, principal, meta, "escalation_rule.update", "escalation_rule",
-                                  rule_id, {k: True for k in data},
-                                  [("escalation.rule_updated", {**_rule_event(row), "changed": sorted(data)})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "escalation_rule.update",
+            "escalation_rule",
+            rule_id,
+            {k: True for k in data},
+            [("escalation.rule_updated", {**_rule_event(row), "changed": sorted(data)})],
+        )
     return _rule_view(row)
 
 
@@ -110,12 +150,21 @@ async def delete_rule(ctx: AppContext, principal: Principal, meta: RequestMeta, 
         row = await ctx.db.q.delete_escalation_rule(conn, id=rule_id)
         if row is None:
             raise NotFound("Escalation rule not found")
-        await audit.record_change(conn, ctx.events, principal, meta, "escalation_rule.delete", "escalation_rule",
-                                  rule_id, {"rule_name": row["rule_name"]},
-                                  [("escalation.rule_deleted", {"rule_id": rule_id, "rule_name": row["rule_name"]})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "escalation_rule.delete",
+            "escalation_rule",
+            rule_id,
+            {"rule_name": row["rule_name"]},
+            [("escalation.rule_deleted", {"rule_id": rule_id, "rule_name": row["rule_name"]})],
+        )
 
 
 # ---------------------------------------------------------------- SLA policies (admins)
+
 
 async def list_sla_policies(ctx: AppContext, principal: Principal) -> dict:
     require_role(principal, "admin")
@@ -125,27 +174,44 @@ async def list_sla_policies(ctx: AppContext, principal: Principal) -> dict:
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
-async def update_sla_policy(ctx: AppContext, principal: Principal, meta: RequestMeta, priority: str,
-                            data: dict) -> dict:
+async def update_sla_policy(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, priority: str, data: dict
+) -> dict:
     require_role(principal, "admin")
     if priority not in PRIORITIES:
         raise NotFound("No SLA policy for that priority")
     async with ctx.db.transaction() as conn:
         row = await ctx.db.q.upsert_sla_policy(
-            conn, priority=priority, first_response_minutes=data["first_response_minutes"],
-            resolution_minutes=data["resolution_minutes"], now=ctx.clock.now())
-        targets = {"first_response_minutes": row["first_response_minutes"],
-                   "resolution_minutes": row["resolution_minutes"]}
-        await audit.record_change(conn, ctx.events, principal, meta, "sla_policy.update", "sla_policy", priority,
-                                  targets, [("sla.policy_updated", {"priority": priority, **targets})])
+            conn,
+            priority=priority,
+            first_response_minutes=data["first_response_minutes"],
+            resolution_minutes=data["resolution_minutes"],
+            now=ctx.clock.now(),
+        )
+        targets = {
+            "first_response_minutes": row["first_response_minutes"],
+            "resolution_minutes": row["resolution_minutes"],
+        }
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "sla_policy.update",
+            "sla_policy",
+            priority,
+            targets,
+            [("sla.policy_updated", {"priority": priority, **targets})],
+        )
     return dict(row)
 
 
 # ---------------------------------------------------------------- evaluation
 
+
 def _effective_conditions(ctx: AppContext, rule: Any) -> dict:
     conditions = dict(rule["conditions"])
-    if rule["is_default"]:   # the default rule's hours follow TICKET_ESCALATION_TIMEOUT_HOURS
+    if rule["is_default"]:  # the default rule's hours follow TICKET_ESCALATION_TIMEOUT_HOURS
         conditions["hours_since_created"] = ctx.settings.ticket_escalation_timeout_hours
     return conditions
 
@@ -179,12 +245,14 @@ async def _last_agent_reply(ctx: AppContext, conn: asyncpg.Connection, ticket_id
     return await ctx.db.q.last_agent_reply(conn, ticket_id=ticket_id)
 
 
-async def _pick_agent(conn: asyncpg.Connection, *, department: str | None, role: str | None,
-                      prefer_department: str | None = None) -> uuid.UUID | None:
+async def _pick_agent(
+    conn: asyncpg.Connection, *, department: str | None, role: str | None, prefer_department: str | None = None
+) -> uuid.UUID | None:
     """The available agent (of the department and/or role) with the fewest open tickets, those of
     ``prefer_department`` first."""
-    return await queries.pick_escalation_agent(conn, department=department, role=role,
-                                               prefer_department=prefer_department)
+    return await queries.pick_escalation_agent(
+        conn, department=department, role=role, prefer_department=prefer_department
+    )
 
 
 async def _apply_actions(conn: asyncpg.Connection, ticket: dict, actions: dict, now: dt.datetime) -> list[str]:
@@ -209,37 +277,80 @@ async def _apply_actions(conn: asyncpg.Connection, ticket: dict, actions: dict, 
         ticket["agent_id"] = new_agent
         ticket["assigned_at"] = now if new_agent else None
     if actions.get("add_tags"):
-        ticket["tags"] = list(ticket["tags"] or []) + [t for t in actions["add_tags"] if t not in (ticket["tags"] or [])]
+        ticket["tags"] = list(ticket["tags"] or []) + [
+            t for t in actions["add_tags"] if t not in (ticket["tags"] or [])
+        ]
     ticket["escalated_at"] = now
     return list(actions.get("notify") or [])
 
 
-async def _record(ctx: AppContext, conn: asyncpg.Connection, before: dict, after: dict, *,
-                  rule_id: uuid.UUID | None, trigger: str, reason: str | None,
-                  principal: Principal | None, meta: RequestMeta, notify: list[str], now: dt.datetime) -> tuple[dict, dict]:
+async def _record(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    before: dict,
+    after: dict,
+    *,
+    rule_id: uuid.UUID | None,
+    trigger: str,
+    reason: str | None,
+    principal: Principal | None,
+    meta: RequestMeta,
+    notify: list[str],
+    now: dt.datetime,
+) -> tuple[dict, dict]:
     """Save the escalated ticket (a reassignment moves the agents' load) with its escalation
     record, audit row and events."""
     actor = principal.user_id if principal else None
     escalation: dict = {}
 
     async def record(row: dict) -> tuple[dict[str, Any], list[tuple[str, dict]]]:
-        escalation.update(await ctx.db.q.insert_escalation(
-            conn, ticket_id=row["id"], rule_id=rule_id, trigger=trigger, from_level=before["escalation_level"],
-            to_level=row["escalation_level"], from_priority=before["priority"], to_priority=row["priority"],
-            from_agent_id=before["agent_id"], to_agent_id=row["agent_id"], reason=reason, actor_id=actor, now=now))
-        details = {"level": {"from": before["escalation_level"], "to": row["escalation_level"]},
-                   "priority": {"from": before["priority"], "to": row["priority"]},
-                   "trigger": trigger, "rule_id": str(rule_id) if rule_id else None, "reason": reason}
-        emitted: list[tuple[str, dict]] = [("ticket.escalated", {
-            **event_summary(row), "escalation_id": escalation["id"], "trigger": trigger, "rule_id": rule_id,
-            "from_level": before["escalation_level"], "from_priority": before["priority"],
-            "from_agent_id": before["agent_id"], "reason": reason, "notify": notify})]
+        escalation.update(
+            await ctx.db.q.insert_escalation(
+                conn,
+                ticket_id=row["id"],
+                rule_id=rule_id,
+                trigger=trigger,
+                from_level=before["escalation_level"],
+                to_level=row["escalation_level"],
+                from_priority=before["priority"],
+                to_priority=row["priority"],
+                from_agent_id=before["agent_id"],
+                to_agent_id=row["agent_id"],
+                reason=reason,
+                actor_id=actor,
+                now=now,
+            )
+        )
+        details = {
+            "level": {"from": before["escalation_level"], "to": row["escalation_level"]},
+            "priority": {"from": before["priority"], "to": row["priority"]},
+            "trigger": trigger,
+            "rule_id": str(rule_id) if rule_id else None,
+            "reason": reason,
+        }
+        emitted: list[tuple[str, dict]] = [
+            (
+                "ticket.escalated",
+                {
+                    **event_summary(row),
+                    "escalation_id": escalation["id"],
+                    "trigger": trigger,
+                    "rule_id": rule_id,
+                    "from_level": before["escalation_level"],
+                    "from_priority": before["priority"],
+                    "from_agent_id": before["agent_id"],
+                    "reason": reason,
+                    "notify": notify,
+                },
+            )
+        ]
         if row["agent_id"] != before["agent_id"]:
             emitted.append(("ticket.assigned", {**event_summary(row), "from_agent_id": before["agent_id"]}))
         return details, emitted
 
-    row, _ = await save_change(ctx, conn, principal, meta, before, after, now=now, action="ticket.escalate",
-                               record=record)
+    row, _ = await save_change(
+        ctx, conn, principal, meta, before, after, now=now, action="ticket.escalate", record=record
+    )
     return row, escalation
 
 
@@ -270,9 +381,19 @@ async def evaluate_ticket(ctx: AppContext, ticket_id: uuid.UUID, *, rules: list 
             after = dict(ticket)
             notify = await _apply_actions(conn, after, rule["actions"], now)
             trigger = "sla" if conditions.get("sla_breached") is True else "rule"
-            ticket, _ = await _record(ctx, conn, before, after, rule_id=rule["id"], trigger=trigger,
-                                      reason=rule["rule_name"], principal=None,
-                                      meta=RequestMeta(transport="system"), notify=notify, now=now)
+            ticket, _ = await _record(
+                ctx,
+                conn,
+                before,
+                after,
+                rule_id=rule["id"],
+                trigger=trigger,
+                reason=rule["rule_name"],
+                principal=None,
+                meta=RequestMeta(transport="system"),
+                notify=notify,
+                now=now,
+            )
             done.add((rule["id"], before["escalation_level"]))
             done.add((rule["id"], ticket["escalation_level"]))
             applied += 1
@@ -304,8 +425,10 @@ async def sweep(ctx: AppContext) -> int:
 
 # ---------------------------------------------------------------- manual escalation
 
-async def escalate_manually(ctx: AppContext, principal: Principal, meta: RequestMeta,
-                            ticket_id: uuid.UUID, reason: str | None) -> dict:
+
+async def escalate_manually(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, reason: str | None
+) -> dict:
     """POST /tickets/{id}/escalate: the actions of the active rules whose conditions hold (in
     priority order, ignoring whether they already ran), else the default step (level + 1,
     priority one step up); one escalation record with trigger ``manual``."""
@@ -326,13 +449,25 @@ async def escalate_manually(ctx: AppContext, principal: Principal, meta: Request
                 notify += [n for n in await _apply_actions(conn, after, rule["actions"], now) if n not in notify]
         if rule_id is None:
             await _apply_actions(conn, after, {"raise_priority": True, "increase_level": True}, now)
-        row, escalation = await _record(ctx, conn, before, after, rule_id=rule_id, trigger="manual",
-                                        reason=reason, principal=principal, meta=meta, notify=notify, now=now)
+        row, escalation = await _record(
+            ctx,
+            conn,
+            before,
+            after,
+            rule_id=rule_id,
+            trigger="manual",
+            reason=reason,
+            principal=principal,
+            meta=meta,
+            notify=notify,
+            now=now,
+        )
     await ctx.ticket_cache.invalidate(ticket_id)
     return {"ticket": present(ctx, row), "escalation": escalation_view(escalation)}
 
 
 # ---------------------------------------------------------------- SLA breaches
+
 
 async def sla_sweep(ctx: AppContext) -> int:
     """Mark tickets whose first response or resolution is overdue: ``sla_breached`` = true and
@@ -358,8 +493,13 @@ async def sla_sweep(ctx: AppContext) -> int:
             if not row["sla_breached"]:
                 await ctx.db.q.mark_sla_breached(conn, id=ticket_id, now=now)
             for kind, due in new:
-                await ctx.events.append(conn, "ticket.sla_breached", "ticket", ticket_id,
-                                        {**event_summary(dict(row)), "kind": kind, "due_at": due})
+                await ctx.events.append(
+                    conn,
+                    "ticket.sla_breached",
+                    "ticket",
+                    ticket_id,
+                    {**event_summary(dict(row)), "kind": kind, "due_at": due},
+                )
             marked += 1
         await ctx.ticket_cache.invalidate(ticket_id)
     return marked

@@ -14,6 +14,7 @@
 Cursors are ``(txid, position)`` and rows are read in that order below the snapshot's xmin
 (sql/queries/event_stream.sql), so no row can commit behind a cursor already handed out.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,14 +44,15 @@ PUBLISHERS = frozenset({"service", "admin"})
 SUBSCRIBERS = frozenset({"service", "admin", "supervisor"})
 # Event types this service writes itself: peers may not publish under them (readers such as the
 # ticket live feed trust their payloads).
-RESERVED_PREFIXES = frozenset({"ticket", "chat", "agent", "feedback", "kb", "article", "escalation",
-                               "automation", "audit", "sla"})
+RESERVED_PREFIXES = frozenset(
+    {"ticket", "chat", "agent", "feedback", "kb", "article", "escalation", "automation", "audit", "sla"}
+)
 TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 TYPE_FILTER = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 ENTITY_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FILTERS = 50
-Cursor = tuple[int, int]   # (txid, position)
+Cursor = tuple[int, int]  # (txid, position)
 ORIGIN: Cursor = (0, 0)
 
 Hook = Callable[[AppContext, dict], Awaitable[None]]
@@ -71,11 +73,12 @@ async def _run_hooks(ctx: AppContext, event: dict) -> None:
     for hook in list(_HOOKS):
         try:
             await hook(ctx, event)
-        except Exception:   # one failing hook must not lose the event for the others
+        except Exception:  # one failing hook must not lose the event for the others
             log.exception("event hook failed", extra={"event_id": str(event["event_id"]), "hook": repr(hook)})
 
 
 # ---------------------------------------------------------------- validation
+
 
 def _uuid(value: Any, field: str, errors: dict[str, list[str]], *, required: bool) -> uuid.UUID | None:
     if value in (None, ""):
@@ -89,8 +92,15 @@ def _uuid(value: Any, field: str, errors: dict[str, list[str]], *, required: boo
         return None
 
 
-def _text(value: Any, field: str, errors: dict[str, list[str]], *, maximum: int,
-          pattern: re.Pattern[str] | None = None, required: bool = True) -> str | None:
+def _text(
+    value: Any,
+    field: str,
+    errors: dict[str, list[str]],
+    *,
+    maximum: int,
+    pattern: re.Pattern[str] | None = None,
+    required: bool = True,
+) -> str | None:
     if value in (None, ""):
         if required:
             errors[field] = ["Missing data for required field."]
@@ -122,8 +132,11 @@ def validate_external(ctx: AppContext, data: dict, *, topic: str | None = None) 
     source = _text(data.get("source"), "source", errors, maximum=64)
     if source == ctx.events.source:
         errors["source"] = ["Events of this service are not published from outside."]
-    topics = {ctx.settings.kafka_topic_support_events, ctx.settings.kafka_topic_ticket_events,
-              ctx.settings.kafka_topic_chat_events}
+    topics = {
+        ctx.settings.kafka_topic_support_events,
+        ctx.settings.kafka_topic_ticket_events,
+        ctx.settings.kafka_topic_chat_events,
+    }
     chosen = topic or data.get("topic") or (ctx.events.topic_for(event_type) if event_type else None)
     if chosen is not None and chosen not in topics:
         errors["topic"] = [f"Must be one of: {', '.join(sorted(topics))}."]
@@ -148,9 +161,17 @@ def validate_external(ctx: AppContext, data: dict, *, topic: str | None = None) 
         created_at = _aware(created_at, errors)
     if errors:
         raise ValidationFailed("The event has invalid fields", details=errors)
-    return {"event_id": event_id, "type": event_type, "topic": chosen, "entity_type": entity_type,
-            "entity_id": entity_id, "source": source, "actor_id": actor_id, "payload": to_jsonable(payload),
-            "created_at": created_at}
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "topic": chosen,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "source": source,
+        "actor_id": actor_id,
+        "payload": to_jsonable(payload),
+        "created_at": created_at,
+    }
 
 
 def _aware(value: Any, errors: dict[str, list[str]]) -> dt.datetime | None:
@@ -168,13 +189,22 @@ def _aware(value: Any, errors: dict[str, list[str]]) -> dt.datetime | None:
 
 def event_view(row: Any) -> dict:
     """An event as peers see it (gRPC SupportEvent, the Kafka message value)."""
-    return {"event_id": row["event_id"], "type": row["type"], "topic": row["topic"],
-            "entity_type": row["entity_type"], "entity_id": row["entity_id"], "source": row["source"],
-            "actor_id": row["actor_id"], "payload": row["payload"], "created_at": row["created_at"],
-            "position": row["position"]}
+    return {
+        "event_id": row["event_id"],
+        "type": row["type"],
+        "topic": row["topic"],
+        "entity_type": row["entity_type"],
+        "entity_id": row["entity_id"],
+        "source": row["source"],
+        "actor_id": row["actor_id"],
+        "payload": row["payload"],
+        "created_at": row["created_at"],
+        "position": row["position"],
+    }
 
 
 # ---------------------------------------------------------------- publish and ingest
+
 
 async def publish(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
     """Append a peer's event; returns ``{"event", "duplicate"}``. The relay sends it to Kafka."""
@@ -184,10 +214,19 @@ async def publish(ctx: AppContext, principal: Principal, meta: RequestMeta, data
     async with ctx.db.transaction() as conn:
         row = await ctx.db.q.insert_external_event(conn, **event, published_at=None)
         if row is None:
-            return {"event": _same_event(await ctx.db.q.event_by_event_id(conn, event_id=event["event_id"]), event),
-                    "duplicate": True}
-        await audit.record(conn, principal, meta, "event.publish", "event", event["event_id"],
-                           {k: event[k] for k in ("type", "source", "entity_type", "entity_id", "topic")})
+            return {
+                "event": _same_event(await ctx.db.q.event_by_event_id(conn, event_id=event["event_id"]), event),
+                "duplicate": True,
+            }
+        await audit.record(
+            conn,
+            principal,
+            meta,
+            "event.publish",
+            "event",
+            event["event_id"],
+            {k: event[k] for k in ("type", "source", "entity_type", "entity_id", "topic")},
+        )
     stored = dict(row)
     await _run_hooks(ctx, stored)
     return {"event": stored, "duplicate": False}
@@ -197,8 +236,9 @@ def _same_event(existing: Any, event: dict) -> dict:
     """A resend must be the same event; another event under a used id is a conflict."""
     keys = ("type", "entity_type", "entity_id", "source")
     if existing is None or any(existing[k] != event[k] for k in keys):
-        raise Conflict("This event_id was already used for a different event",
-                       details={"event_id": str(event["event_id"])})
+        raise Conflict(
+            "This event_id was already used for a different event", details={"event_id": str(event["event_id"])}
+        )
     return dict(existing)
 
 
@@ -217,9 +257,10 @@ async def ingest(ctx: AppContext, data: dict, *, topic: str) -> dict | None:
 
 # ---------------------------------------------------------------- subscriptions
 
+
 @dataclasses.dataclass(frozen=True)
 class EventFilter:
-    types: tuple[str, ...] = ()       # exact types or "prefix.*"; empty: all
+    types: tuple[str, ...] = ()  # exact types or "prefix.*"; empty: all
     topics: tuple[str, ...] = ()
     entity_type: str | None = None
     entity_id: str | None = None
@@ -277,8 +318,10 @@ async def prepare_subscription(ctx: AppContext, principal: Principal, data: dict
         if after is not None:
             row = await ctx.db.q.stream_cursor_of(conn, event_id=after)
             if row is None:
-                raise NotFound("No such event in the log (it may have been pruned); subscribe without "
-                               "after_event_id or from_beginning")
+                raise NotFound(
+                    "No such event in the log (it may have been pruned); subscribe without "
+                    "after_event_id or from_beginning"
+                )
             cursor = cursor_of(row)
         elif data.get("from_beginning"):
             cursor = ORIGIN
@@ -295,8 +338,15 @@ async def head(ctx: AppContext, conn: asyncpg.Connection) -> Cursor:
 async def read_after(ctx: AppContext, cursor: Cursor, flt: EventFilter, limit: int) -> list[asyncpg.Record]:
     async with ctx.db.connection() as conn:
         return await ctx.db.q.stream_after(
-            conn, after_txid=str(cursor[0]), after_position=cursor[1], type_patterns=flt.type_patterns(),
-            topics=list(flt.topics) or None, entity_type=flt.entity_type, entity_id=flt.entity_id, limit=limit)
+            conn,
+            after_txid=str(cursor[0]),
+            after_position=cursor[1],
+            type_patterns=flt.type_patterns(),
+            topics=list(flt.topics) or None,
+            entity_type=flt.entity_type,
+            entity_id=flt.entity_id,
+            limit=limit,
+        )
 
 
 class _Listener:
@@ -403,8 +453,7 @@ class EventHub:
     name = "event-hub"
     leader = False
 
-    def __init__(self, ctx: AppContext, *, queue_size: int = 256, page: int = 500,
-                 idle_seconds: float = 5.0):
+    def __init__(self, ctx: AppContext, *, queue_size: int = 256, page: int = 500, idle_seconds: float = 5.0):
         self.ctx = ctx
         self.queue_size = queue_size
         self.page = page
@@ -413,8 +462,8 @@ class EventHub:
         self._cursor: Cursor | None = None
         self._lock = asyncio.Lock()
         self.wake = Wake()
-        self._pending: dict[int, float] = {}   # notified positions not read yet -> when notified
-        self.follower: EventFollower | None = None   # the replica's, set by app/server.py
+        self._pending: dict[int, float] = {}  # notified positions not read yet -> when notified
+        self.follower: EventFollower | None = None  # the replica's, set by app/server.py
         self._own: Any = None
         self._standalone: EventFollower | None = None
 
@@ -462,7 +511,7 @@ class EventHub:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
         if not self._listeners:
-            self._cursor = None   # nobody listens: stop reading until someone does
+            self._cursor = None  # nobody listens: stop reading until someone does
 
     def notified(self, payload: str) -> None:
         with contextlib.suppress(ValueError):

@@ -6,6 +6,7 @@ rest; its sentiment (VADER's compound score, -1.00..1.00) is computed on write. 
 and edit their own; agents see the feedback on their tickets and chats; supervisors, admins and
 peer services see all. Writes are audited and emit ``feedback.created`` / ``feedback.updated``.
 """
+
 from __future__ import annotations
 
 import decimal
@@ -24,17 +25,30 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound
 from app.security import audit
 
 # JSON names a chat session ``session_id`` (API.md); the column stays ``chat_session_id`` (DESIGN.md).
-PUBLIC_FIELDS = ("id", "ticket_id", "session_id", "customer_id", "agent_id", "rating", "comment", "category",
-                 "department", "sentiment_score", "created_at", "updated_at")
+PUBLIC_FIELDS = (
+    "id",
+    "ticket_id",
+    "session_id",
+    "customer_id",
+    "agent_id",
+    "rating",
+    "comment",
+    "category",
+    "department",
+    "sentiment_score",
+    "created_at",
+    "updated_at",
+)
 RATEABLE_TICKET_STATUSES = ("resolved", "closed")
 _CENT = decimal.Decimal("0.01")
 
 
 # ---------------------------------------------------------------- sentiment
 
+
 @functools.cache
 def _analyzer() -> SentimentIntensityAnalyzer:
-    return SentimentIntensityAnalyzer()   # loads its lexicon once per process
+    return SentimentIntensityAnalyzer()  # loads its lexicon once per process
 
 
 def sentiment(text: str | None) -> decimal.Decimal | None:
@@ -45,13 +59,15 @@ def sentiment(text: str | None) -> decimal.Decimal | None:
     return decimal.Decimal(str(compound)).quantize(_CENT, rounding=decimal.ROUND_HALF_UP)
 
 
-async def record_sentiment(ctx: AppContext, conn: asyncpg.Connection, feedback_id: uuid.UUID,
-                           comment: str | None) -> None:
+async def record_sentiment(
+    ctx: AppContext, conn: asyncpg.Connection, feedback_id: uuid.UUID, comment: str | None
+) -> None:
     """Score a feedback row written elsewhere (a chat rating) in the writer's transaction."""
     await ctx.db.q.set_feedback_sentiment(conn, id=feedback_id, sentiment_score=sentiment(comment))
 
 
 # ---------------------------------------------------------------- presentation and access
+
 
 def present(ctx: AppContext, row: dict) -> dict:
     feedback = {f: row["chat_session_id" if f == "session_id" else f] for f in PUBLIC_FIELDS}
@@ -61,10 +77,17 @@ def present(ctx: AppContext, row: dict) -> dict:
 
 def _summary(row: dict) -> dict[str, Any]:
     """What a feedback event carries (never the comment)."""
-    return {"feedback_id": row["id"], "ticket_id": row["ticket_id"], "session_id": row["chat_session_id"],
-            "customer_id": row["customer_id"], "agent_id": row["agent_id"], "rating": row["rating"],
-            "category": row["category"], "department": row["department"],
-            "sentiment_score": row["sentiment_score"]}
+    return {
+        "feedback_id": row["id"],
+        "ticket_id": row["ticket_id"],
+        "session_id": row["chat_session_id"],
+        "customer_id": row["customer_id"],
+        "agent_id": row["agent_id"],
+        "rating": row["rating"],
+        "category": row["category"],
+        "department": row["department"],
+        "sentiment_score": row["sentiment_score"],
+    }
 
 
 def _can_read(principal: Principal, row: dict) -> bool:
@@ -77,16 +100,28 @@ def _can_read(principal: Principal, row: dict) -> bool:
 
 # ---------------------------------------------------------------- commands
 
-async def announce_rating(ctx: AppContext, agent_id: uuid.UUID | None, *, rating: int, comment: str | None,
-                          session_id: uuid.UUID | None = None, ticket_id: uuid.UUID | None = None) -> None:
+
+async def announce_rating(
+    ctx: AppContext,
+    agent_id: uuid.UUID | None,
+    *,
+    rating: int,
+    comment: str | None,
+    session_id: uuid.UUID | None = None,
+    ticket_id: uuid.UUID | None = None,
+) -> None:
     """Tell the rated agent at once (``chat:rated`` / ``ticket:rated``, additions to PROTOCOL.md),
     so the console shows the rating beside the chat or ticket it belongs to."""
     if agent_id is None:
         return
     if session_id is not None:
-        await ctx.live.to_agent(agent_id, "chat:rated", {"session_id": session_id, "rating": rating, "comment": comment})
+        await ctx.live.to_agent(
+            agent_id, "chat:rated", {"session_id": session_id, "rating": rating, "comment": comment}
+        )
     else:
-        await ctx.live.to_agent(agent_id, "ticket:rated", {"ticket_id": ticket_id, "rating": rating, "comment": comment})
+        await ctx.live.to_agent(
+            agent_id, "ticket:rated", {"ticket_id": ticket_id, "rating": rating, "comment": comment}
+        )
 
 
 async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
@@ -109,25 +144,53 @@ async def create_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
                 raise InvalidState("A chat can be rated once an agent has joined")
             category = data.get("category") or subject["department"]
         try:
-            async with conn.transaction():   # savepoint: the duplicate is reported, not a 500
-                row = dict(await ctx.db.q.insert_feedback(
-                    conn, ticket_id=data.get("ticket_id"), chat_session_id=data.get("session_id"),
-                    customer_id=principal.user_id, agent_id=subject["agent_id"], rating=data["rating"],
-                    comment=ctx.cipher.encrypt(comment, "feedback.comment"), category=category,
-                    department=subject["department"], sentiment_score=sentiment(comment), now=ctx.clock.now()))
+            async with conn.transaction():  # savepoint: the duplicate is reported, not a 500
+                row = dict(
+                    await ctx.db.q.insert_feedback(
+                        conn,
+                        ticket_id=data.get("ticket_id"),
+                        chat_session_id=data.get("session_id"),
+                        customer_id=principal.user_id,
+                        agent_id=subject["agent_id"],
+                        rating=data["rating"],
+                        comment=ctx.cipher.encrypt(comment, "feedback.comment"),
+                        category=category,
+                        department=subject["department"],
+                        sentiment_score=sentiment(comment),
+                        now=ctx.clock.now(),
+                    )
+                )
         except asyncpg.UniqueViolationError:
             what = "ticket" if data.get("ticket_id") else "chat session"
             raise Conflict(f"Feedback for this {what} has already been given") from None
         if row["chat_session_id"]:
             await ctx.db.q.set_session_satisfaction(conn, id=row["chat_session_id"], rating=row["rating"])
-        await audit.record_change(conn, ctx.events, principal, meta, "feedback.create", "feedback", row["id"],
-                                  {"ticket_id": row["ticket_id"], "session_id": row["chat_session_id"],
-                                   "rating": row["rating"], "category": row["category"],
-                                   "has_comment": comment is not None},
-                                  [("feedback.created", _summary(row))])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "feedback.create",
+            "feedback",
+            row["id"],
+            {
+                "ticket_id": row["ticket_id"],
+                "session_id": row["chat_session_id"],
+                "rating": row["rating"],
+                "category": row["category"],
+                "has_comment": comment is not None,
+            },
+            [("feedback.created", _summary(row))],
+        )
     metrics.FEEDBACK_RECEIVED.labels(rating=str(row["rating"])).inc()
-    await announce_rating(ctx, row["agent_id"], rating=row["rating"], comment=comment,
-                          session_id=row["chat_session_id"], ticket_id=row["ticket_id"])
+    await announce_rating(
+        ctx,
+        row["agent_id"],
+        rating=row["rating"],
+        comment=comment,
+        session_id=row["chat_session_id"],
+        ticket_id=row["ticket_id"],
+    )
     return present(ctx, row)
 
 
@@ -140,22 +203,35 @@ async def get_feedback(ctx: AppContext, principal: Principal, feedback_id: uuid.
 
 
 async def list_feedback(ctx: AppContext, principal: Principal, query: dict) -> dict:
-    params = dict(customer_scope=principal.user_id if principal.role == "customer" else None,
-                  agent_scope=principal.user_id if principal.role == "agent" else None,
-                  ticket_id=query.get("ticket_id"), chat_session_id=query.get("session_id"),
-                  agent_id=query.get("agent_id"), customer_id=query.get("customer_id"),
-                  rating=query.get("rating"), category=query.get("category"), department=query.get("department"),
-                  created_after=query.get("created_after"), created_before=query.get("created_before"),
-                  sort=query["sort"])
+    params = dict(
+        customer_scope=principal.user_id if principal.role == "customer" else None,
+        agent_scope=principal.user_id if principal.role == "agent" else None,
+        ticket_id=query.get("ticket_id"),
+        chat_session_id=query.get("session_id"),
+        agent_id=query.get("agent_id"),
+        customer_id=query.get("customer_id"),
+        rating=query.get("rating"),
+        category=query.get("category"),
+        department=query.get("department"),
+        created_after=query.get("created_after"),
+        created_before=query.get("created_before"),
+        sort=query["sort"],
+    )
     async with ctx.db.connection() as conn:
-        rows, total = await fetch_page(ctx.db.q.list_feedback, conn, **params, limit=query["limit"],
-                                       offset=query["offset"])
-    return {"items": [present(ctx, dict(r)) for r in rows], "total": total,
-            "limit": query["limit"], "offset": query["offset"]}
+        rows, total = await fetch_page(
+            ctx.db.q.list_feedback, conn, **params, limit=query["limit"], offset=query["offset"]
+        )
+    return {
+        "items": [present(ctx, dict(r)) for r in rows],
+        "total": total,
+        "limit": query["limit"],
+        "offset": query["offset"],
+    }
 
 
-async def update_feedback(ctx: AppContext, principal: Principal, meta: RequestMeta, feedback_id: uuid.UUID,
-                          data: dict) -> dict:
+async def update_feedback(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, feedback_id: uuid.UUID, data: dict
+) -> dict:
     """The customer who gave it may change rating, comment and category; others may not."""
     async with ctx.db.transaction() as conn:
         found = await ctx.db.q.lock_feedback(conn, id=feedback_id)
@@ -170,19 +246,37 @@ async def update_feedback(ctx: AppContext, principal: Principal, meta: RequestMe
                 after[field] = data[field]
         old_comment = ctx.cipher.decrypt(before["comment"], "feedback.comment")
         comment = data["comment"] if "comment" in data else old_comment
-        changes: dict[str, Any] = {f: {"from": before[f], "to": after[f]}
-                                   for f in ("rating", "category") if after[f] != before[f]}
+        changes: dict[str, Any] = {
+            f: {"from": before[f], "to": after[f]} for f in ("rating", "category") if after[f] != before[f]
+        }
         if comment != old_comment:
             changes["comment"] = {"changed": True}
             after["comment"] = ctx.cipher.encrypt(comment, "feedback.comment")
             after["sentiment_score"] = sentiment(comment)
         if not changes:
             return present(ctx, before)
-        row = dict(await ctx.db.q.update_feedback(
-            conn, id=feedback_id, rating=after["rating"], comment=after["comment"], category=after["category"],
-            sentiment_score=after["sentiment_score"], now=ctx.clock.now()))
+        row = dict(
+            await ctx.db.q.update_feedback(
+                conn,
+                id=feedback_id,
+                rating=after["rating"],
+                comment=after["comment"],
+                category=after["category"],
+                sentiment_score=after["sentiment_score"],
+                now=ctx.clock.now(),
+            )
+        )
         if row["chat_session_id"] and "rating" in changes:
             await ctx.db.q.set_session_satisfaction(conn, id=row["chat_session_id"], rating=row["rating"])
-        await audit.record_change(conn, ctx.events, principal, meta, "feedback.update", "feedback", feedback_id, changes,
-                                  [("feedback.updated", {**_summary(row), "changes": changes})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "feedback.update",
+            "feedback",
+            feedback_id,
+            changes,
+            [("feedback.updated", {**_summary(row), "changes": changes})],
+        )
     return present(ctx, row)

@@ -6,6 +6,7 @@ and up. Every write is audited and appends its ``kb.article_*`` event in the sam
 A read of a published article counts a view in Redis; a cluster duty adds the buffered counts
 to PostgreSQL in one statement (:func:`flush_view_counts`), so reads never write the database.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,9 +32,23 @@ from app.security.sanitize import clean_html, clean_markdown, clean_title
 
 log = logging.getLogger(__name__)
 
-PUBLIC_FIELDS = ("id", "title", "content", "content_format", "category", "tags", "author_id", "is_published",
-                 "published_at", "view_count", "helpful_count", "not_helpful_count", "created_at", "updated_at")
-VIEWS_KEY = "kb:views"                 # hash: article id -> views not yet in PostgreSQL
+PUBLIC_FIELDS = (
+    "id",
+    "title",
+    "content",
+    "content_format",
+    "category",
+    "tags",
+    "author_id",
+    "is_published",
+    "published_at",
+    "view_count",
+    "helpful_count",
+    "not_helpful_count",
+    "created_at",
+    "updated_at",
+)
+VIEWS_KEY = "kb:views"  # hash: article id -> views not yet in PostgreSQL
 VIEWS_FLUSHING_KEY = "kb:views:flushing"
 VIEW_FLUSH_SECONDS = 10.0
 CACHE_TTL_SECONDS = 300
@@ -47,16 +62,16 @@ def _cache(ctx: AppContext) -> RowCache:
 
 _TAG = re.compile(r"(</?[A-Za-z][^>]*>)")
 _MARKDOWN = [
-    (re.compile(r"^\s{0,3}(```|~~~).*$", re.M), " "),            # code fences (the code stays)
-    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),                # images -> alt text
-    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),                 # links -> their text
-    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),                # reference links
-    (re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$", re.M), " "),     # link definitions
-    (re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),                  # headings
-    (re.compile(r"^\s{0,3}>\s?", re.M), ""),                       # block quotes
-    (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.M), ""),           # list markers
-    (re.compile(r"^\s{0,3}(?:[-*_]\s*){3,}$", re.M), " "),         # rules
-    (re.compile(r"[*~`]+|(?<!\w)_+|_+(?!\w)"), ""),                # emphasis and code marks
+    (re.compile(r"^\s{0,3}(```|~~~).*$", re.M), " "),  # code fences (the code stays)
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),  # images -> alt text
+    (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # links -> their text
+    (re.compile(r"\[([^\]]+)\]\[[^\]]*\]"), r"\1"),  # reference links
+    (re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$", re.M), " "),  # link definitions
+    (re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),  # headings
+    (re.compile(r"^\s{0,3}>\s?", re.M), ""),  # block quotes
+    (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.M), ""),  # list markers
+    (re.compile(r"^\s{0,3}(?:[-*_]\s*){3,}$", re.M), " "),  # rules
+    (re.compile(r"[*~`]+|(?<!\w)_+|_+(?!\w)"), ""),  # emphasis and code marks
 ]
 
 
@@ -88,6 +103,7 @@ def _stored_title(title: str) -> str:
 
 # ---------------------------------------------------------------- presentation and access
 
+
 def present(row: dict, pending_views: int = 0) -> dict:
     article = {f: row[f] for f in PUBLIC_FIELDS}
     article["tags"] = list(row["tags"] or [])
@@ -97,8 +113,13 @@ def present(row: dict, pending_views: int = 0) -> dict:
 
 def _summary(row: dict) -> dict[str, Any]:
     """What an article event carries (no content)."""
-    return {"article_id": row["id"], "title": row["title"], "category": row["category"],
-            "tags": list(row["tags"] or []), "is_published": row["is_published"]}
+    return {
+        "article_id": row["id"],
+        "title": row["title"],
+        "category": row["category"],
+        "tags": list(row["tags"] or []),
+        "is_published": row["is_published"],
+    }
 
 
 def _sees_drafts(principal: Principal | None) -> bool:
@@ -115,6 +136,7 @@ async def _load_row(ctx: AppContext, article_id: uuid.UUID) -> dict | None:
         async with ctx.db.connection() as conn:
             row = await ctx.db.q.get_article(conn, id=article_id)
         return dict(row) if row else None
+
     return await _cache(ctx).get_or_load(article_id, load)
 
 
@@ -129,6 +151,7 @@ async def _count_view(ctx: AppContext, article_id: uuid.UUID) -> int:
 
 # ---------------------------------------------------------------- reads
 
+
 async def get_article(ctx: AppContext, principal: Principal | None, article_id: uuid.UUID) -> dict:
     row = await _load_row(ctx, article_id)
     if row is None or (not row["is_published"] and not _sees_drafts(principal)):
@@ -141,14 +164,25 @@ async def list_articles(ctx: AppContext, principal: Principal | None, query: dic
     drafts = _sees_drafts(principal)
     if query.get("is_published") is False and not drafts:
         raise Forbidden("Only agents and up may list unpublished articles")
-    params = dict(published_only=not drafts, is_published=query.get("is_published"),
-                  category=query.get("category"), tag=query.get("tag"), author_id=query.get("author_id"),
-                  q=query.get("q"), sort=query["sort"])
+    params = dict(
+        published_only=not drafts,
+        is_published=query.get("is_published"),
+        category=query.get("category"),
+        tag=query.get("tag"),
+        author_id=query.get("author_id"),
+        q=query.get("q"),
+        sort=query["sort"],
+    )
     async with ctx.db.connection() as conn:
-        rows, total = await fetch_page(ctx.db.q.list_articles, conn, **params, limit=query["limit"],
-                                       offset=query["offset"])
-    return {"items": [present(dict(r)) for r in rows], "total": total,
-            "limit": query["limit"], "offset": query["offset"]}
+        rows, total = await fetch_page(
+            ctx.db.q.list_articles, conn, **params, limit=query["limit"], offset=query["offset"]
+        )
+    return {
+        "items": [present(dict(r)) for r in rows],
+        "total": total,
+        "limit": query["limit"],
+        "offset": query["offset"],
+    }
 
 
 async def search(ctx: AppContext, query: dict) -> dict:
@@ -164,8 +198,12 @@ async def search(ctx: AppContext, query: dict) -> dict:
         backend = PostgresSearch(ctx.db)
         page = await backend.search(query["q"], **args)
     metrics.KB_SEARCH_LATENCY.labels(backend=backend.name, kind="search").observe(time.perf_counter() - started)
-    return {"items": [hit.as_dict() for hit in page.items], "total": page.total,
-            "limit": query["limit"], "offset": query["offset"]}
+    return {
+        "items": [hit.as_dict() for hit in page.items],
+        "total": page.total,
+        "limit": query["limit"],
+        "offset": query["offset"],
+    }
 
 
 async def suggest(ctx: AppContext, query: dict) -> dict:
@@ -200,14 +238,16 @@ async def related_articles(ctx: AppContext, text: str, limit: int = 3) -> list[d
             log.warning("KB search for related articles failed", exc_info=True)
             break
         for item in page["items"]:
-            found.setdefault(str(item["id"]), {"id": str(item["id"]), "title": item["title"],
-                                              "category": item.get("category")})
+            found.setdefault(
+                str(item["id"]), {"id": str(item["id"]), "title": item["title"], "category": item.get("category")}
+            )
         if len(found) >= limit:
             break
     return list(found.values())[:limit]
 
 
 # ---------------------------------------------------------------- writes
+
 
 async def create_article(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict) -> dict:
     _require_editor(principal)
@@ -216,16 +256,34 @@ async def create_article(ctx: AppContext, principal: Principal, meta: RequestMet
     title = _stored_title(data["title"])
     published = data.get("is_published", False)
     async with ctx.db.transaction() as conn:
-        row = dict(await ctx.db.q.insert_article(
-            conn, title=title, content=content, content_text=plain_text(content, content_format),
-            content_format=content_format, category=data["category"], tags=data.get("tags", []),
-            author_id=principal.user_id, is_published=published, now=ctx.clock.now()))
+        row = dict(
+            await ctx.db.q.insert_article(
+                conn,
+                title=title,
+                content=content,
+                content_text=plain_text(content, content_format),
+                content_format=content_format,
+                category=data["category"],
+                tags=data.get("tags", []),
+                author_id=principal.user_id,
+                is_published=published,
+                now=ctx.clock.now(),
+            )
+        )
         emitted = [("kb.article_created", _summary(row))]
         if published:
             emitted.append(("kb.article_published", _summary(row)))
-        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.create", "kb_article", row["id"],
-                                  {"title": row["title"], "category": row["category"], "is_published": published},
-                                  emitted)
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "kb_article.create",
+            "kb_article",
+            row["id"],
+            {"title": row["title"], "category": row["category"], "is_published": published},
+            emitted,
+        )
     return present(row)
 
 
@@ -236,8 +294,9 @@ async def _locked(ctx: AppContext, conn: Any, principal: Principal | None, artic
     return dict(row)
 
 
-async def update_article(ctx: AppContext, principal: Principal, meta: RequestMeta, article_id: uuid.UUID,
-                         data: dict) -> dict:
+async def update_article(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, article_id: uuid.UUID, data: dict
+) -> dict:
     _require_editor(principal)
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
@@ -252,21 +311,35 @@ async def update_article(ctx: AppContext, principal: Principal, meta: RequestMet
             after["content"] = _stored_content(data.get("content", before["content"]), after["content_format"])
         if after["is_published"] != before["is_published"]:
             after["published_at"] = now if after["is_published"] else None
-        changes = {f: ({"changed": True} if f == "content" else {"from": before[f], "to": after[f]})
-                   for f in ("title", "content", "content_format", "category", "tags", "is_published")
-                   if after[f] != before[f]}
+        changes = {
+            f: ({"changed": True} if f == "content" else {"from": before[f], "to": after[f]})
+            for f in ("title", "content", "content_format", "category", "tags", "is_published")
+            if after[f] != before[f]
+        }
         if not changes:
             return present(before)
-        row = dict(await ctx.db.q.update_article(
-            conn, id=article_id, title=after["title"], content=after["content"],
-            content_text=plain_text(after["content"], after["content_format"]),
-            content_format=after["content_format"], category=after["category"], tags=after["tags"],
-            is_published=after["is_published"], published_at=after["published_at"], now=now))
+        row = dict(
+            await ctx.db.q.update_article(
+                conn,
+                id=article_id,
+                title=after["title"],
+                content=after["content"],
+                content_text=plain_text(after["content"], after["content_format"]),
+                content_format=after["content_format"],
+                category=after["category"],
+                tags=after["tags"],
+                is_published=after["is_published"],
+                published_at=after["published_at"],
+                now=now,
+            )
+        )
         summary = _summary(row)
         emitted = [("kb.article_updated", {**summary, "changes": changes})]
         if "is_published" in changes:
             emitted.append(("kb.article_published" if row["is_published"] else "kb.article_unpublished", summary))
-        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.update", "kb_article", article_id, changes, emitted)
+        await audit.record_change(
+            conn, ctx.events, principal, meta, "kb_article.update", "kb_article", article_id, changes, emitted
+        )
     await _cache(ctx).invalidate(article_id)
     return present(row)
 
@@ -276,14 +349,21 @@ async def delete_article(ctx: AppContext, principal: Principal, meta: RequestMet
     async with ctx.db.transaction() as conn:
         row = await _locked(ctx, conn, principal, article_id)
         await ctx.db.q.delete_article(conn, id=article_id)
-        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.delete", "kb_article", article_id,
-                                  {"title": row["title"], "category": row["category"]},
-                                  [("kb.article_deleted", _summary(row))])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "kb_article.delete",
+            "kb_article",
+            article_id,
+            {"title": row["title"], "category": row["category"]},
+            [("kb.article_deleted", _summary(row))],
+        )
     await _cache(ctx).invalidate(article_id)
 
 
-async def vote(ctx: AppContext, principal: Principal, meta: RequestMeta, article_id: uuid.UUID,
-               helpful: bool) -> dict:
+async def vote(ctx: AppContext, principal: Principal, meta: RequestMeta, article_id: uuid.UUID, helpful: bool) -> dict:
     """One vote per user per article; voting again replaces the earlier vote."""
     async with ctx.db.transaction() as conn:
         article = await _locked(ctx, conn, principal, article_id)
@@ -292,25 +372,54 @@ async def vote(ctx: AppContext, principal: Principal, meta: RequestMeta, article
         previous = await ctx.db.q.get_vote(conn, article_id=article_id, user_id=principal.user_id)
         previous = None if previous is None else previous["helpful"]
         if previous == helpful:
-            return {"article_id": article_id, "helpful": helpful, "helpful_count": article["helpful_count"],
-                    "not_helpful_count": article["not_helpful_count"]}
-        await ctx.db.q.upsert_vote(conn, article_id=article_id, user_id=principal.user_id, helpful=helpful,
-                                   now=ctx.clock.now())
+            return {
+                "article_id": article_id,
+                "helpful": helpful,
+                "helpful_count": article["helpful_count"],
+                "not_helpful_count": article["not_helpful_count"],
+            }
+        await ctx.db.q.upsert_vote(
+            conn, article_id=article_id, user_id=principal.user_id, helpful=helpful, now=ctx.clock.now()
+        )
         counts = await ctx.db.q.adjust_vote_counts(
-            conn, id=article_id, helpful_delta=int(helpful) - int(previous is True),
-            not_helpful_delta=int(not helpful) - int(previous is False))
-        await audit.record_change(conn, ctx.events, principal, meta, "kb_article.vote", "kb_article", article_id,
-                                  {"helpful": {"from": previous, "to": helpful}},
-                                  [("kb.article_voted", {"article_id": article_id, "helpful": helpful,
-                                                         "previous": previous,
-                                                         "helpful_count": counts["helpful_count"],
-                                                         "not_helpful_count": counts["not_helpful_count"]})])
+            conn,
+            id=article_id,
+            helpful_delta=int(helpful) - int(previous is True),
+            not_helpful_delta=int(not helpful) - int(previous is False),
+        )
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "kb_article.vote",
+            "kb_article",
+            article_id,
+            {"helpful": {"from": previous, "to": helpful}},
+            [
+                (
+                    "kb.article_voted",
+                    {
+                        "article_id": article_id,
+                        "helpful": helpful,
+                        "previous": previous,
+                        "helpful_count": counts["helpful_count"],
+                        "not_helpful_count": counts["not_helpful_count"],
+                    },
+                )
+            ],
+        )
     await _cache(ctx).invalidate(article_id)
-    return {"article_id": article_id, "helpful": helpful, "helpful_count": counts["helpful_count"],
-            "not_helpful_count": counts["not_helpful_count"]}
+    return {
+        "article_id": article_id,
+        "helpful": helpful,
+        "helpful_count": counts["helpful_count"],
+        "not_helpful_count": counts["not_helpful_count"],
+    }
 
 
 # ---------------------------------------------------------------- view counts
+
 
 async def flush_view_counts(ctx: AppContext) -> int:
     """Add the views buffered in Redis to PostgreSQL in one statement; returns how many views.
@@ -321,7 +430,7 @@ async def flush_view_counts(ctx: AppContext) -> int:
     if not await ctx.redis.exists(VIEWS_FLUSHING_KEY):
         try:
             await ctx.redis.rename(VIEWS_KEY, VIEWS_FLUSHING_KEY)
-        except ResponseError:   # no views since the last flush
+        except ResponseError:  # no views since the last flush
             return 0
     pending = await ctx.redis.hgetall(VIEWS_FLUSHING_KEY)
     ids, counts = [], []

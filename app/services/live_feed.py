@@ -6,6 +6,7 @@ replica's event follower, app/follower.py); it is woken by NOTIFY on ``support_e
 in commit-safe order, remembering its cursor in Redis so a new leader carries on where the old
 one stopped.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,13 +22,17 @@ from app.services.tickets import present_message
 
 log = logging.getLogger(__name__)
 
-SOCKET_EVENTS = {"ticket.created": "ticket:created", "ticket.updated": "ticket:updated",
-                 "ticket.escalated": "ticket:escalated", "ticket.assigned": "ticket:assigned",
-                 # An addition to PROTOCOL.md: {ticket, message}; internal notes reach staff only.
-                 "ticket.message_added": "ticket:message"}
+SOCKET_EVENTS = {
+    "ticket.created": "ticket:created",
+    "ticket.updated": "ticket:updated",
+    "ticket.escalated": "ticket:escalated",
+    "ticket.assigned": "ticket:assigned",
+    # An addition to PROTOCOL.md: {ticket, message}; internal notes reach staff only.
+    "ticket.message_added": "ticket:message",
+}
 _POSITION_KEY = "live:ticket-feed:cursor"
-_TYPE_PATTERNS = list(SOCKET_EVENTS)   # as LIKE patterns they match exactly (no % or _ in them)
-_IDLE_POLL_SECONDS = 5.0   # a safety net; NOTIFY wakes the feed at once
+_TYPE_PATTERNS = list(SOCKET_EVENTS)  # as LIKE patterns they match exactly (no % or _ in them)
+_IDLE_POLL_SECONDS = 5.0  # a safety net; NOTIFY wakes the feed at once
 
 
 async def push_pending(ctx: AppContext, cursor: tuple[str, int] | None = None) -> tuple[tuple[str, int], int]:
@@ -44,8 +49,15 @@ async def push_pending(ctx: AppContext, cursor: tuple[str, int] | None = None) -
         start = cursor
         while True:
             rows = await ctx.db.q.stream_after(
-                conn, after_txid=cursor[0], after_position=cursor[1], type_patterns=_TYPE_PATTERNS,
-                topics=None, entity_type="ticket", entity_id=None, limit=500)
+                conn,
+                after_txid=cursor[0],
+                after_position=cursor[1],
+                type_patterns=_TYPE_PATTERNS,
+                topics=None,
+                entity_type="ticket",
+                entity_id=None,
+                limit=500,
+            )
             for row in rows:
                 try:
                     await _push(ctx, conn, row)
@@ -72,14 +84,15 @@ async def _stored_cursor(ctx: AppContext, conn: asyncpg.Connection) -> tuple[str
 
 async def _push(ctx: AppContext, conn: asyncpg.Connection, event: asyncpg.Record) -> None:
     ticket_row = await ctx.db.q.get_ticket(conn, id=event["entity_id"])
-    if ticket_row is None:   # deleted since
+    if ticket_row is None:  # deleted since
         return
     data = {"ticket": present(ctx, dict(ticket_row))}
     name = SOCKET_EVENTS[event["type"]]
     internal = False
     if event["type"] == "ticket.message_added":
-        message = await ctx.db.q.get_ticket_message(conn, ticket_id=ticket_row["id"],
-                                                    id=uuid.UUID(event["payload"]["message_id"]))
+        message = await ctx.db.q.get_ticket_message(
+            conn, ticket_id=ticket_row["id"], id=uuid.UUID(event["payload"]["message_id"])
+        )
         if message is None:
             return
         data["message"] = present_message(ctx, dict(message))
@@ -108,7 +121,7 @@ class TicketLiveFeed:
         self.wake = Wake()
 
     async def follow(self) -> None:
-        cursor = None   # the stored one: where the previous leader stopped
+        cursor = None  # the stored one: where the previous leader stopped
         while True:
             cursor, _ = await push_pending(self.ctx, cursor)
             await self.wake.wait(self.idle_seconds)

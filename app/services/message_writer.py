@@ -10,6 +10,7 @@ The writer keeps the tasks it starts; :meth:`MessageWriter.aclose` (when the con
 refuses new writes, lets the running statements finish and writes what is still pending, and
 fails whatever it could not write in time with ``unavailable`` (nothing is left unanswered).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,14 +35,14 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class PendingMessage:
     session_id: uuid.UUID
-    sender_id: uuid.UUID | None   # None: a system message
+    sender_id: uuid.UUID | None  # None: a system message
     sender_type: str
-    scope: str            # 'customer' | 'agent' | 'all': who may write in the session
+    scope: str  # 'customer' | 'agent' | 'all': who may write in the session
     client_msg_id: str | None
     ciphertext: str
     message_type: str
-    attachments: str | None = None   # JSON text: the message's file references
-    parts: list[dict] | None = None   # structured parts (automatic messages), stored as JSONB
+    attachments: str | None = None  # JSON text: the message's file references
+    parts: list[dict] | None = None  # structured parts (automatic messages), stored as JSONB
     id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
 
     @property
@@ -53,15 +54,14 @@ class PendingMessage:
 
 
 class MessageWriter:
-    def __init__(self, db: Database, events: EventLog, clock: Clock, *, max_batch: int = 256,
-                 max_in_flight: int = 2):
+    def __init__(self, db: Database, events: EventLog, clock: Clock, *, max_batch: int = 256, max_in_flight: int = 2):
         self._db = db
         self._events = events
         self._clock = clock
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
         self._pending: list[tuple[PendingMessage, asyncio.Future]] = []
-        self._in_flight = 0   # drains running (counted inside them: no gap at their end)
+        self._in_flight = 0  # drains running (counted inside them: no gap at their end)
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
 
@@ -98,8 +98,8 @@ class MessageWriter:
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch = self._pending[:self._max_batch]
-                del self._pending[:self._max_batch]
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
                 try:
                     await self._flush(batch)
                 except asyncio.CancelledError:
@@ -128,8 +128,7 @@ class MessageWriter:
             else:
                 # One sender's bad item must not fail anyone else's message: store each alone,
                 # so only the item the database refuses fails.
-                log.warning("chat message batch failed; storing its %d items one by one", len(items),
-                            exc_info=True)
+                log.warning("chat message batch failed; storing its %d items one by one", len(items), exc_info=True)
                 by_key, failed = await self._store_each(items)
         for key, error in failed.items():
             for item, future in batch:
@@ -139,7 +138,7 @@ class MessageWriter:
         for item, future in batch:
             row = by_key.get(item.key)
             if row is not None and item.key in answered:
-                row = {**row, "duplicate": True}   # a resend inside the same batch
+                row = {**row, "duplicate": True}  # a resend inside the same batch
             answered.add(item.key)
             if not future.done():
                 future.set_result(row)
@@ -155,19 +154,25 @@ class MessageWriter:
                     log.exception("chat message failed", extra={"size": 1})
                 failed[item.key] = exc
             else:
-                if rows:   # one row: the stored message, or the earlier one of a resend
+                if rows:  # one row: the stored message, or the earlier one of a resend
                     stored[item.key] = dict(rows[0])
         return stored, failed
 
     async def _store(self, items: list[PendingMessage]) -> list[asyncpg.Record]:
         params = dict(
-            ids=[i.id for i in items], session_ids=[i.session_id for i in items],
-            sender_ids=[i.sender_id for i in items], sender_types=[i.sender_type for i in items],
-            scopes=[i.scope for i in items], client_msg_ids=[i.client_msg_id for i in items],
-            bodies=[i.ciphertext for i in items], message_types=[i.message_type for i in items],
+            ids=[i.id for i in items],
+            session_ids=[i.session_id for i in items],
+            sender_ids=[i.sender_id for i in items],
+            sender_types=[i.sender_type for i in items],
+            scopes=[i.scope for i in items],
+            client_msg_ids=[i.client_msg_id for i in items],
+            bodies=[i.ciphertext for i in items],
+            message_types=[i.message_type for i in items],
             attachments=[i.attachments for i in items],
             parts=[None if i.parts is None else json.dumps(i.parts) for i in items],
-            topic=self._events.topic_for("chat.message"), now=self._clock.now())
+            topic=self._events.topic_for("chat.message"),
+            now=self._clock.now(),
+        )
         for attempt in (1, 2, 3):
             try:
                 async with self._db.connection() as conn:

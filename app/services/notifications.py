@@ -16,6 +16,7 @@ supervisors when it has none) at the addresses the User Service gives (``ctx.use
 :class:`~app.clients.user_service.UserDirectory`); without it those e-mails are skipped. Each
 recipient is its own outbox row, keyed by ``recipient_key`` ('customer' or the user id).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,14 +32,14 @@ from app.services import automation
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
-BACKOFF_SECONDS = 30.0          # 30 s, 60 s, 120 s, 240 s between attempts
+BACKOFF_SECONDS = 30.0  # 30 s, 60 s, 120 s, 240 s between attempts
 SEND_TIMEOUT_SECONDS = 10.0
-SEND_SECONDS = 15.0            # the e-mail sender's period (app/duties.py)
+SEND_SECONDS = 15.0  # the e-mail sender's period (app/duties.py)
 BATCH = 100
 
 FEEDBACK_TEMPLATE = "feedback-request"
 ESCALATED_TEMPLATE = "ticket-escalated"
-LOOKBACK = dt.timedelta(days=1)   # older events are not turned into e-mail any more
+LOOKBACK = dt.timedelta(days=1)  # older events are not turned into e-mail any more
 EVENT_TYPES = ["ticket.created", "ticket.status_changed", "ticket.escalated"]
 
 
@@ -79,12 +80,14 @@ def _response_promise(event: Any) -> dict:
     if event["type"] != "ticket.created" or event["first_response_due_at"] is None:
         return {}
     promise = automation.response_promise(dict(event))
-    if promise is None:   # no due time (checked above; for the type checker)
+    if promise is None:  # no due time (checked above; for the type checker)
         return {}
     span, due = promise
-    return {"first_response_due_at": due.isoformat(),
-            "response_promise": f"An agent will respond within {span} "
-                                f"(by {automation.time_in_words(due, event['time_zone'] or 'UTC')})."}
+    return {
+        "first_response_due_at": due.isoformat(),
+        "response_promise": f"An agent will respond within {span} "
+        f"(by {automation.time_in_words(due, event['time_zone'] or 'UTC')}).",
+    }
 
 
 def _templates(ctx: AppContext, event: Any) -> list[str]:
@@ -110,22 +113,33 @@ async def build_outbox(ctx: AppContext) -> int:
     async with ctx.db.transaction() as conn:
         events = await ctx.db.q.mailable_events(conn, types=EVENT_TYPES, lookback=LOOKBACK)
         for event in events:
-            data = {"ticket_id": str(event["ticket_id"]), "ticket_number": event["ticket_number"],
-                    "subject": event["subject"], "status": event["status"], "priority": event["priority"],
-                    "event": event["type"], **_response_promise(event)}
+            data = {
+                "ticket_id": str(event["ticket_id"]),
+                "ticket_number": event["ticket_number"],
+                "subject": event["subject"],
+                "status": event["status"],
+                "priority": event["priority"],
+                "event": event["type"],
+                **_response_promise(event),
+            }
             templates = _templates(ctx, event)
             address = await _customer_address(ctx, event) if templates else None
-            recipients = [(CUSTOMER, address, t) for t in templates if address]   # no address: no e-mail
+            recipients = [(CUSTOMER, address, t) for t in templates if address]  # no address: no e-mail
             for user_id in await _staff_recipients(ctx, conn, event):
-                assert ctx.users is not None   # there are staff recipients only with the User Service
+                assert ctx.users is not None  # there are staff recipients only with the User Service
                 staff_address = await ctx.users.email_of(user_id)
                 if staff_address:
                     recipients.append((user_id, staff_address, ESCALATED_TEMPLATE))
             for key, to, template in recipients:
                 queued = await ctx.db.q.queue_email(
-                    conn, event_id=event["event_id"], template=template, recipient_key=key,
-                    recipient=ctx.cipher.encrypt(to, "email_notifications.recipient"), data=data,
-                    now=ctx.clock.now())
+                    conn,
+                    event_id=event["event_id"],
+                    template=template,
+                    recipient_key=key,
+                    recipient=ctx.cipher.encrypt(to, "email_notifications.recipient"),
+                    data=data,
+                    now=ctx.clock.now(),
+                )
                 added += queued is not None
     return added
 
@@ -144,7 +158,7 @@ async def send_due(ctx: AppContext, session: aiohttp.ClientSession | None = None
     session = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT_SECONDS))
     sent = 0
     try:
-        while True:   # batch after batch: each row sent leaves the due set (sent, or due later)
+        while True:  # batch after batch: each row sent leaves the due set (sent, or due later)
             async with ctx.db.connection() as conn:
                 rows = await ctx.db.q.due_emails(conn, now=now, limit=BATCH)
             if not rows:
@@ -156,8 +170,7 @@ async def send_due(ctx: AppContext, session: aiohttp.ClientSession | None = None
     return sent
 
 
-async def _send_batch(ctx: AppContext, session: aiohttp.ClientSession, base: str, rows: list,
-                      now: dt.datetime) -> int:
+async def _send_batch(ctx: AppContext, session: aiohttp.ClientSession, base: str, rows: list, now: dt.datetime) -> int:
     sent = 0
     for row in rows:
         error = await _post(session, base, row, ctx)
@@ -168,8 +181,14 @@ async def _send_batch(ctx: AppContext, session: aiohttp.ClientSession, base: str
                 await ctx.db.q.email_sent(conn, id=row["id"], attempts=attempts, now=now)
             else:
                 status = "failed" if attempts >= MAX_ATTEMPTS else "pending"
-                await ctx.db.q.email_failed(conn, id=row["id"], status=status, attempts=attempts,
-                                            next_attempt_at=now + _backoff(attempts), error=error[:1000])
+                await ctx.db.q.email_failed(
+                    conn,
+                    id=row["id"],
+                    status=status,
+                    attempts=attempts,
+                    next_attempt_at=now + _backoff(attempts),
+                    error=error[:1000],
+                )
                 if status == "failed":
                     log.warning("e-mail parked as failed", extra={"notification_id": str(row["id"])})
     return sent
@@ -177,12 +196,15 @@ async def _send_batch(ctx: AppContext, session: aiohttp.ClientSession, base: str
 
 async def _post(session: aiohttp.ClientSession, base: str, row: Any, ctx: AppContext) -> str | None:
     """None when the worker accepted the e-mail, else what went wrong."""
-    body = {"template": row["template"],
-            "to": ctx.cipher.decrypt(row["recipient"], "email_notifications.recipient"),
-            "data": row["data"]}
+    body = {
+        "template": row["template"],
+        "to": ctx.cipher.decrypt(row["recipient"], "email_notifications.recipient"),
+        "data": row["data"],
+    }
     try:
-        async with session.post(f"{base.rstrip('/')}/api/v1/emails", json=body,
-                                headers={"Idempotency-Key": _idempotency_key(row)}) as response:
+        async with session.post(
+            f"{base.rstrip('/')}/api/v1/emails", json=body, headers={"Idempotency-Key": _idempotency_key(row)}
+        ) as response:
             if 200 <= response.status < 300:
                 return None
             return f"HTTP {response.status}: {(await response.text())[:200]}"
@@ -198,9 +220,12 @@ async def tick(ctx: AppContext) -> None:
 async def list_notifications(ctx: AppContext, principal: Principal, params: dict) -> dict:
     require_role(principal, "admin")
     async with ctx.db.connection() as conn:
-        rows, total = await fetch_page(ctx.db.q.list_emails, conn, status=params.get("status"),
-                                       limit=params["limit"], offset=params["offset"])
-    return {"items": [{k: v for k, v in dict(r).items() if k != "total"} for r in rows], "total": total,
-            "limit": params["limit"], "offset": params["offset"]}
-
-
+        rows, total = await fetch_page(
+            ctx.db.q.list_emails, conn, status=params.get("status"), limit=params["limit"], offset=params["offset"]
+        )
+    return {
+        "items": [{k: v for k, v in dict(r).items() if k != "total"} for r in rows],
+        "total": total,
+        "limit": params["limit"],
+        "offset": params["offset"],
+    }

@@ -4,6 +4,7 @@ and a ``chat:queue_position`` only to customers whose position changed.
 Availability too: after an agent's presence changed, at most one ``chat:availability`` per
 department per interval, to the widgets watching that department (``chat:watch_availability``
 puts them in its ``availability:<name>`` room); nobody watching costs one Redis publish."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,15 +23,23 @@ from app.services.session_fields import queued_sessions
 from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
-Availability = Callable[[str], Awaitable[dict]]   # a department's chat:availability (app.services.departments)
+Availability = Callable[[str], Awaitable[dict]]  # a department's chat:availability (app.services.departments)
 
 
 class QueueNotifier:
     """Coalesces queue changes: at most one ``queue:updated`` per department per interval, and a
     ``chat:queue_position`` only to customers whose position changed (remembered in Redis)."""
 
-    def __init__(self, db: Database, redis: aioredis.Redis, live: Live, clock: Clock, cipher: FieldCipher,
-                 *, interval: float = 0.2):
+    def __init__(
+        self,
+        db: Database,
+        redis: aioredis.Redis,
+        live: Live,
+        clock: Clock,
+        cipher: FieldCipher,
+        *,
+        interval: float = 0.2,
+    ):
         self._db = db
         self._redis = redis
         self._live = live
@@ -72,7 +81,7 @@ class QueueNotifier:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await asyncio.sleep(self._interval)   # coalescing window, not a wait for an event
+            await asyncio.sleep(self._interval)  # coalescing window, not a wait for an event
             await self.flush()
 
     async def flush(self) -> None:
@@ -88,8 +97,9 @@ class QueueNotifier:
                 continue
             try:
                 data = await self._availability(department)
-                await self._live.emit("chat:availability", data, to=availability_room(department),
-                                      namespace=CUSTOMER_NS)
+                await self._live.emit(
+                    "chat:availability", data, to=availability_room(department), namespace=CUSTOMER_NS
+                )
             except Exception:
                 log.exception("availability notification failed", extra={"department": department})
 
@@ -106,9 +116,15 @@ class QueueNotifier:
         previous = await self._redis.hgetall(key)
         for r in rows:
             if previous.get(str(r["id"])) != str(r["position"]):
-                await self._live.to_customer(r["customer_id"], "chat:queue_position", {
-                    "session_id": r["id"], "queue_position": r["position"],
-                    "estimated_wait_seconds": round(r["position"] / rate) if rate else None})
+                await self._live.to_customer(
+                    r["customer_id"],
+                    "chat:queue_position",
+                    {
+                        "session_id": r["id"],
+                        "queue_position": r["position"],
+                        "estimated_wait_seconds": round(r["position"] / rate) if rate else None,
+                    },
+                )
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if rows:

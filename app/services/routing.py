@@ -4,6 +4,7 @@ Every assignment is one Postgres transaction that locks the session and the agen
 (``FOR UPDATE SKIP LOCKED``) and moves the agent's ``active_chats`` with it, so no chat goes to
 two agents and no agent exceeds ``max_chats``, whichever replicas the parties are on.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,26 +20,39 @@ from app.errors import Conflict, Forbidden, InvalidState, NotFound, Unavailable,
 from app.live import AGENT_NS, session_room
 from app.security import audit
 from app.services import agents as agent_service, departments
-from app.services.chat_views import (find_session, participant_session, present_session, queue_views, session_view,
-                                     session_views, summary)
+from app.services.chat_views import (
+    find_session,
+    participant_session,
+    present_session,
+    queue_views,
+    session_view,
+    session_views,
+    summary,
+)
 
 log = logging.getLogger(__name__)
 
 
 def agent_view(row: Any) -> dict:
     """An agent as sockets see it (PROTOCOL.md): ``id`` is the agent's user id."""
-    return {"id": row["user_id"], "display_name": row["display_name"], "status": row["status"],
-            "active_chats": row["active_chats"], "capacity": row["max_chats"]}
+    return {
+        "id": row["user_id"],
+        "display_name": row["display_name"],
+        "status": row["status"],
+        "active_chats": row["active_chats"],
+        "capacity": row["max_chats"],
+    }
 
 
 # ---------------------------------------------------------------- matching
+
 
 async def drain_queue(ctx: AppContext, department: str) -> int:
     """Give waiting chats of a department to agents with free places, oldest first."""
     assigned = 0
     while True:
         async with ctx.db.transaction() as conn:
-            await ctx.db.q.lock_queue(conn, department=department)   # one drain step at a time
+            await ctx.db.q.lock_queue(conn, department=department)  # one drain step at a time
             session = await ctx.db.q.next_queued(conn, department=department)
             agent = session and await ctx.db.q.pick_agent(conn, department=department, exclude_agent=None)
             if not agent:
@@ -51,14 +65,20 @@ async def drain_queue(ctx: AppContext, department: str) -> int:
     return assigned
 
 
-async def _assign(ctx: AppContext, conn: asyncpg.Connection, session: Any, agent: Any,
-                  actor: Principal | None = None) -> tuple[Any, Any, dict]:
+async def _assign(
+    ctx: AppContext, conn: asyncpg.Connection, session: Any, agent: Any, actor: Principal | None = None
+) -> tuple[Any, Any, dict]:
     now = ctx.clock.now()
     row = await ctx.db.q.assign_session(conn, id=session["id"], agent_id=agent["user_id"], now=now)
     agent_row = await ctx.db.q.add_agent_chats(conn, user_id=agent["user_id"], delta=1, now=now)
-    await ctx.events.append(conn, "chat.assigned", "chat_session", row["id"],
-                            {**summary(row), "accepted": actor is not None},
-                            actor_id=actor.user_id if actor else None)
+    await ctx.events.append(
+        conn,
+        "chat.assigned",
+        "chat_session",
+        row["id"],
+        {**summary(row), "accepted": actor is not None},
+        actor_id=actor.user_id if actor else None,
+    )
     metrics.CHAT_WAIT_SECONDS.observe(max(0.0, (now - (session["queued_at"] or session["started_at"])).total_seconds()))
     return row, agent_row, present_session(ctx, row, agent["display_name"])
 
@@ -79,8 +99,11 @@ async def accept(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: 
         if session is None:
             raise NotFound("Chat session not found")
         if session["status"] != "queued":
-            raise Conflict("Another agent has this chat already" if session["status"] == "active"
-                           else f"The chat is {session['status']}")
+            raise Conflict(
+                "Another agent has this chat already"
+                if session["status"] == "active"
+                else f"The chat is {session['status']}"
+            )
         agent = await ctx.db.q.lock_agent_by_user(conn, user_id=principal.user_id)
         if agent is None:
             raise Forbidden("You have no agent profile")
@@ -97,8 +120,14 @@ async def accept(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: 
     return view
 
 
-async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: Any,
-                   to_agent_id: uuid.UUID | None, department: str | None) -> dict:
+async def transfer(
+    ctx: AppContext,
+    principal: Principal,
+    meta: RequestMeta,
+    ref: Any,
+    to_agent_id: uuid.UUID | None,
+    department: str | None,
+) -> dict:
     """Hand an active chat to a named agent or to a free agent of a department."""
     require_role(principal, "agent", "supervisor", "admin")
     if to_agent_id is None and department is None:
@@ -111,20 +140,28 @@ async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
             raise Forbidden("Only the assigned agent or a supervisor may transfer this chat")
         target = await _transfer_target(ctx, conn, session, to_agent_id, department)
         now = ctx.clock.now()
-        row = await ctx.db.q.transfer_session(conn, id=session["id"], agent_id=target["user_id"],
-                                              department=department or session["department"], now=now)
+        row = await ctx.db.q.transfer_session(
+            conn, id=session["id"], agent_id=target["user_id"], department=department or session["department"], now=now
+        )
         old = await ctx.db.q.add_agent_chats(conn, user_id=session["agent_id"], delta=-1, now=now)
         new = await ctx.db.q.add_agent_chats(conn, user_id=target["user_id"], delta=1, now=now)
         payload = {**summary(row), "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
-        await audit.record_change(conn, ctx.events, principal, meta, "chat.transfer", "chat_session", row["id"],
-                                  {"from_agent_id": session["agent_id"], "to_agent_id": target["user_id"],
-                                   "department": row["department"]},
-                                  [("chat.transferred", payload)])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "chat.transfer",
+            "chat_session",
+            row["id"],
+            {"from_agent_id": session["agent_id"], "to_agent_id": target["user_id"], "department": row["department"]},
+            [("chat.transferred", payload)],
+        )
         view = await session_view(ctx, conn, row)
     event = {"session": view, "from_agent_id": session["agent_id"], "to_agent_id": target["user_id"]}
-    await ctx.live.to_session(row["id"], "chat:transferred", event)   # the customer and the old agent
+    await ctx.live.to_session(row["id"], "chat:transferred", event)  # the customer and the old agent
     await ctx.live.join(AGENT_NS, target["user_id"], session_room(row["id"]))
-    await ctx.live.to_agent(target["user_id"], "chat:transferred", event)   # once, not also via the room
+    await ctx.live.to_agent(target["user_id"], "chat:transferred", event)  # once, not also via the room
     await ctx.live.leave(AGENT_NS, session["agent_id"], session_room(row["id"]))
     await ctx.live.to_customer(row["customer_id"], "chat:session", view)
     for agent_row in (old, new):
@@ -135,8 +172,9 @@ async def transfer(ctx: AppContext, principal: Principal, meta: RequestMeta, ref
     return view
 
 
-async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: Any,
-                           to_agent_id: uuid.UUID | None, department: str | None) -> Any:
+async def _transfer_target(
+    ctx: AppContext, conn: asyncpg.Connection, session: Any, to_agent_id: uuid.UUID | None, department: str | None
+) -> Any:
     if to_agent_id is not None:
         if to_agent_id == session["agent_id"]:
             raise InvalidState("The chat is with that agent already")
@@ -148,7 +186,7 @@ async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: A
         if target["active_chats"] >= target["max_chats"]:
             raise Unavailable(f"{target['display_name']} has no free chat place")
         return target
-    assert department is not None   # transfer() refuses a call naming neither
+    assert department is not None  # transfer() refuses a call naming neither
     await departments.ensure(ctx, conn, department)
     target = await ctx.db.q.pick_agent(conn, department=department, exclude_agent=session["agent_id"])
     if target is None:
@@ -158,13 +196,21 @@ async def _transfer_target(ctx: AppContext, conn: asyncpg.Connection, session: A
 
 # ---------------------------------------------------------------- presence and status
 
+
 async def announce_presence(ctx: AppContext, agent_row: Any) -> None:
     """To the agent's department and supervisors: telling every agent of every other agent's
     change costs agents² pushes, and only colleagues and supervisors act on it."""
-    await ctx.live.to_agents("presence:updated", department=agent_row["department"], data={
-        "agent_id": agent_row["user_id"], "status": agent_row["status"],
-        "active_chats": agent_row["active_chats"], "capacity": agent_row["max_chats"]})
-    ctx.queue_notifier.mark_availability(agent_row["department"])   # widgets watching it
+    await ctx.live.to_agents(
+        "presence:updated",
+        department=agent_row["department"],
+        data={
+            "agent_id": agent_row["user_id"],
+            "status": agent_row["status"],
+            "active_chats": agent_row["active_chats"],
+            "capacity": agent_row["max_chats"],
+        },
+    )
+    ctx.queue_notifier.mark_availability(agent_row["department"])  # widgets watching it
 
 
 async def set_status(ctx: AppContext, principal: Principal, meta: RequestMeta, status: str) -> dict:
@@ -209,8 +255,13 @@ async def requeue_chats_of(ctx: AppContext, agent_user_id: uuid.UUID) -> list[An
         for session in await ctx.db.q.open_sessions_of_agent(conn, agent_id=agent_user_id):
             row = await ctx.db.q.requeue_session(conn, id=session["id"], now=ctx.clock.now())
             await ctx.db.q.add_agent_chats(conn, user_id=agent_user_id, delta=-1, now=ctx.clock.now())
-            await ctx.events.append(conn, "chat.queued", "chat_session", row["id"],
-                                    {**summary(row), "requeued_from_agent_id": agent_user_id})
+            await ctx.events.append(
+                conn,
+                "chat.queued",
+                "chat_session",
+                row["id"],
+                {**summary(row), "requeued_from_agent_id": agent_user_id},
+            )
             moved.append((row, await session_view(ctx, conn, row)))
     for row, view in moved:
         event = {"session": view, "from_agent_id": agent_user_id, "to_agent_id": None}
@@ -247,6 +298,7 @@ async def snapshot(ctx: AppContext, principal: Principal, department: str | None
 
 
 # ---------------------------------------------------------------- queue notifications
+
 
 def queue_changed(ctx: AppContext, department: str) -> None:
     ctx.queue_notifier.mark(department)

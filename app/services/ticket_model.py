@@ -4,6 +4,7 @@ Pure functions over ticket rows (dicts), no database and no clock: the store
 (app.services.ticket_store), the commands (app.services.tickets), automation and escalation all
 build on this module, and it on nothing of theirs.
 """
+
 from __future__ import annotations
 
 from typing import Any, Protocol
@@ -19,20 +20,62 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "resolved": ("closed", "open"),
     "closed": ("open",),
 }
-CLOSED = frozenset({"resolved", "closed"})   # a ticket in these no longer counts in its agent's load
+CLOSED = frozenset({"resolved", "closed"})  # a ticket in these no longer counts in its agent's load
 ENCRYPTED = ("description", "customer_email", "customer_name")
 # Fields whose values never go into events or audit rows (only that they changed).
 SENSITIVE = frozenset(ENCRYPTED)
-PUBLIC_FIELDS = ("id", "ticket_number", "customer_id", "agent_id", "category", "subcategory",
-                 "department", "priority", "status", "channel", "subject", "description",
-                 "customer_email", "customer_name", "assigned_at", "first_response_at",
-                 "resolved_at", "closed_at", "reopened_count", "escalation_level", "escalated_at",
-                 "first_response_due_at", "resolution_due_at", "sla_breached", "tags", "metadata",
-                 "created_at", "updated_at")
-MUTABLE_FIELDS = ("id", "agent_id", "category", "subcategory", "department", "priority", "status", "subject",
-                  "description", "customer_email", "customer_name", "tags", "metadata", "assigned_at",
-                  "first_response_at", "resolved_at", "closed_at", "reopened_count", "escalation_level",
-                  "escalated_at")
+PUBLIC_FIELDS = (
+    "id",
+    "ticket_number",
+    "customer_id",
+    "agent_id",
+    "category",
+    "subcategory",
+    "department",
+    "priority",
+    "status",
+    "channel",
+    "subject",
+    "description",
+    "customer_email",
+    "customer_name",
+    "assigned_at",
+    "first_response_at",
+    "resolved_at",
+    "closed_at",
+    "reopened_count",
+    "escalation_level",
+    "escalated_at",
+    "first_response_due_at",
+    "resolution_due_at",
+    "sla_breached",
+    "tags",
+    "metadata",
+    "created_at",
+    "updated_at",
+)
+MUTABLE_FIELDS = (
+    "id",
+    "agent_id",
+    "category",
+    "subcategory",
+    "department",
+    "priority",
+    "status",
+    "subject",
+    "description",
+    "customer_email",
+    "customer_name",
+    "tags",
+    "metadata",
+    "assigned_at",
+    "first_response_at",
+    "resolved_at",
+    "closed_at",
+    "reopened_count",
+    "escalation_level",
+    "escalated_at",
+)
 
 
 class Decrypts(Protocol):
@@ -61,16 +104,37 @@ def present(ctx: HasCipher, row: dict) -> dict:
 
 
 def escalation_view(row: dict) -> dict:
-    return {k: row[k] for k in ("id", "trigger", "from_level", "to_level", "from_priority", "to_priority",
-                                "from_agent_id", "to_agent_id", "reason", "created_at")}
+    return {
+        k: row[k]
+        for k in (
+            "id",
+            "trigger",
+            "from_level",
+            "to_level",
+            "from_priority",
+            "to_priority",
+            "from_agent_id",
+            "to_agent_id",
+            "reason",
+            "created_at",
+        )
+    }
 
 
 def event_summary(row: dict) -> dict[str, Any]:
     """The non-sensitive fields a ticket event carries."""
-    return {"ticket_id": row["id"], "ticket_number": row["ticket_number"], "customer_id": row["customer_id"],
-            "agent_id": row["agent_id"], "category": row["category"], "department": row["department"],
-            "priority": row["priority"], "status": row["status"], "channel": row["channel"],
-            "escalation_level": row["escalation_level"]}
+    return {
+        "ticket_id": row["id"],
+        "ticket_number": row["ticket_number"],
+        "customer_id": row["customer_id"],
+        "agent_id": row["agent_id"],
+        "category": row["category"],
+        "department": row["department"],
+        "priority": row["priority"],
+        "status": row["status"],
+        "channel": row["channel"],
+        "escalation_level": row["escalation_level"],
+    }
 
 
 def event_changes(before: dict, after: dict) -> dict[str, Any]:
@@ -89,15 +153,16 @@ def apply_status(row: dict, status: str, now: Any) -> None:
     if status == current:
         return
     if status not in TRANSITIONS[current]:
-        raise InvalidState(f"A ticket cannot go from {current} to {status}",
-                           details={"from": current, "to": status,
-                                    "allowed": sorted(TRANSITIONS[current])})
+        raise InvalidState(
+            f"A ticket cannot go from {current} to {status}",
+            details={"from": current, "to": status, "allowed": sorted(TRANSITIONS[current])},
+        )
     row["status"] = status
     if status == "resolved":
         row["resolved_at"] = now
     elif status == "closed":
         row["closed_at"] = now
-    elif status == "open":   # reopen
+    elif status == "open":  # reopen
         row["resolved_at"] = None
         row["closed_at"] = None
         row["reopened_count"] += 1

@@ -5,6 +5,7 @@ audit row and the events, in the caller's transaction.
 Built on the model (app.services.ticket_model) only; the commands (app.services.tickets),
 automation and escalation build on this module.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -20,7 +21,7 @@ from app.errors import Forbidden, NotFound
 from app.security import audit
 from app.services.ticket_model import event_summary, holds, mutable_fields
 
-Emitted = Sequence[tuple[str, dict[str, Any]]]   # (event type, payload) about the ticket
+Emitted = Sequence[tuple[str, dict[str, Any]]]  # (event type, payload) about the ticket
 
 
 async def load_row(ctx: AppContext, ticket_id: uuid.UUID) -> dict | None:
@@ -28,6 +29,7 @@ async def load_row(ctx: AppContext, ticket_id: uuid.UUID) -> dict | None:
         async with ctx.db.connection() as conn:
             row = await ctx.db.q.get_ticket(conn, id=ticket_id)
         return dict(row) if row else None
+
     return await ctx.ticket_cache.get_or_load(ticket_id, load)
 
 
@@ -40,13 +42,14 @@ async def can_read(ctx: AppContext, conn: asyncpg.Connection | None, principal: 
     if conn is None:
         async with ctx.db.connection() as own:
             return await ctx.db.q.agent_chats_with_customer(
-                own, agent_id=principal.user_id, customer_id=row["customer_id"])
-    return await ctx.db.q.agent_chats_with_customer(
-        conn, agent_id=principal.user_id, customer_id=row["customer_id"])
+                own, agent_id=principal.user_id, customer_id=row["customer_id"]
+            )
+    return await ctx.db.q.agent_chats_with_customer(conn, agent_id=principal.user_id, customer_id=row["customer_id"])
 
 
-async def locked_for_write(ctx: AppContext, conn: asyncpg.Connection, principal: Principal,
-                           ticket_id: uuid.UUID) -> dict:
+async def locked_for_write(
+    ctx: AppContext, conn: asyncpg.Connection, principal: Principal, ticket_id: uuid.UUID
+) -> dict:
     """Lock the ticket; 404 if the caller may not see it, 403 if they may see but not change it."""
     row = await ctx.db.q.lock_ticket(conn, id=ticket_id)
     if row is None or not await can_read(ctx, conn, principal, dict(row)):
@@ -78,17 +81,26 @@ def update_events(before: dict, row: dict, changes: dict[str, Any], reason: str 
     summary = event_summary(row)
     emitted: list[tuple[str, dict]] = [("ticket.updated", {**summary, "changes": changes})]
     if "status" in changes:
-        emitted.append(("ticket.status_changed", {**summary, "from": before["status"], "to": row["status"],
-                                                  "reason": reason}))
+        emitted.append(
+            ("ticket.status_changed", {**summary, "from": before["status"], "to": row["status"], "reason": reason})
+        )
     if "agent_id" in changes:
         emitted.append(("ticket.assigned", {**summary, "from_agent_id": before["agent_id"]}))
     return emitted
 
 
-async def save_change(ctx: AppContext, conn: asyncpg.Connection, principal: Principal | None, meta: RequestMeta,
-                      before: dict, after: dict, *, now: Any, action: str | None,
-                      record: Callable[[dict], Awaitable[tuple[dict[str, Any], Emitted]]] | None = None
-                      ) -> tuple[dict, uuid.UUID | None]:
+async def save_change(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    principal: Principal | None,
+    meta: RequestMeta,
+    before: dict,
+    after: dict,
+    *,
+    now: Any,
+    action: str | None,
+    record: Callable[[dict], Awaitable[tuple[dict[str, Any], Emitted]]] | None = None,
+) -> tuple[dict, uuid.UUID | None]:
     """Write ``after`` over ``before`` (locked in this transaction), move the agents' load, and
     record the change: the audit row ``action`` and the events that ``record(row)`` returns as
     ``(audit changes, events)`` (it may write rows of its own first, e.g. an escalation). Without

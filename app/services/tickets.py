@@ -7,6 +7,7 @@ fields) under the store (app.services.ticket_store: locking, ``save_change`` wri
 the agents' load, the audit row and the events in one go), under automation and escalation,
 under these commands.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -32,16 +33,18 @@ from app.services.ticket_store import adjust_load, can_read, load_row, locked_fo
 
 CUSTOMER_CREATE_FIELDS = frozenset({"subject", "description", "category", "subcategory", "metadata"})
 CUSTOMER_UPDATE_FIELDS = frozenset({"subject", "description"})
-CUSTOMER_STATUSES = frozenset({"closed", "open"})   # customers may close or reopen their own
+CUSTOMER_STATUSES = frozenset({"closed", "open"})  # customers may close or reopen their own
 
 
 # ---------------------------------------------------------------- create, read, list
 
-async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict,
-                        *, channel: str | None = None) -> dict:
+
+async def create_ticket(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, data: dict, *, channel: str | None = None
+) -> dict:
     """Create a ticket; ``channel`` is set by internal callers (a chat's offline message)."""
     if principal.role == "customer":
-        if data.get("customer_id") == principal.user_id:   # naming themselves is fine
+        if data.get("customer_id") == principal.user_id:  # naming themselves is fine
             data = {k: v for k, v in data.items() if k != "customer_id"}
         extra = set(data) - CUSTOMER_CREATE_FIELDS
         if extra:
@@ -57,44 +60,67 @@ async def create_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
     if principal.role == "agent":
         if agent_id not in (None, principal.user_id):
             raise Forbidden("Only supervisors and admins assign tickets to others")
-        agent_id = principal.user_id   # an agent's ticket for a customer is theirs to work
+        agent_id = principal.user_id  # an agent's ticket for a customer is theirs to work
     elif agent_id and not (principal.sees_all or principal.role == "service"):
         raise Forbidden("Only supervisors and admins assign tickets")
     now = ctx.clock.now()
     default_channel = channel or ("api" if principal.role == "service" else "web")
     # Auto-response KB matches are searched before the transaction (the search has its own connection).
-    articles = (await kb.related_articles(ctx, data["subject"])
-                if ctx.settings.auto_response_enabled else [])
+    articles = await kb.related_articles(ctx, data["subject"]) if ctx.settings.auto_response_enabled else []
     async with ctx.db.transaction() as conn:
         category = data.get("category") or await automation.categorize(conn, data["subject"], data["description"])
         priority = data.get("priority") or await automation.prioritize(
-            conn, data["subject"], data["description"], data.get("metadata"))
+            conn, data["subject"], data["description"], data.get("metadata")
+        )
         department = await departments.for_category(ctx, conn, category, principal=principal, meta=meta)
         auto_assigned = False
         if agent_id is None and ctx.settings.ticket_auto_assignment:
             agent_id = await automation.pick_agent(ctx, conn, department, category, data.get("tags"))
             auto_assigned = agent_id is not None
-        row = dict(await ctx.db.q.insert_ticket(
-            conn, customer_id=customer_id, agent_id=agent_id, category=category,
-            subcategory=data.get("subcategory"), department=department,
-            priority=priority, channel=data.get("channel", default_channel),
-            subject=data["subject"],
-            description=ctx.cipher.encrypt(data["description"], "support_tickets.description"),
-            customer_email=ctx.cipher.encrypt(email, "support_tickets.customer_email"),
-            customer_name=ctx.cipher.encrypt(name, "support_tickets.customer_name"),
-            tags=data.get("tags", []), metadata=data.get("metadata", {}), now=now))
+        row = dict(
+            await ctx.db.q.insert_ticket(
+                conn,
+                customer_id=customer_id,
+                agent_id=agent_id,
+                category=category,
+                subcategory=data.get("subcategory"),
+                department=department,
+                priority=priority,
+                channel=data.get("channel", default_channel),
+                subject=data["subject"],
+                description=ctx.cipher.encrypt(data["description"], "support_tickets.description"),
+                customer_email=ctx.cipher.encrypt(email, "support_tickets.customer_email"),
+                customer_name=ctx.cipher.encrypt(name, "support_tickets.customer_name"),
+                tags=data.get("tags", []),
+                metadata=data.get("metadata", {}),
+                now=now,
+            )
+        )
         emitted: list[tuple[str, dict]] = [("ticket.created", event_summary(row))]
         if row["agent_id"]:
-            if not auto_assigned:   # pick_agent already charged the auto-assigned agent
+            if not auto_assigned:  # pick_agent already charged the auto-assigned agent
                 await adjust_load(conn, None, row)
             emitted.append(("ticket.assigned", {**event_summary(row), "from_agent_id": None, "auto": auto_assigned}))
-        await audit.record_change(conn, ctx.events, principal, meta, "ticket.create", "ticket", row["id"],
-                                  {"ticket_number": row["ticket_number"], "category": category,
-                                   "priority": row["priority"], "customer_id": str(customer_id)}, emitted)
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "ticket.create",
+            "ticket",
+            row["id"],
+            {
+                "ticket_number": row["ticket_number"],
+                "category": category,
+                "priority": row["priority"],
+                "customer_id": str(customer_id),
+            },
+            emitted,
+        )
         if ctx.settings.auto_response_enabled:
             await automation.add_ticket_auto_response(ctx, conn, row, articles)
     metrics.TICKETS_CREATED.labels(channel=row["channel"]).inc()
-    await escalation.on_ticket_changed(ctx, row["id"])   # the rules run on new tickets too
+    await escalation.on_ticket_changed(ctx, row["id"])  # the rules run on new tickets too
     return present(ctx, row)
 
 
@@ -110,17 +136,32 @@ async def list_tickets(ctx: AppContext, principal: Principal, query: dict) -> di
     agent_scope = principal.user_id if principal.role == "agent" else None
     async with ctx.db.connection() as conn:
         rows, total = await fetch_page(
-            ctx.db.q.list_tickets, conn, customer_scope=customer_scope, agent_scope=agent_scope,
-            status=query.get("status"), priority=query.get("priority"), category=query.get("category"),
-            agent_id=query.get("agent_id"), customer_id=query.get("customer_id"),
+            ctx.db.q.list_tickets,
+            conn,
+            customer_scope=customer_scope,
+            agent_scope=agent_scope,
+            status=query.get("status"),
+            priority=query.get("priority"),
+            category=query.get("category"),
+            agent_id=query.get("agent_id"),
+            customer_id=query.get("customer_id"),
             q_pattern=contains_pattern(query.get("q")),
-            created_after=query.get("created_after"), created_before=query.get("created_before"),
-            sort=query["sort"], limit=query["limit"], offset=query["offset"])
-    return {"items": [present(ctx, dict(r)) for r in rows], "total": total,
-            "limit": query["limit"], "offset": query["offset"]}
+            created_after=query.get("created_after"),
+            created_before=query.get("created_before"),
+            sort=query["sort"],
+            limit=query["limit"],
+            offset=query["offset"],
+        )
+    return {
+        "items": [present(ctx, dict(r)) for r in rows],
+        "total": total,
+        "limit": query["limit"],
+        "offset": query["offset"],
+    }
 
 
 # ---------------------------------------------------------------- changes
+
 
 def _check_fields(principal: Principal, data: dict) -> None:
     if principal.role == "customer":
@@ -133,9 +174,16 @@ def _check_fields(principal: Principal, data: dict) -> None:
         raise Forbidden("Only supervisors and admins assign tickets")
 
 
-async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta,
-                        ticket_id: uuid.UUID, data: dict, *, reason: str | None = None,
-                        action: str = "ticket.update") -> dict:
+async def update_ticket(
+    ctx: AppContext,
+    principal: Principal,
+    meta: RequestMeta,
+    ticket_id: uuid.UUID,
+    data: dict,
+    *,
+    reason: str | None = None,
+    action: str = "ticket.update",
+) -> dict:
     _check_fields(principal, data)
     now = ctx.clock.now()
     async with ctx.db.transaction() as conn:
@@ -149,8 +197,9 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
                 after[field] = ctx.cipher.encrypt(data[field], f"support_tickets.{field}")
         if "category" in data and data["category"] != before["category"]:
             after["category"] = data["category"]
-            after["department"] = await departments.for_category(ctx, conn, data["category"],
-                                                                 principal=principal, meta=meta)
+            after["department"] = await departments.for_category(
+                ctx, conn, data["category"], principal=principal, meta=meta
+            )
         if "agent_id" in data and data["agent_id"] != before["agent_id"]:
             after["assigned_at"] = now if data["agent_id"] else None
         if "status" in data:
@@ -162,11 +211,10 @@ async def update_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         async def record(row: dict) -> tuple[dict, list[tuple[str, dict]]]:
             return _audit_changes(changes, reason), update_events(before, row, changes, reason)
 
-        row, freed = await save_change(ctx, conn, principal, meta, before, after, now=now, action=action,
-                                       record=record)
+        row, freed = await save_change(ctx, conn, principal, meta, before, after, now=now, action=action, record=record)
     await ctx.ticket_cache.invalidate(ticket_id)
     await automation.after_capacity_freed(ctx, freed)
-    await escalation.on_ticket_changed(ctx, ticket_id)   # the rules run on ticket changes
+    await escalation.on_ticket_changed(ctx, ticket_id)  # the rules run on ticket changes
     return present(ctx, row)
 
 
@@ -178,14 +226,22 @@ def _audit_changes(changes: dict[str, Any], reason: str | None) -> dict[str, Any
     return audit_changes
 
 
-async def change_status(ctx: AppContext, principal: Principal, meta: RequestMeta,
-                        ticket_id: uuid.UUID, status: str, reason: str | None = None) -> dict:
-    return await update_ticket(ctx, principal, meta, ticket_id, {"status": status}, reason=reason,
-                               action="ticket.status_change")
+async def change_status(
+    ctx: AppContext,
+    principal: Principal,
+    meta: RequestMeta,
+    ticket_id: uuid.UUID,
+    status: str,
+    reason: str | None = None,
+) -> dict:
+    return await update_ticket(
+        ctx, principal, meta, ticket_id, {"status": status}, reason=reason, action="ticket.status_change"
+    )
 
 
-async def escalate_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta,
-                          ticket_id: uuid.UUID, reason: str | None = None) -> dict:
+async def escalate_ticket(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, reason: str | None = None
+) -> dict:
     """Manual escalation through the escalation rules (app.services.escalation)."""
     return await escalation.escalate_manually(ctx, principal, meta, ticket_id, reason)
 
@@ -200,9 +256,17 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
         files = await attachments.on_ticket_deleted(ctx, conn, principal, meta, ticket_id)
         await ctx.db.q.delete_ticket(conn, id=ticket_id)
         freed = await adjust_load(conn, dict(row), None)
-        await audit.record_change(conn, ctx.events, principal, meta, "ticket.delete", "ticket", ticket_id,
-                                  {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])},
-                                  [("ticket.deleted", event_summary(dict(row)))])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "ticket.delete",
+            "ticket",
+            ticket_id,
+            {"ticket_number": row["ticket_number"], "customer_id": str(row["customer_id"])},
+            [("ticket.deleted", event_summary(dict(row)))],
+        )
     await ctx.ticket_cache.invalidate(ticket_id)
     if files:
         await attachments.purge(ctx)
@@ -211,18 +275,25 @@ async def delete_ticket(ctx: AppContext, principal: Principal, meta: RequestMeta
 
 # ---------------------------------------------------------------- messages and history
 
+
 def present_message(ctx: AppContext, row: dict) -> dict:
-    return {"id": row["id"], "ticket_id": row["ticket_id"], "sender_id": row["sender_id"],
-            "sender_type": row["sender_type"],
-            "message": ctx.cipher.decrypt(row["message"], "ticket_messages.message"),
-            "message_type": row["message_type"],
-            "attachments": attachments.present_refs(ctx, row["attachments"]),
-            "is_internal": row["is_internal"], "created_at": row["created_at"],
-            **({"parts": row["parts"]} if row.get("parts") else {})}   # automatic replies only
+    return {
+        "id": row["id"],
+        "ticket_id": row["ticket_id"],
+        "sender_id": row["sender_id"],
+        "sender_type": row["sender_type"],
+        "message": ctx.cipher.decrypt(row["message"], "ticket_messages.message"),
+        "message_type": row["message_type"],
+        "attachments": attachments.present_refs(ctx, row["attachments"]),
+        "is_internal": row["is_internal"],
+        "created_at": row["created_at"],
+        **({"parts": row["parts"]} if row.get("parts") else {}),
+    }  # automatic replies only
 
 
-async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
-                      ticket_id: uuid.UUID, data: dict) -> dict:
+async def add_message(
+    ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, data: dict
+) -> dict:
     internal = data.get("is_internal", False)
     if internal and not principal.is_staff:
         raise Forbidden("Only agents may write internal notes")
@@ -235,27 +306,62 @@ async def add_message(ctx: AppContext, principal: Principal, meta: RequestMeta,
         message_id = uuid.uuid4()
         files = data.get("attachments")
         uploaded = [f for f in files or () if isinstance(f, str)]
-        if uploaded:   # the sender's own uploads become this message's files, or nothing is stored
-            refs = iter(await attachments.bind_ticket_message(ctx, conn, principal, ticket_id, message_id,
-                                                              uploaded, internal))
+        if uploaded:  # the sender's own uploads become this message's files, or nothing is stored
+            refs = iter(
+                await attachments.bind_ticket_message(ctx, conn, principal, ticket_id, message_id, uploaded, internal)
+            )
             files = [next(refs) if isinstance(f, str) else f for f in files or ()]
-        row = dict(await ctx.db.q.insert_ticket_message(
-            conn, id=message_id, ticket_id=ticket_id, sender_id=principal.user_id, sender_type=sender_type,
-            message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),
-            message_type=data.get("message_type", "text"), attachments=files,
-            is_internal=internal, now=now, parts=None))
+        row = dict(
+            await ctx.db.q.insert_ticket_message(
+                conn,
+                id=message_id,
+                ticket_id=ticket_id,
+                sender_id=principal.user_id,
+                sender_type=sender_type,
+                message=ctx.cipher.encrypt(data["message"], "ticket_messages.message"),
+                message_type=data.get("message_type", "text"),
+                attachments=files,
+                is_internal=internal,
+                now=now,
+                parts=None,
+            )
+        )
         await _follow_up(ctx, conn, principal, meta, ticket, sender_type, internal, now)
-        await audit.record_change(conn, ctx.events, principal, meta, "ticket.message_add", "ticket", ticket_id,
-                                  {"message_id": str(row["id"]), "is_internal": internal,
-                                   **({"attachments": uploaded} if uploaded else {})},
-                                  [("ticket.message_added", {**event_summary(ticket), "message_id": row["id"],
-                                                             "sender_type": sender_type, "is_internal": internal})])
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "ticket.message_add",
+            "ticket",
+            ticket_id,
+            {"message_id": str(row["id"]), "is_internal": internal, **({"attachments": uploaded} if uploaded else {})},
+            [
+                (
+                    "ticket.message_added",
+                    {
+                        **event_summary(ticket),
+                        "message_id": row["id"],
+                        "sender_type": sender_type,
+                        "is_internal": internal,
+                    },
+                )
+            ],
+        )
     await ctx.ticket_cache.invalidate(ticket_id)
     return present_message(ctx, row)
 
 
-async def _follow_up(ctx: AppContext, conn: asyncpg.Connection, principal: Principal, meta: RequestMeta,
-                     ticket: dict, sender_type: str, internal: bool, now: Any) -> None:
+async def _follow_up(
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    meta: RequestMeta,
+    ticket: dict,
+    sender_type: str,
+    internal: bool,
+    now: Any,
+) -> None:
     """A message moves the ticket on: the first public agent reply is the first response;
     a customer replying to a resolved ticket reopens it."""
     after = dict(ticket)
@@ -273,22 +379,26 @@ async def _follow_up(ctx: AppContext, conn: asyncpg.Connection, principal: Princ
 
     # A first response alone is the message's change (its own audit row and event cover it).
     reopened = after["status"] != ticket["status"]
-    await save_change(ctx, conn, principal, meta, ticket, after, now=now,
-                      action="ticket.reopen" if reopened else None, record=record)
+    await save_change(
+        ctx, conn, principal, meta, ticket, after, now=now, action="ticket.reopen" if reopened else None, record=record
+    )
 
 
-async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID,
-                        limit: int, offset: int) -> dict:
+async def list_messages(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID, limit: int, offset: int) -> dict:
     await get_ticket(ctx, principal, ticket_id)
     async with ctx.db.connection() as conn:
-        rows, total = await fetch_page(ctx.db.q.list_ticket_messages, conn, ticket_id=ticket_id,
-                                       include_internal=principal.is_staff, limit=limit, offset=offset)
-    return {"items": [present_message(ctx, dict(r)) for r in rows],
-            "total": total, "limit": limit, "offset": offset}
+        rows, total = await fetch_page(
+            ctx.db.q.list_ticket_messages,
+            conn,
+            ticket_id=ticket_id,
+            include_internal=principal.is_staff,
+            limit=limit,
+            offset=offset,
+        )
+    return {"items": [present_message(ctx, dict(r)) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
-async def get_message(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID,
-                      message_id: uuid.UUID) -> dict:
+async def get_message(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID, message_id: uuid.UUID) -> dict:
     await get_ticket(ctx, principal, ticket_id)
     async with ctx.db.connection() as conn:
         row = await ctx.db.q.get_ticket_message(conn, ticket_id=ticket_id, id=message_id)
@@ -306,6 +416,13 @@ async def history(ctx: AppContext, principal: Principal, ticket_id: uuid.UUID) -
     for r in rows:
         if not principal.is_staff and principal.role != "service" and r["payload"].get("is_internal"):
             continue
-        entries.append({"event_id": r["event_id"], "type": r["type"], "actor_id": r["actor_id"],
-                        "payload": r["payload"], "created_at": r["created_at"]})
+        entries.append(
+            {
+                "event_id": r["event_id"],
+                "type": r["type"],
+                "actor_id": r["actor_id"],
+                "payload": r["payload"],
+                "created_at": r["created_at"],
+            }
+        )
     return entries

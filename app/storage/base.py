@@ -1,4 +1,5 @@
 """What every attachment store does: keep bytes under a key, give them back, forget them."""
+
 from __future__ import annotations
 
 import abc

@@ -1,4 +1,5 @@
 """Attachments in a local directory (the default; dev mode keeps it under ./.data)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,7 @@ class LocalStore(BlobStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         partial.write_bytes(data)
-        os.replace(partial, path)   # readers see the whole file or none of it
+        os.replace(partial, path)  # readers see the whole file or none of it
 
     async def get(self, key: str) -> bytes:
         try:

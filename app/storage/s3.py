@@ -1,4 +1,5 @@
 """Attachments in any S3-compatible store (AWS S3, MinIO, Ceph, R2...) through aiobotocore."""
+
 from __future__ import annotations
 
 from typing import cast
@@ -25,12 +26,19 @@ class S3Store(BlobStore):
     @classmethod
     async def open(cls, settings: Settings) -> S3Store:
         stack = contextlib.AsyncExitStack()
-        client = await stack.enter_async_context(get_session().create_client(
-            "s3", region_name=settings.attachment_s3_region, endpoint_url=settings.attachment_s3_endpoint_url,
-            aws_access_key_id=settings.attachment_s3_access_key_id,
-            aws_secret_access_key=settings.attachment_s3_secret_access_key,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                          s3={"addressing_style": "path"} if settings.attachment_s3_endpoint_url else None)))
+        client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3",
+                region_name=settings.attachment_s3_region,
+                endpoint_url=settings.attachment_s3_endpoint_url,
+                aws_access_key_id=settings.attachment_s3_access_key_id,
+                aws_secret_access_key=settings.attachment_s3_secret_access_key,
+                config=Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    s3={"addressing_style": "path"} if settings.attachment_s3_endpoint_url else None,
+                ),
+            )
+        )
         return cls(client, cast(str, settings.attachment_s3_bucket), settings.attachment_s3_prefix, stack)
 
     def _key(self, key: str) -> str:
