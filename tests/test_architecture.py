@@ -5,6 +5,7 @@ but in the composition root, which alone registers lifetimes."""
 from __future__ import annotations
 
 import ast
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,3 +164,24 @@ def test_only_the_composition_root_registers_lifetimes() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "cleanup_ctx" and module != COMPOSITION_ROOT:
                 registering.append(f"{module}:{node.lineno}")
     assert registering == []
+
+
+AUDIT = "app.security.audit"
+
+
+def test_only_the_change_helper_writes_audit_rows() -> None:
+    """An audit row is written with its events (``audit.record_change``) or, for a peer's event
+    stored as is, with that event (``audit.record_published``): no other module reaches the
+    ``insert_audit`` query or the audit module's private row writer."""
+    writing = []
+    for module, path in MODULES.items():
+        if module == AUDIT:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in {"insert_audit", "_write_row"}:
+                writing.append(f"{module}:{node.lineno}")
+            if isinstance(node, ast.Name) and node.id == "insert_audit":
+                writing.append(f"{module}:{node.lineno}")
+    assert writing == []
+    audit = importlib.import_module(AUDIT)
+    assert hasattr(audit, "record_change") and not hasattr(audit, "record")  # the bare writer is private

@@ -244,14 +244,17 @@ async def upload(ctx: AppContext, principal: Principal, meta: RequestMeta, filen
                 now=now,
             )
             details = {"content_type": content_type, "size": len(data), "sha256": checksum}
-            await audit.record(conn, principal, meta, "attachment.upload", "attachment", attachment_id, details)
-            await ctx.events.append(
+            uploaded = {"attachment_id": attachment_id, "uploader_id": principal.user_id, **details}
+            await audit.record_change(
                 conn,
-                "attachment.uploaded",
+                ctx.events,
+                principal,
+                meta,
+                "attachment.upload",
                 "attachment",
                 attachment_id,
-                {"attachment_id": attachment_id, "uploader_id": principal.user_id, **details},
-                actor_id=principal.user_id,
+                details,
+                [("attachment.uploaded", uploaded)],
             )
     except BaseException:
         await _forget_bytes(ctx, key, thumbnail_key)
@@ -432,9 +435,16 @@ async def _record_deleted(
     **extra: Any,
 ) -> None:
     payload = {"attachment_id": row["id"], "uploader_id": row["uploader_id"], "reason": reason, **extra}
-    await audit.record(conn, principal, meta, "attachment.delete", "attachment", row["id"], {"reason": reason})
-    await ctx.events.append(
-        conn, "attachment.deleted", "attachment", row["id"], payload, actor_id=principal.user_id if principal else None
+    await audit.record_change(
+        conn,
+        ctx.events,
+        principal,
+        meta,
+        "attachment.delete",
+        "attachment",
+        row["id"],
+        {"reason": reason},
+        [("attachment.deleted", payload)],
     )
 
 

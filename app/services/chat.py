@@ -395,27 +395,22 @@ async def rate_chat(
             raise Conflict("This chat has already been rated") from None
         await record_sentiment(ctx, conn, feedback["id"], comment)
         await ctx.db.q.set_rating(conn, id=session["id"], rating=rating)
-        await audit.record(
+        created = {
+            "feedback_id": feedback["id"],
+            "session_id": session["id"],
+            "agent_id": session["agent_id"],
+            "rating": rating,
+        }
+        await audit.record_change(
             conn,
+            ctx.events,
             principal,
             meta,
             "chat.rate",
             "chat_session",
             session["id"],
             {"rating": rating, "feedback_id": str(feedback["id"])},
-        )
-        await ctx.events.append(
-            conn,
-            "feedback.created",
-            "feedback",
-            feedback["id"],
-            {
-                "feedback_id": feedback["id"],
-                "session_id": session["id"],
-                "agent_id": session["agent_id"],
-                "rating": rating,
-            },
-            actor_id=principal.user_id,
+            [audit.Event("feedback.created", created, "feedback", feedback["id"])],
         )
     await announce_rating(ctx, session["agent_id"], rating=rating, comment=comment, session_id=session["id"])
     return {"feedback_id": feedback["id"]}
@@ -513,14 +508,17 @@ async def update_session(ctx: AppContext, principal: Principal, meta: RequestMet
                 subject=data.get("subject", session["subject"]),
                 metadata=data.get("metadata", session["metadata"]),
             )
-            await audit.record(
+            changed = [k for k in ("subject", "metadata") if k in data]
+            await audit.record_change(
                 conn,
+                ctx.events,
                 principal,
                 meta,
                 "chat.update",
                 "chat_session",
                 session["id"],
-                {k: data[k] for k in ("subject", "metadata") if k in data},
+                {k: data[k] for k in changed},
+                [("chat.updated", {**_summary(row), "changed": changed})],
             )
             view = await session_view(ctx, conn, row)
     if "agent_id" in data or "department" in data:

@@ -218,15 +218,7 @@ async def publish(ctx: AppContext, principal: Principal, meta: RequestMeta, data
                 "event": _same_event(await ctx.db.q.event_by_event_id(conn, event_id=event["event_id"]), event),
                 "duplicate": True,
             }
-        await audit.record(
-            conn,
-            principal,
-            meta,
-            "event.publish",
-            "event",
-            event["event_id"],
-            {k: event[k] for k in ("type", "source", "entity_type", "entity_id", "topic")},
-        )
+        await audit.record_published(conn, principal, meta, event)
     stored = dict(row)
     await _run_hooks(ctx, stored)
     return {"event": stored, "duplicate": False}

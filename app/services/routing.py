@@ -66,19 +66,33 @@ async def drain_queue(ctx: AppContext, department: str) -> int:
 
 
 async def _assign(
-    ctx: AppContext, conn: asyncpg.Connection, session: Any, agent: Any, actor: Principal | None = None
+    ctx: AppContext,
+    conn: asyncpg.Connection,
+    session: Any,
+    agent: Any,
+    accepted: tuple[Principal, RequestMeta] | None = None,
 ) -> tuple[Any, Any, dict]:
+    """Give the session to the agent; ``accepted``: an agent's chat:accept, a command recorded
+    with its audit row (routing's own assignments are events only)."""
     now = ctx.clock.now()
     row = await ctx.db.q.assign_session(conn, id=session["id"], agent_id=agent["user_id"], now=now)
     agent_row = await ctx.db.q.add_agent_chats(conn, user_id=agent["user_id"], delta=1, now=now)
-    await ctx.events.append(
-        conn,
-        "chat.assigned",
-        "chat_session",
-        row["id"],
-        {**summary(row), "accepted": actor is not None},
-        actor_id=actor.user_id if actor else None,
-    )
+    payload = {**summary(row), "accepted": accepted is not None}
+    if accepted is None:
+        await ctx.events.append(conn, "chat.assigned", "chat_session", row["id"], payload)
+    else:
+        principal, meta = accepted
+        await audit.record_change(
+            conn,
+            ctx.events,
+            principal,
+            meta,
+            "chat.accept",
+            "chat_session",
+            row["id"],
+            {},
+            [("chat.assigned", payload)],
+        )
     metrics.CHAT_WAIT_SECONDS.observe(max(0.0, (now - (session["queued_at"] or session["started_at"])).total_seconds()))
     return row, agent_row, present_session(ctx, row, agent["display_name"])
 
@@ -110,8 +124,7 @@ async def accept(ctx: AppContext, principal: Principal, meta: RequestMeta, ref: 
         _within_department(principal, agent, session["department"])
         if agent["active_chats"] >= agent["max_chats"]:
             raise InvalidState("You are at your chat capacity")
-        row, agent_row, view = await _assign(ctx, conn, session, agent, actor=principal)
-        await audit.record(conn, principal, meta, "chat.accept", "chat_session", row["id"], {})
+        row, agent_row, view = await _assign(ctx, conn, session, agent, accepted=(principal, meta))
     await _announce_assignment(ctx, row, agent_row, view)
     # A drain step running meanwhile skipped this session and agent (locked here) and may have
     # stopped while the agent still had a free place: serve the queue again.
