@@ -1,9 +1,11 @@
 """The front ends, served by the service itself: the widget, the agent console and a demo page.
 
-- ``GET /static/{path}``: files under ``static/`` (``widget.js``, ``widget.css``, the console's
-  assets, the vendored ``socket.io-client``). Only listed file types are served, never anything
+- ``GET /static/{path}``: files under ``static/`` (``widget.js``, ``widget.css``, ``delivery.js``
+  (an ES module the widget and the console both load), the console's assets, the vendored
+  ``socket.io-client``). Only listed file types are served, never anything
   outside the folder. ``widget.js`` runs on customers' own sites, so it may be loaded from any
-  origin (a classic ``<script>`` needs no CORS); it is cached briefly because hosts embed its
+  origin (a classic ``<script>`` needs no CORS; the module it imports does, hence
+  ``Access-Control-Allow-Origin: *``); it is cached briefly because hosts embed its
   URL unversioned (an ETag makes revalidation cheap), while the vendored library is cached for a
   day. Text files are sent gzipped to clients that accept it (compressed once, kept in memory).
 - ``GET /console``: the agent console page (the token goes in the URL fragment, which browsers

@@ -50,7 +50,7 @@
   }
 
   function install(proto, lib) {
-    var h = lib.h, uuid = lib.uuid;
+    var h = lib.h;
 
     /** The attach button and its file picker; paste and drop on ``zones`` attach files too. */
     proto.attachControls = function (input, zones) {
@@ -87,14 +87,9 @@
     proto.attachFiles = function (list) {
       var self = this;
       Array.prototype.forEach.call(list || [], function (file) {
-        self.outbox.push({ client_msg_id: uuid(), message: "", state: "sending",
-                           session_id: self.session ? self.session.id : null,
-                           files: [{ file: file, name: file.name || "pasted-image.png", size: file.size,
-                                     type: file.type, id: null, progress: 0 }] });
+        self.queue({ message: "", files: [{ file: file, name: file.name || "pasted-image.png", size: file.size,
+                                            type: file.type, id: null, progress: 0 }] });
       });
-      this.saveOutbox();
-      this.renderMessages();
-      this.flush();
     };
 
     /** Upload the item's files that have no id yet, one after the other. */

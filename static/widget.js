@@ -6,12 +6,14 @@
  * or call window.SupportWidget.init({token, ...}) (see OPTIONS below). Everything lives in a
  * shadow root, so the host page's CSS cannot reach it and its CSS cannot reach the host page.
  *
- * Delivery guarantees (PROTOCOL.md): every outgoing message gets a client_msg_id before it is
- * shown; it stays in an outbox (kept in sessionStorage, so a reload keeps it too) until the
- * server acknowledges it, and is resent with the same id after a reconnect, so the server keeps
- * it once. Messages are sent one at a time so their order is the order typed. After every
- * (re)connect the widget asks chat:sync for everything after the last seq it has; messages are
- * keyed by seq, so nothing shows twice. User text is only ever set with textContent.
+ * Delivery guarantees (PROTOCOL.md) come from delivery.js, the module the console uses too,
+ * loaded from the same server with import() (an ES module: no global is left behind): every
+ * outgoing message gets a client_msg_id before it is shown; it stays in an outbox (kept in
+ * sessionStorage, so a reload keeps it too) until the server acknowledges it, and is resent
+ * with the same id after a reconnect, so the server keeps it once. Messages are sent one at a
+ * time so their order is the order typed. After every (re)connect, and on chat:resync, the
+ * widget asks chat:sync for everything after the last seq it has; messages are keyed by seq, so
+ * nothing shows twice. User text is only ever set with textContent.
  *
  * Test hooks: elements carry data-testid attributes (launcher, panel, message, composer, ...).
  */
@@ -40,7 +42,6 @@
   var AGENT_TYPING_SHOWN_MS = 8000;  // a "typing" whose "stopped" got lost does not stay forever
   var SUGGEST_DELAY_MS = 300;
   var RENEW_BEFORE_EXPIRY_MS = 60000;   // auth:refresh this long before the token's exp
-  var SYNC_PAGE_GUARD = 50;        // chat:sync pages per catch-up, a guard against loops
   var LINK = /https?:\/\/[^\s<>"]+|\/help\/articles\/[0-9a-fA-F-]{36}/g;
   var MAX_MESSAGE = 5000;          // the server's limit for a chat message (never cut silently)
   var COUNTER_FROM = 4500;         // the character counter shows from here
@@ -73,14 +74,6 @@
   }
 
   function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
-
-  function uuid() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    var bytes = crypto.getRandomValues(new Uint8Array(16));
-    bytes[6] = (bytes[6] & 0x0f) | 0x40; bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
-    return hex.slice(0, 8) + "-" + hex.slice(8, 12) + "-" + hex.slice(12, 16) + "-" + hex.slice(16, 20) + "-" + hex.slice(20);
-  }
 
   function timeOf(iso) {
     var d = iso ? new Date(iso) : new Date();
@@ -162,6 +155,26 @@
     return ioPromise;
   }
 
+  var Delivery = null;          // delivery.js's exports, once loaded
+  var deliveryPromise = null;
+
+  /** delivery.js (the chat delivery protocol, shared with the console) from the same server. */
+  function loadDelivery(base) {
+    if (!deliveryPromise) {
+      deliveryPromise = import(base + "/static/delivery.js").then(function (module) {
+        Delivery = module;
+        return module;
+      }, function (err) {
+        deliveryPromise = null;
+        throw err;
+      });
+    }
+    return deliveryPromise;
+  }
+
+  /** A client_msg_id (chat:start's); delivery.js gives the outbox's its own. */
+  function uuid() { return Delivery.newClientMsgId(); }
+
   var attachmentsPromise = null;
 
   /** widget-attachments.js (files in chats) from the same server; the chat works without it. */
@@ -176,7 +189,7 @@
         tag.onerror = function () { resolve(null); };
         (document.head || document.documentElement).appendChild(tag);
       }).then(function (ext) {
-        if (ext) ext.install(Widget.prototype, { h: h, uuid: uuid });
+        if (ext) ext.install(Widget.prototype, { h: h });
         return ext;
       });
     }
@@ -193,9 +206,8 @@
     this.socket = null;
     this.connected = false;
     this.session = null;          // the open (or last) Session
-    this.clearChat();
-    this.outbox = this.loadOutbox();   // [{client_msg_id, message, state}] not yet acknowledged
-    this.sending = false;
+    this.restored = this.loadOutbox();   // outbox entries kept across a reload, until their chat is back
+    this.clearChat(null);
     this.unread = 0;
     this.isOpen = false;
     this.view = "home";
@@ -219,8 +231,13 @@
     catch (e) { return []; }
   };
 
+  /** The current chat's outbox (delivery.js), then what a reload kept for another chat. */
+  Widget.prototype.pending = function () {
+    return (this.delivery ? this.delivery.outbox : []).concat(this.restored);
+  };
+
   Widget.prototype.saveOutbox = function () {
-    try { sessionStorage.setItem(this.storeKey + ":outbox", JSON.stringify(this.outbox.map(function (m) {
+    try { sessionStorage.setItem(this.storeKey + ":outbox", JSON.stringify(this.pending().map(function (m) {
       return { client_msg_id: m.client_msg_id, message: m.message, session_id: m.session_id || null,
                files: m.files ? m.files.map(function (f) { return { id: f.id, name: f.name, size: f.size, type: f.type }; }) : undefined };
     }))); } catch (e) { /* storage full or blocked: the outbox still lives in memory */ }
@@ -331,7 +348,9 @@
 
   Widget.prototype.start = function () {
     var self = this;
-    return Promise.all([loadSocketIo(this.base), loadAttachments(this)]).then(function (loaded) {
+    return Promise.all([loadSocketIo(this.base), loadDelivery(this.base).then(function () {
+      return loadAttachments(self);
+    })]).then(function (loaded) {
       var io = loaded[0];
       self.socket = io(self.base + "/customer", {
         path: self.o.socketPath, auth: function (cb) { cb({ token: self.token }); },
@@ -348,7 +367,7 @@
     socket.on("connect", function () { self.onConnect(); });
     socket.on("disconnect", function (reason) {
       self.connected = false;
-      self.sending = false;
+      if (self.delivery) self.delivery.interrupt();   // resent with the same id after the reconnect
       self.setStatus("Reconnecting\u2026");
       if (reason === "io server disconnect") socket.connect();   // e.g. a replica shutting down
     });
@@ -363,8 +382,7 @@
     socket.on("chat:ended", function (p) { self.onEnded(p); });
     socket.on("chat:availability", function (p) { self.onAvailability(p); });
     socket.on("chat:resync", function (p) {   // live pushes may have been missed: fetch what is new
-      var ids = (p && p.session_ids) || [];
-      if (self.session && self.connected && ids.indexOf(self.session.id) >= 0) self.sync();
+      if (self.delivery && self.connected) self.delivery.resync((p && p.session_ids) || []);
     });
     ["ticket:created", "ticket:updated", "ticket:escalated", "ticket:assigned"].forEach(function (name) {
       socket.on(name, function (p) { self.onTicket(p.ticket); });
@@ -475,7 +493,7 @@
     if (changedSession) {
       if (this.session && (this.session.status === "queued" || this.session.status === "active")
           && session.status !== "queued" && session.status !== "active") return;   // a stale push about an old chat
-      this.clearChat();
+      this.clearChat(session.id);
     }
     var wasAgent = this.session && this.session.agent && this.session.agent.id;
     this.session = session;
@@ -488,34 +506,53 @@
     if (this.view === "prechat" || this.view === "home") { if (this.isOpen) this.show("chat"); else this.view = "chat"; }
   };
 
-  /** Everything after lastSeq, page by page (has_more); then pending reads are reported. */
-  Widget.prototype.sync = function () {
-    var self = this, pages = 0;
-    function page() {
-      return self.call("chat:sync", { session_id: self.session.id, after_seq: self.lastSeq }).then(function (data) {
+  /** The delivery of one chat (delivery.js): its messages by seq, its outbox, chat:sync. */
+  Widget.prototype.newDelivery = function (sessionId) {
+    var self = this;
+    var mine = this.restored.filter(function (p) { return !p.session_id || p.session_id === sessionId; });
+    this.restored = this.restored.filter(function (p) { return mine.indexOf(p) < 0; });
+    return new Delivery.Delivery({
+      sessionId: sessionId,
+      outbox: mine,
+      call: function (event, payload) { return self.call(event, payload); },
+      connected: function () { return self.connected; },
+      mine: function (m) { return m.sender_type === "customer"; },
+      // Files first (widget-attachments.js): a message waits in the outbox until they are uploaded.
+      prepare: function (entry) { return self.uploadFiles ? self.uploadFiles(entry) : Promise.resolve(); },
+      onMessages: function (added, info) { self.onMessages(added, info.settled); },
+      onOutbox: function () { self.saveOutbox(); self.renderMessages(); },
+      onPage: function (data) {
         self.session = data.session || self.session;
-        self.receive(data.messages || []);
         self.renderSessionState();
         if (self.session.status !== "queued" && self.session.status !== "active") self.failOutbox();
-        if (data.has_more && ++pages < SYNC_PAGE_GUARD) return page();
-      });
-    }
-    return page().catch(function () { /* retried on the next connect */ });
+      },
+    });
+  };
+
+  /** Everything after the last contiguous seq, page by page (has_more); errors wait for the next connect. */
+  Widget.prototype.sync = function () {
+    return this.delivery ? this.delivery.sync() : Promise.resolve();
   };
 
   /** Messages from the server (push, ack or sync): keyed by seq, so repeats change nothing. */
   Widget.prototype.receive = function (list) {
+    if (this.delivery) this.delivery.receive(list);
+  };
+
+  /** The highest seq of the current chat. */
+  Widget.prototype.lastSeq = function () {
+    return this.delivery ? this.delivery.lastSeq : 0;
+  };
+
+  Widget.prototype.onMessages = function (added, settled) {
     var self = this, fresh = 0;
-    list.forEach(function (m) {
-      if (!self.session || m.session_id !== self.session.id || self.messages[m.seq]) return;
-      self.messages[m.seq] = m;
-      self.lastSeq = Math.max(self.lastSeq, m.seq);
-      if (m.sender_type === "customer") self.settleOutbox(m.client_msg_id);
+    added.forEach(function (m) {
       if (m.sender_type !== "customer") {
         self.setAgentTyping(false);
         if (m.seq > (self.session.customer_last_read_seq || 0)) fresh++;   // not what was read before a reload
       }
     });
+    if (settled) this.saveOutbox();
     if (this.view === "chat") this.renderMessages();
     if (fresh) {
       if (this.isOpen && document.visibilityState !== "hidden") this.markRead();
@@ -523,87 +560,45 @@
     }
   };
 
-  Widget.prototype.settleOutbox = function (clientMsgId) {
-    if (!clientMsgId) return;
-    var before = this.outbox.length;
-    this.outbox = this.outbox.filter(function (p) { return p.client_msg_id !== clientMsgId; });
-    if (this.outbox.length !== before) this.saveOutbox();
-  };
-
   Widget.prototype.markRead = function () {
-    if (!this.session || !this.connected || !this.lastSeq || this.session.status !== "active") return;
-    if ((this.session.customer_last_read_seq || 0) >= this.lastSeq) return;
-    this.session.customer_last_read_seq = this.lastSeq;
-    this.call("chat:read", { session_id: this.session.id, up_to_seq: this.lastSeq }).catch(function () {});
+    var last = this.lastSeq();
+    if (!this.session || !this.connected || !last || this.session.status !== "active") return;
+    if ((this.session.customer_last_read_seq || 0) >= last) return;
+    this.session.customer_last_read_seq = last;
+    this.call("chat:read", { session_id: this.session.id, up_to_seq: last }).catch(function () {});
   };
 
   /** Queue a message: shown at once as "sending", delivered in order when connected. */
   Widget.prototype.send = function (text) {
     text = text.trim();
     if (!text) return;
-    this.outbox.push({ client_msg_id: uuid(), message: text, state: "sending",
-                       session_id: this.session ? this.session.id : null });
-    this.saveOutbox();
     this.stopTyping();
-    this.renderMessages();
-    this.flush();
+    this.queue({ message: text });
   };
 
-  /** Send the outbox one message at a time; stops on the first failure or disconnect. */
+  /** Put an entry ({message, files?}) in the current chat's outbox and send it in its turn. */
+  Widget.prototype.queue = function (entry) {
+    if (!this.delivery) return;
+    entry.session_id = this.session.id;
+    this.delivery.enqueue(entry);
+    this.saveOutbox();
+    this.renderMessages();
+  };
+
+  /** Send the outbox one message at a time (delivery.js); a chat that closed fails it instead. */
   Widget.prototype.flush = function () {
-    var self = this;
-    if (this.sending || !this.connected || !this.session) return;
+    if (!this.delivery || !this.session) return;
     if (this.session.status !== "queued" && this.session.status !== "active") { this.failOutbox(); return; }
-    var next = this.outbox.filter(function (p) { return p.state !== "failed"; })[0];
-    if (!next) return;
-    var attempt = this.sending = {};           // an answer to an older attempt changes nothing
-    next.state = "sending";
-    // Files first (widget-attachments.js): a message waits in the outbox until they are uploaded.
-    var uploaded = next.files && this.uploadFiles ? this.uploadFiles(next) : Promise.resolve();
-    uploaded.then(function () {
-      var payload = { session_id: self.session.id, client_msg_id: next.client_msg_id, message: next.message };
-      if (next.files) payload.attachments = next.files.map(function (f) { return f.id; });
-      return self.call("chat:message", payload);
-    })
-      .then(function (data) {
-        if (self.sending !== attempt) { self.receive([data.message]); return; }
-        self.sending = false;
-        self.receive([data.message]);
-        self.flush();
-      }, function (error) {
-        if (self.sending !== attempt) return;
-        self.sending = false;
-        if (error.code === "offline" || error.code === "timeout" || error.code === "unavailable") {
-          if (error.code !== "offline") setTimeout(function () { self.flush(); }, 1000);
-          return;   // still queued; the next connect flushes it
-        }
-        if (error.code === "rate_limited") {
-          setTimeout(function () { self.flush(); }, (error.details && error.details.retry_after_ms) || 1000);
-          return;
-        }
-        next.state = "failed";
-        next.error = error.message;
-        next.final = !!error.final;               // a refused file: retrying cannot help
-        self.renderMessages();
-        self.flush();
-      });
+    this.delivery.flush();
   };
 
   /** The chat closed with messages still unsent: say so rather than leave them "sending". */
   Widget.prototype.failOutbox = function () {
-    var id = this.session && this.session.id, changed = false;
-    this.outbox.forEach(function (p) {
-      if (p.state !== "failed" && (!p.session_id || p.session_id === id)) {
-        p.state = "failed"; p.error = "the chat ended before it could be sent"; p.final = true; changed = true;
-      }
-    });
-    if (changed) this.renderMessages();
+    if (this.delivery) this.delivery.failAll("the chat ended before it could be sent");
   };
 
   Widget.prototype.retry = function (clientMsgId) {
-    this.outbox.forEach(function (p) { if (p.client_msg_id === clientMsgId) { p.state = "sending"; p.error = null; } });
-    this.renderMessages();
-    this.flush();
+    if (this.delivery) this.delivery.retry(clientMsgId);
   };
 
   Widget.prototype.startChat = function (form) {
@@ -621,17 +616,16 @@
   };
 
   Widget.prototype.forgetSession = function () {
-    var old = this.session && this.session.id;
-    this.outbox = this.outbox.filter(function (p) { return p.session_id && p.session_id !== old; });
-    this.saveOutbox();
     this.session = null;
-    this.clearChat();
+    this.clearChat(null);
+    this.saveOutbox();
   };
 
-  /** What the widget holds about one chat's conversation, emptied for another chat. */
-  Widget.prototype.clearChat = function () {
-    this.messages = {};           // seq -> Message, what the server has
-    this.lastSeq = 0;
+  /** What the widget holds about one chat's conversation (its delivery: messages by seq and the
+   *  outbox), emptied for another chat. */
+  Widget.prototype.clearChat = function (sessionId) {
+    if (this.delivery) this.delivery.close();
+    this.delivery = sessionId && Delivery ? this.newDelivery(sessionId) : null;
     this.agentReadSeq = 0;        // the agent's read receipt: "Seen" up to here
     this.notes = [];              // local notes ("Alex joined the chat"), each after a seq
     this.endReason = null;
@@ -1038,9 +1032,10 @@
   Widget.prototype.renderMessages = function () {
     if (this.view !== "chat" || !this.list) return;
     var self = this, wanted = [];
-    var seqs = Object.keys(this.messages).map(Number).sort(function (a, b) { return a - b; });
+    var confirmed = this.delivery ? this.delivery.ordered() : [];
+    var outbox = this.delivery ? this.delivery.outbox : [];
     var lastOwn = 0;
-    seqs.forEach(function (seq) { if (self.messages[seq].sender_type === "customer") lastOwn = seq; });
+    confirmed.forEach(function (m) { if (m.sender_type === "customer") lastOwn = m.seq; });
     function notesAfter(seq) {
       (self.notes || []).forEach(function (n, i) {
         if (n.afterSeq === seq) wanted.push({ key: "n:" + i, sig: "", build: function () {
@@ -1048,8 +1043,8 @@
       });
     }
     notesAfter(0);
-    seqs.forEach(function (seq) {
-      var m = self.messages[seq];
+    confirmed.forEach(function (m) {
+      var seq = m.seq;
       var seen = m.sender_type === "customer" && seq === lastOwn && self.agentReadSeq >= seq;
       wanted.push({ key: m.client_msg_id && m.sender_type === "customer" ? "c:" + m.client_msg_id : "s:" + seq,
                     sig: "sent" + seen + seq, build: function () {
@@ -1057,8 +1052,7 @@
                                 { seq: seq, seen: seen, files: m.attachments, parts: m.parts }); } });
       notesAfter(seq);
     });
-    this.outbox.forEach(function (p) {
-      if (p.session_id && self.session && p.session_id !== self.session.id) return;
+    outbox.forEach(function (p) {
       wanted.push({ key: "c:" + p.client_msg_id, sig: p.state + (p.error || ""), build: function () {
         return self.messageItem("customer", p.message, p.state, null,
                                 { clientMsgId: p.client_msg_id, error: p.error, final: p.final,
@@ -1073,7 +1067,7 @@
     }
     var grew = this.list.children.length !== wanted.length;
     this.patchList(wanted);
-    if (this.list.scrollToEnd) this.list.scrollToEnd(grew && this.outbox.length > 0);
+    if (this.list.scrollToEnd) this.list.scrollToEnd(grew && outbox.length > 0);
     else this.list.scrollTop = this.list.scrollHeight;
   };
 
@@ -1161,7 +1155,7 @@
   };
 
   Widget.prototype.systemNote = function (text) {
-    this.notes = (this.notes || []).concat([{ afterSeq: this.lastSeq, text: text }]);
+    this.notes = (this.notes || []).concat([{ afterSeq: this.lastSeq(), text: text }]);
     if (this.view === "chat") this.renderMessages();
   };
 

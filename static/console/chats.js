@@ -1,12 +1,15 @@
 // The agent's chats: a list with unread counts, one pane per chat (history, composer, typing,
 // read receipts, notes, transfer, end), and what keeps them exact across reconnects.
 //
-// Messages are kept by seq (no duplicates, always in order); the contiguous part of the history
-// is what chat:sync resumes from. A message the agent sends waits in an outbox under its
-// client_msg_id until the server acknowledges it; the outbox goes out one message at a time, so
-// the customer reads them in the order typed, and after a reconnect it is resent with the same
-// ids (the server returns the first message again for a repeated id).
+// Each chat's delivery (../delivery.js, shared with the widget) keeps its messages by seq (no
+// duplicates, always in order) and resumes chat:sync from the contiguous part of the history. A
+// message the agent sends waits in its outbox under its client_msg_id until the server
+// acknowledges it; the outbox goes out one message at a time, so the customer reads them in the
+// order typed, and after a reconnect it is resent with the same ids (the server returns the
+// first message again for a repeated id). A send the server refuses shows "Not sent" with a
+// Retry: the agent decides (only timeouts and rate limits are retried by themselves).
 
+import { Delivery } from "../delivery.js";
 import { desktopNotify, setUnreadTitle, toast } from "./alerts.js";
 import { api, customerLabel, el, formatTime, label, messageBody, ratingNodes } from "./lib.js";
 import { attachControls, attachmentList, dropZone, pendingList, showProgress, uploadFile } from "./attachments.js";
@@ -41,15 +44,6 @@ function call(event, data) {
   return state.live.call(event, data);
 }
 
-function newClientMsgId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const b = crypto.getRandomValues(new Uint8Array(16));   // pages served over plain http (not localhost)
-  b[6] = (b[6] & 0x0f) | 0x40;
-  b[8] = (b[8] & 0x3f) | 0x80;
-  const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
 function chatTitle(session) {
   return session.subject || session.customer_name || `Customer ${session.customer_id.slice(0, 8)}`;
 }
@@ -82,18 +76,12 @@ function createChat(session, watching = false) {
     session,
     watching,              // a supervisor following the chat without being its agent
     rated: null,           // {rating, comment} once the customer rated the chat
-    messages: new Map(),   // seq -> message
+    delivery: null,        // messages by seq and the outbox (../delivery.js)
     notes: new Map(),      // id -> note
-    outbox: new Map(),     // client_msg_id -> {client_msg_id, message, status: sending | failed, error}
     nodes: new Map(),      // timeline key -> element
-    syncedSeq: 0,          // every seq up to this one is here
     readSeq: session.agent_last_read_seq || 0,
     sentReadSeq: session.agent_last_read_seq || 0,
     customerReadSeq: session.customer_last_read_seq || 0,
-    loaded: false,
-    pumping: false,
-    syncing: null,
-    resync: false,
     noteMode: false,
     typingSent: false,
     typingSentAt: 0,
@@ -101,6 +89,26 @@ function createChat(session, watching = false) {
     peerTypingTimer: null,
     ended: false,
   };
+  chat.delivery = new Delivery({
+    sessionId: session.id,
+    call,
+    connected: () => Boolean(state.live && state.live.connected()),
+    mine: (message) => message.sender_type === "agent",
+    retryable: ["timeout", "rate_limited"],
+    prepare: uploadFiles,
+    fetchPage: (afterSeq) => fetchPage(chat, afterSeq),
+    onMessages: (added, { live }) => messagesAdded(chat, added, live),
+    onOutbox: (entry) => refreshPending(chat, entry),
+    onPage: (data) => {
+      for (const note of data.notes || []) chat.notes.set(note.id, note);
+      applySession(chat, data.session);
+    },
+    onSynced: () => renderTimeline(chat),
+    onSyncError: (error) => {
+      if (error.code === "not_found" || error.code === "forbidden") removeChat(chat, "This chat is no longer yours");
+      else if (error.code !== "disconnected") toast(error.message, { title: "Could not load the chat", kind: "error" });
+    },
+  });
   chat.dom = buildChat(chat);
   applySession(chat, session);
   setWatching(chat, watching);
@@ -130,6 +138,7 @@ function removeChat(chat, reason = "") {
   if (chats.get(chat.id) !== chat) return;
   if (chat.watching && state.live?.connected()) call("chat:unwatch", { session_id: chat.id }).catch(() => {});
   chats.delete(chat.id);
+  chat.delivery.close();
   clearTimeout(chat.typingTimer);
   clearTimeout(chat.peerTypingTimer);
   chat.dom.tab.remove();
@@ -296,53 +305,30 @@ function applySession(chat, session) {
 
 // ---------------------------------------------------------------- history and live messages
 
-/** chat:sync from the last contiguous seq, page by page while has_more. */
+/** Catch up (chat:sync from the last contiguous seq, page by page while has_more). */
 function sync(chat) {
-  if (chat.syncing) {
-    chat.resync = true;
-    return chat.syncing;
-  }
-  chat.syncing = (async () => {
-    try {
-      do {
-        chat.resync = false;
-        let more = true;
-        while (more) {
-          // a watched chat joins its room first (chat:watch answers like chat:sync from 0)
-          const data = chat.watching && !chat.joined
-            ? await call("chat:watch", { session_id: chat.id })
-            : await call("chat:sync", { session_id: chat.id, after_seq: chat.syncedSeq });
-          if (chat.watching) chat.joined = true;
-          if (chats.get(chat.id) !== chat) return;
-          for (const note of data.notes || []) chat.notes.set(note.id, note);
-          addMessages(chat, data.messages || [], { live: chat.loaded });
-          applySession(chat, data.session);
-          more = Boolean(data.has_more) && (data.messages || []).length > 0;
-        }
-        chat.loaded = true;
-        renderTimeline(chat);
-      } while (chat.resync);
-    } catch (error) {
-      if (error.code === "not_found" || error.code === "forbidden") removeChat(chat, "This chat is no longer yours");
-      else if (error.code !== "disconnected") toast(error.message, { title: "Could not load the chat", kind: "error" });
-    } finally {
-      chat.syncing = null;
-    }
-  })();
-  return chat.syncing;
+  return chat.delivery.sync();
 }
 
-function addMessages(chat, messages, { live }) {
-  const added = [];
-  let changed = false;
-  for (const message of messages) {
-    if (message.client_msg_id && chat.outbox.delete(message.client_msg_id)) changed = true;
-    if (chat.messages.has(message.seq)) continue;
-    chat.messages.set(message.seq, message);
-    added.push(message);
+/** One page of history: a watched chat joins its room first (chat:watch answers like chat:sync
+ * from 0, and the delivery drops what it has already). */
+async function fetchPage(chat, afterSeq) {
+  const data = chat.watching && !chat.joined
+    ? await call("chat:watch", { session_id: chat.id })
+    : await call("chat:sync", { session_id: chat.id, after_seq: afterSeq });
+  if (chat.watching) chat.joined = true;
+  return data;
+}
+
+/** Files first: the message waits in the outbox until they are uploaded. */
+async function uploadFiles(entry) {
+  for (const f of entry.files) {
+    if (!f.id) f.id = (await uploadFile(f.file, (value) => showProgress(f, value))).id;
   }
-  while (chat.messages.has(chat.syncedSeq + 1)) chat.syncedSeq += 1;
-  if (!added.length && !changed) return;
+}
+
+/** New messages (or acknowledged outbox entries): the timeline, typing, unread and alerts. */
+function messagesAdded(chat, added, live) {
   renderTimeline(chat);
   const fromCustomer = added.filter((m) => m.sender_type === "customer");
   if (fromCustomer.length) showPeerTyping(chat, false);
@@ -351,22 +337,17 @@ function addMessages(chat, messages, { live }) {
   if (live && fromCustomer.length && !isSeen(chat) && !chat.watching) {
     alertChat(chat, "message", fromCustomer[fromCustomer.length - 1].message);
   }
-  const newest = Math.max(...chat.messages.keys());
-  if (newest > chat.syncedSeq && chat.loaded) sync(chat);   // a gap: fetch what is missing
 }
 
 export function onMessage(message) {
   const chat = chats.get(message.session_id);
-  if (chat) addMessages(chat, [message], { live: true });
+  if (chat) chat.delivery.receive([message], { live: true });
 }
 
 /** chat:resync: live pushes of these chats may have been missed (the server's fan-out was
  * interrupted, or the other party's replica died); fetch what is new. */
 export function onResync({ session_ids: ids = [] } = {}) {
-  for (const id of ids) {
-    const chat = chats.get(id);
-    if (chat) sync(chat);
-  }
+  for (const chat of chats.values()) chat.delivery.resync(ids);
 }
 
 export function onNote(note) {
@@ -431,14 +412,14 @@ export async function resumeAll(mine) {
   for (const session of mine) openChat(session);
   await Promise.all(openChats().map(async (chat) => {
     await sync(chat);
-    pump(chat);
+    chat.delivery.flush();
   }));
 }
 
 // ---------------------------------------------------------------- the timeline
 
 function timelineItems(chat) {
-  const messages = [...chat.messages.values()].sort((a, b) => a.seq - b.seq);
+  const messages = chat.delivery.ordered();
   const notes = [...chat.notes.values()].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
   const items = [];
   let n = 0;
@@ -450,7 +431,7 @@ function timelineItems(chat) {
     items.push({ key: `m:${message.seq}`, message });
   }
   for (; n < notes.length; n++) items.push({ key: `n:${notes[n].id}`, note: notes[n] });
-  for (const entry of chat.outbox.values()) items.push({ key: `o:${entry.client_msg_id}`, pending: entry });
+  for (const entry of chat.delivery.outbox) items.push({ key: `o:${entry.client_msg_id}`, pending: entry });
   return items;
 }
 
@@ -472,7 +453,7 @@ function renderTimeline(chat) {
   });
   list.replaceChildren(...nodes);
   updateStatuses(chat);
-  if (atEnd || !chat.loaded) scrollToEnd(chat);
+  if (atEnd || !chat.delivery.loaded) scrollToEnd(chat);
 }
 
 function scrollToEnd(chat) {
@@ -501,10 +482,10 @@ function buildMessage(message) {
 }
 
 function buildPending(chat, entry) {
-  const failed = entry.status === "failed";
+  const failed = entry.state === "failed";
   return el("div", {
-    class: `msg msg-agent is-${entry.status}`, testid: "message",
-    dataset: { sender: "agent", clientMsgId: entry.client_msg_id, status: entry.status },
+    class: `msg msg-agent is-${entry.state}`, testid: "message",
+    dataset: { sender: "agent", clientMsgId: entry.client_msg_id, status: entry.state },
   },
   el("div", { class: "msg-bubble" }, el("p", { class: "msg-text", testid: "message-text", text: entry.message }),
     pendingList(entry.files, { failed })),
@@ -544,7 +525,7 @@ function isSeen(chat) {
 
 function unreadCount(chat) {
   let count = 0;
-  for (const message of chat.messages.values()) {
+  for (const message of chat.delivery.messages.values()) {
     if (message.sender_type === "customer" && message.seq > chat.readSeq) count += 1;
   }
   return count;
@@ -569,7 +550,7 @@ function updateTotals() {
 /** The agent sees the chat: clear its unread count and tell the customer (chat:read). */
 function markSeen(chat) {
   if (!chat || !isSeen(chat)) return;
-  const newest = chat.syncedSeq;
+  const newest = chat.delivery.syncedSeq;
   chat.readSeq = Math.max(chat.readSeq, newest);
   updateUnread(chat);
   // a supervisor watching is not the reader the customer's "Seen" means
@@ -645,67 +626,23 @@ function submit(chat) {
   }
   chat.dom.composer.value = "";
   stopTyping(chat);
-  const entry = { client_msg_id: newClientMsgId(), message: text, status: "sending" };
-  chat.outbox.set(entry.client_msg_id, entry);
+  chat.delivery.enqueue({ message: text });
   renderTimeline(chat);
   scrollToEnd(chat);
-  pump(chat);
 }
 
 function retry(chat, entry) {
-  entry.status = "sending";
-  refreshPending(chat, entry);
-  pump(chat);
-}
-
-/** Send what waits in the outbox, one message at a time, oldest first. */
-async function pump(chat) {
-  if (chat.pumping) return;
-  chat.pumping = true;
-  try {
-    for (;;) {
-      const entry = [...chat.outbox.values()].find((e) => e.status === "sending");
-      if (!entry || chats.get(chat.id) !== chat || !state.live.connected()) break;
-      if (!(await deliver(chat, entry))) break;   // disconnected: resumeAll pumps again later
-    }
-  } finally {
-    chat.pumping = false;
-  }
+  chat.delivery.retry(entry.client_msg_id);
 }
 
 /** Each attached file becomes its own message in the outbox: uploaded when its turn comes. */
 function attachFiles(chat, files) {
   if (chat.ended) return;
   for (const file of files) {
-    const entry = { client_msg_id: newClientMsgId(), message: "", status: "sending",
-                    files: [{ file, name: file.name || "pasted-image.png", id: null, progress: 0 }] };
-    chat.outbox.set(entry.client_msg_id, entry);
+    chat.delivery.enqueue({ message: "", files: [{ file, name: file.name || "pasted-image.png", id: null, progress: 0 }] });
   }
   renderTimeline(chat);
   scrollToEnd(chat);
-  pump(chat);
-}
-
-/** Send (or resend, with the same client_msg_id) one outbox entry; false if the connection dropped. */
-async function deliver(chat, entry) {
-  try {
-    for (const f of entry.files || []) {   // files first: the message waits until they are uploaded
-      if (!f.id) f.id = (await uploadFile(f.file, (value) => showProgress(f, value))).id;
-    }
-    const data = await call("chat:message", {
-      session_id: chat.id, client_msg_id: entry.client_msg_id, message: entry.message,
-      ...(entry.files ? { attachments: entry.files.map((f) => f.id) } : {}),
-    });
-    addMessages(chat, [data.message], { live: false });
-  } catch (error) {
-    if (chat.outbox.get(entry.client_msg_id) !== entry) return true;
-    if (error.code === "disconnected") return false;
-    entry.status = "failed";
-    entry.error = error.message;
-    entry.final = !!error.final;   // a refused file: no retry
-    refreshPending(chat, entry);
-  }
-  return true;
 }
 
 function refreshPending(chat, entry) {
@@ -856,11 +793,7 @@ function markEnded(chat) {
   dom.endConfirm.hidden = true;
   dom.takeOverButton.hidden = true;
   loadRating(chat);
-  for (const entry of chat.outbox.values()) {   // what never reached the server stays unsent
-    entry.status = "failed";
-    entry.error = "The chat has ended";
-    refreshPending(chat, entry);
-  }
+  chat.delivery.failAll("The chat has ended");   // what never reached the server stays unsent
   dom.endButton.hidden = true;
   dom.transferButton.hidden = true;
   dom.stopWatchingButton.hidden = true;
