@@ -1,4 +1,5 @@
-"""Read-through Redis caches of database rows.
+"""Caches: read-through Redis caches of database rows (:class:`RowCache`), and a bounded
+in-process TTL cache of other services' answers (:class:`TtlCache`).
 
 A cached value is the row exactly as the database holds it (encrypted fields stay encrypted),
 serialised with type tags so it comes back with the same Python types. Every write bumps the
@@ -6,6 +7,10 @@ key's version and deletes the value after its transaction commits; a reader stor
 loaded only if the version is still the one it saw before loading, so a load that raced an
 update can never put the old row back. A TTL bounds staleness if an invalidation is ever missed.
 Losing Redis loses nothing: a failed cache call falls through to the database.
+
+:class:`TtlCache` keeps what the outbound clients (User Service, Booking Service) were told, per
+replica: each entry for its own TTL (answers longer, misses and failures shorter, so an outage
+costs one slow call per key per short TTL), the least recently used dropped first when full.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import datetime as dt
 import decimal
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -54,6 +61,40 @@ if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
 end
 return 0
 """
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """A bounded in-process cache whose entries expire, each after the TTL it was stored with."""
+
+    def __init__(self, max_size: int, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.max_size = max_size
+        self._now = monotonic
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        """``(True, value)`` for a live entry (``value`` may be None: a cached miss), else ``(False, None)``."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        expires, value = entry
+        if expires <= self._now():
+            del self._entries[key]
+            return False, None
+        self._entries.move_to_end(key)
+        return True, value
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        self._entries[key] = (self._now() + ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_size:
+            self._entries.popitem(last=False)  # least recently used first
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class RowCache:

@@ -8,7 +8,7 @@ customer_id, status, property_name, check_in, check_out, total_amount, currency,
 NOT_FOUND for an unknown booking id.
 
 :class:`BookingDirectory` gives each call a deadline (:data:`TIMEOUT_SECONDS`) and keeps answers in
-a bounded in-process TTL cache: a customer's list (empty included) and a found booking for
+a bounded in-process TTL cache (:class:`app.cache.TtlCache`): a customer's list (empty included) and a found booking for
 :data:`CACHE_TTL_SECONDS`, an unknown booking and a failure (service unavailable, too slow, any
 other error) for :data:`NEGATIVE_TTL_SECONDS`, so an outage costs at most one slow call per
 customer or booking per quarter minute. Failures are logged and answer ``available=False``: the
@@ -20,7 +20,6 @@ them (the cache hands out the same objects).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime as dt
 import logging
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+
+from app.cache import TtlCache
 
 from support_stubs.booking.v1 import booking_pb2, booking_pb2_grpc
 
@@ -97,9 +98,9 @@ class BookingDirectory:
         self.timeout = timeout
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self.max_size = max_size
-        self._now = monotonic
-        self._cache: collections.OrderedDict[tuple[str, str], tuple[float, Any]] = collections.OrderedDict()
+        self._cache: TtlCache[tuple[str, str], CustomerBookings | BookingLookup] = TtlCache(
+            max_size, monotonic=monotonic
+        )
         self._channel: grpc.aio.Channel | None = None
         self._stub: booking_pb2_grpc.BookingServiceStub | None = None
 
@@ -108,23 +109,6 @@ class BookingDirectory:
             self._channel = grpc.aio.insecure_channel(self.target)
             self._stub = booking_pb2_grpc.BookingServiceStub(self._channel)
         return self._stub
-
-    def _cached(self, key: tuple[str, str]) -> Any:
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        expires, value = entry
-        if expires <= self._now():
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return value
-
-    def _store(self, key: tuple[str, str], value: Any, positive: bool) -> None:
-        self._cache[key] = (self._now() + (self.ttl if positive else self.negative_ttl), value)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_size:
-            self._cache.popitem(last=False)  # least recently used first
 
     @staticmethod
     def _failed(what: str, key: str, exc: BaseException) -> None:
@@ -138,8 +122,8 @@ class BookingDirectory:
     async def customer_bookings(self, customer_id: object) -> CustomerBookings:
         """The customer's most recent bookings (up to :data:`RECENT_LIMIT`, newest first)."""
         key = ("customer", str(customer_id))
-        cached = self._cached(key)
-        if cached is not None:
+        _, cached = self._cache.get(key)
+        if isinstance(cached, CustomerBookings):
             return cached
         try:
             reply = await self._service().ListCustomerBookings(
@@ -157,14 +141,14 @@ class BookingDirectory:
         except Exception as exc:  # a broken channel or reply must not break the console
             self._failed("a customer's bookings", key[1], exc)
             answer = UNAVAILABLE_LIST
-        self._store(key, answer, answer.available)
+        self._cache.put(key, answer, self.ttl if answer.available else self.negative_ttl)
         return answer
 
     async def booking(self, booking_id: str) -> BookingLookup:
         """One booking by its id: found, unknown (NOT_FOUND), or the service did not answer."""
         key = ("booking", str(booking_id))
-        cached = self._cached(key)
-        if cached is not None:
+        _, cached = self._cache.get(key)
+        if isinstance(cached, BookingLookup):
             return cached
         try:
             reply = await self._service().GetBooking(booking_pb2.GetBookingRequest(id=key[1]), timeout=self.timeout)
@@ -179,7 +163,7 @@ class BookingDirectory:
         except Exception as exc:
             self._failed("a booking", key[1], exc)
             answer = UNAVAILABLE_BOOKING
-        self._store(key, answer, answer.booking is not None)
+        self._cache.put(key, answer, self.ttl if answer.booking is not None else self.negative_ttl)
         return answer
 
     async def close(self) -> None:

@@ -6,7 +6,7 @@ ASSUMED minimal one in ``protos/user/v1/user.proto`` (README "Notifications"):
 for an unknown id.
 
 :class:`UserDirectory` gives each call a deadline (:data:`TIMEOUT_SECONDS`) and keeps answers in a
-bounded in-process TTL cache: an address for :data:`CACHE_TTL_SECONDS`, a miss (unknown user,
+bounded in-process TTL cache (:class:`app.cache.TtlCache`): an address for :data:`CACHE_TTL_SECONDS`, a miss (unknown user,
 no address, service unavailable or too slow) for :data:`NEGATIVE_TTL_SECONDS`, so an outage
 costs at most one slow call per user per half minute. Failures are logged and answer ``None``:
 a notification without an address is skipped, never an error.
@@ -14,12 +14,13 @@ a notification without an address is skipped, never an error.
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Callable
 
 import grpc
+
+from app.cache import TtlCache
 
 from support_stubs.user.v1 import user_pb2, user_pb2_grpc
 
@@ -49,9 +50,7 @@ class UserDirectory:
         self.timeout = timeout
         self.ttl = ttl
         self.negative_ttl = negative_ttl
-        self.max_size = max_size
-        self._now = monotonic
-        self._cache: collections.OrderedDict[str, tuple[float, str | None]] = collections.OrderedDict()
+        self._cache: TtlCache[str, str | None] = TtlCache(max_size, monotonic=monotonic)
         self._channel: grpc.aio.Channel | None = None
         self._stub: user_pb2_grpc.UserServiceStub | None = None
 
@@ -61,29 +60,12 @@ class UserDirectory:
             self._stub = user_pb2_grpc.UserServiceStub(self._channel)
         return self._stub
 
-    def _cached(self, key: str) -> tuple[bool, str | None]:
-        entry = self._cache.get(key)
-        if entry is None:
-            return False, None
-        expires, email = entry
-        if expires <= self._now():
-            del self._cache[key]
-            return False, None
-        self._cache.move_to_end(key)
-        return True, email
-
-    def _store(self, key: str, email: str | None) -> None:
-        self._cache[key] = (self._now() + (self.ttl if email else self.negative_ttl), email)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_size:
-            self._cache.popitem(last=False)  # least recently used first
-
     async def email_of(self, user_id: object) -> str | None:
         """The user's e-mail address, or None when unknown, empty or the service failed."""
         if user_id is None:
             return None
         key = str(user_id)
-        hit, email = self._cached(key)
+        hit, email = self._cache.get(key)
         if hit:
             return email
         try:
@@ -98,7 +80,7 @@ class UserDirectory:
         except TimeoutError:
             log.warning("user service lookup timed out", extra={"user_id": key})
             email = None
-        self._store(key, email)
+        self._cache.put(key, email, self.ttl if email else self.negative_ttl)
         return email
 
     async def close(self) -> None:
