@@ -15,6 +15,11 @@ connection per replica); every NOTIFY wakes every listener. A listener is an obj
 
 A leader listener follows only while it holds its lease; when the lease is lost (the Leader's
 connection broke) its ``follow()`` is cancelled and it tries to lead again.
+
+Reading from a cursor is written once, here: a :data:`Cursor` is ``(txid, position)``,
+:func:`log_head` is the cursor of "now", :func:`events_after` reads every event after a cursor
+batch by batch (a pool connection only while a batch is read), and a leader listener keeps its
+cursor in Redis with :class:`StoredCursor`, so the next leader, on any replica, carries on from it.
 """
 
 from __future__ import annotations
@@ -23,12 +28,80 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
+import asyncpg
+import redis.asyncio as aioredis
+
+from app.db import Database
 from app.leader import Leader, while_held
 from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
+
+Cursor = tuple[int, int]  # (txid, position): the order of sql/queries/event_stream.sql
+ORIGIN: Cursor = (0, 0)
+BATCH = 500
+
+
+def cursor_of(row: Any) -> Cursor:
+    """The cursor just after an event row (or a ``stream_head`` row)."""
+    return int(row["txid"]), int(row["position"])
+
+
+async def log_head(db: Database, conn: asyncpg.Connection) -> Cursor:
+    """The cursor of "now": after the last event no running transaction can precede."""
+    row = await db.q.stream_head(conn)
+    return cursor_of(row) if row else ORIGIN
+
+
+async def events_after(
+    db: Database,
+    cursor: Cursor,
+    *,
+    entity_type: str | None = None,
+    type_patterns: list[str] | None = None,
+    batch: int = BATCH,
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every event committed after ``cursor`` (optionally of one entity type and of types
+    matching LIKE patterns), in commit-safe order, ``batch`` at a time; the next batch starts
+    after the last row handed out."""
+    while True:
+        async with db.connection() as conn:
+            rows = await db.q.stream_after(
+                conn,
+                after_txid=str(cursor[0]),
+                after_position=cursor[1],
+                type_patterns=type_patterns,
+                topics=None,
+                entity_type=entity_type,
+                entity_id=None,
+                limit=batch,
+            )
+        if rows:
+            yield rows
+            cursor = cursor_of(rows[-1])
+        if len(rows) < batch:
+            return
+
+
+class StoredCursor:
+    """A leader listener's cursor, kept in Redis under ``key`` as ``"txid:position"``."""
+
+    def __init__(self, redis: aioredis.Redis, key: str):
+        self.redis = redis
+        self.key = key
+
+    async def get(self) -> Cursor | None:
+        """The stored cursor, or None (never stored, or Redis lost it)."""
+        stored = await self.redis.get(self.key)
+        if stored is None:
+            return None
+        txid, position = (stored.decode() if isinstance(stored, bytes) else str(stored)).split(":")
+        return int(txid), int(position)
+
+    async def set(self, cursor: Cursor) -> None:
+        await self.redis.set(self.key, f"{cursor[0]}:{cursor[1]}")
 
 
 class Wake:

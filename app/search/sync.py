@@ -2,8 +2,7 @@
 
 Every article write appends a ``kb.article_*`` event in its transaction (app.services.kb). A
 leader listener of the replica's event follower (:class:`SearchFollower`) reads those events in
-commit-safe order (the ``(txid, position)`` cursor of sql/queries/event_stream.sql, kept in
-Redis) and re-reads each article from PostgreSQL: published ones are indexed, drafts and deleted ones removed. With
+commit-safe order (a ``(txid, position)`` cursor, kept in Redis: app/follower.py) and re-reads each article from PostgreSQL: published ones are indexed, drafts and deleted ones removed. With
 no stored cursor (first start, Redis lost) the index is rebuilt from PostgreSQL and the
 cursor set to where the rebuild began, so nothing between is missed (replays are harmless).
 """
@@ -15,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from app.context import AppContext
-from app.follower import Wake
+from app.follower import StoredCursor, Wake, cursor_of, events_after, log_head
 from app.search.base import SearchBackend
 
 log = logging.getLogger(__name__)
@@ -23,8 +22,8 @@ BATCH = 500
 IDLE_SECONDS = 2.0  # the safety-net read of SearchFollower (NOTIFY wakes it at once)
 
 
-def _cursor_key(backend: SearchBackend) -> str:
-    return f"search:{backend.name}:{backend.index_name}:cursor"
+def _cursor(ctx: AppContext, backend: SearchBackend) -> StoredCursor:
+    return StoredCursor(ctx.redis, f"search:{backend.name}:{backend.index_name}:cursor")
 
 
 async def published_batches(ctx: AppContext, size: int = BATCH) -> AsyncIterator[list[dict]]:
@@ -43,11 +42,10 @@ async def rebuild(ctx: AppContext, backend: SearchBackend | None = None) -> int:
     """Rebuild the index from PostgreSQL; returns how many articles it now holds."""
     backend = backend or ctx.search
     async with ctx.db.connection() as conn:
-        head = await ctx.db.q.stream_head(conn)  # events from here on are applied after the rebuild
-    start = f"{head['txid']}:{head['position']}" if head else "0:0"
+        start = await log_head(ctx.db, conn)  # events from here on are applied after the rebuild
     count = await backend.rebuild(published_batches(ctx))
     if backend.follows_events:
-        await ctx.redis.set(_cursor_key(backend), start)
+        await _cursor(ctx, backend).set(start)
     log.info("search index rebuilt", extra={"backend": backend.name, "articles": count})
     return count
 
@@ -57,37 +55,23 @@ async def sync_pending(ctx: AppContext, backend: SearchBackend | None = None) ->
     backend = backend or ctx.search
     if not backend.follows_events:
         return 0
-    stored = await ctx.redis.get(_cursor_key(backend))
-    if stored is None:
+    stored = _cursor(ctx, backend)
+    cursor = await stored.get()
+    if cursor is None:
         await rebuild(ctx, backend)
         return 0
-    txid, position = str(stored).split(":")
     applied = 0
-    while True:
+    async for events in events_after(ctx.db, cursor, entity_type="kb_article", batch=BATCH):
+        ids = list(dict.fromkeys(uuid.UUID(e["entity_id"]) for e in events))
         async with ctx.db.connection() as conn:
-            events = await ctx.db.q.stream_after(
-                conn,
-                after_txid=txid,
-                after_position=int(position),
-                type_patterns=None,
-                topics=None,
-                entity_type="kb_article",
-                entity_id=None,
-                limit=BATCH,
-            )
-            ids = list(dict.fromkeys(uuid.UUID(e["entity_id"]) for e in events))
             current = [await ctx.db.q.article_for_index(conn, id=i) for i in ids]
-        if not events:
-            return applied
         published = [dict(r) for r in current if r is not None and r["is_published"]]
         gone = [i for i, r in zip(ids, current, strict=True) if r is None or not r["is_published"]]
         await backend.upsert(published)
         await backend.remove(gone)
-        txid, position = events[-1]["txid"], events[-1]["position"]
         applied += len(events)
-        await ctx.redis.set(_cursor_key(backend), f"{txid}:{position}")
-        if len(events) < BATCH:
-            return applied
+        await stored.set(cursor_of(events[-1]))
+    return applied
 
 
 class SearchFollower:

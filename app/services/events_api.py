@@ -34,7 +34,7 @@ import asyncpg
 from app.auth import Principal, RequestMeta
 from app.context import AppContext
 from app.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from app.follower import EventFollower, Wake, following
+from app.follower import ORIGIN, Cursor, EventFollower, Wake, cursor_of, following, log_head
 from app.jsonutil import dumps, to_jsonable
 from app.security import audit
 
@@ -52,8 +52,6 @@ TYPE_FILTER = re.compile(r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*)?)$")
 ENTITY_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FILTERS = 50
-Cursor = tuple[int, int]  # (txid, position)
-ORIGIN: Cursor = (0, 0)
 
 Hook = Callable[[AppContext, dict], Awaitable[None]]
 _HOOKS: list[Hook] = []
@@ -286,10 +284,6 @@ def _like(wanted: str) -> str:
     return wanted.replace("_", "\\_")
 
 
-def cursor_of(row: Any) -> Cursor:
-    return int(row["txid"]), int(row["position"])
-
-
 async def prepare_subscription(ctx: AppContext, principal: Principal, data: dict) -> tuple[EventFilter, Cursor]:
     """Check who may subscribe and the request; returns the filter and the starting cursor."""
     if principal.role not in SUBSCRIBERS:
@@ -323,8 +317,7 @@ async def prepare_subscription(ctx: AppContext, principal: Principal, data: dict
 
 
 async def head(ctx: AppContext, conn: asyncpg.Connection) -> Cursor:
-    row = await ctx.db.q.stream_head(conn)
-    return cursor_of(row) if row else ORIGIN
+    return await log_head(ctx.db, conn)
 
 
 async def read_after(ctx: AppContext, cursor: Cursor, flt: EventFilter, limit: int) -> list[asyncpg.Record]:

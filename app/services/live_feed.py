@@ -15,7 +15,7 @@ import uuid
 import asyncpg
 
 from app.context import AppContext
-from app.follower import Wake
+from app.follower import Cursor, StoredCursor, Wake, cursor_of, events_after, log_head
 from app.live import AGENT_NS, CUSTOMER_NS, SUPERVISORS, agent_room, customer_room
 from app.services.ticket_model import present
 from app.services.tickets import present_message
@@ -30,34 +30,27 @@ SOCKET_EVENTS = {
     # An addition to PROTOCOL.md: {ticket, message}; internal notes reach staff only.
     "ticket.message_added": "ticket:message",
 }
-_POSITION_KEY = "live:ticket-feed:cursor"
+_CURSOR_KEY = "live:ticket-feed:cursor"
 _TYPE_PATTERNS = list(SOCKET_EVENTS)  # as LIKE patterns they match exactly (no % or _ in them)
 _IDLE_POLL_SECONDS = 5.0  # a safety net; NOTIFY wakes the feed at once
 
 
-async def push_pending(ctx: AppContext, cursor: tuple[str, int] | None = None) -> tuple[tuple[str, int], int]:
-    """Push every ticket event committed after ``cursor`` (default: the one stored in Redis);
-    returns the new cursor and how many events were pushed.
+async def push_pending(ctx: AppContext, cursor: Cursor | None = None) -> tuple[Cursor, int]:
+    """Push every ticket event committed after ``cursor`` (default: the one stored in Redis, else
+    the log's head); returns the new cursor and how many events were pushed.
 
     The cursor is (txid, position), read in that order below the snapshot's xmin (see
-    sql/queries/event_stream.sql), so an event that commits late is never left behind it.
+    app/follower.py), so an event that commits late is never left behind it.
     """
-    pushed = 0
-    async with ctx.db.connection() as conn:
-        if cursor is None:
-            cursor = await _stored_cursor(ctx, conn)
-        start = cursor
-        while True:
-            rows = await ctx.db.q.stream_after(
-                conn,
-                after_txid=cursor[0],
-                after_position=cursor[1],
-                type_patterns=_TYPE_PATTERNS,
-                topics=None,
-                entity_type="ticket",
-                entity_id=None,
-                limit=500,
-            )
+    stored = StoredCursor(ctx.redis, _CURSOR_KEY)
+    if cursor is None:
+        cursor = await stored.get()
+    if cursor is None:
+        async with ctx.db.connection() as conn:
+            cursor = await log_head(ctx.db, conn)
+    start, pushed = cursor, 0
+    async for rows in events_after(ctx.db, cursor, entity_type="ticket", type_patterns=_TYPE_PATTERNS):
+        async with ctx.db.connection() as conn:
             for row in rows:
                 try:
                     await _push(ctx, conn, row)
@@ -65,21 +58,10 @@ async def push_pending(ctx: AppContext, cursor: tuple[str, int] | None = None) -
                 except Exception:
                     # One event that cannot be pushed (e.g. unreadable) must not stall the feed.
                     log.exception("ticket event not pushed", extra={"position": row["position"]})
-                cursor = (row["txid"], row["position"])
-            if len(rows) < 500:
-                break
+        cursor = cursor_of(rows[-1])
     if cursor != start:
-        await ctx.redis.set(_POSITION_KEY, f"{cursor[0]}:{cursor[1]}")
+        await stored.set(cursor)
     return cursor, pushed
-
-
-async def _stored_cursor(ctx: AppContext, conn: asyncpg.Connection) -> tuple[str, int]:
-    stored = await ctx.redis.get(_POSITION_KEY)
-    if stored is not None:
-        txid, position = str(stored).split(":")
-        return txid, int(position)
-    head = await ctx.db.q.stream_head(conn)
-    return (head["txid"], head["position"]) if head else ("0", 0)
 
 
 async def _push(ctx: AppContext, conn: asyncpg.Connection, event: asyncpg.Record) -> None:
