@@ -9,7 +9,7 @@ import uuid
 
 from app.auth import Principal, RequestMeta
 from app.services import attachments, chat
-from chat_support import Cast, ChatServer, for_session, make_agent
+from chat_support import Cast, ChatServer, Peer, for_session, make_agent
 from helpers import fetch
 
 pytest_plugins = ["chat_fixtures"]
@@ -32,6 +32,15 @@ async def recorded(ctx, action: str, entity_id: object, event_type: str, event_e
     return dict(events[0])
 
 
+async def routed_chat(cast: Cast, ctx, department: str) -> tuple[Peer, Peer, dict]:
+    """An online agent, and a customer's chat that routing gave them."""
+    agent = await cast.staff(await make_agent(ctx, department))
+    customer = await cast.customer()
+    session = (await customer.ok("chat:start", {"department": department}))["session"]
+    await agent.expect("chat:assigned", for_session(session["id"]))
+    return agent, customer, session
+
+
 async def test_accepting_a_chat_records_the_assignment_event_with_the_audit_row(
     cast: Cast, chat_server: ChatServer, department: str
 ) -> None:
@@ -48,10 +57,7 @@ async def test_routing_assigns_with_an_event_and_no_audit_row(
     cast: Cast, chat_server: ChatServer, department: str
 ) -> None:
     """Routing's own assignment is not a command: an event, nobody's audit row."""
-    agent = await cast.staff(await make_agent(chat_server.ctx, department))
-    customer = await cast.customer()
-    session = (await customer.ok("chat:start", {"department": department}))["session"]
-    await agent.expect("chat:assigned", for_session(session["id"]))
+    _, _, session = await routed_chat(cast, chat_server.ctx, department)
     events = await fetch(
         chat_server.ctx, "SELECT * FROM support_events WHERE type = 'chat.assigned' AND entity_id = $1", session["id"]
     )
@@ -78,10 +84,7 @@ async def test_changing_a_chats_details_records_chat_updated(
 async def test_rating_a_chat_records_feedback_created_with_the_chats_audit_row(
     cast: Cast, chat_server: ChatServer, department: str
 ) -> None:
-    agent = await cast.staff(await make_agent(chat_server.ctx, department))
-    customer = await cast.customer()
-    session = (await customer.ok("chat:start", {"department": department}))["session"]
-    await agent.expect("chat:assigned", for_session(session["id"]))
+    _, customer, session = await routed_chat(cast, chat_server.ctx, department)
     await customer.ok("chat:end", {"session_id": session["id"]})
     rated = await customer.ok("chat:rate", {"session_id": session["id"], "rating": 5})
     event = await recorded(chat_server.ctx, "chat.rate", session["id"], "feedback.created", rated["feedback_id"])

@@ -23,13 +23,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
 import grpc
 
-from app.cache import TtlCache
+from app.clients.base import CachedClient
 
 from support_stubs.booking.v1 import booking_pb2, booking_pb2_grpc
 
@@ -81,34 +79,18 @@ def booking_dict(booking: booking_pb2.Booking) -> dict[str, Any]:
     }
 
 
-class BookingDirectory:
+class BookingDirectory(
+    CachedClient[booking_pb2_grpc.BookingServiceStub, tuple[str, str], "CustomerBookings | BookingLookup"]
+):
     """Reads bookings from the Booking Service, with a deadline and a cache."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout: float = TIMEOUT_SECONDS,
-        ttl: float = CACHE_TTL_SECONDS,
-        negative_ttl: float = NEGATIVE_TTL_SECONDS,
-        max_size: int = CACHE_SIZE,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.ttl = ttl
-        self.negative_ttl = negative_ttl
-        self._cache: TtlCache[tuple[str, str], CustomerBookings | BookingLookup] = TtlCache(
-            max_size, monotonic=monotonic
-        )
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: booking_pb2_grpc.BookingServiceStub | None = None
+    default_timeout = TIMEOUT_SECONDS
+    default_ttl = CACHE_TTL_SECONDS
+    default_negative_ttl = NEGATIVE_TTL_SECONDS
+    default_cache_size = CACHE_SIZE
 
-    def _service(self) -> booking_pb2_grpc.BookingServiceStub:
-        if self._stub is None:  # created lazily: inside the event loop that uses it
-            self._channel = grpc.aio.insecure_channel(self.target)
-            self._stub = booking_pb2_grpc.BookingServiceStub(self._channel)
-        return self._stub
+    def _new_stub(self, channel: grpc.aio.Channel) -> booking_pb2_grpc.BookingServiceStub:
+        return booking_pb2_grpc.BookingServiceStub(channel)
 
     @staticmethod
     def _failed(what: str, key: str, exc: BaseException) -> None:
@@ -141,7 +123,7 @@ class BookingDirectory:
         except Exception as exc:  # a broken channel or reply must not break the console
             self._failed("a customer's bookings", key[1], exc)
             answer = UNAVAILABLE_LIST
-        self._cache.put(key, answer, self.ttl if answer.available else self.negative_ttl)
+        self._remember(key, answer, answer.available)
         return answer
 
     async def booking(self, booking_id: str) -> BookingLookup:
@@ -163,10 +145,5 @@ class BookingDirectory:
         except Exception as exc:
             self._failed("a booking", key[1], exc)
             answer = UNAVAILABLE_BOOKING
-        self._cache.put(key, answer, self.ttl if answer.booking is not None else self.negative_ttl)
+        self._remember(key, answer, answer.booking is not None)
         return answer
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._stub = None

@@ -15,12 +15,10 @@ a notification without an address is skipped, never an error.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 
 import grpc
 
-from app.cache import TtlCache
+from app.clients.base import CachedClient
 
 from support_stubs.user.v1 import user_pb2, user_pb2_grpc
 
@@ -33,32 +31,16 @@ CACHE_SIZE = 10_000
 _MISS_CODES = {grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-class UserDirectory:
+class UserDirectory(CachedClient[user_pb2_grpc.UserServiceStub, str, "str | None"]):
     """Looks up users' e-mail addresses in the User Service, with a deadline and a cache."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout: float = TIMEOUT_SECONDS,
-        ttl: float = CACHE_TTL_SECONDS,
-        negative_ttl: float = NEGATIVE_TTL_SECONDS,
-        max_size: int = CACHE_SIZE,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.target = target
-        self.timeout = timeout
-        self.ttl = ttl
-        self.negative_ttl = negative_ttl
-        self._cache: TtlCache[str, str | None] = TtlCache(max_size, monotonic=monotonic)
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: user_pb2_grpc.UserServiceStub | None = None
+    default_timeout = TIMEOUT_SECONDS
+    default_ttl = CACHE_TTL_SECONDS
+    default_negative_ttl = NEGATIVE_TTL_SECONDS
+    default_cache_size = CACHE_SIZE
 
-    def _service(self) -> user_pb2_grpc.UserServiceStub:
-        if self._stub is None:  # created lazily: inside the event loop that uses it
-            self._channel = grpc.aio.insecure_channel(self.target)
-            self._stub = user_pb2_grpc.UserServiceStub(self._channel)
-        return self._stub
+    def _new_stub(self, channel: grpc.aio.Channel) -> user_pb2_grpc.UserServiceStub:
+        return user_pb2_grpc.UserServiceStub(channel)
 
     async def email_of(self, user_id: object) -> str | None:
         """The user's e-mail address, or None when unknown, empty or the service failed."""
@@ -80,10 +62,5 @@ class UserDirectory:
         except TimeoutError:
             log.warning("user service lookup timed out", extra={"user_id": key})
             email = None
-        self._cache.put(key, email, self.ttl if email else self.negative_ttl)
+        self._remember(key, email, email is not None)
         return email
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._stub = None
