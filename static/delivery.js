@@ -87,6 +87,7 @@ export class Delivery {
    *  ones that were new. `live`: they arrived as pushes (the page may alert about them). */
   receive(list, { live = true } = {}) {
     const added = [];
+    if (this.closed) return added;
     let settled = 0;
     for (const message of list || []) {
       if (!message || (this.sessionId && message.session_id !== this.sessionId)) continue;
@@ -148,7 +149,11 @@ export class Delivery {
       }, (error) => {
         if (this.attempt !== attempt) return;
         this.attempt = null;
-        if (this.closed || this.outbox.indexOf(next) < 0) { this.flush(); return; }   // settled meanwhile
+        // settled meanwhile (a push or a sync had it), or failed for good (the chat ended)
+        if (this.closed || this.outbox.indexOf(next) < 0 || (next.state === "failed" && next.final)) {
+          this.flush();
+          return;
+        }
         const code = error && error.code;
         if (code === "offline" || code === "disconnected") return;   // the next connect flushes it
         if (this.retryable.indexOf(code) >= 0 && !error.final) {

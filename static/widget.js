@@ -348,9 +348,7 @@
 
   Widget.prototype.start = function () {
     var self = this;
-    return Promise.all([loadSocketIo(this.base), loadDelivery(this.base).then(function () {
-      return loadAttachments(self);
-    })]).then(function (loaded) {
+    return Promise.all([loadSocketIo(this.base), loadDelivery(this.base), loadAttachments(this)]).then(function (loaded) {
       var io = loaded[0];
       self.socket = io(self.base + "/customer", {
         path: self.o.socketPath, auth: function (cb) { cb({ token: self.token }); },
