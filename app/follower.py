@@ -39,6 +39,11 @@ from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
 
+# A notified row may not be readable yet: readers see only rows below every running transaction
+# (another transaction anywhere in the cluster can hold that back), so after a NOTIFY each
+# listener is woken again after these delays, sooner than its safety-net read.
+ECHO_SECONDS = (0.5, 2.0)
+
 Cursor = tuple[int, int]  # (txid, position): the order of sql/queries/event_stream.sql
 ORIGIN: Cursor = (0, 0)
 BATCH = 500
@@ -146,6 +151,7 @@ class EventFollower:
         self.retry_seconds = retry_seconds
         self.backoff = backoff
         self._tasks: list[asyncio.Task] = []
+        self._echoes: list[asyncio.TimerHandle] = []
         leader.on_notify(self._notified)
 
     async def start(self) -> None:
@@ -154,6 +160,7 @@ class EventFollower:
         ]
 
     async def aclose(self) -> None:
+        self._cancel_echoes()
         await stop_tasks(self._tasks)
         self._tasks = []
 
@@ -163,6 +170,18 @@ class EventFollower:
             if notified is not None:
                 notified(payload)
             listener.wake.set()
+        self._cancel_echoes()  # the latest notification's echoes cover the earlier ones
+        loop = asyncio.get_running_loop()
+        self._echoes = [loop.call_later(delay, self._wake_all) for delay in ECHO_SECONDS]
+
+    def _wake_all(self) -> None:
+        for listener in self.listeners:
+            listener.wake.set()
+
+    def _cancel_echoes(self) -> None:
+        for handle in self._echoes:
+            handle.cancel()
+        self._echoes = []
 
     async def _keep(self, listener: Listener) -> None:
         retry = getattr(listener, "retry_seconds", self.retry_seconds)
