@@ -322,6 +322,10 @@ class Replicas:
         self.procs: list[subprocess.Popen] = []
         self.urls: list[str] = []
 
+    def command(self, i: int) -> list[str]:
+        """The command line of replica ``i`` (hotpath_bench.py pins it to a CPU)."""
+        return [PYTHON, "-m", "app", "serve"]
+
     def start(self) -> None:
         for i in range(self.count):
             port = self.args.base_port + i
@@ -329,7 +333,7 @@ class Replicas:
             out = open(self.log_dir / f"{self.tag}-r{i}.log", "ab")
             self.procs.append(
                 subprocess.Popen(
-                    [PYTHON, "-m", "app", "serve"],
+                    self.command(i),
                     cwd=self.cwd,
                     env=env,
                     stdout=out,
@@ -587,6 +591,31 @@ def table(rows: list[dict], replica_counts: list[int]) -> str:
     return "\n".join(lines)
 
 
+def replica_env(args: argparse.Namespace, secret: str, key_spec: str) -> dict:
+    """The environment of every replica: the bench database and Redis, shared secrets, limits
+    raised so that the limiters do not shape the load (hotpath_bench.py uses it too)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_", "REDIS_"))}
+    env.update(
+        {
+            "DATABASE_URL": args.dsn,
+            "DATABASE_POOL_SIZE": str(args.pool_size),
+            "REDIS_HOST": args.redis_addr[0],
+            "REDIS_PORT": str(args.redis_addr[1]),
+            "REDIS_DATABASE": str(args.redis_database if args.shared_redis else 0),
+            "JWT_SECRET": secret,
+            "DATA_ENCRYPTION_KEYS": key_spec,
+            "CORS_ALLOWED_ORIGINS": "*",
+            "WEBSOCKET_MAX_SESSIONS": "100000",
+            "LOG_LEVEL": "WARNING",
+            "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "1000000",
+            # the HTTP limiter also counts Socket.IO handshakes per IP: every socket comes from 127.0.0.1
+            "RATE_LIMIT_REQUESTS_PER_MINUTE": "1000000",
+            "SPRING_PROFILES_ACTIVE": "bench",
+        }
+    )
+    return env
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -649,25 +678,7 @@ def main() -> int:
         args.redis_addr = ("127.0.0.1", args.private_redis_port)
         redis_pids = [private.proc.pid]
     secret = secrets.token_urlsafe(48)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SPRING_", "REDIS_"))}
-    env.update(
-        {
-            "DATABASE_URL": args.dsn,
-            "DATABASE_POOL_SIZE": str(args.pool_size),
-            "REDIS_HOST": args.redis_addr[0],
-            "REDIS_PORT": str(args.redis_addr[1]),
-            "REDIS_DATABASE": str(args.redis_database if args.shared_redis else 0),
-            "JWT_SECRET": secret,
-            "DATA_ENCRYPTION_KEYS": generate_key_spec("bench1"),
-            "CORS_ALLOWED_ORIGINS": "*",
-            "WEBSOCKET_MAX_SESSIONS": "100000",
-            "LOG_LEVEL": "WARNING",
-            "CHAT_RATE_LIMIT_MESSAGES_PER_MINUTE": "1000000",
-            # the HTTP limiter also counts Socket.IO handshakes per IP: every socket comes from 127.0.0.1
-            "RATE_LIMIT_REQUESTS_PER_MINUTE": "1000000",
-            "SPRING_PROFILES_ACTIVE": "bench",
-        }
-    )
+    env = replica_env(args, secret, generate_key_spec("bench1"))
     rows: list[dict] = []
     try:
         asyncio.run(_pg_exec(args.pg, f'CREATE DATABASE "{db_name}"'))
