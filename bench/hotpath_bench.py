@@ -19,7 +19,9 @@ Modes (comma-separated to run several against one database and Redis):
   and the time to recover after the drop.
 - ``idle``: connects ``--idle-sockets`` customers (nothing else) and reports the replica's RSS
   delta per socket.
-- ``scaleout``: ``--scaleout-replicas`` replicas, rooms spread across them (cross), each
+- ``placement``: two replicas, ``--scaleout-rooms`` chats all cross, then all local: replica
+  and total CPU per message cross / local.
+- ``scaleout``: ``--scaleout-replicas`` replicas, ``--scaleout-rooms`` chats spread across them (cross), each
   replica's pub/sub intake from its ``/metrics`` (``support_pubsub_received_*``) as a share of the
   cluster's; Redis ``PUBLISH`` counts and channel subscribers as the fallback.
 
@@ -86,22 +88,23 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--overload-seconds", type=float, default=20.0)
     p.add_argument("--idle-sockets", type=int, default=5000)
     p.add_argument("--scaleout-replicas", type=int, default=4)
+    p.add_argument("--scaleout-rooms", type=int, default=400, help="chats of the scaleout and placement modes")
     p.add_argument("--reference", action="store_true", help="also run the load against bench/bare_relay.py")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     p.add_argument("--replica-cpu", type=int, default=0)
     p.add_argument("--generator-cpu", type=int, default=1)
     p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432", help="PostgreSQL server (no database)")
-    p.add_argument("--private-redis-port", type=int, default=16499, help="private redis-server port")
-    p.add_argument("--base-port", type=int, default=18280, help="SERVER_PORT of replica 0 (+1 per replica)")
-    p.add_argument("--grpc-base-port", type=int, default=15261)
-    p.add_argument("--reference-port", type=int, default=18290)
+    p.add_argument("--private-redis-port", type=int, default=16799, help="private redis-server port")
+    p.add_argument("--base-port", type=int, default=18780, help="SERVER_PORT of replica 0 (+1 per replica)")
+    p.add_argument("--grpc-base-port", type=int, default=15761)
+    p.add_argument("--reference-port", type=int, default=18790)
     p.add_argument("--pool-size", type=int, default=10, help="DATABASE_POOL_SIZE per replica")
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--no-snapshot", action="store_true", help="run the replicas from the work tree itself")
     p.add_argument("--out", default=None, help="JSON lines file (default bench/results/hotpath-<date>.jsonl)")
     args = p.parse_args()
     args.modes = [m.strip() for m in args.mode.split(",") if m.strip()]
-    unknown = set(args.modes) - {"run", "series", "overload", "idle", "scaleout"}
+    unknown = set(args.modes) - {"run", "series", "overload", "idle", "scaleout", "placement"}
     if unknown:
         p.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     # what rcb's Window and Sampler read
@@ -132,11 +135,20 @@ def ensure_node() -> None:
 class Replicas(rcb.Replicas):
     """The server's replicas, pinned to the replica CPU."""
 
+    def ports(self) -> list[int]:
+        n = range(self.count)
+        return [self.args.base_port + i for i in n] + [self.args.grpc_base_port + i for i in n]
+
+    def start(self) -> None:
+        if busy := busy_ports(self.ports()):
+            raise SystemExit(f"hotpath_bench: ports {busy} are in use (another benchmark?); choose --base-port etc.")
+        super().start()
+
     def command(self, i: int) -> list[str]:
         return [*pin(self.args, self.args.replica_cpu), PYTHON, "-m", "app", "serve"]
 
 
-class Reference(rcb.Replicas):
+class Reference(Replicas):
     """bench/bare_relay.py on the same pinned CPU, in place of the replicas."""
 
     kind = "reference"
@@ -157,6 +169,9 @@ class Reference(rcb.Replicas):
             str(self.args.max_chats),
         ]
 
+    def ports(self) -> list[int]:
+        return [self.args.reference_port]
+
     def start(self) -> None:
         # rcb.Replicas.start derives URLs from base_port; the relay has its own port
         saved = self.args.base_port
@@ -167,15 +182,12 @@ class Reference(rcb.Replicas):
             self.args.base_port = saved
 
 
-def busy_ports(args: argparse.Namespace) -> list[int]:
-    """Ports this run needs that something else listens on. Other sessions run run_chat_bench.py
-    on its default ports; a replica that cannot bind must not be confused with theirs, which
-    answers /health/ready just the same."""
+def busy_ports(wanted: list[int]) -> list[int]:
+    """Those of ``wanted`` that something else listens on. Other sessions run benchmarks on this
+    machine too; a replica that cannot bind must not be confused with theirs, which answers
+    /health/ready just the same."""
     import socket
 
-    n = max(args.replicas, args.scaleout_replicas)
-    wanted = [args.private_redis_port, args.reference_port]
-    wanted += [args.base_port + i for i in range(n)] + [args.grpc_base_port + i for i in range(n)]
     busy = []
     for port in wanted:
         with socket.socket() as s:
@@ -216,7 +228,7 @@ def redis_pubsub(addr: tuple[str, int]) -> dict:
     r = redis.Redis(*addr)
     stats = r.info("commandstats").get("cmdstat_publish", {})
     channels = [c.decode() for c in r.pubsub_channels()]
-    return {"publishes": int(stats.get("calls", 0)), "numsub": {c: n for c, n in r.pubsub_numsub(*channels)}}
+    return {"publishes": int(stats.get("calls", 0)), "numsub": {c.decode(): n for c, n in r.pubsub_numsub(*channels)}}
 
 
 # ---------------------------------------------------------------- the generator
@@ -594,13 +606,13 @@ def mode_idle(args: argparse.Namespace, ctx: dict) -> list[dict]:
 
 def mode_scaleout(args: argparse.Namespace, ctx: dict) -> list[dict]:
     n = args.scaleout_replicas
-    label = f"scaleout-{n}rep-{args.rooms}x{args.rate:g}"
+    label = f"scaleout-{n}rep-{args.scaleout_rooms}x{args.rate:g}"
     servers = Replicas(n, ctx["env"], args, ctx["log_dir"], label)
 
     def measure(s: rcb.Replicas) -> dict | None:
         before = [scrape_metrics(u) for u in s.urls]
         redis0 = redis_pubsub(ctx["redis_addr"])
-        row = run_load(args, ctx, s, args.rooms, steady(args.rooms, args.rate, args), label)
+        row = run_load(args, ctx, s, args.scaleout_rooms, steady(args.scaleout_rooms, args.rate, args), label)
         if row is None:
             return None
         after = [scrape_metrics(u) for u in s.urls]
@@ -610,6 +622,28 @@ def mode_scaleout(args: argparse.Namespace, ctx: dict) -> list[dict]:
 
     row = with_servers(args, ctx, servers, measure)
     return [row] if row else []
+
+
+def mode_placement(args: argparse.Namespace, ctx: dict) -> list[dict]:
+    """Two replicas, every chat cross (customer and agent on different replicas) and then every
+    chat local (both on one replica), same load: the cost of crossing Redis."""
+    rows, saved = [], args.placement
+    try:
+        for placement in ("cross", "local"):
+            args.placement = placement
+            label = f"placement-2rep-{args.scaleout_rooms}x{args.rate:g}-{placement}"
+            rows += one_run(args, ctx, 2, args.scaleout_rooms, args.rate, label)
+    finally:
+        args.placement = saved
+    by = {r["placement"]: r for r in rows if r.get("server") == "replica" and r.get("cpu_us_per_msg")}
+    if len(by) == 2:
+        ratio = {
+            k: round(by["cross"]["cpu_us_per_msg"][k] / max(1e-9, by["local"]["cpu_us_per_msg"][k]), 2)
+            for k in ("replica", "total")
+        }
+        log(f"cross / local CPU per message: {ratio}")
+        by["cross"]["cross_vs_local"] = ratio
+    return rows
 
 
 def pubsub_shares(before: list, after: list, redis0: dict, redis1: dict) -> dict:
@@ -680,11 +714,8 @@ def table(rows: list[dict]) -> str:
 def environment(args: argparse.Namespace):
     """A fresh migrated database, a private redis-server, the replicas' environment; all removed
     at the end."""
-    busy = busy_ports(args)
-    if busy:
-        raise SystemExit(
-            f"hotpath_bench: ports {busy} are in use (another benchmark?); pick others with --base-port etc."
-        )
+    if busy := busy_ports([args.private_redis_port]):
+        raise SystemExit(f"hotpath_bench: port {busy} is in use (another benchmark?); choose --private-redis-port")
     problem = asyncio.run(rcb._pg_check(args.pg))
     if problem:
         raise SystemExit(f"hotpath_bench: PostgreSQL at {args.pg} does not answer ({problem})")
@@ -745,6 +776,7 @@ def main() -> int:
         "overload": mode_overload,
         "idle": mode_idle,
         "scaleout": mode_scaleout,
+        "placement": mode_placement,
     }
     rows: list[dict] = []
     with environment(args) as ctx:

@@ -210,12 +210,12 @@ class Worker {
 
   // -------------------------------------------------- messaging (open loop)
 
-  // per-room rate at time t (ms since t0) from the schedule [{seconds, rate, measured}]
+  // the schedule's phase at time t (ms since t0), with its start: [{seconds, rate, measured}]
   phaseAt(t) {
-    let end = 0;
+    let start = 0;
     for (const phase of this.plan.schedule) {
-      end += phase.seconds * 1000;
-      if (t < end) return phase;
+      if (t < start + phase.seconds * 1000) return { ...phase, start };
+      start += phase.seconds * 1000;
     }
     return null;
   }
@@ -243,31 +243,45 @@ class Worker {
     });
   }
 
-  // one timer chain per room: random phase, alternate sides, next send at 1/rate of the phase
-  roomLoop(room, t0, tEnd) {
+  // The room's next send (ms since t0) after `prev` in phase `idx`: one interval later in the same
+  // phase, else at the room's offset `u` (0..1 of an interval) in the next phase with a rate. The
+  // offset keeps rooms spread out across a rate change instead of bunching at the boundary.
+  nextSend(prev, idx, u) {
+    const phases = this.phases;
+    if (prev !== null) {
+      const t = prev + 1000 / phases[idx].rate;
+      if (t < phases[idx].end) return { t, idx };
+      idx++;
+    }
+    for (; idx < phases.length; idx++) {
+      if (phases[idx].rate > 0) return { t: phases[idx].start + (u * 1000) / phases[idx].rate, idx };
+    }
+    return null;
+  }
+
+  // one timer chain per room, alternating sides; open loop (a late ack never delays a send)
+  roomLoop(room, t0) {
     return new Promise((resolve) => {
+      const u = Math.random();
       let k = 0;
-      let t = t0 + Math.random() * 1000 * (1 / Math.max(1e-9, this.plan.schedule[0].rate || 1));
+      let at = this.nextSend(null, 0, u);
       const tick = () => {
-        const phase = this.phaseAt(t - t0);
-        if (!phase || t >= tEnd) return resolve();
-        if (phase.rate > 0) {
-          this.send(room, k % 2 === 0 ? "customer" : "agent", k, t0);
-          k++;
-          t += 1000 / phase.rate;
-        } else {
-          t += 100; // idle phase: look again shortly
-        }
-        setTimeout(tick, Math.max(0, t - performance.now()));
+        this.send(room, k % 2 === 0 ? "customer" : "agent", k, t0);
+        k++;
+        at = this.nextSend(at.t, at.idx, u);
+        if (!at) return resolve();
+        setTimeout(tick, Math.max(0, t0 + at.t - performance.now()));
       };
-      setTimeout(tick, Math.max(0, t - performance.now()));
+      if (!at) return resolve();
+      setTimeout(tick, Math.max(0, t0 + at.t - performance.now()));
     });
   }
 
   async run(startEpoch) {
     await sleep(Math.max(0, startEpoch * 1000 - Date.now()));
     const t0 = performance.now();
-    const total = this.plan.schedule.reduce((s, p) => s + p.seconds, 0) * 1000;
+    let start = 0;
+    this.phases = this.plan.schedule.map((p) => ({ ...p, start, end: (start += p.seconds * 1000) }));
     const measuredStart = this.plan.schedule.findIndex((p) => p.measured);
     const tMeasure = t0 + this.plan.schedule.slice(0, measuredStart).reduce((s, p) => s + p.seconds, 0) * 1000;
     const lag = monitorEventLoopDelay({ resolution: 10 });
@@ -280,7 +294,7 @@ class Worker {
       lag.enable();
     }, Math.max(0, tMeasure - performance.now()));
     this.phase = "warmup";
-    await Promise.all(this.active.map((room) => this.roomLoop(room, t0, t0 + total)));
+    await Promise.all(this.active.map((room) => this.roomLoop(room, t0)));
     const cpu = process.cpuUsage(cpu0 || undefined);
     const cpuFraction = (cpu.user + cpu.system) / 1000 / Math.max(1, performance.now() - wall0);
     lag.disable();
