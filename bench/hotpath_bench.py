@@ -47,6 +47,7 @@ import json
 import math
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--scaleout-rooms", type=int, default=400, help="chats of the scaleout and placement modes")
     p.add_argument("--reference", action="store_true", help="also run the load against bench/bare_relay.py")
     p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice value of replicas, relay and generator; a negative one takes CPU from other sessions' tests",
+    )
     p.add_argument("--replica-cpu", type=int, default=0)
     p.add_argument("--generator-cpu", type=int, default=1)
     p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432", help="PostgreSQL server (no database)")
@@ -113,10 +120,12 @@ def parse_args() -> argparse.Namespace:
 
 
 def pin(args: argparse.Namespace, cpu: int) -> list[str]:
-    """``taskset -c CPU`` in front of a command, so replica and generator never share a core."""
+    """``taskset -c CPU`` (and ``nice -n N`` with --nice) in front of a command, so replica and
+    generator never share a core."""
+    prefix = ["nice", "-n", str(args.nice)] if args.nice else []
     if args.no_pin or not shutil.which("taskset"):
-        return []
-    return ["taskset", "-c", str(cpu)]
+        return prefix
+    return [*prefix, "taskset", "-c", str(cpu)]
 
 
 def ensure_node() -> None:
@@ -197,6 +206,39 @@ def busy_ports(wanted: list[int]) -> list[int]:
             except OSError:
                 busy.append(port)
     return busy
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (/proc schedstat): how
+    much of its pinned core other processes took from it."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+class Sampler(rcb.Sampler):
+    """rcb's CPU sampling plus the replicas' and generator's run-queue wait (CPU contention)."""
+
+    def snapshot(self) -> dict:
+        snap = super().snapshot()
+        snap["wait_replicas"] = sum(runqueue_wait_seconds(p) for p in self.replica_pids)
+        load = [self.load_pid, *rcb.children_of(self.load_pid)]
+        snap["wait_client"] = {p: runqueue_wait_seconds(p) for p in load}
+        return snap
+
+    @staticmethod
+    def delta(a: dict, b: dict) -> dict:
+        out = rcb.Sampler.delta(a, b)
+        seconds = b["t"] - a["t"]
+        client = sum(b["wait_client"].get(p, 0.0) - a["wait_client"].get(p, 0.0) for p in b["wait_client"])
+        out["runqueue_wait"] = {
+            "replicas": round((b["wait_replicas"] - a["wait_replicas"]) / seconds, 2),
+            "client": round(client / seconds, 2),
+            "note": "seconds per second runnable but waiting for a CPU (taken by other processes)",
+        }
+        return out
 
 
 def rss_kb(pid: int) -> int:
@@ -388,7 +430,7 @@ def run_load(
         cmd = python_command(args, ctx, servers, rooms, schedule[-1]["rate"], label)
     log("running", " ".join("<secret>" if c == ctx["secret"] else c for c in cmd))
     load = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sampler = rcb.Sampler([p.pid for p in servers.procs], load.pid, ctx["redis_pids"], args.dsn)
+    sampler = Sampler([p.pid for p in servers.procs], load.pid, ctx["redis_pids"], args.dsn)
     window = Window(load, sampler, label, args)
     idle = None
     if on_idle is not None and window.idle.wait(timeout=600):
@@ -413,6 +455,7 @@ def run_load(
     row.setdefault("generator", "python")
     row["server"] = getattr(servers, "kind", "replica")
     row["pinned"] = None if args.no_pin else {"replicas": args.replica_cpu, "generator": args.generator_cpu}
+    row["nice"] = args.nice
     if "error_acks" not in row:  # chat_load.py: error_kinds "chat:message:<code>"
         prefix = "chat:message:"
         row["error_acks"] = {k[len(prefix) :]: v for k, v in row.get("error_kinds", {}).items() if k.startswith(prefix)}
@@ -679,9 +722,10 @@ def table(rows: list[dict]) -> str:
     head = (
         "| run | server | gen | chats × msg/s | delivered/s | e2e p50 / p99 ms | ack p99 ms | error acks | lost / dup "
         "| µs/msg replica / pg / redis / total | vs ref (replica, total) | gen cores (µs/msg) | others cores "
+        "| replica waits for CPU "
         "| conn/s | assigned/s |"
     )
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
         if r.get("mode") == "idle":
             continue
@@ -693,7 +737,8 @@ def table(rows: list[dict]) -> str:
             f"{r['delivered_per_s']} | {lat.get('p50')} / {lat.get('p99')} | {(r.get('ack_ms') or {}).get('p99')} | "
             f"{errs} | {r['lost']} / {r['duplicates']} | {us.get('replica')} / {us.get('postgres')} / "
             f"{us.get('redis')} / {us.get('total')} | {ref.get('replica_cpu_ratio', '')} {ref.get('total_cpu_ratio', '')} | "
-            f"{cpu.get('client')} ({us.get('generator')}) | {cpu.get('others')} | {r.get('connections_per_s')} | "
+            f"{cpu.get('client')} ({us.get('generator')}) | {cpu.get('others')} | "
+            f"{(cpu.get('runqueue_wait') or {}).get('replicas')} | {r.get('connections_per_s')} | "
             f"{r.get('chats_assigned_per_s', '')} |"
         )
     for r in rows:
@@ -763,6 +808,9 @@ def environment(args: argparse.Namespace):
 
 def main() -> int:
     args = parse_args()
+    # SIGTERM (and SIGINT, which a background job ignores) unwind through the finally blocks, so
+    # replicas, the relay, redis-server and the database go away with the benchmark
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sys.path.insert(0, str(ROOT))
     if args.generator == "node" or "idle" in args.modes:
         ensure_node()

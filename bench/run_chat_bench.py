@@ -430,7 +430,7 @@ class Window:
             a = self.sampler.snapshot()
             db0, rd0 = db_stats(self.args.dsn), redis_commands(*self.args.redis_addr)
             time.sleep(max(0.0, end - time.time()))
-            self.cpu = Sampler.delta(a, self.sampler.snapshot())
+            self.cpu = self.sampler.delta(a, self.sampler.snapshot())
             time.sleep(1.5)  # PostgreSQL publishes table statistics about once a second
             db1, rd1 = db_stats(self.args.dsn), redis_commands(*self.args.redis_addr)
             self.db = {k: db1[k] - db0.get(k, 0) for k in db1}

@@ -63,7 +63,7 @@ class Worker {
     this.phase = "setup";
     this.unexpected = 0;
     this.echoes = 0;
-    this.pending = 0;
+    this.inflight = new Set(); // chat:message records waiting for their ack
     this.pad = "x".repeat(Math.max(0, plan.message_bytes - 40));
   }
 
@@ -220,6 +220,8 @@ class Worker {
     return null;
   }
 
+  // One chat:message. Its ack has no timer of its own (socket.io-client's timeout() arms one per
+  // emit): sweepAcks() times out the late ones once a second, which keeps the generator lean.
   send(room, side, k, t0) {
     const sock = side === "customer" ? room.sock : room.agent.sock;
     const cmid = `${this.plan.run_id}-${room.spec.index}-${k}`;
@@ -227,20 +229,35 @@ class Worker {
     const phase = this.phaseAt(tSend - t0);
     const rec = { room, side, tSend, sec: Math.floor((tSend - t0) / 1000), measured: !!(phase && phase.measured), tAck: 0, id: null, code: null, deliveries: 0, tDeliv: 0 };
     this.sent.set(cmid, rec);
-    this.pending++;
+    this.inflight.add(rec);
     const payload = { session_id: room.sessionId, client_msg_id: cmid, message: `bench ${cmid} ${side} ${this.pad}` };
-    this.call(sock, "chat:message", payload).then((resp) => {
-      this.pending--;
+    sock.emit("chat:message", payload, (resp) => {
+      if (!this.inflight.delete(rec)) return; // already timed out
       rec.tAck = performance.now();
-      if (resp.ok) {
+      if (resp && resp.ok) {
         rec.id = resp.data.message.id;
         return;
       }
-      rec.code = resp.code;
-      this.count(this.errors, `chat:message:${resp.code}`);
-      this.count(this.errorAcks, resp.code);
-      if (resp.details && resp.details.retry_after_ms != null) this.retryAfter.push(resp.details.retry_after_ms);
+      const error = (resp && resp.error) || {};
+      this.ackError(rec, error.code || "bad_ack");
+      if (error.details && error.details.retry_after_ms != null) this.retryAfter.push(error.details.retry_after_ms);
     });
+  }
+
+  ackError(rec, code) {
+    rec.code = code;
+    this.count(this.errors, `chat:message:${code}`);
+    this.count(this.errorAcks, code);
+  }
+
+  sweepAcks() {
+    const limit = performance.now() - this.plan.ack_timeout * 1000;
+    for (const rec of this.inflight) {
+      if (rec.tSend < limit) {
+        this.inflight.delete(rec);
+        this.ackError(rec, "timeout");
+      }
+    }
   }
 
   // The room's next send (ms since t0) after `prev` in phase `idx`: one interval later in the same
@@ -294,6 +311,7 @@ class Worker {
       lag.enable();
     }, Math.max(0, tMeasure - performance.now()));
     this.phase = "warmup";
+    const sweeper = setInterval(() => this.sweepAcks(), 1000);
     await Promise.all(this.active.map((room) => this.roomLoop(room, t0)));
     const cpu = process.cpuUsage(cpu0 || undefined);
     const cpuFraction = (cpu.user + cpu.system) / 1000 / Math.max(1, performance.now() - wall0);
@@ -301,7 +319,9 @@ class Worker {
     this.phase = "drain";
     const tDrain = performance.now();
     const ackDeadline = tDrain + (this.plan.ack_timeout + 5) * 1000;
-    while (this.pending > 0 && performance.now() < ackDeadline) await sleep(50);
+    while (this.inflight.size > 0 && performance.now() < ackDeadline) await sleep(50);
+    clearInterval(sweeper);
+    this.sweepAcks();
     const deadline = performance.now() + this.plan.drain_timeout * 1000;
     while (performance.now() < deadline && [...this.sent.values()].some((r) => r.id && !r.deliveries)) await sleep(100);
     const drainSeconds = (performance.now() - tDrain) / 1000;
