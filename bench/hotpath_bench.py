@@ -109,6 +109,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--keep-db", action="store_true")
     p.add_argument("--no-snapshot", action="store_true", help="run the replicas from the work tree itself")
     p.add_argument("--out", default=None, help="JSON lines file (default bench/results/hotpath-<date>.jsonl)")
+    p.add_argument("--table-from", default=None, help="print the table of a JSON lines file and exit (no run)")
     args = p.parse_args()
     args.modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     unknown = set(args.modes) - {"run", "series", "overload", "idle", "scaleout", "placement"}
@@ -583,7 +584,6 @@ def mode_overload(args: argparse.Namespace, ctx: dict) -> list[dict]:
         "drop_at_s": t_drop,
         "recovery_seconds": recovery_seconds(row.get("timeline", []), t_drop, int(t_drop + args.overload_seconds)),
     }
-    print(timeline_table(row, schedule))
     return [row]
 
 
@@ -747,6 +747,8 @@ def table(rows: list[dict]) -> str:
                 f"\nidle {r['server']}: {r.get('sockets')} sockets at {r.get('connections_per_s')} conn/s, "
                 f"RSS {r.get('idle')}"
             )
+        if r.get("overload") and r.get("schedule"):
+            lines.append("\n" + timeline_table(r, r["schedule"]))
         if r.get("pubsub"):
             lines.append(f"\npub/sub intake ({r['label']}): {json.dumps(r['pubsub'])}")
     return "\n".join(lines)
@@ -811,6 +813,9 @@ def main() -> int:
     # SIGTERM (and SIGINT, which a background job ignores) unwind through the finally blocks, so
     # replicas, the relay, redis-server and the database go away with the benchmark
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.table_from:
+        print(table([json.loads(line) for line in Path(args.table_from).read_text().splitlines() if line.strip()]))
+        return 0
     sys.path.insert(0, str(ROOT))
     if args.generator == "node" or "idle" in args.modes:
         ensure_node()
