@@ -33,6 +33,7 @@ import uuid
 
 import socketio
 from aiohttp import web
+from engineio.async_drivers import aiohttp as eio_aiohttp
 
 CUSTOMER_NS, AGENT_NS = "/customer", "/agent"
 SYNC_LIMIT = 1000
@@ -70,9 +71,34 @@ class Session:
         }
 
 
+def websocket_class(compress: bool) -> type:
+    """engine.io's aiohttp websocket with permessage-deflate as a choice, as the server has it
+    (WEBSOCKET_COMPRESSION, off by default). aiohttp negotiates deflate whenever the client offers
+    it, and Node's client does: a zlib context pair per socket (~85 KB) and a deflate per frame."""
+
+    class WebSocket(eio_aiohttp.WebSocket):
+        async def __call__(self, environ: dict) -> web.WebSocketResponse:
+            self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=compress)
+            await self._sock.prepare(environ["aiohttp.request"])
+            self.environ = environ
+            await self.handler(self)
+            return self._sock
+
+    return WebSocket
+
+
 class Relay:
-    def __init__(self, max_chats: int):
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
+    def __init__(self, max_chats: int, compress: bool = False):
+        # the engine settings of the server's replicas (sockets/server.py), so the two compare
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            cors_allowed_origins="*",
+            ping_interval=30,
+            ping_timeout=15,
+            max_http_buffer_size=1_000_000,
+            http_compression=compress,
+        )
+        self.sio.eio._async = {**self.sio.eio._async, "websocket": websocket_class(compress)}
         self.max_chats = max_chats
         self.users: dict[str, str] = {}  # sid -> user id
         self.sessions: dict[str, Session] = {}
@@ -199,8 +225,9 @@ def main() -> None:
     p.add_argument("--port", type=int, default=18190)
     p.add_argument("--path", default="/ws/chat", help="the Socket.IO path, as WEBSOCKET_ENDPOINT")
     p.add_argument("--max-chats", type=int, default=10, help="chats per online agent")
+    p.add_argument("--compress", action="store_true", help="permessage-deflate (the server's default is off)")
     args = p.parse_args()
-    relay = Relay(args.max_chats)
+    relay = Relay(args.max_chats, args.compress)
     app = web.Application()
     relay.sio.attach(app, socketio_path=args.path)
     app.router.add_get("/health/ready", ready)

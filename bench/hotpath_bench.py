@@ -599,15 +599,22 @@ def timeline_table(row: dict, schedule: list[dict]) -> str:
     lines = [
         f"overload (capacity {row['overload']['capacity']:g} msg/s): recovery "
         f"{row['overload']['recovery_seconds']} s after the drop; retry_after_ms {row.get('retry_after_ms')}",
-        "| s | offered/s | sent | accepted | unavailable | other errors | e2e p99 ms | ack p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| s | offered/s | sent | accepted | delivered live | unavailable | other errors | e2e p99 ms | ack p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for b in row.get("timeline", []):
         lines.append(
-            f"| {b['t']} | {offered(b['t']):g} | {b['sent']} | {b['accepted']} | {b['unavailable']} | "
-            f"{b['other_errors']} | {b['latency_p99_ms']} | {b['ack_p99_ms']} |"
+            f"| {b['t']} | {offered(b['t']):g} | {b['sent']} | {b['accepted']} | {b.get('delivered', '')} | "
+            f"{b['unavailable']} | {other_errors(b)} | {b['latency_p99_ms']} | {b['ack_p99_ms']} |"
         )
     return "\n".join(lines)
+
+
+def other_errors(bucket: dict) -> str:
+    """'N (n1 code1, n2 code2)' of one second's error acks other than unavailable."""
+    codes = {k: v for k, v in (bucket.get("errors") or {}).items() if k != "unavailable"}
+    detail = ", ".join(f"{v} {k}" for k, v in codes.items())
+    return f"{bucket['other_errors']} ({detail})" if detail else str(bucket["other_errors"])
 
 
 def mode_idle(args: argparse.Namespace, ctx: dict) -> list[dict]:

@@ -230,6 +230,12 @@ class Worker {
     const rec = { room, side, tSend, sec: Math.floor((tSend - t0) / 1000), measured: !!(phase && phase.measured), tAck: 0, id: null, code: null, deliveries: 0, tDeliv: 0 };
     this.sent.set(cmid, rec);
     this.inflight.add(rec);
+    if (!sock.connected) {
+      // the server dropped this socket: socket.io-client would buffer the emit forever
+      this.inflight.delete(rec);
+      this.ackError(rec, "disconnected");
+      return;
+    }
     const payload = { session_id: room.sessionId, client_msg_id: cmid, message: `bench ${cmid} ${side} ${this.pad}` };
     sock.emit("chat:message", payload, (resp) => {
       if (!this.inflight.delete(rec)) return; // already timed out
@@ -413,8 +419,9 @@ class Worker {
     // per-second buckets over the whole schedule (the overload run reads them)
     const timeline = {};
     for (const r of this.sent.values()) {
-      const b = (timeline[r.sec] ||= { sent: 0, accepted: 0, unavailable: 0, other_errors: 0, latency_ms: [], ack_ms: [], retry_after_ms: [] });
+      const b = (timeline[r.sec] ||= { sent: 0, accepted: 0, unavailable: 0, other_errors: 0, errors: {}, latency_ms: [], ack_ms: [] });
       b.sent++;
+      if (r.code) this.count(b.errors, r.code);
       if (r.id) {
         b.accepted++;
         b.ack_ms.push(r.tAck - r.tSend);
@@ -480,8 +487,9 @@ function mergeTimeline(results) {
   const merged = {};
   for (const r of results) {
     for (const [sec, b] of Object.entries(r.timeline)) {
-      const m = (merged[sec] ||= { sent: 0, accepted: 0, unavailable: 0, other_errors: 0, latency_ms: [], ack_ms: [], retry_after_ms: [] });
+      const m = (merged[sec] ||= { sent: 0, accepted: 0, unavailable: 0, other_errors: 0, errors: {}, latency_ms: [], ack_ms: [] });
       for (const k of ["sent", "accepted", "unavailable", "other_errors"]) m[k] += b[k];
+      m.errors = mergeCounts([m.errors, b.errors]);
       for (const k of ["latency_ms", "ack_ms"]) for (const x of b[k]) m[k].push(x);
     }
   }
@@ -490,7 +498,7 @@ function mergeTimeline(results) {
     .sort((a, b) => a - b)
     .map((sec) => {
       const b = merged[sec];
-      return { t: sec, sent: b.sent, accepted: b.accepted, unavailable: b.unavailable, other_errors: b.other_errors, latency_p99_ms: percentiles(b.latency_ms).p99, ack_p99_ms: percentiles(b.ack_ms).p99 };
+      return { t: sec, sent: b.sent, accepted: b.accepted, delivered: b.latency_ms.length, unavailable: b.unavailable, other_errors: b.other_errors, errors: b.errors, latency_p99_ms: percentiles(b.latency_ms).p99, ack_p99_ms: percentiles(b.ack_ms).p99 };
     });
 }
 
