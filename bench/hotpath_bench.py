@@ -83,6 +83,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=1, help="generator processes")
+    p.add_argument("--connect-concurrency", type=int, default=64, help="socket connects in flight (node generator)")
     p.add_argument("--series", default="1000,2000,3000,4000,5000", help="offered msg/s steps (mode series)")
     p.add_argument("--series-all", action="store_true", help="run every step, even after one failed")
     p.add_argument("--capacity", type=float, default=1000.0, help="msg/s that one replica holds (mode overload)")
@@ -385,7 +386,7 @@ def node_command(
             "max_chats": args.max_chats,
             "placement": args.placement,
             "message_bytes": args.message_bytes,
-            "connect_concurrency": 64,
+            "connect_concurrency": args.connect_concurrency,
             "ack_timeout": 30,
             "assign_timeout": 120,
             "drain_timeout": 15,
