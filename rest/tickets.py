@@ -125,13 +125,17 @@ async def list_messages(request: web.Request) -> web.Response:
     response=s.TicketMessageSchema,
     status=201,
     errors=(404, 409),
+    also={200: "A resend of an earlier client_msg_id: the message stored the first time"},
 )
 async def add_message(request: web.Request) -> web.Response:
     principal = authenticate(request)
     ticket_id = path_uuid(request, what="Ticket")
     data = await body(request, s.TicketMessageCreateSchema())
-    message = await tickets.add_message(context(request), principal, meta(request), ticket_id, data)
-    return created(message, f"/api/v1/tickets/{ticket_id}/messages/{message['id']}")
+    sent = await tickets.add_reply(context(request), principal, meta(request), ticket_id, data)
+    message, location = sent["message"], f"/api/v1/tickets/{ticket_id}/messages/{sent['message']['id']}"
+    if sent["duplicate"]:
+        return json_response(message, headers={"Location": location})
+    return created(message, location)
 
 
 @routes.get("/api/v1/tickets/{id}/messages/{message_id}")

@@ -202,6 +202,35 @@ async def test_ticket_files_reach_the_ticket_parties_only(client, users):
         await problem(await client.get(f"{API}/{file['id']}/content", headers=refused), 404)
 
 
+async def test_a_resent_ticket_reply_with_a_file_is_stored_once(client, users, ctx):
+    """The widget resends a reply whose answer it never saw (a reload, a lost connection) with the
+    same client_msg_id: the first message comes back (200), its file is not refused as taken."""
+    customer_id, customer = users.new("customer")
+    _, other = users.new("customer")
+    _, admin = users.new("admin")
+    ticket = await create_for(client, admin, customer_id)
+    file = await upload(client, customer, PDF, "receipt.pdf", "application/pdf")
+    url = f"{TICKETS}/{ticket['id']}/messages"
+    reply = {"message": "Here", "attachments": [file["id"]], "client_msg_id": "widget-1"}
+    first = await client.post(url, json=reply, headers=customer)
+    assert first.status == 201, await first.text()
+    again = await client.post(url, json=reply, headers=customer)
+    assert again.status == 200, await again.text()
+    assert await again.json() == await first.json()
+    assert (await first.json())["client_msg_id"] == "widget-1"  # echoed in lists and pushes too
+    assert again.headers["Location"] == first.headers["Location"]
+    assert (
+        await fetchval(ctx, "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1", uuid.UUID(ticket["id"])) == 1
+    )
+    # The key is the sender's: someone else's reply with the same key is a message of its own.
+    staff = await client.post(url, json={"message": "Thanks", "client_msg_id": "widget-1"}, headers=admin)
+    assert staff.status == 201 and (await staff.json())["id"] != (await first.json())["id"]
+    await problem(await client.post(url, json=reply, headers=other), 404)
+    # A resend after the ticket was closed still answers with the stored message.
+    await execute(ctx, "UPDATE support_tickets SET status = 'closed' WHERE id = $1", uuid.UUID(ticket["id"]))
+    assert (await client.post(url, json=reply, headers=customer)).status == 200
+
+
 async def test_internal_note_files_are_not_for_the_customer(client, users):
     customer_id, customer = users.new("customer")
     agent_id, agent = users.new("agent")

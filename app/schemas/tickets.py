@@ -146,6 +146,10 @@ class TicketMessageCreateSchema(StrictSchema):
         metadata={"description": REFERENCE_HELP},
     )
     is_internal = fields.Boolean(load_default=False, metadata={"description": "Agents and up: internal note"})
+    client_msg_id = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "Idempotency key of the sender; a resend returns the first message (200)"},
+    )
 
     @validates_schema(skip_on_field_errors=False)
     def text_or_files(self, data: dict, **kwargs: Any) -> None:
@@ -201,6 +205,7 @@ class TicketMessageSchema(Schema):
     attachments = fields.List(fields.Nested(MessageAttachmentSchema), allow_none=True)
     is_internal = fields.Boolean()
     created_at = fields.DateTime()
+    client_msg_id = fields.String(allow_none=True)
 
 
 class EscalationSchema(Schema):

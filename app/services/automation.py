@@ -257,6 +257,7 @@ async def add_ticket_auto_response(ctx: AppContext, conn: asyncpg.Connection, ro
         is_internal=False,
         now=row["created_at"],
         parts=parts,
+        client_msg_id=None,
     )
     await ctx.events.append(
         conn,

@@ -287,6 +287,7 @@ def present_message(ctx: AppContext, row: dict) -> dict:
         "attachments": attachments.present_refs(ctx, row["attachments"]),
         "is_internal": row["is_internal"],
         "created_at": row["created_at"],
+        "client_msg_id": row.get("client_msg_id"),
         **({"parts": row["parts"]} if row.get("parts") else {}),
     }  # automatic replies only
 
@@ -294,12 +295,27 @@ def present_message(ctx: AppContext, row: dict) -> dict:
 async def add_message(
     ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, data: dict
 ) -> dict:
+    """Returns the message; with ``client_msg_id`` a resend returns the first one unchanged
+    (``add_reply`` says which it was)."""
+    return (await add_reply(ctx, principal, meta, ticket_id, data))["message"]
+
+
+async def add_reply(ctx: AppContext, principal: Principal, meta: RequestMeta, ticket_id: uuid.UUID, data: dict) -> dict:
+    """``{"message", "duplicate"}``: a widget resending after a lost answer or a reload gets the
+    message its first attempt stored (the ticket's row lock orders concurrent attempts)."""
     internal = data.get("is_internal", False)
     if internal and not principal.is_staff:
         raise Forbidden("Only agents may write internal notes")
     now = ctx.clock.now()
+    client_msg_id = data.get("client_msg_id")
     async with ctx.db.transaction() as conn:
         ticket = await locked_for_write(ctx, conn, principal, ticket_id)
+        if client_msg_id:
+            earlier = await ctx.db.q.get_ticket_message_by_client_id(
+                conn, ticket_id=ticket_id, sender_id=principal.user_id, client_msg_id=client_msg_id
+            )
+            if earlier is not None:
+                return {"message": present_message(ctx, dict(earlier)), "duplicate": True}
         if ticket["status"] == "closed":
             raise InvalidState("The ticket is closed; reopen it or open a new ticket")
         sender_type = principal.sender_type
@@ -324,6 +340,7 @@ async def add_message(
                 is_internal=internal,
                 now=now,
                 parts=None,
+                client_msg_id=client_msg_id,
             )
         )
         await _follow_up(ctx, conn, principal, meta, ticket, sender_type, internal, now)
@@ -349,7 +366,7 @@ async def add_message(
             ],
         )
     await ctx.ticket_cache.invalidate(ticket_id)
-    return present_message(ctx, row)
+    return {"message": present_message(ctx, row), "duplicate": False}
 
 
 async def _follow_up(

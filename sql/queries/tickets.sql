@@ -84,13 +84,18 @@ RETURNING *;
 -- name: delete_ticket(id)!
 DELETE FROM support_tickets WHERE id = :id;
 
--- name: insert_ticket_message(id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, now, parts)^
+-- name: insert_ticket_message(id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal, now, parts, client_msg_id)^
 -- ``id`` may be null (a new one is drawn); attachments' rows name the message by a given one.
 INSERT INTO ticket_messages (id, ticket_id, sender_id, sender_type, message, message_type, attachments, is_internal,
-                             parts, created_at)
+                             parts, created_at, client_msg_id)
 VALUES (coalesce(:id::uuid, gen_random_uuid()), :ticket_id, :sender_id, :sender_type, :message, :message_type,
-        :attachments, :is_internal, :parts, :now)
+        :attachments, :is_internal, :parts, :now, :client_msg_id)
 RETURNING *;
+
+-- name: get_ticket_message_by_client_id(ticket_id, sender_id, client_msg_id)^
+-- The message a sender stored earlier under this idempotency key, if any.
+SELECT * FROM ticket_messages
+WHERE ticket_id = :ticket_id AND sender_id = :sender_id AND client_msg_id = :client_msg_id;
 
 -- name: list_ticket_messages(ticket_id, include_internal, limit, offset)
 -- A ticket's messages, oldest first; internal notes only when asked for.
