@@ -13,7 +13,10 @@
  * with the same id after a reconnect, so the server keeps it once. Messages are sent one at a
  * time so their order is the order typed. After every (re)connect, and on chat:resync, the
  * widget asks chat:sync for everything after the last seq it has; messages are keyed by seq, so
- * nothing shows twice. User text is only ever set with textContent.
+ * nothing shows twice. User text is only ever set with textContent. Replies to tickets go
+ * through an outbox of their own the same way (POST /tickets/{id}/messages with the entry's
+ * client_msg_id, which makes a resend return the stored message), and files wait in IndexedDB
+ * until sent (widget-attachments.js).
  *
  * Test hooks: elements carry data-testid attributes (launcher, panel, message, composer, ...).
  */
@@ -38,6 +41,7 @@
     open: false,             // open the panel at once
   };
   var SEND_TIMEOUT_MS = 10000;     // an unacknowledged send is retried on the next connection
+  var REPLY_TIMEOUT_MS = 30000;    // a ticket reply's POST unanswered this long is resent (same client_msg_id)
   var TYPING_IDLE_MS = 3000;
   var AGENT_TYPING_SHOWN_MS = 8000;  // a "typing" whose "stopped" got lost does not stay forever
   var SUGGEST_DELAY_MS = 300;
@@ -189,7 +193,7 @@
         tag.onerror = function () { resolve(null); };
         (document.head || document.documentElement).appendChild(tag);
       }).then(function (ext) {
-        if (ext) ext.install(Widget.prototype, { h: h });
+        if (ext) ext.install(Widget.prototype, { h: h, uuid: uuid });
         return ext;
       });
     }
@@ -206,7 +210,9 @@
     this.socket = null;
     this.connected = false;
     this.session = null;          // the open (or last) Session
-    this.restored = this.loadOutbox();   // outbox entries kept across a reload, until their chat is back
+    this.restored = this.loadOutbox("outbox");   // outbox entries kept across a reload, until their chat is back
+    this.ticketOutbox = this.loadOutbox("ticket-outbox");   // ticket replies not acknowledged yet, with ticket_id
+    this.ticketSending = false;
     this.clearChat(null);
     this.unread = 0;
     this.isOpen = false;
@@ -226,9 +232,14 @@
     this.build();
   }
 
-  Widget.prototype.loadOutbox = function () {
-    try { return JSON.parse(sessionStorage.getItem(this.storeKey + ":outbox") || "[]"); }
-    catch (e) { return []; }
+  /** An outbox as a reload left it: entries refused for good stay "not sent", the rest resume. */
+  Widget.prototype.loadOutbox = function (name) {
+    try {
+      return JSON.parse(sessionStorage.getItem(this.storeKey + ":" + name) || "[]").map(function (m) {
+        m.state = m.final ? "failed" : "sending";
+        return m;
+      });
+    } catch (e) { return []; }
   };
 
   /** The current chat's outbox (delivery.js), then what a reload kept for another chat. */
@@ -236,11 +247,24 @@
     return (this.delivery ? this.delivery.outbox : []).concat(this.restored);
   };
 
+  /** Both outboxes into sessionStorage: ids, text, and for files their names and upload ids.
+   *  Their bytes wait in IndexedDB (widget-attachments.js) while their entry is still to be sent:
+   *  those of entries gone (acknowledged, dropped with their chat) or refused for good go. */
   Widget.prototype.saveOutbox = function () {
-    try { sessionStorage.setItem(this.storeKey + ":outbox", JSON.stringify(this.pending().map(function (m) {
-      return { client_msg_id: m.client_msg_id, message: m.message, session_id: m.session_id || null,
-               files: m.files ? m.files.map(function (f) { return { id: f.id, name: f.name, size: f.size, type: f.type }; }) : undefined };
-    }))); } catch (e) { /* storage full or blocked: the outbox still lives in memory */ }
+    var live = {};
+    function entry(m) {
+      var out = { client_msg_id: m.client_msg_id, message: m.message, session_id: m.session_id || null,
+                  ticket_id: m.ticket_id || undefined,
+                  files: m.files ? m.files.map(function (f) { return { id: f.id, name: f.name, size: f.size, type: f.type }; }) : undefined };
+      if (m.state === "failed" && m.final) { out.final = true; out.error = m.error; }
+      else live[m.client_msg_id] = true;
+      return out;
+    }
+    try {
+      sessionStorage.setItem(this.storeKey + ":outbox", JSON.stringify(this.pending().map(entry)));
+      sessionStorage.setItem(this.storeKey + ":ticket-outbox", JSON.stringify(this.ticketOutbox.map(entry)));
+    } catch (e) { /* storage full or blocked: the outbox still lives in memory */ }
+    if (this.releaseFiles) this.releaseFiles(live);
   };
 
   // ---------------------------------------------------------------- skeleton
@@ -356,6 +380,7 @@
         reconnectionDelay: 500, reconnectionDelayMax: 5000,
       });
       self.listen(self.socket);
+      self.flushTickets();   // replies a reload interrupted (REST: no socket needed)
       if (self.o.open) self.open();
     }).catch(function (err) { self.setStatus("Chat is unavailable: " + err.message); });
   };
@@ -395,6 +420,7 @@
     this.setStatus(null);
     var catchUp = this.session ? this.sync() : Promise.resolve();
     catchUp.then(function () { self.flush(); });
+    this.flushTickets();
     if (this.isOpen) this.watchAvailability();
     this.scheduleRenewal();
     if (this.view === "tickets") this.loadTickets();
@@ -448,7 +474,10 @@
           return self.refreshToken().then(function () { return self.rest(method, path, body, true); });
         }
         return response.json().catch(function () { return {}; }).then(function (data) {
-          if (!response.ok) throw { code: String(response.status), message: data.detail || response.statusText };
+          if (!response.ok) {
+            throw { code: String(response.status), status: response.status, message: data.detail || response.statusText,
+                    retryAfter: Number(response.headers.get("Retry-After")) || null };
+          }
           return data;
         });
       });
@@ -595,8 +624,14 @@
     if (this.delivery) this.delivery.failAll("the chat ended before it could be sent");
   };
 
+  /** "Retry" of a chat message (delivery.js) or of a ticket reply. */
   Widget.prototype.retry = function (clientMsgId) {
-    if (this.delivery) this.delivery.retry(clientMsgId);
+    var reply = this.ticketOutbox.filter(function (p) { return p.client_msg_id === clientMsgId; })[0];
+    if (!reply) { if (this.delivery) this.delivery.retry(clientMsgId); return; }
+    reply.state = "sending";
+    reply.error = null;
+    this.renderTicketMessages();
+    this.flushTickets();
   };
 
   Widget.prototype.startChat = function (form) {
@@ -1097,7 +1132,6 @@
   };
 
   Widget.prototype.messageItem = function (sender, text, state, at, extra) {
-    var self = this;
     var own = sender === "customer";
     var label = own ? "You" : sender === "agent" ? ((this.session && this.session.agent && this.session.agent.display_name) || "Agent")
       : sender === "bot" ? "Assistant" : sender === "system" ? "Automatic message" : "";
@@ -1109,12 +1143,16 @@
                          "data-state": state, "data-seq": extra.seq ? String(extra.seq) : null },
       extra.parts && extra.parts.length ? this.renderParts(extra.parts, text) : h("p", { class: "text" }, this.linkify(text)),
       extra.files && this.attachmentList ? this.attachmentList(extra.files, extra.pending) : null, meta);
-    if (state === "failed") {
-      append(item, h("p", { class: "failed", role: "alert", testid: "failed" }, "Not sent" + (extra.error ? ": " + extra.error : "") + " ",
-        extra.final ? null : h("button", { type: "button", class: "link", testid: "retry",
-                                           onclick: function () { self.retry(extra.clientMsgId); } }, "Retry")));
-    }
+    if (state === "failed") append(item, this.failedNote(extra.clientMsgId, extra.error, extra.final));
     return item;
+  };
+
+  /** "Not sent: <reason>" under an outbox entry, with "Retry" unless retrying cannot help. */
+  Widget.prototype.failedNote = function (clientMsgId, error, final) {
+    var self = this;
+    return h("p", { class: "failed", role: "alert", testid: "failed" }, "Not sent" + (error ? ": " + error : "") + " ",
+      final ? null : h("button", { type: "button", class: "link", testid: "retry",
+                                   onclick: function () { self.retry(clientMsgId); } }, "Retry"));
   };
 
   /** A message's structured parts (PROTOCOL addition): text, times in the reader's locale and
@@ -1328,24 +1366,18 @@
     var input = h("textarea", { class: "composer", testid: "ticket-reply", rows: "2", "aria-label": "Your reply",
                                 placeholder: t.status === "closed" ? "This ticket is closed" : "Write a reply\u2026" });
     var counter = this.counter(input);
-    var error = h("p", { class: "error", role: "alert", testid: "ticket-error", hidden: true });
     var send = h("button", { type: "submit", class: "send", testid: "ticket-send" }, "Send");
-    var form = h("form", { class: "compose" }, input, send);
     var reopen = t.status === "resolved" ? h("p", { class: "hint small", testid: "ticket-reopen-hint",
       text: "This ticket is resolved. Replying reopens it." }) : null;
     if (t.status === "closed") { input.disabled = true; send.disabled = true; }
+    var form = h("form", { class: "compose" }, input,
+      this.attachControls ? this.attachControls(input, [list], t.id) : null,   // widget-attachments.js
+      send);
     form.addEventListener("submit", function (e) {
       e.preventDefault();
-      var text = input.value.trim();
-      if (!text) return;
-      if (input.value.length > MAX_MESSAGE) { counter.update(); return; }
-      send.disabled = true;
-      self.rest("POST", "/api/v1/tickets/" + encodeURIComponent(t.id) + "/messages", { message: text }).then(function (m) {
-        send.disabled = false;
-        input.value = ""; counter.update();
-        self.addTicketMessages([m]);
-        input.focus();
-      }, function (err) { send.disabled = false; self.showError(error, err.message || "Could not send the reply"); });
+      if (input.value.length > MAX_MESSAGE) { counter.update(); input.focus(); return; }   // never cut: shorten first
+      self.sendTicketReply(t.id, input.value);
+      input.value = ""; counter.update(); input.focus();
     });
     input.addEventListener("keydown", function (e) {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
@@ -1356,7 +1388,7 @@
                       onclick: function () { self.show("tickets"); } }, "\u2039 My tickets"),
         h("h3", { class: "ticket-title" }, h("span", { class: "number", text: t.ticket_number + " " }), t.subject),
         h("span", { class: "status status-" + t.status, testid: "ticket-view-status", text: t.status.replace("_", " ") })),
-      list, h("div", { class: "footer" }, reopen, error, form, counter));
+      list, h("div", { class: "footer" }, reopen, form, counter));
     this.ticketList = null;
     this.ticketListEl = list;
     append(this.body, this.ticketView);
@@ -1385,6 +1417,7 @@
     this.ticketMessages.forEach(function (m) { known[m.id] = true; });
     list.forEach(function (m) {
       if (!m.is_internal && !known[m.id]) { self.ticketMessages.push(m); known[m.id] = true; }
+      if (m.sender_type === "customer") self.settleTicketReply(m.client_msg_id);   // a push may beat the answer
       self.noteReply(self.ticketId, m);
     });
     this.ticketMessages.sort(function (a, b) { return (a.created_at || "").localeCompare(b.created_at || ""); });
@@ -1417,11 +1450,111 @@
       var own = m.sender_type === "customer";
       var label = own ? "You" : m.sender_type === "agent" ? "Support" : m.sender_type === "system" ? "Automatic message" : "Assistant";
       list.appendChild(h("li", { class: "msg " + (own ? "own" : m.sender_type), testid: "ticket-message",
-                                 "data-sender": m.sender_type },
-        m.parts && m.parts.length ? self.renderParts(m.parts, m.message) : h("p", { class: "text" }, self.linkify(m.message)),
+                                 "data-sender": m.sender_type, "data-state": own ? "sent" : null },
+        m.parts && m.parts.length ? self.renderParts(m.parts, m.message)
+          : m.message || !m.attachments || !m.attachments.length ? h("p", { class: "text" }, self.linkify(m.message)) : null,
+        m.attachments && self.attachmentList ? self.attachmentList(m.attachments) : null,
         h("span", { class: "meta" }, label + " \u00b7 ", h("time", { datetime: m.created_at, text: dateTimeOf(m.created_at) }))));
     });
+    this.ticketOutbox.forEach(function (p) {
+      if (p.ticket_id === self.ticketId) list.appendChild(self.pendingReplyItem(p));
+    });
     if (list.scrollToEnd) list.scrollToEnd(true);
+  };
+
+  /** A reply still in the outbox: "Sending…" with its files' upload progress, or "Not sent". */
+  Widget.prototype.pendingReplyItem = function (p) {
+    var failed = p.state === "failed";
+    return h("li", { class: "msg own", testid: "ticket-message", "data-sender": "customer", "data-state": failed ? "failed" : "sending" },
+      p.message ? h("p", { class: "text" }, this.linkify(p.message)) : null,
+      p.files && this.attachmentList ? this.attachmentList(p.files, failed ? "failed" : "sending") : null,
+      h("span", { class: "meta" }, "You", failed ? null : h("span", { class: "state", testid: "state", text: " \u00b7 Sending\u2026" })),
+      failed ? this.failedNote(p.client_msg_id, p.error, p.final) : null);
+  };
+
+  // ---------------------------------------------------------------- ticket replies: the outbox
+
+  Widget.prototype.canReply = function (ticketId) {
+    var t = this.tickets[ticketId];
+    return !t || t.status !== "closed";
+  };
+
+  /** Queue a reply: shown at once as "Sending…", delivered in order (flushTickets). */
+  Widget.prototype.sendTicketReply = function (ticketId, text) {
+    text = text.trim();
+    if (!text || !this.canReply(ticketId)) return;
+    this.ticketOutbox.push({ client_msg_id: uuid(), message: text, state: "sending", ticket_id: ticketId });
+    this.saveOutbox();
+    this.renderTicketMessages();
+    this.flushTickets();
+  };
+
+  /** Send the ticket replies one at a time (files uploaded first), as flush does for the chat.
+   *  A lost answer, an outage or a reload is retried with the same client_msg_id: the server
+   *  answers a resend with the reply it stored, so a reply is never stored twice. */
+  Widget.prototype.flushTickets = function () {
+    var self = this;
+    if (this.ticketSending) return;
+    var next = this.ticketOutbox.filter(function (p) { return p.state !== "failed"; })[0];
+    if (!next) return;
+    var attempt = this.ticketSending = {};
+    next.state = "sending";
+    var uploaded = next.files && this.uploadFiles ? this.uploadFiles(next) : Promise.resolve();
+    uploaded.then(function () {
+      var body = { message: next.message, client_msg_id: next.client_msg_id };
+      if (next.files) body.attachments = next.files.map(function (f) { return f.id; });
+      var sent = self.rest("POST", "/api/v1/tickets/" + encodeURIComponent(next.ticket_id) + "/messages", body);
+      return Promise.race([sent, new Promise(function (resolve, reject) {   // a hung request is resent
+        setTimeout(function () { reject({ code: "timeout", message: "No answer from the server" }); }, REPLY_TIMEOUT_MS);
+      })]);
+    }).then(function (m) {
+      if (self.ticketSending !== attempt) return;
+      self.ticketSending = false;
+      self.settleTicketReply(next.client_msg_id, m);
+      self.flushTickets();
+    }, function (error) {
+      if (self.ticketSending !== attempt) return;
+      self.ticketSending = false;
+      var wait = self.retryDelay(error);
+      if (wait !== null) { setTimeout(function () { self.flushTickets(); }, wait); return; }   // still queued
+      self.failEntry(next, error.message || "Could not send the reply",
+                     !!error.final || (error.status >= 400 && error.status < 500));
+      self.renderTicketMessages();
+      self.flushTickets();
+    });
+  };
+
+  /** A reply not sent: with a Retry button, or for good (``final``: kept as "not sent" across a
+   *  reload, never resent, its files' bytes deleted). */
+  Widget.prototype.failEntry = function (item, error, final) {
+    item.state = "failed";
+    item.error = error;
+    item.final = final;
+    if (final) this.saveOutbox();
+  };
+
+  /** How long to wait before sending again after a REST failure that may pass (no network, the
+   *  service unavailable, rate limited), or null when it will not pass by waiting. */
+  Widget.prototype.retryDelay = function (error) {
+    if (error instanceof TypeError) return this.connected ? 2000 : 5000;   // fetch could not reach the server
+    if (error.code === "timeout") return 1000;
+    if (error.status === 429 || error.status === 503) return (error.retryAfter || 1) * 1000;
+    if (error.status >= 500) return 2000;
+    return null;
+  };
+
+  /** The server has the reply (its answer, or a push or load naming its client_msg_id). */
+  Widget.prototype.settleTicketReply = function (clientMsgId, message) {
+    var before = this.ticketOutbox.length, ticketId = null;
+    if (!clientMsgId) return;
+    this.ticketOutbox = this.ticketOutbox.filter(function (p) {
+      if (p.client_msg_id !== clientMsgId) return true;
+      ticketId = p.ticket_id;
+      return false;
+    });
+    if (this.ticketOutbox.length !== before) this.saveOutbox();
+    if (message && this.view === "ticket" && this.ticketId === ticketId) this.addTicketMessages([message]);
+    else if (this.ticketOutbox.length !== before) this.renderTicketMessages();
   };
 
   /** ticket:message {ticket, message}: the open conversation grows, the list gets its mark. */

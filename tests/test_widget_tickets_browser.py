@@ -95,6 +95,7 @@ async def test_a_ticket_conversation_in_the_widget_with_live_agent_replies(
     await page.get_by_test_id("ticket-send").click()
     await expect(texts).to_have_count(count + 1)
     await expect(texts.last).to_have_attribute("data-sender", "customer")
+    await expect(texts.last).to_have_attribute("data-state", "sent")  # "sending" until the server has it
     stored = await rest("GET", f"/api/v1/tickets/{tid}/messages", agent_id, "agent")
     assert stored["items"][-1]["message"] == "It was booking BK-1042, paid by card."
 
