@@ -10,7 +10,8 @@ PYTEST_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
 BROWSER_TESTS := tests/test_widget_browser.py tests/test_widget_first_impression_browser.py \
                  tests/test_widget_tickets_browser.py tests/test_console_browser.py tests/test_browser_chat.py \
-                 tests/test_bookings_browser.py tests/test_console_signin_browser.py
+                 tests/test_bookings_browser.py tests/test_console_signin_browser.py \
+                 tests/test_attachments_browser.py tests/test_widget_ticket_files_browser.py
 
 .PHONY: venv run test lint browser screenshots
 
