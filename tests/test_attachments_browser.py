@@ -147,6 +147,15 @@ async def test_refused_files_are_explained_in_the_widget_at_phone_width(
     await expect(pane.get_by_test_id("attachment-image")).to_have_count(1)
     await expect(pane.get_by_test_id("message")).to_have_count(2)
 
+    # An upload the network lost is not refused: Retry sends it through the same outbox, once.
+    await widget.route("**/api/v1/attachments", lambda route: route.abort(), times=1)
+    await widget.get_by_test_id("attach-input").set_input_files([file("again.png", "image/png", png("teal"))])
+    await expect(failed.nth(2)).to_contain_text("again.png: the upload failed")
+    await failed.nth(2).get_by_test_id("retry").click()
+    await expect(pane.get_by_test_id("attachment-image")).to_have_count(2)
+    await expect(failed).to_have_count(2)
+    await expect(pane.get_by_test_id("message")).to_have_count(3)
+
 
 async def test_console_shows_and_sends_files_on_a_ticket(chat_server, department, open_page):
     secret = chat_server.settings.jwt_secret
