@@ -194,6 +194,7 @@ async def test_console_shows_and_sends_files_on_a_ticket(chat_server, department
         assert await image_loaded(view.get_by_test_id("attachment-image"))
         await view.get_by_test_id("attach-input").set_input_files([file("manual.pdf", "application/pdf", PDF)])
         await expect(view.get_by_test_id("reply-file")).to_contain_text("manual.pdf")
+        await expect(view.get_by_role("button", name="Remove manual.pdf")).to_be_visible()  # uploaded: ready to send
         await view.get_by_test_id("ticket-send").click()  # files alone are a reply
         await expect(view.get_by_test_id("attachment-link")).to_contain_text("manual.pdf")
         async with http.get(f"/api/v1/tickets/{ticket['id']}/messages", headers=customer) as response:
