@@ -280,19 +280,20 @@ function ticketMessage(m) {
 // Files of the reply being written: uploaded at once, sent with the reply.
 let replyUploads = [];
 
+// Each file's `done` settles when its upload has (one upload at a time, in the order given).
 async function attachToReply(files) {
-  for (const file of files) {
-    const f = { file, name: file.name || "pasted-image.png", id: null, progress: 0 };
-    replyUploads.push(f);
-    renderReplyFiles();
-    try {
-      f.id = (await uploadFile(file, (value) => showProgress(f, value))).id;
-    } catch (error) {
-      replyUploads = replyUploads.filter((x) => x !== f);
-      showError(error.message);
-    }
-    renderReplyFiles();
+  const added = Array.from(files, (file) => ({ file, name: file.name || "pasted-image.png", id: null, progress: 0 }));
+  replyUploads.push(...added);
+  renderReplyFiles();
+  let previous = Promise.resolve();
+  for (const f of added) {
+    f.done = previous.then(() => uploadFile(f.file, (value) => showProgress(f, value))).then(
+      (uploaded) => { f.id = uploaded.id; },
+      (error) => { replyUploads = replyUploads.filter((x) => x !== f); showError(error.message); },
+    ).finally(renderReplyFiles);
+    previous = f.done;
   }
+  await previous;
 }
 
 function renderReplyFiles() {
@@ -366,10 +367,12 @@ async function act(button, work) {
 function sendReply() {
   const box = $("ticket-reply");
   const text = box.value.trim();
-  const ready = replyUploads.filter((f) => f.id);
-  if (!text && !ready.length) return;
+  if (!text && !replyUploads.length) return;
   const internal = $("ticket-internal").checked;
   act($("ticket-send"), async () => {
+    await Promise.all(replyUploads.map((f) => f.done));   // Send while a file uploads: it goes along
+    const ready = replyUploads.filter((f) => f.id);
+    if (!text && !ready.length) return null;
     const body = { message: text, is_internal: internal };
     if (ready.length) body.attachments = ready.map((f) => f.id);
     await api(`/api/v1/tickets/${current.id}/messages`, { method: "POST", body });
