@@ -14,7 +14,7 @@ import aiohttp
 from PIL import Image
 from playwright.async_api import Page, expect
 
-from browser_support import PHONE, accessibility_violations, demo_url, open_console, screenshot, token
+from browser_support import PHONE, UI_TIMEOUT_MS, accessibility_violations, demo_url, open_console, screenshot, token
 from chat_support import make_agent
 
 pytest_plugins = ["chat_fixtures", "browser_fixtures"]
@@ -201,7 +201,7 @@ async def test_console_shows_and_sends_files_on_a_ticket(chat_server, department
 
         await page.route("**/api/v1/attachments", hold, times=1)
         await view.get_by_test_id("attach-input").set_input_files([file("manual.pdf", "application/pdf", PDF)])
-        await uploading.wait()
+        await asyncio.wait_for(uploading.wait(), UI_TIMEOUT_MS / 1000)
         await expect(view.get_by_test_id("reply-file")).to_contain_text("manual.pdf")
         await view.get_by_test_id("ticket-send").click()  # files alone are a reply, even one still uploading
         await held[0].continue_()

@@ -63,6 +63,11 @@ OUTBOXES = """() => Object.keys(sessionStorage).filter((k) => /:(ticket-)?outbox
     .flatMap((k) => JSON.parse(sessionStorage.getItem(k)))"""
 
 
+async def happened(event: asyncio.Event) -> None:
+    """Waits for what a route handler saw, failing (not hanging) if it never comes."""
+    await asyncio.wait_for(event.wait(), UI_TIMEOUT_MS / 1000)
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -230,7 +235,7 @@ async def test_a_file_uploading_at_a_reload_is_sent_once_after_it(chat_server, c
 
     await page.route(UPLOADS, hold_first_upload)
     await page.get_by_test_id("attach-input").set_input_files([file("receipt.png", "image/png", png("navy"))])
-    await holding.wait()
+    await happened(holding)
     await expect(messages(page).nth(1)).to_have_attribute("data-state", "sending")
     assert await page.evaluate(KEPT_FILES) == 1  # the bytes were kept before the upload began
 
@@ -276,7 +281,7 @@ async def test_a_file_sent_but_not_acknowledged_at_a_reload_is_kept_once(
     await expect(messages(page)).to_have_count(1)
 
     await page.get_by_test_id("attach-input").set_input_files([file("manual.pdf", "application/pdf", PDF)])
-    await dropped.wait()
+    await happened(dropped)
     await agent.expect("chat:message", lambda m: files_of([m]) == ["manual.pdf"])  # the server has it
     await expect(messages(page).nth(1)).to_have_attribute("data-state", "sending")
     [pending] = await page.evaluate(OUTBOXES)
@@ -323,7 +328,7 @@ async def test_a_ticket_reply_file_uploading_at_a_reload_is_sent_once_after_it(c
     await page.get_by_test_id("ticket-item").filter(has_text="Invoice").click()
     view = page.get_by_test_id("ticket-view")
     await view.get_by_test_id("attach-input").set_input_files([file("invoice.pdf", "application/pdf", PDF)])
-    await holding.wait()
+    await happened(holding)
     await expect(view.get_by_test_id("upload-progress")).to_have_count(1)
 
     await page.reload()  # the reply is sent after it, with nobody looking at the ticket
@@ -348,7 +353,7 @@ async def test_a_ticket_reply_file_uploading_at_a_reload_is_sent_once_after_it(c
 
     await page.route(f"**{messages_path}", lose_the_answer, times=1)
     await view.get_by_test_id("attach-input").set_input_files([file("photo.png", "image/png", png("olive"))])
-    await stored_once.wait()
+    await happened(stored_once)
     assert files_of((await api.json("GET", messages_path, customer_id, "customer"))["items"]) == [
         "invoice.pdf",
         "photo.png",
