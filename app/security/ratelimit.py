@@ -36,6 +36,42 @@ class Verdict:
         return max(1, self.reset_seconds) * 1000
 
 
+class LocalBudgets:
+    """Token buckets in this process's memory, one per key: ``per_minute`` at once, refilled at
+    ``per_minute`` a minute. For a budget whose caller is pinned to this replica (a socket's
+    sender), where a Redis round trip per event would cost more than the event itself."""
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._buckets: dict[Any, list[float]] = {}  # key -> [tokens, stamp]
+        self._max_keys = max_keys
+
+    def take(self, key: Any, per_minute: int) -> int:
+        """0 when one more is allowed now (and counts it), else the milliseconds to wait."""
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_keys:
+                self._forget_full(now, rate)
+            bucket = self._buckets[key] = [float(per_minute), now]
+        tokens = min(float(per_minute), bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens >= 1:
+            bucket[0] = tokens - 1
+            return 0
+        bucket[0] = tokens
+        return max(1, math.ceil((1 - tokens) / rate * 1000))
+
+    def _forget_full(self, now: float, rate: float) -> None:
+        """Drop the buckets that have refilled (idle keys); they would start full anyway."""
+        horizon = 60.0
+        for key in [k for k, (_, stamp) in self._buckets.items() if now - stamp >= horizon]:
+            del self._buckets[key]
+
+    def clear(self) -> None:
+        self._buckets.clear()
+
+
 class RateLimiter:
     def __init__(self, redis_url: str, pool: ConnectionPool | None = None):
         options: dict[str, Any] = {"connection_pool": pool} if pool is not None else {}
@@ -44,6 +80,7 @@ class RateLimiter:
         self._local_storage = MemoryStorage()
         self._local = SlidingWindowCounterRateLimiter(self._local_storage)
         self.degraded = False  # counting locally because Redis failed last time
+        self.here = LocalBudgets()  # budgets of callers pinned to this replica (check_here)
 
     async def _limiter_call(self, method: str, *args: Any) -> Any:
         try:
@@ -75,6 +112,14 @@ class RateLimiter:
         stats = await self._limiter_call("get_window_stats", item, scope, key)
         raise RateLimited(max(1000, math.ceil((stats.reset_time - time.time()) * 1000)))
 
+    def check_here(self, scope: str, key: Any, per_minute: int) -> None:
+        """Like :meth:`check`, counted in this replica's memory: for a caller pinned to this
+        replica (a socket), so no Redis round trip per event. Raises :class:`RateLimited`."""
+        wait_ms = self.here.take((scope, key), per_minute)
+        if wait_ms:
+            raise RateLimited(max(1000, wait_ms))
+
     async def reset(self) -> None:
+        self.here.clear()
         await self._storage.reset()
         await self._local_storage.reset()

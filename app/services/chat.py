@@ -165,7 +165,11 @@ async def send_message(
     """Persist (batched with concurrent sends), then return ``{"message", "duplicate"}``;
     only a new message is broadcast, after it has committed. ``attachment_ids`` name the
     sender's own uploads (app.services.attachments); a message may be files alone."""
-    await ctx.limiter.check("chat", str(principal.user_id), ctx.settings.chat_rate_limit_messages_per_minute)
+    per_minute = ctx.settings.chat_rate_limit_messages_per_minute
+    if origin_sid is not None:  # a socket's sender is pinned to this replica: counted here
+        ctx.limiter.check_here("chat", principal.user_id, per_minute)
+    else:  # REST calls may land on any replica: counted in Redis
+        await ctx.limiter.check("chat", str(principal.user_id), per_minute)
     session_id = await _session_uuid(ctx, ref)
     sender_type = principal.sender_type
     files = None
@@ -194,15 +198,16 @@ async def send_message(
     assert row is not None and session_id is not None  # _explain_refusal raised otherwise
     if files:
         await attachments.bind_chat_message(ctx, row)
-    message = present_message(ctx, row)
-    if row["duplicate"]:
-        return {"message": message, "duplicate": True}
-    metrics.CHAT_MESSAGES.labels(sender_type=sender_type).inc()
+    if row["duplicate"]:  # an earlier message of the same client_msg_id: as it was stored
+        return {"message": present_message(ctx, row), "duplicate": True}
+    message = present_message(ctx, row, plaintext=text)
+    _MESSAGES_STORED[sender_type].inc()
     await ctx.live.to_session(session_id, "chat:message", message, skip_sid=origin_sid)
     return {"message": message, "duplicate": False}
 
 
 _SCOPES = {"customer": "customer", "agent": "agent"}
+_MESSAGES_STORED = {kind: metrics.CHAT_MESSAGES.labels(sender_type=kind) for kind in ("customer", "agent", "bot")}
 
 
 async def _session_uuid(ctx: AppContext, ref: Any) -> uuid.UUID | None:

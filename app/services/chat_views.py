@@ -58,7 +58,9 @@ async def queue_views(ctx: AppContext, conn: asyncpg.Connection, rows: list[Any]
     return await queued_sessions(ctx.cipher, conn, rows)
 
 
-def present_message(ctx: AppContext, row: Any) -> dict:
+def present_message(ctx: AppContext, row: Any, plaintext: str | None = None) -> dict:
+    """A message as clients see it; ``plaintext``: its text when the caller has it already (the
+    sender's own new message), which spares decrypting what was just encrypted."""
     return {
         "id": row["id"],
         "session_id": row["session_id"],
@@ -67,7 +69,7 @@ def present_message(ctx: AppContext, row: Any) -> dict:
         "sender_type": row["sender_type"],
         "sender_id": row["sender_id"],
         "message_type": row["message_type"],
-        "message": ctx.cipher.decrypt(row["message"], "chat_messages.message"),
+        "message": plaintext if plaintext is not None else ctx.cipher.decrypt(row["message"], "chat_messages.message"),
         "attachments": attachments.present_refs(ctx, row.get("attachments")) or [],
         "created_at": row["created_at"],
         **_parts_of(row),
