@@ -174,6 +174,13 @@ VARS: tuple[Var, ...] = (
     Var("WEBSOCKET_ENDPOINT", "websocket_endpoint", _path, "/ws/chat", "Socket.IO path"),
     Var("WEBSOCKET_MAX_SESSIONS", "websocket_max_sessions", _int(1), 1000, "Most Socket.IO connections per replica"),
     Var(
+        "SOCKET_SHED_LAG_MS",
+        "socket_shed_lag_ms",
+        _int(0),
+        100,
+        "Socket.IO events are answered `unavailable` while the replica's event loop runs this late (0: never)",
+    ),
+    Var(
         "WEBSOCKET_HEARTBEAT_INTERVAL", "websocket_heartbeat_interval", _int(1000), 30000, "Socket.IO ping interval, ms"
     ),
     Var("WEBSOCKET_COMPRESSION", "websocket_compression", _bool, False, "permessage-deflate on websockets"),
@@ -406,6 +413,7 @@ class Settings:
     grpc_keepalive_timeout_ms: int
     websocket_endpoint: str
     websocket_max_sessions: int
+    socket_shed_lag_ms: int
     websocket_heartbeat_interval: int
     websocket_compression: bool
     elasticsearch_host: str | None

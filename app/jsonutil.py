@@ -27,12 +27,22 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def _default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
     converted = _scalar(value)
     if converted is value:
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
     return converted
 
 
+def orjson_default(value: Any) -> Any:
+    """orjson's ``default``: what it does not encode by itself (it does ``uuid.UUID`` and times
+    but not asyncpg's UUID subclass, nor decimals)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_default, separators=(",", ":"))
+    return json.dumps(value, default=json_default, separators=(",", ":"))

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from app.jsonutil import to_jsonable
 
 CUSTOMER_NS = "/customer"
 AGENT_NS = "/agent"
@@ -112,11 +111,16 @@ class Live:
 
     async def emit(self, event: str, data: Any, *, to: Any, namespace: str, skip_sid: str | None = None) -> None:
         if self.emitter is not None:
-            await self.emitter.emit(event, to_jsonable(data), to=to, namespace=namespace, skip_sid=skip_sid)
+            # UUIDs, times and decimals are left to the encoders (orjson in sockets/).
+            await self.emitter.emit(event, data, to=to, namespace=namespace, skip_sid=skip_sid)
 
     async def to_session(self, session_id: uuid.UUID, event: str, data: Any, *, skip_sid: str | None = None) -> None:
         """Both parties (and supervisors watching) of a session, on every replica."""
         room = session_room(session_id)
+        both = getattr(self.emitter, "emit_in_namespaces", None)  # one push for both sides
+        if both is not None:
+            await both(event, data, to=room, namespaces=[CUSTOMER_NS, AGENT_NS], skip_sid=skip_sid)
+            return
         await self.emit(event, data, to=room, namespace=CUSTOMER_NS, skip_sid=skip_sid)
         await self.emit(event, data, to=room, namespace=AGENT_NS, skip_sid=skip_sid)
 

@@ -72,3 +72,12 @@ SOCKET_RESYNCS = Counter(
 SOCKET_BROADCASTS_DROPPED = Counter(
     "support_socket_broadcasts_dropped_total", "Socket.IO broadcasts dropped because the publish queue was full"
 )
+PUBSUB_RECEIVED_MESSAGES = Counter(
+    "support_pubsub_received_messages", "Cross-replica Socket.IO messages this replica received from Redis"
+)
+PUBSUB_RECEIVED_BYTES = Counter(
+    "support_pubsub_received_bytes", "Bytes of cross-replica Socket.IO messages this replica received from Redis"
+)
+SOCKET_SHED = Counter(
+    "support_socket_shed", "Socket.IO events answered `unavailable` because the replica was past capacity"
+)

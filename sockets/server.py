@@ -2,7 +2,8 @@
 
 Connect authenticates once (JWT in ``auth.token`` or an ``Authorization`` header) and joins the
 socket to its rooms; every replica runs the same handlers and reaches every client through the
-Redis manager. Its lifetimes (pushing through Redis, accepting sockets) are put in order by the
+fan-out manager (sockets/fanout.py), which sends a push only to the replicas with members in its
+room. Its lifetimes (pushing through Redis, accepting sockets) are put in order by the
 composition root, app/server.py; the background work around sockets (presence heartbeats, chat
 timers) is in the duty table, app/duties.py.
 """
@@ -17,7 +18,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 from engineio.async_drivers import aiohttp as eio_aiohttp
@@ -30,6 +30,7 @@ from app.errors import DomainError
 from app.health import HEALTH
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
 from sockets import agent, customer
+from sockets.fanout import ReplicaFanout
 from app.validation import value_problem
 from sockets.common import SocketPacket, SocketServer, SocketState, error, ok, refuse, register_unknown
 
@@ -41,8 +42,6 @@ TOKEN_GRACE_SECONDS = 5.0  # a socket outlives its token's exp by this much, for
 # The manager's own Redis client: stale connections found before use, refused connects given up fast.
 MANAGER_REDIS_OPTIONS = {"health_check_interval": 5, "socket_keepalive": True, "socket_connect_timeout": 2}
 _EXPIRING: set[asyncio.Task] = set()
-LISTEN_RETRY_FIRST_SECONDS = 0.1  # the fan-out listener's back-off after Redis fails...
-LISTEN_RETRY_MAX_SECONDS = 2.0  # ...doubling up to this, so it is back within ~2 s of Redis
 SESSION_ROOM_PREFIX = session_room("")
 ENGINE_SHUTDOWN_SECONDS = 5.0
 
@@ -60,149 +59,6 @@ def _websocket_class(compress: bool) -> type:
             return self._sock
 
     return WebSocket
-
-
-class RedisManager(socketio.AsyncRedisManager):
-    """python-socketio's Redis manager, started with the replica and closed with it.
-
-    It fills in only the two hooks python-socketio's pub/sub manager documents for a backend,
-    :meth:`_publish` and :meth:`_listen`, over one Redis client of its own for the manager's
-    life (its pool reconnects by itself): the stock 5.18 manager makes a new client whenever its
-    publisher or listener (re)connects and drops the previous one with its connections open.
-    :meth:`start` listens from the replica's start rather than from the first socket connection,
-    and :meth:`aclose` stops the listener and the publisher and closes the connections.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._client: aioredis.Redis | None = None
-        self._subscription: Any = None
-        self._outbox: asyncio.Queue = asyncio.Queue(maxsize=100_000)
-        self._publisher: asyncio.Task | None = None
-        self._resyncs: set[asyncio.Task] = set()
-
-    def _connection(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = aioredis.Redis.from_url(self.redis_url, **self.redis_options)
-        return self._client
-
-    async def _publish(self, data: Any) -> None:
-        """Queue for the one publisher task: no pool to exhaust, and cross-replica messages keep
-        their order (an ``enter_room`` stays ahead of the emit that follows it)."""
-        if self._publisher is None:
-            self._publisher = asyncio.get_running_loop().create_task(self._run_publisher(), name="sio-publisher")
-        try:
-            self._outbox.put_nowait(data)
-        except asyncio.QueueFull:
-            metrics.SOCKET_BROADCASTS_DROPPED.inc()
-            log.error("socket broadcast dropped: the publish queue is full (Redis unreachable?)")
-
-    async def _run_publisher(self) -> None:
-        backoff = 0.05
-        while True:
-            batch = [await self._outbox.get()]
-            while not self._outbox.empty() and len(batch) < 500:
-                batch.append(self._outbox.get_nowait())
-            payloads = [self.json.dumps(d) for d in batch]
-            while True:
-                try:
-                    async with self._connection().pipeline(transaction=False) as pipe:
-                        for payload in payloads:
-                            pipe.publish(self.channel, payload)
-                        await pipe.execute()
-                    backoff = 0.05
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    # Retried until Redis answers: a broadcast is delivered at least once (clients
-                    # de-duplicate by message id / seq, and chat:sync fills any gap).
-                    log.warning("socket broadcast publish failed; retrying", exc_info=True)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-
-    async def _listen(self) -> AsyncIterator[bytes]:
-        """The channel's messages. After a failure the subscription is renewed on the same client
-        with a short back-off (0.1 s doubling to 2 s, not the stock 1 s to 60 s), and every time it
-        comes back the sockets of this replica in chat sessions get ``chat:resync``: pub/sub kept
-        nothing published while this replica was not subscribed, so the clients fetch what they
-        missed with ``chat:sync`` (later pushes arrive live; clients de-duplicate by ``seq``)."""
-        channel = self.channel.encode()
-        delay = LISTEN_RETRY_FIRST_SECONDS
-        lost = False
-        while True:
-            subscription = self._subscription = self._connection().pubsub(ignore_subscribe_messages=True)
-            try:
-                await subscription.subscribe(self.channel)
-                if lost:
-                    log.warning("socket fan-out subscription restored; asking clients in chats to resync")
-                    self._resync_soon()
-                lost = False
-                delay = LISTEN_RETRY_FIRST_SECONDS
-                async for message in subscription.listen():
-                    if message["channel"] == channel and message["type"] == "message" and "data" in message:
-                        yield message["data"]
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not lost:
-                    log.warning("socket fan-out subscription lost (%s: %s); retrying", type(exc).__name__, exc)
-                lost = True
-                metrics.SOCKET_FANOUT_INTERRUPTIONS.inc()
-                with contextlib.suppress(Exception):
-                    await subscription.aclose()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, LISTEN_RETRY_MAX_SECONDS)
-
-    def _resync_soon(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.resync_local_sessions())
-        self._resyncs.add(task)
-        task.add_done_callback(self._resyncs.discard)
-
-    async def resync_local_sessions(self) -> int:
-        """``chat:resync {session_ids}`` to every socket of this replica in a session room
-        (sent locally, not through Redis); returns how many sockets were told."""
-        told = 0
-        for namespace, rooms in list(self.rooms.items()):
-            per_socket: dict[str, list[str]] = {}
-            for room, members in list(rooms.items()):
-                if isinstance(room, str) and room.startswith(SESSION_ROOM_PREFIX):
-                    for sid in list(members):
-                        per_socket.setdefault(sid, []).append(room[len(SESSION_ROOM_PREFIX) :])
-            for sid, session_ids in per_socket.items():
-                with contextlib.suppress(Exception):
-                    await self.server.emit(
-                        "chat:resync",
-                        {"session_ids": sorted(session_ids)},
-                        to=sid,
-                        namespace=namespace,
-                        ignore_queue=True,
-                    )
-                    told += 1
-        metrics.SOCKET_RESYNCS.inc(told)
-        return told
-
-    def start(self, sio: socketio.AsyncServer) -> None:
-        """Listen from now on, not from the first socket connection."""
-        if not sio.manager_initialized:
-            sio.manager_initialized = True
-            self.initialize()
-
-    async def aclose(self) -> None:
-        if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
-        listener = getattr(self, "thread", None)  # the listening task initialize() started
-        if listener is not None:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-        if self._subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._subscription.aclose()
-        if self._client is not None:
-            await self._client.aclose()
 
 
 def origin_check(settings: Settings) -> Any:
@@ -229,9 +85,9 @@ def create_socket_server(settings: Settings) -> socketio.AsyncServer:
         async_mode="aiohttp",
         # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis
         # on different databases do not hear each other's broadcasts.
-        client_manager=RedisManager(
+        client_manager=ReplicaFanout(
             settings.redis_url,
-            channel=f"support-socketio:{settings.redis_database}",
+            prefix=f"support-socketio:{settings.redis_database}",
             redis_options=MANAGER_REDIS_OPTIONS,
         ),
         serializer=SocketPacket,  # bounds nesting before a packet is decoded
@@ -250,6 +106,7 @@ def create_socket_server(settings: Settings) -> socketio.AsyncServer:
 def attach_sockets(app: web.Application, settings: Settings) -> socketio.AsyncServer:
     sio = create_socket_server(settings)
     state = SocketState()
+    state.lag.max_lag = settings.socket_shed_lag_ms / 1000 if settings.socket_shed_lag_ms else float("inf")
     _register_connection_handlers(sio, state, settings)
     customer.register_all(sio, state)
     agent.register_all(sio, state)
@@ -411,7 +268,9 @@ async def serving(app: web.Application) -> AsyncIterator[None]:
         }
 
     app[HEALTH].register("websocket", websocket_health)
+    state.lag.start()
     yield
+    await state.lag.stop()
     for sid in list(state.sockets):
         with contextlib.suppress(Exception):
             await sio.disconnect(sid, namespace=state.sockets[sid][0])

@@ -113,6 +113,9 @@ def test_env(service_urls: tuple[str, str]) -> Iterator[dict[str, str]]:
         # Queue alerts only where a test sets a department's queue_alert_minutes: chats other tests
         # leave queued would otherwise alert every supervisor console of the suite.
         "QUEUE_ALERT_MINUTES": "0",
+        # In-process servers share the event loop with the tests driving them (browsers, fuzzers):
+        # shedding by loop lag is tested on its own (test_chat_socket), not left to chance.
+        "SOCKET_SHED_LAG_MS": "0",
     }
     asyncio.run(drop())
 

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from app.context import AppContext
@@ -276,3 +277,50 @@ async def test_a_queued_chat_is_assigned_within_a_second_of_capacity_freeing_on_
     assert time.monotonic() - started < 1.0
     assert assigned["session"]["agent_id"] == str(agent.user_id)
     await agent.expect("chat:assigned", for_session(queued["id"]), timeout=1.0)
+
+
+# ------------------------------------------------------------------ fan-out only where needed
+
+
+async def pubsub_intake(replica: Replica) -> float:
+    """Cross-replica Socket.IO messages ``replica`` has received from Redis so far."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{replica.url}/metrics") as resp:
+            text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith("support_pubsub_received_messages_total "):
+            return float(line.split()[1])
+    raise AssertionError("support_pubsub_received_messages_total is not exported")
+
+
+async def test_a_replica_receives_only_the_traffic_of_rooms_it_has_members_in(
+    cast: Cast, replicas: list[Replica], ctx: AppContext, department: str
+) -> None:
+    a, b = replicas
+    agent = await cast.staff(await make_agent(ctx, department), url=a.url)
+    customer = await cast.customer(url=a.url)
+    session = (await customer.ok("chat:start", {"department": department}))["session"]
+    await agent.expect("chat:assigned", for_session(session["id"]))
+    before = await pubsub_intake(b)
+    for n in range(10):
+        await say(customer, session["id"], f"local {n}")
+        await say(agent, session["id"], f"local reply {n}")
+    await agent.catch_up()
+    local_intake = await pubsub_intake(b) - before
+
+    other_department = new_department()
+    remote_agent = await cast.staff(await make_agent(ctx, other_department), url=b.url)
+    remote_customer = await cast.customer(url=a.url)
+    crossing = (await remote_customer.ok("chat:start", {"department": other_department}))["session"]
+    await remote_agent.expect("chat:assigned", for_session(crossing["id"]))
+    before = await pubsub_intake(b)
+    for n in range(10):
+        await say(remote_customer, crossing["id"], f"crossing {n}")
+    await remote_agent.catch_up()
+    assert len(message_ids(remote_agent, crossing["id"])) >= 10
+    crossing_intake = await pubsub_intake(b) - before
+
+    # Python-socketio's Redis manager sent B every push of A's chat (40 messages here, two
+    # namespaces per message); now B hears nothing of a chat it has no member of.
+    assert local_intake == 0, local_intake
+    assert 10 <= crossing_intake <= 20, crossing_intake

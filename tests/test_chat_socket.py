@@ -5,6 +5,7 @@ party (and only that party) receives. Every test works in its own department."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -852,3 +853,28 @@ async def test_busy_replica_answers_unavailable_at_once_and_stores_nothing(chat_
     monkeypatch.undo()
     synced = await customer.ok("chat:sync", {"session_id": session["id"], "after_seq": 0})
     assert synced["messages"] == []
+
+
+async def test_a_replica_whose_event_loop_runs_late_sheds_events_then_recovers(chat_server, cast, department):
+    from sockets.server import STATE
+
+    state = chat_server.app[STATE]
+    customer = await cast.customer()
+    session = (await customer.ok("chat:start", {"department": department}))["session"]
+    state.lag.max_lag = 0.05
+    try:
+        time.sleep(0.2)  # the in-process replica's loop is blocked: what an overloaded CPU does to it
+        while not state.lag.behind:
+            await asyncio.sleep(0)  # the lag sampler wakes late and records it
+        error = await customer.fails(
+            "chat:message", {"session_id": session["id"], "client_msg_id": "late", "message": "hello"}, "unavailable"
+        )
+        assert 0 < error["details"]["retry_after_ms"] <= 1000
+        while state.lag.behind:
+            await asyncio.sleep(state.lag.interval)  # the next sample finds the loop on time again
+        sent = await customer.ok(
+            "chat:message", {"session_id": session["id"], "client_msg_id": "late", "message": "hello"}
+        )
+        assert sent["message"]["seq"] == 1  # the refused try stored nothing; the retry is the first
+    finally:
+        state.lag.max_lag = float("inf")
