@@ -144,11 +144,16 @@ def follow_resyncs(flow: Flow, tasks: set[asyncio.Task]) -> None:
     peer = flow.receiver
 
     async def sync() -> None:
-        for _ in range(20):
-            ack = await peer.call("chat:sync", {"session_id": flow.session_id, "after_seq": 0})
+        after_seq = 0
+        for _ in range(40):
+            ack = await peer.call("chat:sync", {"session_id": flow.session_id, "after_seq": after_seq})
             if ack.get("ok"):
-                flow.synced.update({m["id"]: m for m in ack["data"]["messages"]})
-                return
+                messages = ack["data"]["messages"]
+                flow.synced.update({m["id"]: m for m in messages})
+                if not ack["data"]["has_more"]:
+                    return
+                after_seq = messages[-1]["seq"]  # a long chat comes in pages, as the clients read it
+                continue
             await asyncio.sleep(0.5)  # the server said unavailable: back off like a client
 
     async def on_resync(data: Any = None) -> None:
