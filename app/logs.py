@@ -30,6 +30,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ClientErrorsAreNotServerErrors(logging.Filter):
+    """aiohttp's server logs every request its HTTP parser refuses (a request line or header
+    past the parser's limits, garbage on the port) as an error with a traceback, before any
+    handler runs. That is the client's fault, answered 400: log it as one info line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and record.levelno > logging.INFO:
+            record.msg = f"refused a malformed request: {record.getMessage()}: {type(exc).__name__}: {exc.message}"
+            record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -37,3 +54,6 @@ def configure(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorsAreNotServerErrors) for f in server.filters):
+        server.addFilter(ClientErrorsAreNotServerErrors())

@@ -35,10 +35,12 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[
             middleware.request_context,
             middleware.cors(settings.cors_allowed_origins or ()),
+            middleware.request_limits,
             middleware.problems,
             middleware.rate_limit,
         ],
         client_max_size=2 * 1024 * 1024,
+        handler_args=middleware.PARSER_LIMITS,
     )
     app.on_response_prepare.append(middleware.security_headers)
     app[HEALTH] = Health()

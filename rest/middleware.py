@@ -22,6 +22,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _UNLIMITED = ("/health", "/actuator/health", "/metrics", "/api/docs", "/api/openapi.json", "/static")
 
+# What a request may carry. aiohttp's HTTP parser refuses more than its own limits before any
+# handler runs, with a bare ``400 text/plain`` it logs as an error; so the parser is given room
+# (PARSER_LIMITS, the app's handler_args) and `request_limits` below answers what lies between
+# our limits and the parser's with problem+json. Past the parser's limits aiohttp still answers
+# (logs.ClientErrorsAreNotServerErrors keeps that out of the error log).
+MAX_URL_BYTES = 8192  # the request target (path and query): 414 beyond
+MAX_HEADER_BYTES = 8192  # one header's name and value: 431 beyond
+PARSER_LIMITS = {"max_line_size": 64 * 1024, "max_field_size": 32 * 1024}
+
 
 def problem(
     status: int,
@@ -90,6 +99,28 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             },
         )
         request_id_var.reset(token)
+
+
+@web.middleware
+async def request_limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An over-long URL is 414 URI Too Long, an over-large header 431 (RFC 9110, RFC 6585), both
+    problem+json like every other refusal."""
+    if len(request.raw_path) > MAX_URL_BYTES:
+        return problem(
+            414,
+            "URI too long",
+            f"The request target is {len(request.raw_path)} bytes; at most {MAX_URL_BYTES} are accepted",
+            code="uri_too_long",
+        )
+    for name, value in request.raw_headers:
+        if len(name) + len(value) > MAX_HEADER_BYTES:
+            return problem(
+                431,
+                "Request header fields too large",
+                f"The header {name[:64].decode('latin-1')!r} is over {MAX_HEADER_BYTES} bytes",
+                code="request_header_fields_too_large",
+            )
+    return await handler(request)
 
 
 @web.middleware

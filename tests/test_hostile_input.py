@@ -6,14 +6,18 @@ message the database refuses anyway fails only itself, never the other messages 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import uuid
 
 import pytest
 from yarl import URL
 
+from app.logs import ClientErrorsAreNotServerErrors
 from app.services.message_writer import MessageWriter, PendingMessage
 from chat_support import Cast, new_department
 from helpers import TICKETS, fetchval, problem, ticket_body
+from rest.middleware import PARSER_LIMITS
 
 pytest_plugins = ["chat_fixtures"]
 
@@ -207,3 +211,56 @@ async def test_the_document_names_the_200s_of_creates_that_may_return_an_existin
     assert "200" in spec["paths"]["/api/v1/chat/sessions/{id}/messages"]["post"]["responses"]
     errors = spec["components"]["schemas"]["Problem"]["properties"]["errors"]["additionalProperties"]
     assert {"type": "object"} in errors["anyOf"]  # list fields report their items by index
+
+
+async def raw_request(client, head: str) -> tuple[int, dict[str, str], bytes]:
+    """Sends ``head`` as it is over a fresh connection (no client library shortens or checks it)
+    and returns the status, the headers (lower-case names) and the body of the answer."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(head.encode("latin-1"))
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)  # every refusal closes the connection
+    finally:
+        writer.close()
+    header_block, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *lines = header_block.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_an_over_long_url_is_414_problem_json_and_no_error_log(client, caplog):
+    target = "/api/v1/kb/search?q=" + "x" * 20_000
+    with caplog.at_level(logging.INFO):
+        status, headers, body = await raw_request(
+            client, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+    assert status == 414, body
+    assert headers["content-type"].startswith("application/problem+json")
+    problem_body = json.loads(body)
+    assert problem_body["status"] == 414 and problem_body["type"].endswith("/uri_too_long")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_an_over_large_header_is_431_problem_json(client):
+    head = f"GET /api/v1/kb/search?q=x HTTP/1.1\r\nHost: x\r\nX-Big: {'y' * 20_000}\r\nConnection: close\r\n\r\n"
+    status, headers, body = await raw_request(client, head)
+    assert status == 431, body
+    assert headers["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["status"] == 431
+
+
+async def test_a_url_past_the_http_parser_is_400_and_logged_as_info_not_error(client, caplog):
+    """Past the parser's own limit aiohttp answers before any handler; it is still no server error."""
+    server_log = logging.getLogger("aiohttp.server")
+    quiet = ClientErrorsAreNotServerErrors()
+    server_log.addFilter(quiet)  # what logs.configure installs in serve and dev
+    try:
+        with caplog.at_level(logging.INFO):
+            target = "/api/v1/kb/search?q=" + "x" * (PARSER_LIMITS["max_line_size"] + 1000)
+            status, _, _ = await raw_request(client, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        server_log.removeFilter(quiet)
+    assert status == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("refused a malformed request" in r.getMessage() for r in caplog.records)
