@@ -42,7 +42,7 @@ from app.services.events_api import EventHub
 from app.services.live_feed import TicketLiveFeed
 from grpc_server.server import GrpcServer
 from rest.app import create_app
-from sockets.server import attach_sockets, serving, start_pushing, stop_pushing
+from sockets.server import SOCKETS, STATE, attach_sockets, serving, start_pushing, stop_pushing
 
 Lifetime = Callable[[web.Application], AsyncIterator[None]]
 GRPC = web.AppKey("grpc", GrpcServer)
@@ -73,7 +73,28 @@ def build(
             _kafka(settings),
         ]
     )
+    app.on_shutdown.append(_sockets_leave_first)
     return app
+
+
+async def _sockets_leave_first(app: web.Application) -> None:
+    """``on_shutdown`` (SIGTERM): tell every socket to go before the HTTP drain begins.
+
+    When a stop begins aiohttp stops reading every open connection (``RequestHandler.close``:
+    data that arrives is dropped) and then waits up to the shutdown timeout for each handler,
+    so a websocket left open sits deaf for 10-20 s: the client's events time out, its pings go
+    unanswered. Disconnected now, clients reconnect to another replica at once and resend what
+    was not acknowledged (same ``client_msg_id``: stored once). aiohttp's own advice for
+    websockets at shutdown is the same (close them in ``on_shutdown``)."""
+    sio, state = app[SOCKETS], app[STATE]
+    gate = asyncio.Semaphore(64)
+
+    async def leave(sid: str, namespace: str) -> None:
+        async with gate:
+            with contextlib.suppress(Exception):
+                await sio.disconnect(sid, namespace=namespace)
+
+    await asyncio.gather(*(leave(sid, entry[0]) for sid, entry in list(state.sockets.items())))
 
 
 def build_rest(settings: Settings, *, clock: Clock | None = None, context: AppContext | None = None) -> web.Application:

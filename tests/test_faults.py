@@ -384,3 +384,28 @@ async def test_a_rolling_restart_under_load_loses_nothing(stack: Stack, cast: Ca
     stored = await check_stored(stack, flows)
     refusals = check_refusals(flows)
     print(f"rolling restart: {stored} messages stored and delivered, refusals {dict(refusals)}")
+
+
+async def test_a_sigterm_sends_the_replicas_sockets_away_at_once(stack: Stack, cast: Cast):
+    """Graceful drain: at SIGTERM aiohttp stops reading every connection, so a socket left open
+    would sit deaf until the shutdown timeout (its events unanswered for 20 s, measured before
+    the fix). The replica disconnects its sockets first, so their clients move at once."""
+    a, _ = stack.replicas
+    peer = Peer(a.url, stack.settings.jwt_secret, "customer", "/customer")
+    gone = asyncio.Event()
+    peer.sio.on("disconnect", lambda *_: gone.set(), namespace="/customer")
+    await peer.connect()
+    try:
+        assert a.proc is not None
+        started = time.monotonic()
+        a.proc.terminate()
+        await asyncio.wait_for(gone.wait(), 3)
+        told = time.monotonic() - started
+        await asyncio.to_thread(a.proc.wait, 15)
+        exited = time.monotonic() - started
+        print(f"SIGTERM: sockets told to go after {told:.2f} s, replica exited after {exited:.1f} s")
+        assert told < 2
+    finally:
+        await peer.disconnect()
+        a.start()
+        await a.wait_ready()
