@@ -130,6 +130,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep-agents", action="store_true", help="do not delete the benchmark's agent rows at the end")
     p.add_argument("--label", default=None, help="free text copied into the JSON line")
+    p.add_argument(
+        "--move",
+        action="store_true",
+        help="clients the server disconnects move to the next replica that answers and sync what they "
+        "missed; failed sends are resent with the same client_msg_id until acked (a rolling restart)",
+    )
+    p.add_argument("--move-timeout", type=float, default=60.0, help="with --move: how long a send may keep retrying")
+    p.add_argument("--samples", default=None, help="write one JSON line per message (send time, ack, latency) here")
     args = p.parse_args(argv)
     args.urls = [u.strip().rstrip("/") for u in args.url.split(",") if u.strip()]
     if not args.urls:
@@ -205,13 +213,28 @@ async def delete_agents(dsn: str, run_id: str) -> int:
 
 
 class Sent:
-    __slots__ = ("room", "side", "t_send", "warm", "t_ack", "seq", "id", "deliveries", "t_deliv")
+    __slots__ = (
+        "room",
+        "side",
+        "t_send",
+        "t_wall",
+        "warm",
+        "t_ack",
+        "seq",
+        "id",
+        "deliveries",
+        "t_deliv",
+        "recovered",
+        "attempts",
+    )
 
     def __init__(self, room: "Room", side: str, warm: bool):
         self.room, self.side, self.warm = room, side, warm
-        self.t_send = self.t_ack = self.t_deliv = 0.0
+        self.t_send = self.t_ack = self.t_deliv = self.t_wall = 0.0
         self.seq = self.id = None
         self.deliveries = 0
+        self.recovered = False  # not pushed live; the receiver got it by chat:sync after a move or chat:resync
+        self.attempts = 0
 
 
 class Room:
@@ -249,6 +272,14 @@ class Worker:
         self.lags: list[float] = []
         self.pad = "x" * max(0, int(args["message_bytes"]) - 60)
         self.drop_rate = float(args.get("self_test_drop") or 0.0)
+        # --move: the client each original client has become (id(original) -> client), moves
+        self.move = bool(args.get("move"))
+        self.live: dict[int, Any] = {}
+        self.moving: set[int] = set()
+        self.moves = 0
+        self.move_ms: list[float] = []
+        self.resyncs = 0
+        self.seen: dict[tuple[int, str], int] = {}  # (id(original client), session) -> highest seq had
 
     # -------------------------------------------------- plumbing
 
@@ -270,8 +301,13 @@ class Worker:
 
     # -------------------------------------------------- connecting
 
-    def wire(self, room: Room, client: Any, side: str) -> None:
+    def cur(self, client: Any) -> Any:
+        """With --move, the socket an original client has moved to (itself until it moves)."""
+        return self.live.get(id(client), client)
+
+    def wire(self, room: Room, client: Any, side: str, identity: Any = None) -> None:
         ns = CUSTOMER_NS if side == "customer" else AGENT_NS
+        identity = client if identity is None else identity  # the original client this socket stands for
 
         def on_message(data: Any) -> None:
             now = time.perf_counter()
@@ -279,6 +315,9 @@ class Worker:
             if rec is None:
                 self.unexpected += 1
                 return
+            key = (id(identity), data.get("session_id"))
+            if isinstance(data.get("seq"), int) and data["seq"] > self.seen.get(key, 0):
+                self.seen[key] = data["seq"]
             if rec.side == side:
                 self.echoes += 1  # a sender must not hear its own message back on the same socket
                 return
@@ -299,12 +338,25 @@ class Worker:
                 room.assigned.set()
 
         def on_disconnect(reason: Any = None) -> None:
-            if self.phase == "teardown":
+            if self.phase == "teardown" or self.cur(identity) is not client:
                 return
-            self.dropped.add(id(client))
+            self.dropped.add(id(identity))
             self.disconnects[f"{self.phase}:{reason}"] += 1
             if self.measuring:
                 self.disconnects_during_run += 1
+            if self.move and self.phase in ("warmup", "measure", "drain") and id(identity) not in self.moving:
+                self.moving.add(id(identity))
+                task = asyncio.create_task(self.move_client(room, identity, side))
+                self.pending.add(task)
+                task.add_done_callback(self.pending.discard)
+
+        def on_resync(data: Any = None) -> None:
+            self.resyncs += 1
+            ids = (data or {}).get("session_ids") or [] if isinstance(data, dict) else []
+            for session_id in ids:
+                task = asyncio.create_task(self.recover(client, ns, side, session_id, identity))
+                self.pending.add(task)
+                task.add_done_callback(self.pending.discard)
 
         def on_other(event: str, *_: Any) -> None:
             # presence:updated, queue:updated, chat:session, ...: counted, and their end marks
@@ -315,6 +367,7 @@ class Worker:
         client.on("chat:message", on_message, namespace=ns)
         client.on("chat:assigned", on_assigned, namespace=ns)
         client.on("disconnect", on_disconnect, namespace=ns)
+        client.on("chat:resync", on_resync, namespace=ns)
         client.on("*", on_other, namespace=ns)
 
     async def connect_one(self, session: Any, sem: asyncio.Semaphore, room: Room, side: str) -> float | None:
@@ -341,17 +394,78 @@ class Worker:
         self.origin[id(client)] = (room.spec[f"{side}_url"], room.spec[f"{side}_token"], ns)
         return elapsed
 
+    async def move_client(self, room: Room, identity: Any, side: str) -> None:
+        """--move: what the widget and console do when their replica goes: reconnect at once to the
+        next replica that answers (round robin from the one that went), then chat:sync every chat
+        of this client to pick up what it missed."""
+        ns = CUSTOMER_NS if side == "customer" else AGENT_NS
+        t0 = time.perf_counter()
+        url, token, _ = self.origin[id(identity)]
+        urls = self.args["urls"]
+        start = (urls.index(url) + 1) % len(urls) if url in urls else 0
+        order = urls[start:] + urls[:start]
+        deadline = t0 + self.args["move_timeout"]
+        try:
+            while time.perf_counter() < deadline and self.phase in ("warmup", "measure", "drain"):
+                for target in order:
+                    fresh = self.make_client(self.http)
+                    self.wire(room, fresh, side, identity)
+                    try:
+                        await fresh.connect(
+                            target,
+                            namespaces=[ns],
+                            transports=["websocket"],
+                            socketio_path=self.args["path"],
+                            auth={"token": token},
+                            wait_timeout=5,
+                            retry=False,
+                        )
+                    except Exception as exc:
+                        self.errors[f"move:{type(exc).__name__}"] += 1
+                        continue
+                    self.live[id(identity)] = fresh
+                    self.origin[id(identity)] = (target, token, ns)
+                    self.moves += 1
+                    self.move_ms.append((time.perf_counter() - t0) * 1000)
+                    for r, serving in self.active:
+                        if r.customer is identity or serving is identity:
+                            await self.recover(fresh, ns, side, r.session_id, identity)
+                    return
+                await asyncio.sleep(0.2)
+            self.errors["move:gave_up"] += 1
+        finally:
+            self.moving.discard(id(identity))
+
+    async def recover(self, client: Any, ns: str, side: str, session_id: str, identity: Any) -> None:
+        """chat:sync a chat from the last seq this client had, after a move or a chat:resync: the
+        other side's messages it has not had live count as delivered now (``recovered``)."""
+        key = (id(identity), session_id)
+        messages = await self.sync_all(client, ns, session_id, self.seen.get(key, 0))
+        now = time.perf_counter()
+        for m in messages or ():
+            if m.get("seq", 0) > self.seen.get(key, 0):
+                self.seen[key] = m["seq"]
+            rec = self.sent.get(m.get("client_msg_id"))
+            if rec is not None and rec.side != side and rec.deliveries == 0 and not rec.recovered:
+                rec.recovered, rec.t_deliv = True, now
+
     async def call(self, client: Any, event: str, data: dict, ns: str, timeout: float | None = None) -> dict | None:
+        return (await self.call_ex(client, event, data, ns, timeout))[0]
+
+    async def call_ex(
+        self, client: Any, event: str, data: dict, ns: str, timeout: float | None = None
+    ) -> tuple[dict | None, dict]:
+        """(data, {}) on success, (None, the ack's error or {}) otherwise; failures counted by code."""
         try:
             resp = await client.call(event, data, namespace=ns, timeout=timeout or self.args["ack_timeout"])
         except Exception as exc:
             self.errors[f"{event}:{type(exc).__name__}"] += 1
-            return None
+            return None, {}
         if not isinstance(resp, dict) or not resp.get("ok"):
-            code = (resp or {}).get("error", {}).get("code", "bad_ack") if isinstance(resp, dict) else "bad_ack"
-            self.errors[f"{event}:{code}"] += 1
-            return None
-        return resp["data"]
+            error = (resp or {}).get("error") or {} if isinstance(resp, dict) else {}
+            self.errors[f"{event}:{error.get('code', 'bad_ack')}"] += 1
+            return None, error if isinstance(error, dict) else {}
+        return resp["data"], {}
 
     async def setup(self) -> dict:
         import aiohttp
@@ -447,10 +561,27 @@ class Worker:
         rec = Sent(room, side, warm)
         self.sent[cmid] = rec
         text = f"bench {cmid} {side} t={time.time():.6f} {self.pad}"
-        rec.t_send = time.perf_counter()
-        data = await self.call(
-            client, "chat:message", {"session_id": room.session_id, "client_msg_id": cmid, "message": text}, ns
-        )
+        rec.t_send, rec.t_wall = time.perf_counter(), time.time()
+        payload = {"session_id": room.session_id, "client_msg_id": cmid, "message": text}
+        deadline = rec.t_send + self.args["move_timeout"]
+        backoff = 0.2
+        while True:
+            current = self.cur(client)
+            if not current.connected:  # moving: resend once the client is on another replica
+                data = None
+                if not self.move or time.perf_counter() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+                continue
+            rec.attempts += 1
+            data, error = await self.call_ex(current, "chat:message", payload, ns)
+            if data is not None or not self.move or time.perf_counter() > deadline:
+                break
+            # resent with the same client_msg_id, as the widget does: after retry_after_ms when the
+            # server gives one, else a doubling back-off with jitter (no retry storm)
+            hint = ((error.get("details") or {}).get("retry_after_ms") or 0) / 1000
+            await asyncio.sleep(max(hint, backoff) * (0.5 + random.random()))
+            backoff = min(backoff * 2, 5.0)
         if data is None:
             return
         rec.t_ack = time.perf_counter()
@@ -492,8 +623,11 @@ class Worker:
         self.measuring = False
         self.phase = "drain"
         # outstanding acks, then outstanding live deliveries
-        if self.pending:
-            await asyncio.wait(set(self.pending), timeout=self.args["ack_timeout"] + 5)
+        if self.pending:  # with --move a send may retry for move_timeout
+            await asyncio.wait(
+                set(self.pending),
+                timeout=self.args["ack_timeout"] + 5 + (self.args["move_timeout"] if self.move else 0),
+            )
         deadline = time.perf_counter() + self.args["drain_timeout"]
         while time.perf_counter() < deadline:
             if all(r.deliveries for r in self.sent.values() if r.id is not None):
@@ -509,9 +643,8 @@ class Worker:
 
     # -------------------------------------------------- verification and teardown
 
-    async def sync_all(self, client: Any, ns: str, session_id: str) -> list | None:
+    async def sync_all(self, client: Any, ns: str, session_id: str, after: int = 0) -> list | None:
         messages: list = []
-        after = 0
         while True:
             data = await self.call(client, "chat:sync", {"session_id": session_id, "after_seq": after}, ns, timeout=60)
             if data is None:
@@ -526,8 +659,9 @@ class Worker:
         sem = asyncio.Semaphore(32)
 
         async def synced(client: Any, ns: str, session_id: str) -> list | None:
-            if id(client) not in self.dropped and client.connected:
-                return await self.sync_all(client, ns, session_id)
+            current = self.cur(client)
+            if (id(client) not in self.dropped or current is not client) and current.connected:
+                return await self.sync_all(current, ns, session_id)
             # the server dropped this client: reconnect as the same user, then sync (the recovery
             # path a real client takes)
             url, token, ns = self.origin[id(client)]
@@ -583,11 +717,12 @@ class Worker:
                 missing_in_sync += missing
                 receiver = room.serving if rec.side == "customer" else room.customer
                 receiver_dropped = id(receiver) in self.dropped
-                if rec.deliveries == 0 and receiver_dropped:
+                delivered = rec.deliveries > 0 or rec.recovered
+                if not delivered and receiver_dropped:
                     undelivered_dropped += 1  # expected: the receiver recovers it with chat:sync
-                elif rec.deliveries == 0:
+                elif not delivered:
                     lost_live += 1
-                if (rec.deliveries == 0 and not receiver_dropped) or missing:
+                if (not delivered and not receiver_dropped) or missing:
                     lost += 1
             if counters and counters[0][0]:
                 unacked_stored += sum(1 for mid in counters[0][1] if mid not in acked_ids)
@@ -610,7 +745,9 @@ class Worker:
         async def end(room: Room) -> None:
             async with sem:
                 if room.customer is not None and room.session_id:
-                    await self.call(room.customer, "chat:end", {"session_id": room.session_id}, CUSTOMER_NS, timeout=30)
+                    await self.call(
+                        self.cur(room.customer), "chat:end", {"session_id": room.session_id}, CUSTOMER_NS, timeout=30
+                    )
 
         errors_before = sum(self.errors.values())
         await asyncio.gather(*[end(r) for r in self.rooms])
@@ -622,7 +759,7 @@ class Worker:
             except Exception:
                 pass
 
-        await asyncio.gather(*[close(c) for r in self.rooms for c in (r.customer, r.agent) if c is not None])
+        await asyncio.gather(*[close(self.cur(c)) for r in self.rooms for c in (r.customer, r.agent) if c is not None])
         await self.http.close()
 
     def summarise(self, checks: dict, drain_s: float, cpu_fraction: float) -> dict:
@@ -630,8 +767,8 @@ class Worker:
         return {
             "sent": len(measured),
             "acked": sum(1 for r in measured if r.id is not None),
-            "delivered": sum(1 for r in measured if r.deliveries),
-            "latency_ms": [(r.t_deliv - r.t_send) * 1000 for r in measured if r.deliveries],
+            "delivered": sum(1 for r in measured if r.deliveries or r.recovered),
+            "latency_ms": [(r.t_deliv - r.t_send) * 1000 for r in measured if r.deliveries or r.recovered],
             "ack_ms": [(r.t_ack - r.t_send) * 1000 for r in measured if r.id is not None],
             "sent_total": len(self.sent),
             "errors": dict(self.errors),
@@ -643,6 +780,23 @@ class Worker:
             "lag_ms": self.lags,
             "cpu_fraction": cpu_fraction,
             "drain_seconds": drain_s,
+            "moves": self.moves,
+            "move_ms": self.move_ms,
+            "resyncs": self.resyncs,
+            "recovered": sum(1 for r in self.sent.values() if r.recovered),
+            "resent": sum(1 for r in self.sent.values() if r.attempts > 1),
+            "samples": [
+                [
+                    round(r.t_wall, 3),
+                    round((r.t_ack - r.t_send) * 1000, 2) if r.id is not None else None,
+                    round((r.t_deliv - r.t_send) * 1000, 2) if (r.deliveries or r.recovered) else None,
+                    r.attempts,
+                    r.side,
+                ]
+                for r in self.sent.values()
+            ]
+            if self.args.get("samples")
+            else [],
             **checks,
         }
 
@@ -702,6 +856,10 @@ def main(argv: list[str] | None = None) -> int:
         "settle": args.settle,
         "settle_max": args.settle_max,
         "self_test_drop": args.self_test_drop,
+        "move": args.move,
+        "move_timeout": args.move_timeout,
+        "samples": bool(args.samples),
+        "urls": args.urls,
     }
     ctx = mp.get_context("spawn")
     procs, pipes = [], []
@@ -801,6 +959,11 @@ def main(argv: list[str] | None = None) -> int:
         "clients_dropped": total("clients_dropped"),
         "undelivered_dropped": total("undelivered_dropped"),
         "sync_failed": total("sync_failed"),
+        "moves": total("moves"),
+        "move_ms": percentiles([x for r in results for x in r["move_ms"]]),
+        "resyncs_received": total("resyncs"),
+        "recovered_by_sync": total("recovered"),
+        "resent": total("resent"),
         "disconnect_kinds": dict(
             sum((collections.Counter(r["disconnect_kinds"]) for r in results), collections.Counter())
         ),
@@ -817,6 +980,11 @@ def main(argv: list[str] | None = None) -> int:
         "label": args.label,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if args.samples:
+        with open(args.samples, "w") as fh:
+            for r in results:
+                for row in r["samples"]:
+                    fh.write(json.dumps(row) + "\n")
     if lost or duplicates:
         log(f"!!! {lost} LOST and {duplicates} DUPLICATED messages: these are server bugs")
     print(json.dumps(out), flush=True)
