@@ -17,7 +17,16 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_cls, resolve_schema_instance
 
+from app.schemas.analytics import known_zones
+
 DOC_ATTR = "__api_doc__"
+# A marshmallow schema class may carry ``OPENAPI = {...}``: JSON Schema keywords merged into its
+# component, for rules across fields that marshmallow checks in a ``validates_schema`` and
+# apispec cannot see (``anyOf`` of required fields, ``minProperties``...). A field's metadata
+# ``{"x-time-zone": True}`` makes its schema a reference to the ``TimeZone`` component (every
+# IANA name, once).
+SCHEMA_EXTRA_ATTR = "OPENAPI"
+TIME_ZONE_MARK = "x-time-zone"
 
 
 def api_doc(
@@ -140,6 +149,7 @@ class _SchemaNames:
     def __init__(self) -> None:
         self.components: Any = None  # set once the APISpec exists
         self._taken: dict[str, tuple] = {}
+        self.extras: dict[str, dict] = {}  # component name -> its class's OPENAPI keywords
 
     def __call__(self, schema: Any) -> str:
         cls = resolve_schema_cls(schema)
@@ -155,6 +165,9 @@ class _SchemaNames:
         while self._clashes(name, key):
             name, n = f"{base}{n}", n + 1
         self._taken[name] = key
+        extra = getattr(cls, SCHEMA_EXTRA_ATTR, None)
+        if extra and not instance.partial:  # a partial body may leave out what the rule asks for
+            self.extras[name] = extra
         return name
 
     @staticmethod
@@ -305,4 +318,33 @@ def build_spec(app: web.Application, *, title: str = "Support Service API", vers
     for path, operations in paths.items():
         if operations:
             spec.path(path=path, operations=operations, parameters=_path_parameters(path))
-    return spec.to_dict()
+    document = spec.to_dict()
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name, extra in names.extras.items():
+        if name in schemas:
+            schemas[name].update(extra)
+    if _refer_time_zones(document):
+        schemas["TimeZone"] = {
+            "type": "string",
+            "description": "An IANA time zone name",
+            "enum": sorted(known_zones()),
+        }
+    return document
+
+
+def _refer_time_zones(node: Any) -> bool:
+    """Replaces every schema marked ``x-time-zone`` by a reference to ``TimeZone`` (a description
+    or a default kept beside it through ``allOf``); True when there was one."""
+    found = False
+    if isinstance(node, dict):
+        for key, value in list(node.items()):
+            if isinstance(value, dict) and value.get(TIME_ZONE_MARK):
+                kept = {k: v for k, v in value.items() if k in ("description", "default", "nullable")}
+                node[key] = {"allOf": [{"$ref": "#/components/schemas/TimeZone"}], **kept}
+                found = True
+            else:
+                found = _refer_time_zones(value) or found
+    elif isinstance(node, list):
+        for item in node:
+            found = _refer_time_zones(item) or found
+    return found

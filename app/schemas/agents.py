@@ -75,7 +75,7 @@ class AgentStatsQuery(PageQuery):
     tz = fields.String(
         load_default="UTC",
         validate=[validate.Length(max=64), _known_zone],
-        metadata={"description": 'IANA time zone whose midnight starts "today"'},
+        metadata={"description": 'IANA time zone whose midnight starts "today"', "x-time-zone": True},
     )
     since = UtcDateTime(data_key="from", metadata={"description": "Start (inclusive); default: today's midnight in tz"})
     until = UtcDateTime(data_key="to", metadata={"description": "End (exclusive); default: now"})

@@ -14,12 +14,12 @@ MAX_BUCKETS = 1000
 
 
 @functools.cache
-def _zones() -> frozenset[str]:
+def known_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) | {"UTC"}
 
 
 def _known_zone(name: str) -> None:
-    if name not in _zones():
+    if name not in known_zones():
         raise ValidationError("Not a known IANA time zone.")
 
 
@@ -30,7 +30,7 @@ class WindowQuery(StrictSchema):
     tz = fields.String(
         load_default="UTC",
         validate=[validate.Length(max=64), _known_zone],
-        metadata={"description": "IANA time zone the series buckets start in"},
+        metadata={"description": "IANA time zone the series buckets start in", "x-time-zone": True},
     )
     department = fields.String(validate=NAME_LENGTH)
     agent_id = fields.UUID(metadata={"description": "An agent's user id; agents always get their own figures"})

@@ -56,8 +56,15 @@ class UploadSchema(Schema):
     )
 
 
+ATTACHMENT_ID_DOC = {"type": "string", "format": "uuid"}
+
+
 class AttachmentId(fields.Field):
     """An uploaded file's id (a UUID string)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {**ATTACHMENT_ID_DOC, **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         try:

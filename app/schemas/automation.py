@@ -101,6 +101,8 @@ class CategorizationRuleSchema(StrictSchema):
 class PriorityConditionsSchema(StrictSchema):
     """Every condition given must hold; at least one is required."""
 
+    OPENAPI = {"minProperties": 1}
+
     keywords_any = fields.List(
         KEYWORD,
         validate=validate.Length(min=1, max=100),

@@ -33,7 +33,17 @@ def _attachment_ids() -> fields.List:
     return fields.List(AttachmentId(), validate=validate.Length(max=10), metadata={"description": REFERENCE_HELP})
 
 
+TEXT_OR_FILES = {  # the rule of text_or_files below, for OpenAPI
+    "anyOf": [
+        {"required": ["message"], "properties": {"message": {"pattern": "\\S"}}},
+        {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+    ]
+}
+
+
 class _TextOrFiles:
+    OPENAPI = TEXT_OR_FILES
+
     @validates_schema(skip_on_field_errors=False)
     def text_or_files(self, data: dict, **kwargs: Any) -> None:
         if not data.get("message", "").strip() and not data.get("attachments"):

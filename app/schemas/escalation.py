@@ -37,6 +37,7 @@ class ConditionsSchema(StrictSchema):
 
 
 class ReassignSchema(StrictSchema):
+    OPENAPI = {"minProperties": 1, "maxProperties": 1}
     role = fields.String(validate=validate.OneOf(("supervisor",)))
     department = fields.String(validate=NAME_LENGTH)
     agent_id = fields.UUID()
@@ -48,9 +49,10 @@ class ReassignSchema(StrictSchema):
 
 
 class ActionsSchema(StrictSchema):
+    OPENAPI = {"minProperties": 1, "not": {"required": ["set_priority", "raise_priority"]}}
     set_priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    raise_priority = StrictBoolean(validate=validate.Equal(True))
-    increase_level = StrictBoolean(validate=validate.Equal(True))
+    raise_priority = StrictBoolean(validate=validate.Equal(True), metadata={"enum": [True]})
+    increase_level = StrictBoolean(validate=validate.Equal(True), metadata={"enum": [True]})
     reassign_to = fields.Nested(ReassignSchema)
     notify = fields.List(fields.String(validate=validate.OneOf(NOTIFY_TARGETS)), validate=validate.Length(min=1))
     add_tags = fields.List(TAG(), validate=validate.Length(min=1))

@@ -12,6 +12,7 @@ COMMENT = validate.Length(max=5000)
 
 
 class FeedbackCreateSchema(StrictSchema):
+    OPENAPI = {"oneOf": [{"required": ["ticket_id"]}, {"required": ["session_id"]}]}
     ticket_id = fields.UUID(metadata={"description": "The customer's ticket (or session_id, not both)"})
     session_id = fields.UUID(metadata={"description": "The customer's chat session's id (or ticket_id)"})
     rating = fields.Integer(required=True, strict=True, validate=RATING)

@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from webargs.fields import DelimitedList
 
-from app.schemas.attachments import REFERENCE_HELP, AttachmentId, MessageAttachmentSchema
+from app.schemas.attachments import ATTACHMENT_ID_DOC, REFERENCE_HELP, AttachmentId, MessageAttachmentSchema
 from app.schemas.common import NAME_LENGTH, PageQuery, StrictSchema, UtcDateTime, page_of, sort_field, tags_field
 
 PRIORITIES = ("low", "medium", "high", "urgent")
@@ -124,8 +124,25 @@ class AttachmentSchema(StrictSchema):
     size = fields.Integer(validate=validate.Range(min=0))
 
 
+LINK_DOC = {
+    "type": "object",
+    "required": ["name", "url"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 255},
+        "url": {"type": "string", "pattern": r"^https?://[a-z0-9]+(\.[a-z0-9]+)*\.[a-z]{2,}(/[A-Za-z0-9._~-]*)*$"},
+        "content_type": {"type": "string", "maxLength": 100},
+        "size": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    },
+}
+
+
 class AttachmentRef(fields.Field):
     """An uploaded file's id, or (as before uploads existed) a link object {name, url, ...}."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"anyOf": [ATTACHMENT_ID_DOC, LINK_DOC], **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
         if isinstance(value, dict):
@@ -134,6 +151,12 @@ class AttachmentRef(fields.Field):
 
 
 class TicketMessageCreateSchema(StrictSchema):
+    OPENAPI = {
+        "anyOf": [
+            {"required": ["message"], "properties": {"message": {"pattern": "\\S"}}},
+            {"required": ["attachments"], "properties": {"attachments": {"minItems": 1}}},
+        ]
+    }
     message = fields.String(
         load_default="",
         validate=validate.Length(max=20_000),
