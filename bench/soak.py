@@ -25,6 +25,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -68,8 +69,26 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> dict:
         return parse_metrics(await response.text())
 
 
-async def watch(urls: list[str], minutes: int, load: subprocess.Popen) -> list[dict]:
+def forward_stderr(load: subprocess.Popen, window: threading.Event, start: list[float]) -> None:
+    """Passes chat_load's progress on and notes when its measured window starts (after connecting,
+    assigning and the warm-up), so that minute 1 is a minute of load, not of set-up."""
+    assert load.stderr is not None
+    for line in load.stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        if "CHAT_LOAD_WINDOW" in line and not window.is_set():
+            start.append(float(line.split("CHAT_LOAD_WINDOW", 1)[1].split()[0]))
+            window.set()
+
+
+async def watch(
+    urls: list[str], minutes: int, load: subprocess.Popen, window: threading.Event, start: list
+) -> list[dict]:
     rows: list[dict] = []
+    while not window.is_set() and load.poll() is None:
+        await asyncio.sleep(0.5)
+    if start:
+        await asyncio.sleep(max(0.0, start[0] - time.time()))
     async with aiohttp.ClientSession() as http:
         previous = {url: ack_buckets(await scrape(http, url)) for url in urls}
         for minute in range(1, minutes + 1):
@@ -142,10 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--secret", args.secret]
     if args.database_url:
         command += ["--database-url", args.database_url]
-    load = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    window, start = threading.Event(), []
+    reader = threading.Thread(target=forward_stderr, args=(load, window, start), daemon=True)
+    reader.start()
     try:
-        rows = asyncio.run(watch(urls, args.minutes, load))
-        summary, _ = load.communicate(timeout=600)
+        rows = asyncio.run(watch(urls, args.minutes, load, window, start))
+        assert load.stdout is not None
+        summary = load.stdout.read()
+        load.wait(timeout=600)
     finally:
         if load.poll() is None:
             load.terminate()
