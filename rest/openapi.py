@@ -15,6 +15,7 @@ import marshmallow as ma
 from aiohttp import hdrs, web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from webargs.fields import DelimitedList
 from apispec.ext.marshmallow.common import make_schema_key, resolve_schema_cls, resolve_schema_instance
 
 from app.schemas.analytics import known_zones
@@ -276,9 +277,10 @@ def build_spec(app: web.Application, *, title: str = "Support Service API", vers
     without :func:`api_doc` are skipped.
     """
     names = _SchemaNames()
-    spec = APISpec(
-        title=title, version=version, openapi_version="3.0.3", plugins=[MarshmallowPlugin(schema_name_resolver=names)]
-    )
+    plugin = MarshmallowPlugin(schema_name_resolver=names)
+    spec = APISpec(title=title, version=version, openapi_version="3.0.3", plugins=[plugin])
+    assert plugin.converter is not None
+    plugin.converter.add_parameter_attribute_function(_comma_separated)
     names.components = spec.components
     spec.components.security_scheme(SECURITY_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     spec.components.schema("Problem", PROBLEM_SCHEMA)
@@ -330,6 +332,12 @@ def build_spec(app: web.Application, *, title: str = "Support Service API", vers
             "enum": sorted(known_zones()),
         }
     return document
+
+
+def _comma_separated(converter: Any, field: ma.fields.Field, **kwargs: Any) -> dict:
+    """webargs' DelimitedList is one comma-separated value (``tags=a,b``), not a repeated
+    parameter: ``explode: false`` (apispec documents every List as exploded)."""
+    return {"explode": False, "style": "form"} if isinstance(field, DelimitedList) else {}
 
 
 def _refer_time_zones(node: Any) -> bool:

@@ -30,6 +30,13 @@ class BusinessHours(fields.Dict):
     department's time zone (``24:00`` ends a day; a range over midnight is written as two). A day
     left out is closed; ``null`` means always open."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        time = {"type": "string", "pattern": _CLOCK.pattern}
+        day = {"type": "array", "maxItems": 10, "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": time}}
+        doc = {"additionalProperties": False, "properties": {name: day for name in DAYS}}
+        kwargs["metadata"] = {**doc, **kwargs.get("metadata", {})}
+        super().__init__(**kwargs)
+
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dict:
         hours = super()._deserialize(value, attr, data, **kwargs)
         errors: dict[str, list[str]] = {}

@@ -56,7 +56,7 @@ class SearchQuery(PageQuery):
     q = fields.String(required=True, validate=QUERY_TEXT)
     category = fields.String(validate=NAME_LENGTH)
     tags = DelimitedList(
-        fields.String(validate=validate.Length(min=1, max=50)),
+        fields.String(validate=validate.Length(min=1, max=50), metadata={"pattern": "^[^,]+$"}),
         validate=validate.Length(max=20),
         metadata={"description": "Comma-separated; an article must have every tag"},
     )
