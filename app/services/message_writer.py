@@ -3,7 +3,9 @@
 Senders await :meth:`MessageWriter.write`; at most ``max_in_flight`` statements run at once, and
 everything that arrives while they run goes into the next one (one round trip and one commit
 for up to ``max_batch`` messages). An idle server writes each message at once, so batching adds
-no latency; a busy one writes many per commit. A future resolves only after its statement has
+no latency; a busy one writes many per commit: while messages keep coming (the last statement
+ended less than ``STREAM_SECONDS`` ago) a drain first waits ``linger`` seconds for more, since a
+commit costs PostgreSQL far more than a row. A future resolves only after its statement has
 committed, so an acknowledgement always means the message is durable.
 
 The writer keeps the tasks it starts; :meth:`MessageWriter.aclose` (when the context closes)
@@ -30,6 +32,8 @@ from app.outage import is_outage
 from app.tasks import stop_tasks
 
 log = logging.getLogger(__name__)
+LINGER_SECONDS = 0.002  # how long a drain gathers messages while a stream is flowing
+STREAM_SECONDS = 0.02  # a statement ended this recently: messages are streaming in
 
 
 @dataclasses.dataclass
@@ -54,12 +58,23 @@ class PendingMessage:
 
 
 class MessageWriter:
-    def __init__(self, db: Database, events: EventLog, clock: Clock, *, max_batch: int = 256, max_in_flight: int = 2):
+    def __init__(
+        self,
+        db: Database,
+        events: EventLog,
+        clock: Clock,
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 1,
+        linger: float = LINGER_SECONDS,
+    ):
         self._db = db
         self._events = events
         self._clock = clock
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._linger = linger
+        self._last_flush = float("-inf")  # loop time the last statement ended
         self._pending: list[tuple[PendingMessage, asyncio.Future]] = []
         self._in_flight = 0  # drains running (counted inside them: no gap at their end)
         self._tasks: set[asyncio.Task] = set()
@@ -74,6 +89,10 @@ class MessageWriter:
         if self._in_flight < self._max_in_flight:
             self._start_drain()
         return await future
+
+    @staticmethod
+    def _loop_time() -> float:
+        return asyncio.get_running_loop().time()
 
     def _start_drain(self) -> None:
         self._in_flight += 1
@@ -97,11 +116,14 @@ class MessageWriter:
 
     async def _drain(self) -> None:
         try:
+            if self._linger and self._loop_time() - self._last_flush < STREAM_SECONDS:
+                await asyncio.sleep(self._linger)  # a steady stream: gather a batch first
             while self._pending:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 try:
                     await self._flush(batch)
+                    self._last_flush = self._loop_time()
                 except asyncio.CancelledError:
                     for _, future in batch:
                         if not future.done():
