@@ -185,6 +185,13 @@ VARS: tuple[Var, ...] = (
     ),
     Var("WEBSOCKET_COMPRESSION", "websocket_compression", _bool, False, "permessage-deflate on websockets"),
     Var(
+        "WEBSOCKET_FAST_PATH",
+        "websocket_fast_path",
+        _bool,
+        True,
+        "Serve websocket-only Socket.IO clients on the lean path (sockets/lean.py); off: python-socketio serves all",
+    ),
+    Var(
         "ELASTICSEARCH_HOST",
         "elasticsearch_host",
         _str,
@@ -416,6 +423,7 @@ class Settings:
     socket_shed_lag_ms: int
     websocket_heartbeat_interval: int
     websocket_compression: bool
+    websocket_fast_path: bool
     elasticsearch_host: str | None
     elasticsearch_port: int
     elasticsearch_username: str | None

@@ -29,7 +29,7 @@ from app.context import CONTEXT
 from app.errors import DomainError
 from app.health import HEALTH
 from app.live import AGENT_NS, CUSTOMER_NS, session_room
-from sockets import agent, customer
+from sockets import agent, customer, lean
 from sockets.fanout import ReplicaFanout
 from app.validation import value_problem
 from sockets.common import SocketPacket, SocketServer, SocketState, error, ok, refuse, register_unknown
@@ -81,7 +81,8 @@ def origin_check(settings: Settings) -> Any:
 
 def create_socket_server(settings: Settings) -> socketio.AsyncServer:
     origins = origin_check(settings)
-    sio = SocketServer(
+    server_class = lean.LeanSocketServer if settings.websocket_fast_path else SocketServer
+    sio = server_class(
         async_mode="aiohttp",
         # Pub/sub channels ignore the database number: name it, so deployments sharing a Redis
         # on different databases do not hear each other's broadcasts.
@@ -110,7 +111,11 @@ def attach_sockets(app: web.Application, settings: Settings) -> socketio.AsyncSe
     _register_connection_handlers(sio, state, settings)
     customer.register_all(sio, state)
     agent.register_all(sio, state)
-    sio.attach(app, socketio_path=settings.websocket_endpoint.strip("/"))
+    if isinstance(sio, lean.LeanSocketServer):  # WEBSOCKET_FAST_PATH: websocket-only clients go lean
+        sio.lean = lean.LeanEngine(sio, compress=settings.websocket_compression)
+        sio.lean.attach(app, settings.websocket_endpoint)
+    else:
+        sio.attach(app, socketio_path=settings.websocket_endpoint.strip("/"))
     app[SOCKETS] = sio
     app[STATE] = state
     return sio
