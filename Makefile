@@ -13,7 +13,7 @@ BROWSER_TESTS := tests/test_widget_browser.py tests/test_widget_first_impression
                  tests/test_bookings_browser.py tests/test_console_signin_browser.py \
                  tests/test_attachments_browser.py tests/test_widget_ticket_files_browser.py
 
-.PHONY: venv run test lint browser screenshots
+.PHONY: venv run test lint browser node screenshots
 
 venv: $(STAMP)
 
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml setup.cfg | $(VENV)/bin/python
 run: venv
 	$(VENV)/bin/support-service dev
 
-test: venv browser lint
+test: venv browser node lint
 	CHROMIUM_PATH=$(CHROMIUM) $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 # ruff's lint rules and formatting over the tree, and mypy over app/ (settings in pyproject.toml).
@@ -47,6 +47,12 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is missing: apt-get install chromium"; exit 1; }
+
+# The official Node socket.io-client (pinned in tests/node/package-lock.json) for the websocket
+# fast path's tests; installed once with npm.
+node:
+	@test -d tests/node/node_modules/socket.io-client || \
+	  (cd tests/node && npm ci --prefer-offline --no-audit --no-fund)
 
 # Retakes the widget and console screenshots in docs/screenshots (the browser tests take them).
 screenshots: venv browser

@@ -57,13 +57,14 @@ PING_TIMEOUT = SocketServer.reason.PING_TIMEOUT
 class LeanSocket:
     """One client's websocket and its heartbeat state (slots: thousands of these sit idle)."""
 
-    __slots__ = ("eio_sid", "ws", "transport", "awaiting_pong", "pong_at", "busy", "closed", "reason")
+    __slots__ = ("eio_sid", "ws", "transport", "awaiting_pong", "ping_at", "pong_at", "busy", "closed", "reason")
 
     def __init__(self, eio_sid: str, ws: web.WebSocketResponse, transport: Any, now: float) -> None:
         self.eio_sid = eio_sid
         self.ws = ws
         self.transport = transport
         self.awaiting_pong = False  # a ping went out and no pong came back yet
+        self.ping_at = now  # when that ping went out
         self.pong_at = now  # the last pong (or the open): the next ping is due interval after it
         self.busy = False  # a handler of this socket is running (its pong may wait behind it)
         self.closed = False
@@ -96,9 +97,9 @@ class Heartbeat:
     """Engine.IO's server pings for every lean socket, from one task.
 
     Sockets wait in time slots of ``tick`` seconds. A socket whose slot comes up gets a ping
-    (``2``) when ``interval`` has passed since its last pong, and a slot ``timeout`` later; if no
-    pong (``3``) came back by then it is dropped. A pong only sets two fields: the sweep reads
-    them when the socket's slot comes up, so the hot path never touches the slots.
+    (``2``) once ``interval`` has passed since its last pong; one that has not answered
+    (``3``) ``timeout`` after its ping is dropped. A pong only sets two fields, read by the
+    sweep when the socket's slot comes up, so the hot path never touches the slots.
     """
 
     def __init__(self, interval: float, timeout: float, *, compress: bool) -> None:
@@ -143,7 +144,9 @@ class Heartbeat:
         if sock.closed:
             return  # forgotten: its slot entry was the last reference the heartbeat held
         if sock.awaiting_pong:
-            if sock.busy:  # its pong may be queued behind the handler it is running
+            if now < sock.ping_at + self.timeout:
+                self.watch(sock, sock.ping_at + self.timeout)
+            elif sock.busy:  # its pong may be queued behind the handler it is running
                 self.watch(sock, now + self.tick)
             else:
                 sock.drop(PING_TIMEOUT)
@@ -152,9 +155,10 @@ class Heartbeat:
         if due > now:
             self.watch(sock, due)
             return
-        sock.awaiting_pong = True
+        sock.awaiting_pong, sock.ping_at = True, now
         await self._ping(sock)
-        self.watch(sock, now + self.timeout)
+        # looked at again when the next ping may be due (the pong came back) or at the timeout
+        self.watch(sock, now + min(self.interval, self.timeout))
 
     async def _ping(self, sock: LeanSocket) -> None:
         # Written inline when that cannot wait; a peer that is behind on reading gets a task, so
