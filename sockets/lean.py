@@ -45,6 +45,7 @@ from sockets.common import SocketServer, error
 log = logging.getLogger("support.sockets.lean")
 
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long a closing websocket waits for the client's close frame
+SHUTDOWN_WAIT_SECONDS = 2.0  # the stop waits this long for clients' close frames, then goes on
 BINARY_REFUSED = b"binary frames are not supported on this websocket"
 ATTACHMENTS_REFUSED = b"binary attachments are not supported on this websocket"
 SERVER_DISCONNECT = SocketServer.reason.SERVER_DISCONNECT
@@ -373,8 +374,8 @@ class LeanEngine:
         await self.heartbeat.stop()
         closes = [asyncio.ensure_future(sock.ws.close()) for sock in list(self.sockets.values())]
         closes += list(self._closing)
-        if closes:
-            await asyncio.wait(closes, timeout=CLOSE_TIMEOUT_SECONDS + 1)
+        if closes:  # within the server's own bound on shutdown (sockets/server.py)
+            await asyncio.wait(closes, timeout=SHUTDOWN_WAIT_SECONDS)
 
 
 def ack_frame(sio: socketio.AsyncServer, namespace: str, ack_id: int, args: list) -> str:
