@@ -62,7 +62,7 @@ class LeanSocket:
 
     def __init__(self, eio_sid: str, ws: web.WebSocketResponse, transport: Any, now: float) -> None:
         self.eio_sid = eio_sid
-        self.ws = ws
+        self.ws: web.WebSocketResponse | None = ws
         self.transport = transport
         self.awaiting_pong = False  # a ping went out and no pong came back yet
         self.ping_at = now  # when that ping went out
@@ -73,12 +73,20 @@ class LeanSocket:
 
     async def send(self, text: str) -> None:
         """Write one frame; a socket that is going away drops it (its reader's teardown follows)."""
-        if self.closed:
+        ws = self.ws
+        if ws is None or self.closed:
             return
         try:
-            await self.ws.send_str(text)
+            await ws.send_str(text)
         except (ConnectionError, RuntimeError):
             pass
+
+    def forget(self) -> None:
+        """Closed: let go of the connection at once. The heartbeat may hold this object until
+        the socket's slot comes up (up to a ping interval and timeout): under connection churn
+        that must not keep thousands of dead websockets and their buffers alive."""
+        self.closed = True
+        self.ws = self.transport = None
 
     def can_write_at_once(self) -> bool:
         """True when a frame is written without waiting: nothing is buffered for this peer, so
@@ -235,7 +243,7 @@ class LeanEngine:
             self.heartbeat.start()
             reason = await self._read(sock)
         finally:
-            sock.closed = True
+            sock.forget()
             self.sockets.pop(sock.eio_sid, None)
             # python-socketio's own teardown: every namespace still connected gets its
             # disconnect handler (one that sio.disconnect already ended is skipped)
@@ -260,6 +268,7 @@ class LeanEngine:
     async def _read(self, sock: LeanSocket) -> str:
         """Handle the socket's frames in order until it closes; returns the disconnect reason."""
         ws = sock.ws
+        assert ws is not None
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
@@ -309,7 +318,7 @@ class LeanEngine:
                 await sio._handle_disconnect(sock.eio_sid, namespace, CLIENT_DISCONNECT)
             elif kind == sio_packet.ACK:
                 await sio._handle_ack(sock.eio_sid, namespace, pkt.id, pkt.data)
-            elif kind in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK):
+            elif kind in (sio_packet.BINARY_EVENT, sio_packet.BINARY_ACK) and sock.ws is not None:
                 await sock.ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=ATTACHMENTS_REFUSED)
             # a CONNECT_ERROR from a client is ignored
         except Exception:  # the handlers answer their own errors; this is a bug, not the client's
@@ -364,6 +373,8 @@ class LeanEngine:
             sid = manager.sid_from_eio_sid(sock.eio_sid, namespace)
             if sid is not None and sid not in manager.pending_disconnect.get(namespace, ()):
                 return
+        if sock.ws is None:
+            return
         sock.reason = SERVER_DISCONNECT
         task = asyncio.get_running_loop().create_task(sock.ws.close())
         self._closing.add(task)
@@ -372,7 +383,7 @@ class LeanEngine:
     async def shutdown(self) -> None:
         """Stop pinging and close the lean sockets still open (their handlers run as they close)."""
         await self.heartbeat.stop()
-        closes = [asyncio.ensure_future(sock.ws.close()) for sock in list(self.sockets.values())]
+        closes = [asyncio.ensure_future(sock.ws.close()) for sock in list(self.sockets.values()) if sock.ws is not None]
         closes += list(self._closing)
         if closes:  # within the server's own bound on shutdown (sockets/server.py)
             await asyncio.wait(closes, timeout=SHUTDOWN_WAIT_SECONDS)
