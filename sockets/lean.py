@@ -46,6 +46,7 @@ log = logging.getLogger("support.sockets.lean")
 
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long a closing websocket waits for the client's close frame
 SHUTDOWN_WAIT_SECONDS = 2.0  # the stop waits this long for clients' close frames, then goes on
+MAX_QUEUED_FRAMES = 1000  # a peer this far behind on reading is dropped
 BINARY_REFUSED = b"binary frames are not supported on this websocket"
 ATTACHMENTS_REFUSED = b"binary attachments are not supported on this websocket"
 SERVER_DISCONNECT = SocketServer.reason.SERVER_DISCONNECT
@@ -53,17 +54,30 @@ CLIENT_DISCONNECT = SocketServer.reason.CLIENT_DISCONNECT
 TRANSPORT_CLOSE = SocketServer.reason.TRANSPORT_CLOSE
 TRANSPORT_ERROR = SocketServer.reason.TRANSPORT_ERROR
 PING_TIMEOUT = SocketServer.reason.PING_TIMEOUT
+_WRITES: set[asyncio.Task] = set()  # frames waiting for a slow peer (strong references)
 
 
 class LeanSocket:
     """One client's websocket and its heartbeat state (slots: thousands of these sit idle)."""
 
-    __slots__ = ("eio_sid", "ws", "transport", "awaiting_pong", "ping_at", "pong_at", "busy", "closed", "reason")
+    __slots__ = (
+        "eio_sid",
+        "ws",
+        "transport",
+        "queued",
+        "awaiting_pong",
+        "ping_at",
+        "pong_at",
+        "busy",
+        "closed",
+        "reason",
+    )
 
     def __init__(self, eio_sid: str, ws: web.WebSocketResponse, transport: Any, now: float) -> None:
         self.eio_sid = eio_sid
         self.ws: web.WebSocketResponse | None = ws
         self.transport = transport
+        self.queued = 0  # frames waiting in tasks because the peer is behind on reading
         self.awaiting_pong = False  # a ping went out and no pong came back yet
         self.ping_at = now  # when that ping went out
         self.pong_at = now  # the last pong (or the open): the next ping is due interval after it
@@ -72,14 +86,51 @@ class LeanSocket:
         self.reason: str | None = None  # why the server ended it, when it did
 
     async def send(self, text: str) -> None:
-        """Write one frame; a socket that is going away drops it (its reader's teardown follows)."""
+        """Write one frame, in order, without ever waiting for the peer.
+
+        The usual case writes at once (aiohttp writes a frame synchronously when nothing is
+        buffered). A peer that is behind gets the frame in a task, and every later frame too
+        until the queue is empty: tasks run in creation order and each writes before it can
+        wait, so frames keep their order. A peer more than MAX_QUEUED_FRAMES behind is dropped.
+        """
+        if self.closed:
+            return
+        if self.queued == 0 and self._can_write_at_once():
+            await self._write(text)
+        elif self.queued >= MAX_QUEUED_FRAMES:
+            self.drop(TRANSPORT_ERROR)
+        else:
+            self.queued += 1
+            task = asyncio.get_running_loop().create_task(self._write_queued(text))
+            _WRITES.add(task)
+            task.add_done_callback(_WRITES.discard)
+
+    def _can_write_at_once(self) -> bool:
+        """Nothing is buffered for this peer, so aiohttp's writer cannot be paused, and no
+        compression (whose send lock could make the write wait)."""
+        transport, ws = self.transport, self.ws
+        return (
+            transport is not None
+            and ws is not None
+            and not ws.compress
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() == 0
+        )
+
+    async def _write(self, text: str) -> None:
         ws = self.ws
         if ws is None or self.closed:
-            return
+            return  # going away: its reader's teardown follows
         try:
             await ws.send_str(text)
         except (ConnectionError, RuntimeError):
             pass
+
+    async def _write_queued(self, text: str) -> None:
+        try:
+            await self._write(text)
+        finally:
+            self.queued -= 1
 
     def forget(self) -> None:
         """Closed: let go of the connection at once. The heartbeat may hold this object until
@@ -87,12 +138,6 @@ class LeanSocket:
         that must not keep thousands of dead websockets and their buffers alive."""
         self.closed = True
         self.ws = self.transport = None
-
-    def can_write_at_once(self) -> bool:
-        """True when a frame is written without waiting: nothing is buffered for this peer, so
-        aiohttp's writer cannot be paused (and with compression off there is no send lock)."""
-        transport = self.transport
-        return transport is not None and not transport.is_closing() and transport.get_write_buffer_size() == 0
 
     def drop(self, reason: str) -> None:
         """End the connection now (the peer stopped answering): its reader sees the transport
@@ -111,14 +156,12 @@ class Heartbeat:
     sweep when the socket's slot comes up, so the hot path never touches the slots.
     """
 
-    def __init__(self, interval: float, timeout: float, *, compress: bool) -> None:
+    def __init__(self, interval: float, timeout: float) -> None:
         self.interval = interval
         self.timeout = timeout
         self.tick = min(1.0, timeout / 5)
-        self.compress = compress
         self._slots: dict[int, list[LeanSocket]] = {}
         self._task: asyncio.Task | None = None
-        self._sends: set[asyncio.Task] = set()
 
     def watch(self, sock: LeanSocket, at: float) -> None:
         self._slots.setdefault(math.ceil(at / self.tick), []).append(sock)
@@ -165,19 +208,9 @@ class Heartbeat:
             self.watch(sock, due)
             return
         sock.awaiting_pong, sock.ping_at = True, now
-        await self._ping(sock)
+        await sock.send("2")  # never waits: a peer that is behind gets it queued
         # looked at again when the next ping may be due (the pong came back) or at the timeout
         self.watch(sock, now + min(self.interval, self.timeout))
-
-    async def _ping(self, sock: LeanSocket) -> None:
-        # Written inline when that cannot wait; a peer that is behind on reading gets a task, so
-        # one slow reader never holds up the sweep for everyone else.
-        if sock.can_write_at_once() and not self.compress:
-            await sock.send("2")
-            return
-        task = asyncio.get_running_loop().create_task(sock.send("2"))
-        self._sends.add(task)
-        task.add_done_callback(self._sends.discard)
 
 
 class LeanEngine:
@@ -192,7 +225,7 @@ class LeanEngine:
         self.ping_interval = eio.ping_interval
         self.ping_timeout = eio.ping_timeout
         self.sockets: dict[str, LeanSocket] = {}  # Engine.IO sid -> socket
-        self.heartbeat = Heartbeat(self.ping_interval, self.ping_timeout, compress=compress)
+        self.heartbeat = Heartbeat(self.ping_interval, self.ping_timeout)
         self._closing: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ routing

@@ -491,7 +491,7 @@ async def test_an_event_payload_that_is_not_a_list_is_answered_unknown_event(cha
 # ------------------------------------------------------------------ order, server disconnects
 
 
-async def test_a_sockets_events_are_handled_in_the_order_they_arrive(cast: Cast, ctx, department):
+async def test_a_sockets_events_are_handled_and_pushed_in_the_order_they_arrive(cast: Cast, ctx, department):
     agent = await cast.staff(await make_agent(ctx, department))
     customer = await cast.customer()
     session_id = await start_chat(customer, agent, department)
@@ -501,6 +501,8 @@ async def test_a_sockets_events_are_handled_in_the_order_they_arrive(cast: Cast,
     ]
     acks = await asyncio.gather(*sends)
     assert [a["data"]["message"]["seq"] for a in acks] == list(range(1, 21))
+    for seq in range(1, 21):  # ... and pushed to the other party in that order
+        assert (await agent.expect("chat:message", for_session(session_id)))["seq"] == seq
 
 
 async def test_sio_disconnect_closes_a_lean_socket_and_runs_its_handler_once(cast: Cast, chat_server, monkeypatch):
