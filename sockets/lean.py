@@ -238,18 +238,22 @@ class LeanEngine:
         app.router.add_route("OPTIONS", path, self.sio.handle_request)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        environ = translate_request(request)  # python-engineio's own environ, for the same handlers
-        if not self._accepts(request, environ):
-            return await self.sio.handle_request(request)
-        return await self._serve(request, environ)
+        if self._wants_websocket(request):
+            environ = translate_request(request)  # python-engineio's own environ, for the same handlers
+            if self._origin_allowed(environ):
+                return await self._serve(request, environ)
+        return await self.sio.handle_request(request)
 
-    def _accepts(self, request: web.Request, environ: dict) -> bool:
+    @staticmethod
+    def _wants_websocket(request: web.Request) -> bool:
+        """A new Engine.IO 4 session straight on a websocket (no ``sid``: not an upgrade)."""
         query = request.query
-        if query.get("EIO") != "4" or query.get("transport") != "websocket" or "sid" in query:
-            return False
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            return False
-        return self._origin_allowed(environ)
+        return (
+            query.get("EIO") == "4"
+            and query.get("transport") == "websocket"
+            and "sid" not in query
+            and request.headers.get("Upgrade", "").lower() == "websocket"
+        )
 
     def _origin_allowed(self, environ: dict) -> bool:
         """python-engineio's origin check (a refused origin then gets engineio's own answer)."""

@@ -411,6 +411,16 @@ async def test_a_bad_token_is_refused_with_the_same_connect_error_on_both_paths(
         assert await connect_refusal(slow.url, "/customer", {"token": "not-a-jwt"}) == fast
 
 
+async def test_a_websocket_from_a_refused_origin_gets_engineios_answer(chat_server):
+    url = f"{chat_server.url}{WS_PATH}/?EIO=4&transport=websocket"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url, origin="https://evil.example")
+        assert refused.value.status == 400
+        async with http.ws_connect(url, origin="https://shop.example") as ws:  # CORS_ALLOWED_ORIGINS
+            assert (await ws.receive_str(timeout=EVENT_TIMEOUT)).startswith("0{")
+
+
 async def test_an_oversized_frame_closes_the_socket_with_message_too_big(chat_server):
     async with raw_socket(chat_server.url) as sock:
         await sock.connect("/customer", token_for(chat_server))
