@@ -98,6 +98,7 @@ class LeanSocket:
         if self.queued == 0 and self._can_write_at_once():
             await self._write(text)
         elif self.queued >= MAX_QUEUED_FRAMES:
+            log.warning("websocket %s dropped: %d frames behind on reading", self.eio_sid, self.queued)
             self.drop(TRANSPORT_ERROR)
         else:
             self.queued += 1
