@@ -93,7 +93,7 @@ class LeanSocket:
         until the queue is empty: tasks run in creation order and each writes before it can
         wait, so frames keep their order. A peer more than MAX_QUEUED_FRAMES behind is dropped.
         """
-        if self.closed:
+        if self.closed or self.reason is not None:  # closed, or being closed by the server
             return
         if self.queued == 0 and self._can_write_at_once():
             await self._write(text)
