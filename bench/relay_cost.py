@@ -4,8 +4,9 @@
     .venv/bin/python bench/relay_cost.py --pairs 500 --rate 2 --duration 20
 
 A server process runs this service's Socket.IO server class (``LeanSocketServer`` with the fast
-path, ``SocketServer`` without) on aiohttp + uvloop with the service's manager (ReplicaFanout:
-local rooms only here, so nothing crosses Redis but the room registrations) and one handler: ``relay`` emits its payload to the sender's room (the other client of the pair) and
+path, ``SocketServer`` without) on aiohttp + uvloop with python-socketio's in-memory manager, or
+with ``--redis URL`` the service's (ReplicaFanout, whose emits also run its Redis fan-out
+script), and one handler: ``relay`` emits its payload to the sender's room (the other client of the pair) and
 acks ``{"ok": true}``, so no database, Redis or validation is measured. A client process holds
 ``--pairs`` pairs of hand-written Engine.IO websocket clients (cheap: the generator must not be
 the limit); one client of each pair sends ``--rate`` messages a second. The server's CPU time
@@ -38,6 +39,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def serve(port: int, fast_path: bool, redis_url: str) -> None:
+    import socketio
     import uvloop
     from aiohttp import web
 
@@ -46,7 +48,8 @@ def serve(port: int, fast_path: bool, redis_url: str) -> None:
     from sockets.lean import LeanEngine, LeanSocketServer
 
     server_class = LeanSocketServer if fast_path else SocketServer
-    manager = ReplicaFanout(redis_url, prefix=f"relay-bench-{port}")  # the service's manager
+    # the service's manager, or python-socketio's in-memory one (the Socket.IO layer alone)
+    manager = ReplicaFanout(redis_url, prefix=f"relay-bench-{port}") if redis_url else socketio.AsyncManager()
     sio = server_class(
         client_manager=manager,
         async_mode="aiohttp",
@@ -72,7 +75,8 @@ def serve(port: int, fast_path: bool, redis_url: str) -> None:
         sio.attach(app, socketio_path="ws/chat")
 
     async def start_fanout(app: web.Application) -> None:
-        manager.start(sio)
+        if isinstance(manager, ReplicaFanout):
+            manager.start(sio)
 
     app.on_startup.append(start_fanout)
     uvloop.install()
@@ -149,7 +153,8 @@ def measure(args: argparse.Namespace, fast_path: bool) -> dict:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), "--fast-path", str(fast_path).lower()], cwd=ROOT
+        [sys.executable, __file__, "--serve", str(port), "--fast-path", str(fast_path).lower(), "--redis", args.redis],
+        cwd=ROOT,
     )
     try:
         for _ in range(100):
@@ -204,7 +209,12 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--modes", default="true,false")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="for the fan-out manager's room registry")
+    p.add_argument(
+        "--redis",
+        default="",
+        help="Redis URL: measure with the service's fan-out manager (ReplicaFanout) instead of "
+        "python-socketio's in-memory one",
+    )
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     p.add_argument("--fast-path", default="true", help=argparse.SUPPRESS)
     p.add_argument("--load", type=int, help=argparse.SUPPRESS)
