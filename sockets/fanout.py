@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 import socketio
+from bidict import ValueDuplicationError
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
@@ -51,6 +52,7 @@ LISTEN_RETRY_MAX_SECONDS = 2.0  # ...doubling up to this, so it is back within ~
 REGISTER_WAIT_SECONDS = 1.0  # an enter_room waits this long for Redis, then goes on (see restore)
 REGISTRY_CHECK_SECONDS = 1.0  # how often a replica checks that Redis still has its registry
 ROOM_TTL_SECONDS = 7 * 24 * 3600  # a room hash outlives a crashed replica's entry by at most this
+RENEW_SECONDS = 3600  # a replica renews its entries' expiry this often
 OUTBOX_LIMIT = 100_000
 SESSION_ROOM_PREFIX = "session:"
 REPLICA_ID_LENGTH = 12  # hex digits; a socket id is "<replica>.<engine.io id>"
@@ -170,7 +172,7 @@ class ReplicaFanout(socketio.AsyncManager):
         sid = f"{self.replica}.{self.server.eio.generate_id()}"
         try:
             self.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
-        except ValueError:  # bidict's ValueDuplicationError: this eio session is connected already
+        except ValueDuplicationError:  # this Engine.IO session is connected to the namespace already
             return None
         self.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
         self.pending_connect.setdefault(namespace, []).append(sid)
@@ -428,8 +430,12 @@ class ReplicaFanout(socketio.AsyncManager):
         REGISTRY_CHECK_SECONDS check that this replica's entry is still there, and restore when
         it is gone (pushes missed meanwhile are fetched by the clients on chat:resync)."""
         await registered
+        renewed = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(REGISTRY_CHECK_SECONDS)
+            if asyncio.get_running_loop().time() - renewed > RENEW_SECONDS:
+                renewed = asyncio.get_running_loop().time()
+                self._register_all()  # renews the room hashes' expiry while they are in use
             try:
                 present = await self._redis().hexists(self._everyone_key, self.replica)
             except asyncio.CancelledError:
@@ -450,6 +456,11 @@ class ReplicaFanout(socketio.AsyncManager):
         """Rewrite this replica's registry entries, and only once Redis has them, tell the
         sockets in chats to resync: every push fanned out after that reaches this replica, and
         every message committed before it is in the clients' chat:sync."""
+        await asyncio.gather(*self._register_all())  # resolved when the publisher ran them (it retries)
+        await self.resync_local_sessions()
+
+    def _register_all(self) -> list[asyncio.Future]:
+        """(Re)write this replica's entries: the everyone hash and every room it has members in."""
         waits = [self._queue(("hset", self._everyone_key))]
         waits += [
             self._queue(("hset", self._room_key(ns, room)))
@@ -457,8 +468,7 @@ class ReplicaFanout(socketio.AsyncManager):
             for room in list(rooms)
             if self._registered(ns, room)
         ]
-        await asyncio.gather(*waits)  # resolved when the publisher has run them (it retries)
-        await self.resync_local_sessions()
+        return waits
 
     async def resync_local_sessions(self) -> int:
         """``chat:resync {session_ids}`` to every socket of this replica in a session room (sent
