@@ -40,6 +40,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import translate_request
 
+from app.tasks import stop_tasks
 from sockets.common import SocketServer, error
 
 log = logging.getLogger("support.sockets.lean")
@@ -173,9 +174,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
 
     async def _run(self) -> None:

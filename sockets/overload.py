@@ -12,8 +12,9 @@ costs far less than serving, so the backlog drains and the lag falls within a fe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
+
+from app.tasks import stop_tasks
 
 
 class LoopLag:
@@ -35,9 +36,7 @@ class LoopLag:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_tasks([self._task])
             self._task = None
 
     async def _sample(self) -> None:
