@@ -19,6 +19,8 @@ from typing import Any
 
 import asyncpg
 
+from app.tasks import stop_tasks
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "support_events"
@@ -52,6 +54,7 @@ class Leader:
         self._up = asyncio.Event()  # set while connected
         self._callbacks: list[Notified] = []
         self._task: asyncio.Task | None = None
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -61,14 +64,20 @@ class Leader:
         self._callbacks.append(callback)
 
     async def start(self) -> None:
+        self._closing = False
         self._task = asyncio.create_task(self._run(), name="leader-connection")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop the connection task. ``_closing`` ends its loop even if a cancellation is lost
+        on the way (before Python 3.12, ``asyncio.wait_for`` swallowed one that arrived as the
+        awaited thing finished), and the wait is bounded: a shutdown never hangs on it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._closing = True
+        self._lost.set()  # wakes the keepalive
+        task.cancel()
+        await stop_tasks([task])
 
     async def wait_connected(self) -> None:
         await self._up.wait()
@@ -77,7 +86,7 @@ class Leader:
 
     async def _run(self) -> None:
         delay = self.backoff[0]
-        while True:
+        while not self._closing:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self.dsn)
@@ -101,14 +110,19 @@ class Leader:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
+            if self._closing:
+                return
             await asyncio.sleep(delay)  # reconnect back-off
             delay = min(delay * 2, self.backoff[1])
 
     async def _keepalive(self, conn: asyncpg.Connection) -> None:
         """Return when the connection is gone (a failed probe raises)."""
         while not conn.is_closed():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), self.keepalive_seconds)
+            # asyncio.timeout, not wait_for: a cancellation arriving as the loss is signalled
+            # must not be swallowed (it was by wait_for before Python 3.12).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.keepalive_seconds):
+                    await self._lost.wait()
             if self._lost.is_set():
                 return
             async with self._io:  # a slow answer under load is not a dead connection
@@ -130,8 +144,9 @@ class Leader:
         """The role's lease when no other replica holds it; None otherwise, or when not connected
         within ``connect_timeout`` seconds."""
         if not self._up.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._up.wait(), connect_timeout)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(connect_timeout):
+                    await self._up.wait()
         conn, lost = self._conn, self._lost
         if conn is None or conn.is_closed():
             return None

@@ -130,3 +130,25 @@ async def test_the_message_writer_refuses_writes_once_closed_and_answers_what_wa
     assert all(r is None or isinstance(r, Unavailable) for r in results)
     with pytest.raises(Unavailable):
         await writer.write(item())
+
+
+async def test_a_leader_stops_when_cancelled_as_its_connection_is_lost(settings):
+    """Shutdown found the connection just lost (a duty cancelled mid-release drops it): the stop
+    of the connection task arrived in the tick in which its wait for the loss ended. Python
+    3.11's ``asyncio.wait_for`` swallowed that cancellation, the task reconnected, and
+    ``aclose`` waited for it forever (the suite's intermittent hang)."""
+    leader = Leader(settings.dsn, keepalive_seconds=30, backoff=(0.05, 0.2))
+    await leader.start()
+    await asyncio.wait_for(leader.wait_connected(), 10)
+    await asyncio.sleep(0.05)  # the connection task waits in its keepalive
+    leader._lost.set()
+    await asyncio.sleep(0)  # the wait for the loss ends; the task has not resumed yet
+    closing = asyncio.ensure_future(leader.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=10)
+    if not done:  # leave nothing running behind the failure
+        closing.cancel()
+        while leader._task is not None and not leader._task.done():
+            leader._task.cancel()
+            await asyncio.sleep(0.1)
+    assert done, "Leader.aclose() did not return"
+    assert not leader.connected
