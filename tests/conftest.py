@@ -26,6 +26,7 @@ from app.config import Settings
 from app.context import AppContext, open_context
 from app.migrate import migrate
 from app.security.encryption import generate_key_spec
+from hang_guard import pytest_runtest_call, pytest_runtest_setup, pytest_runtest_teardown  # noqa: F401
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/15"
