@@ -49,7 +49,8 @@ log = logging.getLogger("support.sockets")
 
 LISTEN_RETRY_FIRST_SECONDS = 0.1  # the listener's back-off after Redis fails...
 LISTEN_RETRY_MAX_SECONDS = 2.0  # ...doubling up to this, so it is back within ~2 s of Redis
-REGISTER_WAIT_SECONDS = 1.0  # an enter_room waits this long for Redis, then goes on (see restore)
+REGISTER_WAIT_SECONDS = 1.0  # an enter_room waits this long for a failing Redis, then goes on
+REGISTER_WAIT_LONGEST = 15.0  # ...and at most this long for a reachable one (a starved replica)
 REGISTRY_CHECK_SECONDS = 1.0  # how often a replica checks that Redis still has its registry
 ROOM_TTL_SECONDS = 7 * 24 * 3600  # a room hash outlives a crashed replica's entry by at most this
 RENEW_SECONDS = 3600  # a replica renews its entries' expiry this often
@@ -96,7 +97,7 @@ class ReplicaFanout(socketio.AsyncManager):
         self._publisher: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
-        self._redis_back = asyncio.Event()  # set when the listener reaches Redis again
+        self._redis_back = asyncio.Event()  # set while Redis answers; cleared by a failed publish
 
     # ------------------------------------------------------------ names
 
@@ -232,10 +233,13 @@ class ReplicaFanout(socketio.AsyncManager):
                 self._queue(("hdel", self._room_key(namespace, room)))
 
     async def _register(self, key: str, replica: str) -> None:
-        """Add ``replica`` to a room's registry; waits for Redis up to REGISTER_WAIT_SECONDS (a
-        join does not hang on a Redis outage: the restore rewrites the registry and resyncs)."""
+        """Add ``replica`` to a room's registry and wait until Redis has it, so that pushes
+        made after the join reach it (a starved replica may take seconds). While Redis is known
+        to be failing the wait is short: a join does not hang on an outage, and the restore
+        rewrites the registry and resyncs the clients when Redis is back."""
         done = self._queue(("hset", key, replica))
-        await asyncio.wait([done], timeout=REGISTER_WAIT_SECONDS)
+        reachable = self._redis_back.is_set()
+        await asyncio.wait([done], timeout=REGISTER_WAIT_SECONDS if not reachable else REGISTER_WAIT_LONGEST)
 
     # ------------------------------------------------------------ emits
 
@@ -335,6 +339,7 @@ class ReplicaFanout(socketio.AsyncManager):
             while True:
                 try:
                     await self._execute([command for command, _ in batch])
+                    self._redis_back.set()
                     backoff = 0.05
                     break
                 except asyncio.CancelledError:
