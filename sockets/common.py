@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from app.errors import DomainError
 from app.jsonutil import json_default, orjson_default
 from app.logs import request_id_var
 from app.outage import RETRY_AFTER_MS, is_outage
+from app.security.ratelimit import Budget
 from sockets.overload import LoopLag
 from app.validation import DEPTH_MESSAGE, MAX_DEPTH, json_depth_exceeds
 
@@ -36,25 +36,6 @@ EVENT_BURST = 120.0  # per socket, at once (a reconnect's syncs, a paste of mess
 # an event would wait longer than a client should, so it is answered `unavailable` at once.
 MAX_IN_FLIGHT = 400
 BUSY_RETRY_MS = 500
-
-
-class Budget:
-    """A token bucket: ``rate`` events a second on average, bursts up to ``burst``."""
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
-
-    def take(self) -> int:
-        """0 when an event may run now, else the milliseconds until one may."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0
-        return max(1, math.ceil((1 - self.tokens) / self.rate * 1000))
 
 
 class SocketState:

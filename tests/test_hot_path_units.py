@@ -55,6 +55,6 @@ def test_local_budgets_forget_idle_keys_when_full():
     budgets.take("a", 10)
     budgets.take("b", 10)
     for key in ("a", "b"):
-        budgets._buckets[key][1] -= 120  # idle for two minutes
+        budgets._budgets[key].stamp -= 120  # idle for two minutes
     budgets.take("c", 10)
-    assert set(budgets._buckets) == {"c"}
+    assert set(budgets._budgets) == {"c"}

@@ -36,40 +36,51 @@ class Verdict:
         return max(1, self.reset_seconds) * 1000
 
 
+class Budget:
+    """A token bucket: ``rate`` events a second on average, bursts up to ``burst``."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, time.monotonic()
+
+    def take(self) -> int:
+        """0 when an event may run now, else the milliseconds until one may."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0
+        return max(1, math.ceil((1 - self.tokens) / self.rate * 1000))
+
+
 class LocalBudgets:
-    """Token buckets in this process's memory, one per key: ``per_minute`` at once, refilled at
-    ``per_minute`` a minute. For a budget whose caller is pinned to this replica (a socket's
-    sender), where a Redis round trip per event would cost more than the event itself."""
+    """A :class:`Budget` per key in this process's memory, ``per_minute`` at once and refilled at
+    ``per_minute`` a minute: for a caller pinned to this replica (a socket's sender), where a
+    Redis round trip per event would cost more than the event itself."""
 
     def __init__(self, max_keys: int = 100_000) -> None:
-        self._buckets: dict[Any, list[float]] = {}  # key -> [tokens, stamp]
+        self._budgets: dict[Any, Budget] = {}
         self._max_keys = max_keys
 
     def take(self, key: Any, per_minute: int) -> int:
         """0 when one more is allowed now (and counts it), else the milliseconds to wait."""
-        now = time.monotonic()
-        rate = per_minute / 60.0
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self._max_keys:
-                self._forget_full(now, rate)
-            bucket = self._buckets[key] = [float(per_minute), now]
-        tokens = min(float(per_minute), bucket[0] + (now - bucket[1]) * rate)
-        bucket[1] = now
-        if tokens >= 1:
-            bucket[0] = tokens - 1
-            return 0
-        bucket[0] = tokens
-        return max(1, math.ceil((1 - tokens) / rate * 1000))
+        budget = self._budgets.get(key)
+        if budget is None:
+            if len(self._budgets) >= self._max_keys:
+                self._forget_idle()
+            budget = self._budgets[key] = Budget(per_minute / 60.0, float(per_minute))
+        return budget.take()
 
-    def _forget_full(self, now: float, rate: float) -> None:
-        """Drop the buckets that have refilled (idle keys); they would start full anyway."""
-        horizon = 60.0
-        for key in [k for k, (_, stamp) in self._buckets.items() if now - stamp >= horizon]:
-            del self._buckets[key]
+    def _forget_idle(self) -> None:
+        """Drop the budgets idle for a minute: they have refilled and would start full anyway."""
+        horizon = time.monotonic() - 60.0
+        for key in [k for k, budget in self._budgets.items() if budget.stamp <= horizon]:
+            del self._budgets[key]
 
     def clear(self) -> None:
-        self._buckets.clear()
+        self._budgets.clear()
 
 
 class RateLimiter:
